@@ -1,0 +1,505 @@
+//! cgroup management for berth: detect the host's layout once (v1, hybrid
+//! or unified), then create, place, freeze, kill and delete one
+//! container's cgroup in every hierarchy. A manager only ever removes
+//! directories it created itself, and never writes a file that no spec
+//! field asked for.
+//!
+//! This is the first slice (placement and lifecycle); resource limits,
+//! stats and events are being added (issue 5) and `apply` refuses, naming
+//! the field, what is not implemented yet.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// Errors of cgroup operations, each naming the file and the operation.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    /// Reading or writing a cgroup file or directory failed.
+    #[error("cgroup {op} {path}: {err}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        err: std::io::Error,
+    },
+    /// No cgroup filesystem is mounted.
+    #[error("no cgroup filesystem is mounted (looked in /proc/self/mountinfo)")]
+    NotMounted,
+    /// A spec field this host or this version cannot apply.
+    #[error("unsupported: linux.resources.{field}: {reason}")]
+    Unsupported {
+        /// The field, below `linux.resources`.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+    /// A cgroup path that is not acceptable.
+    #[error("invalid cgroupsPath {path:?}: {reason}")]
+    InvalidPath {
+        /// The path as given.
+        path: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// Processes did not leave the cgroup in time.
+    #[error("cgroup {path}: processes still present after {secs}s")]
+    Busy {
+        /// The cgroup directory.
+        path: PathBuf,
+        /// How long we waited.
+        secs: u64,
+    },
+}
+
+type Result<T> = std::result::Result<T, CgroupError>;
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> CgroupError + 'a {
+    move |source| CgroupError::Io {
+        op,
+        path: path.to_path_buf(),
+        err: source,
+    }
+}
+
+/// The host's cgroup layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Layout {
+    /// Only v1 hierarchies.
+    Legacy,
+    /// v1 controllers plus a cgroup2 mount (usually without controllers).
+    Hybrid,
+    /// Only cgroup2.
+    Unified,
+}
+
+/// One v1 hierarchy mount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct V1Mount {
+    /// The controllers (and `name=` option) of the hierarchy, e.g. `["cpu"]` or `["name=systemd"]`.
+    pub controllers: Vec<String>,
+    /// Where it is mounted.
+    pub mountpoint: PathBuf,
+}
+
+/// The detected cgroup mounts of this host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hierarchy {
+    /// v1 hierarchies.
+    pub v1: Vec<V1Mount>,
+    /// The cgroup2 mount, if any.
+    pub unified: Option<PathBuf>,
+}
+
+impl Hierarchy {
+    /// Reads /proc/self/mountinfo.
+    pub fn detect() -> Result<Hierarchy> {
+        let text = std::fs::read_to_string("/proc/self/mountinfo").map_err(io("read", Path::new("/proc/self/mountinfo")))?;
+        Ok(Self::parse(&text))
+    }
+
+    /// Parses mountinfo text.
+    pub fn parse(text: &str) -> Hierarchy {
+        let mut h = Hierarchy { v1: vec![], unified: None };
+        for line in text.lines() {
+            let Some((left, right)) = line.split_once(" - ") else { continue };
+            let mountpoint = left.split(' ').nth(4).unwrap_or("");
+            let mut r = right.split(' ');
+            let fstype = r.next().unwrap_or("");
+            let _source = r.next();
+            let super_opts = r.next().unwrap_or("");
+            match fstype {
+                "cgroup2" if h.unified.is_none() => h.unified = Some(PathBuf::from(mountpoint)),
+                "cgroup" => {
+                    let controllers: Vec<String> = super_opts
+                        .split(',')
+                        .filter(|o| !matches!(*o, "rw" | "ro" | "relatime" | "noatime" | "nosuid" | "nodev" | "noexec" | "clone_children") && !o.starts_with("release_agent") && !o.starts_with("cpuset_v2_mode"))
+                        .map(str::to_string)
+                        .collect();
+                    if !controllers.is_empty() && !h.v1.iter().any(|m| m.controllers == controllers) {
+                        h.v1.push(V1Mount {
+                            controllers,
+                            mountpoint: PathBuf::from(mountpoint),
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        h
+    }
+
+    /// The layout.
+    pub fn layout(&self) -> Layout {
+        match (self.v1.is_empty(), self.unified.is_some()) {
+            (true, _) => Layout::Unified,
+            (false, true) => Layout::Hybrid,
+            (false, false) => Layout::Legacy,
+        }
+    }
+
+    /// One line saying what was found.
+    pub fn describe(&self) -> String {
+        let v1: Vec<String> = self.v1.iter().map(|m| m.controllers.join("+")).collect();
+        match self.layout() {
+            Layout::Unified => format!("unified: cgroup2 at {}", self.unified.as_deref().unwrap_or(Path::new("?")).display()),
+            Layout::Legacy => format!("legacy: v1 controllers {}", v1.join(",")),
+            Layout::Hybrid => format!(
+                "hybrid: v1 controllers {} + cgroup2 at {}",
+                v1.join(","),
+                self.unified.as_deref().unwrap_or(Path::new("?")).display()
+            ),
+        }
+    }
+
+    /// The cgroup2 mount point.
+    pub fn unified_mount(&self) -> Option<&Path> {
+        self.unified.as_deref()
+    }
+
+    /// Each v1 hierarchy as (directory name inside /sys/fs/cgroup, mount point, mount options).
+    pub fn v1_mounts(&self) -> Vec<(String, PathBuf, String)> {
+        self.v1
+            .iter()
+            .map(|m| {
+                let name = m.mountpoint.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| m.controllers.join(","));
+                (name, m.mountpoint.clone(), m.controllers.join(","))
+            })
+            .collect()
+    }
+}
+
+/// One container's cgroup across the host's hierarchies.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CgroupManager {
+    /// The cgroup path, absolute from each hierarchy's root.
+    path: String,
+    /// Every directory this cgroup lives in (one per hierarchy).
+    dirs: Vec<PathBuf>,
+    /// The directories `create` made, deepest last.
+    created: Vec<PathBuf>,
+    /// Freezer: v1 freezer dir, or the v2 dir (cgroup.freeze).
+    freezer: Option<(PathBuf, bool)>,
+    layout: Layout,
+}
+
+/// The calling process's cgroup in the hierarchy described by `key`
+/// (a controller name, or "" for cgroup2).
+fn own_cgroup(key: &str) -> String {
+    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    for line in text.lines() {
+        let mut f = line.splitn(3, ':');
+        let (_, ctrls, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or("/"));
+        if (key.is_empty() && ctrls.is_empty()) || (!key.is_empty() && ctrls.split(',').any(|c| c == key)) {
+            return path.to_string();
+        }
+    }
+    "/".to_string()
+}
+
+impl CgroupManager {
+    /// Resolves `cgroups_path` as runc's cgroupfs driver does: an absolute
+    /// path from each hierarchy's root, or a path relative to the caller's
+    /// own cgroup. Makes no change to the filesystem.
+    pub fn new(hier: &Hierarchy, cgroups_path: &str) -> Result<Self> {
+        if cgroups_path.split('/').any(|c| c == "..") {
+            return Err(CgroupError::InvalidPath {
+                path: cgroups_path.to_string(),
+                reason: "must not contain ..",
+            });
+        }
+        if cgroups_path.contains(':') {
+            return Err(CgroupError::InvalidPath {
+                path: cgroups_path.to_string(),
+                reason: "looks like a systemd slice:prefix:name path; the systemd driver is not supported",
+            });
+        }
+        let layout = hier.layout();
+        let mut dirs = vec![];
+        let mut freezer = None;
+        let resolve = |key: &str| -> String {
+            if cgroups_path.starts_with('/') {
+                cgroups_path.to_string()
+            } else {
+                format!("{}/{}", own_cgroup(key).trim_end_matches('/'), cgroups_path)
+            }
+        };
+        for m in &hier.v1 {
+            let key = m.controllers.first().map(String::as_str).unwrap_or("");
+            let dir = m.mountpoint.join(resolve(key).trim_start_matches('/'));
+            if m.controllers.iter().any(|c| c == "freezer") {
+                freezer = Some((dir.clone(), true));
+            }
+            dirs.push(dir);
+        }
+        if let Some(u) = &hier.unified {
+            let dir = u.join(resolve("").trim_start_matches('/'));
+            if layout == Layout::Unified {
+                freezer = Some((dir.clone(), false));
+            }
+            dirs.push(dir);
+        }
+        if dirs.is_empty() {
+            return Err(CgroupError::NotMounted);
+        }
+        Ok(CgroupManager {
+            path: if cgroups_path.starts_with('/') { cgroups_path.to_string() } else { resolve("") },
+            dirs,
+            created: vec![],
+            freezer,
+            layout,
+        })
+    }
+
+    /// The resolved cgroup path.
+    pub fn path(&self) -> String {
+        self.path.clone()
+    }
+
+    /// The directories of this cgroup, one per hierarchy.
+    pub fn dirs(&self) -> &[PathBuf] {
+        &self.dirs
+    }
+
+    /// Creates the cgroup in every hierarchy, recording what it made.
+    pub fn create(&mut self) -> Result<()> {
+        for dir in self.dirs.clone() {
+            let mut missing = vec![];
+            let mut p = dir.as_path();
+            while !p.exists() {
+                missing.push(p.to_path_buf());
+                match p.parent() {
+                    Some(parent) => p = parent,
+                    None => break,
+                }
+            }
+            for d in missing.into_iter().rev() {
+                match std::fs::create_dir(&d) {
+                    Ok(()) => {
+                        self.created.push(d.clone());
+                        // A new v1 cpuset cgroup has no cpus or mems: inherit the parent's.
+                        if d.join("cpuset.cpus").exists() {
+                            for f in ["cpuset.cpus", "cpuset.mems"] {
+                                let parent = d.parent().unwrap_or(Path::new("/")).join(f);
+                                let v = std::fs::read_to_string(&parent).map_err(io("read", &parent))?;
+                                let own = d.join(f);
+                                std::fs::write(&own, v.trim()).map_err(io("write", &own))?;
+                            }
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(io("mkdir", &d)(e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves process `pid` into the cgroup everywhere.
+    pub fn add_process(&self, pid: i32) -> Result<()> {
+        for d in &self.dirs {
+            let f = d.join("cgroup.procs");
+            std::fs::write(&f, pid.to_string()).map_err(io("write", &f))?;
+        }
+        Ok(())
+    }
+
+    /// Applies `linux.resources`. This slice applies nothing yet and refuses
+    /// every set field by name, so no limit is ever silently ignored.
+    pub fn apply(&self, res: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        let unsupported = |field: &str| {
+            Err(CgroupError::Unsupported {
+                field: field.to_string(),
+                reason: "resource limits are not implemented yet".to_string(),
+            })
+        };
+        if res.memory().is_some() {
+            return unsupported("memory");
+        }
+        if res.cpu().is_some() {
+            return unsupported("cpu");
+        }
+        if res.pids().is_some() {
+            return unsupported("pids");
+        }
+        if res.block_io().is_some() {
+            return unsupported("blockIO");
+        }
+        if res.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()) {
+            return unsupported("hugepageLimits");
+        }
+        if res.network().is_some() {
+            return unsupported("network");
+        }
+        if res.rdma().as_ref().is_some_and(|r| !r.is_empty()) {
+            return unsupported("rdma");
+        }
+        if res.unified().as_ref().is_some_and(|u| !u.is_empty()) {
+            return unsupported("unified");
+        }
+        // A device list that only denies everything is what every default
+        // spec carries; the device controller comes with the resources work.
+        let devices = res.devices().as_deref().unwrap_or(&[]);
+        if devices.iter().any(|d| d.allow()) {
+            return unsupported("devices");
+        }
+        Ok(())
+    }
+
+    /// Pids in the cgroup (from the first hierarchy that lists them).
+    pub fn pids(&self) -> Result<Vec<i32>> {
+        let mut all = vec![];
+        for d in &self.dirs {
+            let f = d.join("cgroup.procs");
+            match std::fs::read_to_string(&f) {
+                Ok(t) => {
+                    for p in t.lines().filter_map(|l| l.trim().parse().ok()) {
+                        if !all.contains(&p) {
+                            all.push(p);
+                        }
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io("read", &f)(e)),
+            }
+        }
+        Ok(all)
+    }
+
+    /// Sends `signal` to every process in the cgroup.
+    pub fn kill_all(&self, signal: i32) -> Result<()> {
+        for pid in self.pids()? {
+            // SAFETY: kill with integer arguments.
+            unsafe { libc::kill(pid, signal) };
+        }
+        Ok(())
+    }
+
+    fn set_frozen(&self, frozen: bool) -> Result<()> {
+        let Some((dir, v1)) = &self.freezer else {
+            return Err(CgroupError::Unsupported {
+                field: "freezer".into(),
+                reason: "no freezer controller on this host".into(),
+            });
+        };
+        let (file, value) = if *v1 {
+            ("freezer.state", if frozen { "FROZEN" } else { "THAWED" })
+        } else {
+            ("cgroup.freeze", if frozen { "1" } else { "0" })
+        };
+        let f = dir.join(file);
+        std::fs::write(&f, value).map_err(io("write", &f))
+    }
+
+    /// Freezes every process in the cgroup.
+    pub fn freeze(&self) -> Result<()> {
+        self.set_frozen(true)
+    }
+
+    /// Thaws the cgroup.
+    pub fn thaw(&self) -> Result<()> {
+        self.set_frozen(false)
+    }
+
+    /// Whether the cgroup is frozen.
+    pub fn is_frozen(&self) -> Result<bool> {
+        let Some((dir, v1)) = &self.freezer else { return Ok(false) };
+        let f = dir.join(if *v1 { "freezer.state" } else { "cgroup.freeze" });
+        match std::fs::read_to_string(&f) {
+            Ok(s) => Ok(matches!(s.trim(), "FROZEN" | "FREEZING" | "1")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io("read", &f)(e)),
+        }
+    }
+
+    /// Kills what is left, waits for the cgroup to empty, and removes every
+    /// directory this manager created. Missing directories are fine.
+    pub fn destroy(&self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let pids = self.pids()?;
+            if pids.is_empty() {
+                break;
+            }
+            if self.is_frozen().unwrap_or(false) {
+                let _ = self.thaw();
+            }
+            self.kill_all(libc::SIGKILL)?;
+            if Instant::now() > deadline {
+                return Err(CgroupError::Busy {
+                    path: self.dirs[0].clone(),
+                    secs: 10,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Deepest first; a parent shared with another container stays (ENOTEMPTY/EBUSY).
+        let mut dirs: Vec<&PathBuf> = self.created.iter().collect();
+        if self.created.is_empty() {
+            // A record from an older runtime: remove the leaves only.
+            dirs = self.dirs.iter().collect();
+        }
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        for d in dirs {
+            let mut tries = 0;
+            loop {
+                match std::fs::remove_dir(d) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => break,
+                    // The kernel may still be tearing down an exited task.
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 200 && self.dirs.contains(d) => {
+                        tries += 1;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && !self.dirs.contains(d) => break,
+                    Err(e) => return Err(io("rmdir", d)(e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The host layout this manager was made for.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "35 25 0:30 / /sys/fs/cgroup rw - tmpfs tmpfs rw,mode=755\n\
+36 35 0:31 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n\
+37 35 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n\
+38 35 0:33 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd\n\
+39 35 0:34 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
+
+    #[test]
+    fn hybrid_layout_is_detected() {
+        let h = Hierarchy::parse(HYBRID);
+        assert_eq!(h.layout(), Layout::Hybrid);
+        assert_eq!(h.v1.len(), 3);
+        assert_eq!(h.v1[2].controllers, vec!["name=systemd"]);
+        assert_eq!(h.unified.as_deref(), Some(Path::new("/sys/fs/cgroup/unified")));
+        assert!(h.describe().starts_with("hybrid: v1 controllers cpu,memory,name=systemd"));
+    }
+
+    #[test]
+    fn unified_layout_is_detected() {
+        let h = Hierarchy::parse("30 25 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n");
+        assert_eq!(h.layout(), Layout::Unified);
+    }
+
+    #[test]
+    fn absolute_path_lands_in_every_hierarchy() {
+        let m = CgroupManager::new(&Hierarchy::parse(HYBRID), "/berth/x").unwrap();
+        assert_eq!(m.dirs().len(), 4);
+        assert!(m.dirs().iter().all(|d| d.ends_with("berth/x")));
+        assert!(CgroupManager::new(&Hierarchy::parse(HYBRID), "/a/../b").is_err());
+    }
+}

@@ -1,0 +1,1 @@
+//! Image store for berth (under construction).

@@ -1,0 +1,265 @@
+//! berth-runtime: a runc-compatible OCI runtime command line. Parsing and
+//! printing only; every operation lives in the `runtime` library.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use runtime::{CreateOptions, StateStore, Status};
+
+#[derive(Parser)]
+#[command(name = "berth-runtime", version, about = "berth's OCI runtime (runc-compatible command line)")]
+struct Cli {
+    /// Root directory for container state.
+    #[arg(long, global = true, default_value = "/run/berth-runtime")]
+    root: PathBuf,
+    /// Write logs to this file instead of stderr.
+    #[arg(long, global = true)]
+    log: Option<PathBuf>,
+    /// Log format: text or json.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    /// Log debug messages.
+    #[arg(long, global = true)]
+    debug: bool,
+    /// Use systemd to manage cgroups.
+    #[arg(long, global = true)]
+    systemd_cgroup: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct CreateArgs {
+    /// Path to the bundle directory.
+    #[arg(short, long, default_value = ".")]
+    bundle: PathBuf,
+    /// File to write the container's init pid to.
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
+    /// Unix socket that receives the pty master.
+    #[arg(long)]
+    console_socket: Option<PathBuf>,
+    /// Use MS_MOVE and chroot instead of pivot_root.
+    #[arg(long)]
+    no_pivot: bool,
+    /// Do not create a new session keyring.
+    #[arg(long)]
+    no_new_keyring: bool,
+    /// Pass this many descriptors above stdio to the container.
+    #[arg(long, default_value_t = 0)]
+    preserve_fds: u32,
+    /// Container id.
+    id: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a container (its program waits for `start`).
+    Create(CreateArgs),
+    /// Start a created container.
+    Start {
+        /// Container id.
+        id: String,
+    },
+    /// Create and start a container, and wait for it unless --detach.
+    Run {
+        #[command(flatten)]
+        create: CreateArgs,
+        /// Return once started.
+        #[arg(short, long)]
+        detach: bool,
+        /// Keep the container after it exits.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Print a container's OCI state.
+    State {
+        /// Container id.
+        id: String,
+    },
+    /// List containers.
+    #[command(alias = "ls")]
+    List {
+        /// Output format: table or json.
+        #[arg(short, long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+        /// Print only ids.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Send a signal to a container (default SIGTERM).
+    Kill {
+        /// Send to every process in the container's cgroup.
+        #[arg(short, long)]
+        all: bool,
+        /// Container id.
+        id: String,
+        /// Signal name or number.
+        #[arg(default_value = "SIGTERM")]
+        signal: String,
+    },
+    /// Delete a container.
+    Delete {
+        /// Kill a running container first.
+        #[arg(short, long)]
+        force: bool,
+        /// Container id.
+        id: String,
+    },
+    /// Write a default config.json.
+    Spec {
+        /// Where to write config.json.
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+        /// A spec for an unprivileged user.
+        #[arg(long)]
+        rootless: bool,
+    },
+    /// Print the features document.
+    Features,
+}
+
+fn init_logging(cli: &Cli) -> Result<()> {
+    let level = if cli.debug { "debug" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::new(level);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false);
+    match (&cli.log, cli.log_format.as_str()) {
+        (Some(path), fmt) => {
+            let file = std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("open log file {}", path.display()))?;
+            if fmt == "json" {
+                builder.json().with_writer(std::sync::Mutex::new(file)).init();
+            } else {
+                builder.with_writer(std::sync::Mutex::new(file)).init();
+            }
+        }
+        (None, "json") => builder.json().with_writer(std::io::stderr).init(),
+        (None, _) => builder.with_writer(std::io::stderr).init(),
+    }
+    Ok(())
+}
+
+fn create_options(a: &CreateArgs) -> CreateOptions {
+    CreateOptions {
+        id: a.id.clone(),
+        bundle: a.bundle.clone(),
+        pid_file: a.pid_file.clone(),
+        console_socket: a.console_socket.clone(),
+        no_pivot: a.no_pivot,
+        no_new_keyring: a.no_new_keyring,
+        preserve_fds: a.preserve_fds,
+        signal_mask: None,
+    }
+}
+
+fn execute(cli: &Cli) -> Result<i32> {
+    if cli.systemd_cgroup && !std::path::Path::new("/run/systemd/system").exists() {
+        anyhow::bail!("--systemd-cgroup: systemd is not running on this host (no /run/systemd/system)");
+    }
+    if cli.systemd_cgroup {
+        anyhow::bail!("--systemd-cgroup: the systemd cgroup driver is not supported yet; use the default cgroupfs driver");
+    }
+    let store = StateStore::new(&cli.root);
+    if cli.debug {
+        if let Ok(h) = cgroups::Hierarchy::detect() {
+            tracing::debug!("cgroups: {}", h.describe());
+        }
+    }
+    match &cli.command {
+        Command::Create(a) => {
+            runtime::create(&store, &create_options(a))?;
+        }
+        Command::Start { id } => runtime::start(&store, id)?,
+        Command::Run { create, detach, keep } => return Ok(runtime::run(&store, create_options(create), *detach, *keep)?),
+        Command::State { id } => {
+            let rec = store.load(id)?;
+            println!("{}", serde_json::to_string_pretty(&store.oci_state(&rec))?);
+        }
+        Command::List { format, quiet } => list(&store, format, *quiet)?,
+        Command::Kill { all, id, signal } => runtime::kill(&store, id, runtime::parse_signal(signal)?, *all)?,
+        Command::Delete { force, id } => runtime::delete(&store, id, *force)?,
+        Command::Spec { bundle, rootless } => {
+            let path = bundle.join("config.json");
+            if path.exists() {
+                anyhow::bail!("{}: file exists; remove it first", path.display());
+            }
+            let spec = runtime::spec_default::default_spec(*rootless)?;
+            let data = serde_json::to_string_pretty(&spec)?;
+            std::fs::write(&path, data + "\n").with_context(|| format!("write {}", path.display()))?;
+        }
+        Command::Features => println!("{}", serde_json::to_string_pretty(&runtime::features::features())?),
+    }
+    Ok(0)
+}
+
+fn list(store: &StateStore, format: &str, quiet: bool) -> Result<()> {
+    let mut rows = vec![];
+    for id in store.ids()? {
+        let Ok(rec) = store.load(&id) else { continue };
+        let status = store.status(&rec);
+        rows.push((rec, status));
+    }
+    let mut out = std::io::stdout().lock();
+    if quiet {
+        for (r, _) in &rows {
+            writeln!(out, "{}", r.id)?;
+        }
+        return Ok(());
+    }
+    if format == "json" {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(r, s)| {
+                serde_json::json!({
+                    "ociVersion": runtime::state::OCI_VERSION,
+                    "id": r.id,
+                    "pid": if *s == Status::Stopped { 0 } else { r.pid },
+                    "status": s.to_string(),
+                    "bundle": r.bundle,
+                    "rootfs": r.rootfs,
+                    "created": r.created,
+                    "annotations": r.annotations(),
+                    "owner": owner_name(r.owner),
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::to_string(&v)?)?;
+        return Ok(());
+    }
+    let mut table = vec![["ID".to_string(), "PID".into(), "STATUS".into(), "BUNDLE".into(), "CREATED".into(), "OWNER".into()]];
+    for (r, s) in &rows {
+        let pid = if *s == Status::Stopped { 0 } else { r.pid };
+        table.push([r.id.clone(), pid.to_string(), s.to_string(), r.bundle.display().to_string(), r.created.clone(), owner_name(r.owner)]);
+    }
+    let widths: Vec<usize> = (0..6).map(|i| table.iter().map(|row| row[i].len()).max().unwrap_or(0)).collect();
+    for row in table {
+        let line: Vec<String> = row.iter().enumerate().map(|(i, c)| if i == 5 { c.clone() } else { format!("{c:<w$}", w = widths[i]) }).collect();
+        writeln!(out, "{}", line.join("   ").trim_end())?;
+    }
+    Ok(())
+}
+
+fn owner_name(uid: u32) -> String {
+    nix::unistd::User::from_uid(uid.into()).ok().flatten().map(|u| u.name).unwrap_or_else(|| format!("#{uid}"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = init_logging(&cli) {
+        eprintln!("berth-runtime: {e:#}");
+        return ExitCode::from(1);
+    }
+    match execute(&cli) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            if cli.log.is_some() {
+                // runc callers (containerd, podman) read the error from the log file.
+                tracing::error!("{e:#}");
+            }
+            eprintln!("berth-runtime: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! `--console-socket`: the runtime sends the pty master over the socket;
+//! the container's stdio is the slave, a real terminal.
+
+use std::io::{IoSliceMut, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::time::{Duration, Instant};
+
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+use serde_json::json;
+use test_support::{unique_id, Bundle, RuntimeCli};
+
+const BIN: &str = env!("CARGO_BIN_EXE_berth-runtime");
+
+fn receive_fd(listener: &UnixListener) -> OwnedFd {
+    let (conn, _) = listener.accept().unwrap();
+    let mut buf = [0u8; 64];
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::empty()).unwrap();
+    for c in msg.cmsgs().unwrap() {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: the kernel just installed this descriptor for us.
+            return unsafe { OwnedFd::from_raw_fd(fds[0]) };
+        }
+    }
+    panic!("no descriptor received");
+}
+
+#[test]
+fn console_socket_receives_a_working_pty() {
+    let rt = RuntimeCli::new(BIN);
+    let mut b = Bundle::new(rt.default_spec());
+    b.set_args(&["sh", "-c", "[ -t 0 ] && [ -t 1 ] && echo is-a-tty; stty size; echo done"]);
+    b.config["process"]["terminal"] = json!(true);
+    b.config["process"]["consoleSize"] = json!({"height": 33, "width": 101});
+    let id = unique_id("tty");
+    b.set_unique_cgroup(&id);
+    b.write();
+    let sock_dir = tempfile::tempdir().unwrap();
+    let sock = sock_dir.path().join("console.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let receiver = std::thread::spawn(move || receive_fd(&listener));
+    rt.run(&["create", "--console-socket", sock.to_str().unwrap(), "--bundle", b.path().to_str().unwrap(), &id]).ok();
+    let master = receiver.join().unwrap();
+    rt.run(&["start", &id]).ok();
+    let mut f = std::fs::File::from(master);
+    let mut out = String::new();
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 256];
+    while !out.contains("done") && Instant::now() < end {
+        match f.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    assert!(out.contains("is-a-tty"), "{out:?}");
+    assert!(out.contains("33 101"), "console size not applied: {out:?}");
+    rt.run(&["delete", "--force", &id]).ok();
+}

@@ -1,0 +1,166 @@
+//! The container lifecycle through the command line, as runc's callers use
+//! it: create/start/state/kill/delete/run/list, exit codes, and the host
+//! left clean afterwards. Root and the real kernel; busybox-static rootfs.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use test_support::{cgroup_dirs, mounts_containing, unique_id, Bundle, RuntimeCli};
+
+const BIN: &str = env!("CARGO_BIN_EXE_berth-runtime");
+
+/// A runtime and a bundle whose program is `args`, with a unique cgroup.
+fn setup(args: &[&str]) -> (RuntimeCli, Bundle, String, String) {
+    let rt = RuntimeCli::new(BIN);
+    let mut b = Bundle::new(rt.default_spec());
+    b.config["root"]["readonly"] = json!(false);
+    b.set_args(args);
+    let id = unique_id("lc");
+    let cg = b.set_unique_cgroup(&id);
+    (rt, b, id, cg)
+}
+
+fn assert_host_clean(b: &Bundle, cg: &str) {
+    let m = mounts_containing(b.path().to_str().unwrap());
+    assert!(m.is_empty(), "mounts left on the host: {m:?}");
+    let c = cgroup_dirs(cg);
+    assert!(c.is_empty(), "cgroups left on the host: {c:?}");
+}
+
+fn wait_status(rt: &RuntimeCli, id: &str, want: &str) {
+    let end = Instant::now() + Duration::from_secs(10);
+    while rt.status(id).as_deref() != Some(want) {
+        assert!(Instant::now() < end, "container {id} never became {want}: {:?}", rt.status(id));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn run_prints_the_programs_output_and_cleans_up() {
+    let (rt, b, id, cg) = setup(&["sh", "-c", "echo hello from $$"]);
+    let o = rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &id]).ok();
+    assert_eq!(o.stdout.trim(), "hello from 1", "the program must be PID 1 of its namespace");
+    assert!(rt.status(&id).is_none(), "run without --keep deletes the container");
+    assert_host_clean(&b, &cg);
+}
+
+#[test]
+fn exit_code_propagates() {
+    let (rt, b, id, cg) = setup(&["sh", "-c", "exit 42"]);
+    let o = rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert_eq!(o.code, 42, "{o:?}");
+    assert_host_clean(&b, &cg);
+}
+
+#[test]
+fn killed_container_exits_128_plus_signal() {
+    let (rt, b, id, cg) = setup(&["sleep", "100"]);
+    let child = rt.command().args(["run", "--bundle", b.path().to_str().unwrap(), &id]).spawn().unwrap();
+    wait_status(&rt, &id, "running");
+    rt.run(&["kill", &id, "KILL"]).ok();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(137));
+    assert_host_clean(&b, &cg);
+}
+
+#[test]
+fn create_blocks_the_program_until_start() {
+    let (rt, b, id, cg) = setup(&["sh", "-c", "echo ran > /tmp/marker; sleep 100"]);
+    rt.run(&["create", "--bundle", b.path().to_str().unwrap(), &id]).ok();
+    assert_eq!(rt.status(&id).as_deref(), Some("created"));
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!b.rootfs().join("tmp/marker").exists(), "the program ran before start");
+    let state: Value = serde_json::from_str(&rt.run(&["state", &id]).ok().stdout).unwrap();
+    assert_eq!(state["id"], json!(id));
+    assert_eq!(state["bundle"], json!(b.path().canonicalize().unwrap()));
+    assert!(state["pid"].as_i64().unwrap() > 1);
+    assert_eq!(state["ociVersion"], json!("1.2.0"));
+
+    rt.run(&["start", &id]).ok();
+    wait_status(&rt, &id, "running");
+    let end = Instant::now() + Duration::from_secs(5);
+    while !b.rootfs().join("tmp/marker").exists() {
+        assert!(Instant::now() < end, "the program did not run after start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let again = rt.run(&["start", &id]);
+    assert_ne!(again.code, 0);
+    assert!(again.stderr.contains("running"), "{}", again.stderr);
+
+    let refused = rt.run(&["delete", &id]);
+    assert_ne!(refused.code, 0, "delete of a running container needs --force");
+    assert!(refused.stderr.contains("--force"), "{}", refused.stderr);
+    rt.run(&["kill", &id, "SIGKILL"]).ok();
+    wait_status(&rt, &id, "stopped");
+    let k = rt.run(&["kill", &id, "TERM"]);
+    assert_ne!(k.code, 0, "kill of a stopped container is an error");
+    rt.run(&["delete", &id]).ok();
+    assert!(rt.status(&id).is_none());
+    assert_host_clean(&b, &cg);
+}
+
+#[test]
+fn created_container_can_be_deleted_and_killed() {
+    let (rt, b, id, cg) = setup(&["true"]);
+    rt.run(&["create", "--bundle", b.path().to_str().unwrap(), &id]).ok();
+    rt.run(&["delete", &id]).ok();
+    assert!(rt.status(&id).is_none());
+    assert_host_clean(&b, &cg);
+
+    let id2 = unique_id("lc");
+    rt.run(&["create", "--bundle", b.path().to_str().unwrap(), &id2]).ok();
+    rt.run(&["kill", &id2, "9"]).ok();
+    wait_status(&rt, &id2, "stopped");
+    rt.run(&["delete", &id2]).ok();
+    assert_host_clean(&b, &cg);
+}
+
+#[test]
+fn delete_force_kills_a_running_container() {
+    let (rt, b, id, cg) = setup(&["sleep", "100"]);
+    rt.run(&["run", "--detach", "--bundle", b.path().to_str().unwrap(), &id]).ok();
+    wait_status(&rt, &id, "running");
+    let pid: i64 = serde_json::from_str::<Value>(&rt.run(&["state", &id]).stdout).unwrap()["pid"].as_i64().unwrap();
+    rt.run(&["delete", "--force", &id]).ok();
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists() || std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap().contains(") Z"));
+    assert_host_clean(&b, &cg);
+}
+
+#[test]
+fn list_shows_containers_as_table_and_json() {
+    let (rt, b, id, cg) = setup(&["sleep", "100"]);
+    rt.run(&["create", "--bundle", b.path().to_str().unwrap(), &id]).ok();
+    let table = rt.run(&["list"]).ok().stdout;
+    assert!(table.starts_with("ID"), "{table}");
+    assert!(table.contains(&id) && table.contains("created"), "{table}");
+    let v: Value = serde_json::from_str(&rt.run(&["list", "--format", "json"]).ok().stdout).unwrap();
+    assert_eq!(v[0]["id"], json!(id));
+    assert_eq!(v[0]["status"], json!("created"));
+    assert_eq!(rt.run(&["list", "-q"]).ok().stdout.trim(), id);
+    rt.run(&["delete", "--force", &id]).ok();
+    assert_host_clean(&b, &cg);
+}
+
+#[test]
+fn pid_file_holds_the_init_pid() {
+    let (rt, b, id, cg) = setup(&["sleep", "100"]);
+    let pidfile = b.path().join("init.pid");
+    rt.run(&["create", "--pid-file", pidfile.to_str().unwrap(), "--bundle", b.path().to_str().unwrap(), &id]).ok();
+    let pid: i64 = std::fs::read_to_string(&pidfile).unwrap().parse().unwrap();
+    let state: Value = serde_json::from_str(&rt.run(&["state", &id]).stdout).unwrap();
+    assert_eq!(state["pid"].as_i64(), Some(pid));
+    rt.run(&["delete", "--force", &id]).ok();
+    assert_host_clean(&b, &cg);
+}
+
+#[test]
+fn init_is_placed_in_the_spec_cgroup() {
+    let (rt, b, id, cg) = setup(&["sleep", "100"]);
+    rt.run(&["create", "--bundle", b.path().to_str().unwrap(), &id]).ok();
+    let state: Value = serde_json::from_str(&rt.run(&["state", &id]).stdout).unwrap();
+    let pid = state["pid"].as_i64().unwrap();
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(cgroups.lines().any(|l| l.ends_with(&cg)), "{cgroups}");
+    rt.run(&["delete", "--force", &id]).ok();
+    assert_host_clean(&b, &cg);
+}

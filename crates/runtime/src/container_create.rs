@@ -1,0 +1,389 @@
+//! `create`: bundle → a container whose init waits for `start`.
+//!
+//! Who does what, in order (three processes, because the kernel only puts
+//! *children* into a new pid or time namespace):
+//!
+//! 1. **runtime** (this process): validates the spec, reserves the state
+//!    directory, makes `exec.fifo`, creates the cgroup and records it (so a
+//!    crash from here on leaves something `delete` can clean), forks the
+//!    intermediate and places it in the cgroup, then says Go.
+//! 2. **intermediate**: joins the namespaces given by path (user first),
+//!    unshares the new ones in one call; for a new user namespace asks the
+//!    runtime to write its id maps and becomes root in it; writes time
+//!    offsets; forks the init; reports the init's host pid; exits.
+//! 3. **init** (`init.rs`): builds the rootfs; asks the runtime to run the
+//!    prestart/createRuntime hooks; runs createContainer hooks; pivots;
+//!    applies process attributes; reports Ready; blocks on `exec.fifo`.
+//!
+//! The runtime saves the state and the pid file and returns. Any failure
+//! kills what was started and removes the cgroup and state directory.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use nix::sys::wait::waitpid;
+use nix::unistd::{fork, ForkResult, Pid};
+use oci_spec::runtime::LinuxNamespaceType;
+
+use crate::error::{Result, RuntimeError};
+use crate::hooks;
+use crate::init::{self, InitContext};
+use crate::namespaces;
+use crate::spec::{self, Bundle};
+use crate::state::{process_start_time, ContainerRecord, OciState, StateStore, Status, EXEC_FIFO, OCI_VERSION};
+use crate::sync::{self, Channel, Message};
+
+/// Options of `create` (and the create half of `run`).
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// Container id.
+    pub id: String,
+    /// Bundle directory.
+    pub bundle: PathBuf,
+    /// Where to write the init's pid.
+    pub pid_file: Option<PathBuf>,
+    /// Unix socket to send the pty master to.
+    pub console_socket: Option<PathBuf>,
+    /// Use MS_MOVE + chroot instead of pivot_root.
+    pub no_pivot: bool,
+    /// Do not create a session keyring.
+    pub no_new_keyring: bool,
+    /// Descriptors above stdio to pass to the container.
+    pub preserve_fds: u32,
+    /// Signal mask the init restores before exec (set by `run`, which blocks signals).
+    pub signal_mask: Option<nix::sys::signal::SigSet>,
+}
+
+/// The default cgroup of a container whose spec names none.
+pub fn default_cgroup_path(id: &str) -> String {
+    format!("/berth/{id}")
+}
+
+/// Creates the container and returns its record.
+pub fn create(store: &StateStore, opts: &CreateOptions) -> Result<ContainerRecord> {
+    let bundle = spec::load(&opts.bundle)?;
+    let lock = store.reserve(&opts.id)?;
+    let mut cleanup = Cleanup {
+        store,
+        id: &opts.id,
+        init: None,
+        cgroup: None,
+        armed: true,
+    };
+    let rec = create_locked(store, opts, &bundle, &mut cleanup);
+    match rec {
+        Ok(r) => {
+            cleanup.armed = false;
+            drop(lock);
+            Ok(r)
+        }
+        Err(e) => {
+            let cleanup_err = cleanup.run();
+            drop(lock);
+            Err(match cleanup_err {
+                Some(c) => RuntimeError::Other(format!("{e} (and while cleaning up: {c})")),
+                None => e,
+            })
+        }
+    }
+}
+
+/// Undoes a failed create.
+struct Cleanup<'a> {
+    store: &'a StateStore,
+    id: &'a str,
+    init: Option<i32>,
+    cgroup: Option<cgroups::CgroupManager>,
+    armed: bool,
+}
+
+impl Cleanup<'_> {
+    fn run(&mut self) -> Option<String> {
+        if !self.armed {
+            return None;
+        }
+        self.armed = false;
+        let mut errs = vec![];
+        if let Some(pid) = self.init {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        if let Some(cg) = &self.cgroup {
+            if let Err(e) = cg.destroy() {
+                errs.push(e.to_string());
+            }
+        }
+        if let Err(e) = self.store.remove(self.id) {
+            errs.push(e.to_string());
+        }
+        (!errs.is_empty()).then(|| errs.join("; "))
+    }
+}
+
+fn create_locked(store: &StateStore, opts: &CreateOptions, bundle: &Bundle, cleanup: &mut Cleanup) -> Result<ContainerRecord> {
+    let spec = &bundle.spec;
+    let process = spec.process().as_ref().ok_or_else(|| RuntimeError::spec("process", "missing"))?;
+    let dir = store.dir(&opts.id);
+
+    let fifo = dir.join(EXEC_FIFO);
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622)).map_err(|e| RuntimeError::sys("mkfifo", fifo.display(), e))?;
+    // The user's uid in the container may not be root: let it open the fifo.
+    std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622)).map_err(|e| RuntimeError::io("chmod", &fifo, e))?;
+
+    let terminal = process.terminal().unwrap_or(false);
+    let console: Option<UnixStream> = match (&opts.console_socket, terminal) {
+        (Some(p), true) => Some(UnixStream::connect(p).map_err(|e| RuntimeError::io("connect console socket", p, e))?),
+        (None, true) => return Err(RuntimeError::spec("process.terminal", "true, but no --console-socket was given")),
+        _ => None,
+    };
+
+    // The cgroup exists and is recorded before any process is started.
+    let linux = spec.linux().clone().unwrap_or_default();
+    let hier = cgroups::Hierarchy::detect()?;
+    let cg_path = linux
+        .cgroups_path()
+        .as_ref()
+        .map(|p| p.to_string_lossy().into_owned())
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| default_cgroup_path(&opts.id));
+    let mut cgroup = cgroups::CgroupManager::new(&hier, &cg_path)?;
+    cgroup.create()?;
+    cleanup.cgroup = Some(cgroup.clone());
+    let mut rec = ContainerRecord {
+        id: opts.id.clone(),
+        pid: 0,
+        pid_start_time: 0,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: now_rfc3339(),
+        owner: nix::unistd::geteuid().as_raw(),
+        cgroup: Some(cgroup.clone()),
+        config: spec.clone(),
+    };
+    store.save(&rec)?;
+    if let Some(res) = linux.resources() {
+        cgroup.apply(res)?;
+    }
+
+    let state_dir = nix::fcntl::open(&dir, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+        .map_err(|e| RuntimeError::sys("open", dir.display(), e))?;
+    // SAFETY: fresh descriptor from open.
+    let state_dir = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(state_dir) };
+
+    let listen_fds: u32 = std::env::var("LISTEN_FDS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let mut extra_env = vec![];
+    if listen_fds > 0 {
+        extra_env.push(format!("LISTEN_FDS={listen_fds}"));
+        extra_env.push("LISTEN_PID=1".to_string());
+    }
+    let hooks = spec.hooks().clone().unwrap_or_default();
+    let runtime_hooks = hooks.prestart().as_ref().is_some_and(|h| !h.is_empty()) || hooks.create_runtime().as_ref().is_some_and(|h| !h.is_empty());
+
+    let (parent_end, child_end) = sync::pair()?;
+    let ctx = InitContext {
+        id: &opts.id,
+        bundle,
+        channel: &child_end,
+        state_dir: state_dir.as_raw_fd(),
+        console_socket: console.as_ref().map(|c| c.as_raw_fd()),
+        no_pivot: opts.no_pivot,
+        extra_fds: opts.preserve_fds + listen_fds,
+        extra_env,
+        cgroup: Some(&cgroup),
+        runtime_hooks,
+        new_keyring: !opts.no_new_keyring,
+        signal_mask: opts.signal_mask,
+    };
+
+    // SAFETY: the runtime is single-threaded, so the child may allocate and
+    // run arbitrary code after fork.
+    let intermediate = match unsafe { fork() }.map_err(|e| RuntimeError::sys("fork", "intermediate", e))? {
+        ForkResult::Child => {
+            drop(parent_end);
+            intermediate_main(&ctx);
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop(child_end);
+    drop(console);
+    drop(state_dir);
+
+    let result = drive(&parent_end, intermediate, bundle, &opts.id, &cgroup, &hooks);
+    // The intermediate exits on its own once it has reported; reap it either way.
+    let _ = waitpid(intermediate, None);
+    let init_pid = match result {
+        Ok(pid) => pid,
+        Err((pid, e)) => {
+            cleanup.init = pid;
+            return Err(e);
+        }
+    };
+    cleanup.init = Some(init_pid);
+    let (start_time, _) = process_start_time(init_pid).ok_or_else(|| RuntimeError::Init("exited during create".into()))?;
+    rec.pid = init_pid;
+    rec.pid_start_time = start_time;
+    store.save(&rec)?;
+    if let Some(p) = &opts.pid_file {
+        write_pid_file(p, init_pid)?;
+    }
+    Ok(rec)
+}
+
+/// The runtime's side of the create channel. Returns the init's pid; on
+/// error, also whatever init pid was learnt so the caller can kill it.
+fn drive(
+    ch: &Channel,
+    intermediate: Pid,
+    bundle: &Bundle,
+    id: &str,
+    cgroup: &cgroups::CgroupManager,
+    hooks: &oci_spec::runtime::Hooks,
+) -> std::result::Result<i32, (Option<i32>, RuntimeError)> {
+    let mut init: Option<i32> = None;
+    let fail = |init: Option<i32>, e: RuntimeError| (init, e);
+    cgroup.add_process(intermediate.as_raw()).map_err(|e| fail(None, e.into()))?;
+    ch.send(&Message::Go).map_err(|e| fail(None, e))?;
+    let mut hooks_pending = false;
+    loop {
+        let msg = ch.recv().map_err(|e| fail(init, e))?;
+        match msg {
+            Some(Message::MapIds) => {
+                write_id_maps(intermediate.as_raw(), bundle).map_err(|e| fail(init, e))?;
+                ch.send(&Message::Go).map_err(|e| fail(init, e))?;
+            }
+            Some(Message::InitPid(pid)) => {
+                init = Some(pid);
+                if hooks_pending {
+                    run_runtime_hooks(ch, bundle, id, pid, hooks).map_err(|e| fail(init, e))?;
+                    hooks_pending = false;
+                }
+            }
+            Some(Message::RunHooks) => match init {
+                Some(pid) => run_runtime_hooks(ch, bundle, id, pid, hooks).map_err(|e| fail(init, e))?,
+                None => hooks_pending = true,
+            },
+            Some(Message::Ready) => {
+                return init.ok_or_else(|| fail(None, RuntimeError::Other("init ready before its pid was known".into())));
+            }
+            Some(Message::Error(e)) => return Err(fail(init, RuntimeError::Init(e))),
+            Some(Message::Go) => return Err(fail(init, RuntimeError::Other("unexpected Go from the container".into()))),
+            None => return Err(fail(init, RuntimeError::Init("exited before it was ready".into()))),
+        }
+    }
+}
+
+fn run_runtime_hooks(ch: &Channel, bundle: &Bundle, id: &str, pid: i32, hooks: &oci_spec::runtime::Hooks) -> Result<()> {
+    let state = OciState {
+        oci_version: OCI_VERSION.to_string(),
+        id: id.to_string(),
+        status: Status::Creating,
+        pid,
+        bundle: bundle.dir.clone(),
+        annotations: bundle.spec.annotations().clone().unwrap_or_default(),
+    };
+    let r = hooks::run_all("prestart", hooks.prestart().as_deref().unwrap_or(&[]), &state)
+        .and_then(|_| hooks::run_all("createRuntime", hooks.create_runtime().as_deref().unwrap_or(&[]), &state));
+    match r {
+        Ok(()) => ch.send(&Message::Go),
+        Err(e) => {
+            let _ = ch.send(&Message::Error(e.to_string()));
+            Err(e)
+        }
+    }
+}
+
+fn write_id_maps(pid: i32, bundle: &Bundle) -> Result<()> {
+    let linux = bundle.spec.linux().clone().unwrap_or_default();
+    let fmt = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        maps.iter()
+            .flatten()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect::<String>()
+    };
+    let uid = format!("/proc/{pid}/uid_map");
+    std::fs::write(&uid, fmt(linux.uid_mappings())).map_err(|e| RuntimeError::io("write linux.uidMappings to", uid, e))?;
+    let gid = format!("/proc/{pid}/gid_map");
+    std::fs::write(&gid, fmt(linux.gid_mappings())).map_err(|e| RuntimeError::io("write linux.gidMappings to", gid, e))
+}
+
+/// The intermediate process: namespaces, then fork the init. Never returns.
+fn intermediate_main(ctx: &InitContext) -> ! {
+    let r = (|| -> Result<Pid> {
+        ctx.channel.expect(&Message::Go)?;
+        let plan = &ctx.bundle.namespaces;
+        let fds = plan.open_joins()?;
+        namespaces::join(&fds, plan)?;
+        drop(fds);
+        if !plan.new.is_empty() {
+            nix::sched::unshare(plan.new).map_err(|e| RuntimeError::sys("unshare", format!("{:?}", plan.new), e))?;
+        }
+        if plan.creates(LinuxNamespaceType::User) {
+            ctx.channel.send(&Message::MapIds)?;
+            ctx.channel.expect(&Message::Go)?;
+        }
+        if plan.has(LinuxNamespaceType::User) {
+            // Become root of the user namespace (the runtime may be mapped to nobody).
+            nix::unistd::setresgid(0.into(), 0.into(), 0.into()).map_err(|e| RuntimeError::sys("setresgid", "0 in the user namespace (is root mapped?)", e))?;
+            nix::unistd::setresuid(0.into(), 0.into(), 0.into()).map_err(|e| RuntimeError::sys("setresuid", "0 in the user namespace (is root mapped?)", e))?;
+        }
+        if let Some(offsets) = ctx.bundle.spec.linux().as_ref().and_then(|l| l.time_offsets().clone()) {
+            let text: String = offsets.iter().map(|(clock, o)| format!("{clock} {} {}\n", o.secs().unwrap_or(0), o.nanosecs().unwrap_or(0))).collect();
+            std::fs::write("/proc/self/timens_offsets", text).map_err(|e| RuntimeError::io("write linux.timeOffsets to", "/proc/self/timens_offsets", e))?;
+        }
+        if let Some(list) = ctx.bundle.spec.process().as_ref().and_then(|p| p.exec_cpu_affinity().as_ref()).and_then(|a| a.initial().clone()) {
+            crate::process_attrs::set_affinity(&list, "process.execCPUAffinity.initial")?;
+        }
+        // SAFETY: single-threaded process; the child runs the init.
+        match unsafe { fork() }.map_err(|e| RuntimeError::sys("fork", "init", e))? {
+            ForkResult::Child => init::run(ctx),
+            ForkResult::Parent { child } => Ok(child),
+        }
+    })();
+    match r {
+        Ok(pid) => {
+            let _ = ctx.channel.send(&Message::InitPid(pid.as_raw()));
+            // SAFETY: _exit in a forked child.
+            unsafe { libc::_exit(0) }
+        }
+        Err(e) => {
+            let _ = ctx.channel.send(&Message::Error(e.to_string()));
+            // SAFETY: _exit in a forked child.
+            unsafe { libc::_exit(1) }
+        }
+    }
+}
+
+/// Writes the pid file atomically, as runc does.
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let tmp = path.with_file_name(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("pid")));
+    std::fs::write(&tmp, pid.to_string()).map_err(|e| RuntimeError::io("write pid file", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| RuntimeError::io("rename pid file", path, e))
+}
+
+/// The current time as RFC 3339 in UTC with nanoseconds, as runc prints it.
+pub fn now_rfc3339() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = now.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z", rem / 3600, rem % 3600 / 60, rem % 60, now.subsec_nanos())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_has_the_right_shape() {
+        let s = super::now_rfc3339();
+        assert_eq!(s.len(), 30, "{s}");
+        assert!(s.starts_with("20") && s.ends_with('Z'));
+    }
+}

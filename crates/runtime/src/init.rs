@@ -1,0 +1,297 @@
+//! The container's init: the process that becomes the user's program.
+//! It is forked from the runtime (never re-executed, so no copy of the
+//! runtime binary is ever reachable from inside), builds the root
+//! filesystem, takes on the process attributes, drops privileges, waits on
+//! `exec.fifo` for `start`, and execs. Any failure before `Ready` is sent to
+//! the runtime over the create channel, which reports it and cleans up.
+
+use std::ffi::CString;
+use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use oci_spec::runtime::{LinuxNamespaceType, Process};
+
+use crate::capabilities::{self, CapSets};
+use crate::console;
+use crate::error::{Result, RuntimeError};
+use crate::hooks;
+use crate::process_attrs;
+use crate::rootfs;
+use crate::spec::Bundle;
+use crate::state::{OciState, Status, EXEC_FIFO, OCI_VERSION};
+use crate::sync::{Channel, Message};
+
+/// Everything the init needs, inherited from the runtime across fork.
+pub struct InitContext<'a> {
+    /// The container id.
+    pub id: &'a str,
+    /// The validated bundle.
+    pub bundle: &'a Bundle,
+    /// The init's end of the create channel.
+    pub channel: &'a Channel,
+    /// O_PATH descriptor of the container's state directory (for exec.fifo).
+    pub state_dir: RawFd,
+    /// Connected `--console-socket`, when the process has a terminal.
+    pub console_socket: Option<RawFd>,
+    /// `--no-pivot`.
+    pub no_pivot: bool,
+    /// Number of descriptors above stdio passed to the container (`--preserve-fds` and LISTEN_FDS).
+    pub extra_fds: u32,
+    /// Extra environment for the process (LISTEN_FDS, LISTEN_PID).
+    pub extra_env: Vec<String>,
+    /// The container's cgroup.
+    pub cgroup: Option<&'a cgroups::CgroupManager>,
+    /// Whether the runtime will run prestart/createRuntime hooks.
+    pub runtime_hooks: bool,
+    /// `--no-new-keyring` not given: join a fresh session keyring.
+    pub new_keyring: bool,
+    /// Whether the signal mask must be reset before exec.
+    pub signal_mask: Option<nix::sys::signal::SigSet>,
+}
+
+/// Runs the init to the user's program; never returns.
+pub fn run(ctx: &InitContext) -> ! {
+    let err = match setup(ctx) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    // Before Ready the runtime is listening; after it, stderr is all we have.
+    if ctx.channel.send(&Message::Error(err.to_string())).is_err() {
+        eprintln!("berth-runtime init: {err}");
+    }
+    // SAFETY: _exit is always safe; no destructors should run in a forked child.
+    unsafe { libc::_exit(1) }
+}
+
+enum Never {}
+
+fn setup(ctx: &InitContext) -> Result<Never> {
+    let spec = &ctx.bundle.spec;
+    let process = spec.process().as_ref().ok_or_else(|| RuntimeError::spec("process", "missing"))?;
+    let ns = &ctx.bundle.namespaces;
+    // No one in the container may ptrace or read /proc/<pid>/exe of a
+    // process that is still the runtime (CVE-2019-5736); exec resets this.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+
+    if ctx.new_keyring {
+        join_session_keyring(ctx.id);
+    }
+    process_attrs::set_oom_score_adj(process)?;
+    let host_pid = host_pid();
+
+    rootfs::isolate_mount_tree(spec)?;
+    rootfs::bind_rootfs(&ctx.bundle.rootfs)?;
+    rootfs::mount_all(spec, &ctx.bundle.rootfs, ns, ctx.cgroup)?;
+
+    if ctx.runtime_hooks {
+        ctx.channel.send(&Message::RunHooks)?;
+        ctx.channel.expect(&Message::Go)?;
+    }
+    if let Some(h) = spec.hooks().as_ref().and_then(|h| h.create_container().clone()) {
+        std::env::set_current_dir(&ctx.bundle.rootfs).map_err(|e| RuntimeError::io("chdir", &ctx.bundle.rootfs, e))?;
+        hooks::run_all("createContainer", &h, &state(ctx, host_pid, Status::Creating))?;
+    }
+
+    if ctx.no_pivot {
+        rootfs::move_root(&ctx.bundle.rootfs)?;
+    } else {
+        rootfs::pivot_root(&ctx.bundle.rootfs)?;
+    }
+
+    if process.terminal().unwrap_or(false) {
+        let socket = ctx.console_socket.ok_or_else(|| RuntimeError::spec("process.terminal", "a terminal needs --console-socket"))?;
+        let size = process.console_size();
+        let pty = console::open_pty(size.map(|s| s.width() as u16).unwrap_or(0), size.map(|s| s.height() as u16).unwrap_or(0))?;
+        console::mount_console(&pty)?;
+        console::send_master(socket, &pty.master)?;
+        console::make_controlling(&pty.slave)?;
+    } else if ns.creates(LinuxNamespaceType::Pid) {
+        // Own session, as with a terminal, so job control signals from the
+        // caller's terminal do not reach the container.
+        let _ = nix::unistd::setsid();
+    }
+    if let Some(fd) = ctx.console_socket {
+        let _ = nix::unistd::close(fd);
+    }
+
+    if let Some(h) = spec.hostname().as_ref().filter(|h| !h.is_empty()) {
+        nix::unistd::sethostname(h).map_err(|e| RuntimeError::sys("sethostname", h, e))?;
+    }
+    if let Some(d) = spec.domainname().as_ref().filter(|h| !h.is_empty()) {
+        let c = CString::new(d.as_bytes()).map_err(|_| RuntimeError::spec("domainname", "contains NUL"))?;
+        // SAFETY: valid pointer and length.
+        if unsafe { libc::setdomainname(c.as_ptr(), d.len()) } != 0 {
+            return Err(RuntimeError::sys("setdomainname", d, Errno::last()));
+        }
+    }
+    let linux = spec.linux().clone().unwrap_or_default();
+    rootfs::readonly_paths(linux.readonly_paths().as_deref().unwrap_or(&[]))?;
+    rootfs::mask_paths(linux.masked_paths().as_deref().unwrap_or(&[]))?;
+    rootfs::write_sysctls(spec)?;
+    if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+        rootfs::readonly_root()?;
+    }
+
+    if let Some(p) = linux.personality() {
+        process_attrs::set_personality(p.domain())?;
+    }
+    process_attrs::set_rlimits(process)?;
+    process_attrs::set_scheduler(process)?;
+    process_attrs::set_io_priority(process)?;
+    if let Some(list) = process.exec_cpu_affinity().as_ref().and_then(|a| a.cpu_affinity_final().clone()) {
+        process_attrs::set_affinity(&list, "process.execCPUAffinity.final")?;
+    }
+
+    let mut env = process.env().clone().unwrap_or_default();
+    env.extend(ctx.extra_env.iter().cloned());
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", home_of(process.user().uid())));
+    }
+    let program = lookup_program(process, &env)?;
+
+    // Descriptors passed on keep their numbers; all others close at exec.
+    for fd in 3..3 + ctx.extra_fds as i32 {
+        let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()));
+    }
+    mark_cloexec_from(3 + ctx.extra_fds as i32);
+
+    let caps = match process.capabilities() {
+        Some(c) => Some(CapSets::from_spec(c)?),
+        None => None,
+    };
+    if let Some(c) = &caps {
+        capabilities::drop_bounding(c)?;
+    }
+    let setgroups = std::fs::read_to_string("/proc/self/setgroups").map(|s| s.trim() != "deny").unwrap_or(true);
+    process_attrs::set_user(process, setgroups)?;
+    if let Some(c) = &caps {
+        capabilities::apply(c)?;
+    }
+    if let Some(mask) = process.user().umask() {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
+    }
+    nix::unistd::chdir(process.cwd()).map_err(|e| RuntimeError::sys("chdir", format!("process.cwd {}", process.cwd().display()), e))?;
+    if process.no_new_privileges().unwrap_or(false) {
+        // SAFETY: prctl with integer arguments.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(RuntimeError::sys("prctl(PR_SET_NO_NEW_PRIVS)", "init", Errno::last()));
+        }
+    }
+
+    ctx.channel.send(&Message::Ready)?;
+    wait_for_start(ctx.state_dir)?;
+    let _ = nix::unistd::close(ctx.state_dir);
+
+    if let Some(h) = spec.hooks().as_ref().and_then(|h| h.start_container().clone()) {
+        hooks::run_all("startContainer", &h, &state(ctx, host_pid, Status::Created))?;
+    }
+    reset_signals(ctx.signal_mask.as_ref());
+    exec(&program, process.args().as_deref().unwrap_or(&[]), &env)
+}
+
+fn state(ctx: &InitContext, pid: i32, status: Status) -> OciState {
+    OciState {
+        oci_version: OCI_VERSION.to_string(),
+        id: ctx.id.to_string(),
+        status,
+        pid,
+        bundle: ctx.bundle.dir.clone(),
+        annotations: ctx.bundle.spec.annotations().clone().unwrap_or_default(),
+    }
+}
+
+/// Our pid as the host sees it (the host's /proc is still mounted here).
+fn host_pid() -> i32 {
+    std::fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_str().and_then(|s| s.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn join_session_keyring(id: &str) {
+    let name = CString::new(format!("_ses.{id}")).unwrap_or_default();
+    // KEYCTL_JOIN_SESSION_KEYRING = 1. A kernel without keyrings, or a
+    // seccomp policy forbidding them, is not fatal (runc ignores it too).
+    // SAFETY: keyctl reads a valid C string.
+    unsafe { libc::syscall(libc::SYS_keyctl, 1, name.as_ptr()) };
+}
+
+/// Blocks until `start` opens the fifo, then tells it we are going.
+fn wait_for_start(state_dir: RawFd) -> Result<()> {
+    let fifo = nix::fcntl::openat(Some(state_dir), EXEC_FIFO, nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+        .map_err(|e| RuntimeError::sys("open", EXEC_FIFO, e))?;
+    let r = nix::unistd::write(unsafe { std::os::fd::BorrowedFd::borrow_raw(fifo) }, b"0");
+    let _ = nix::unistd::close(fifo);
+    r.map(|_| ()).map_err(|e| RuntimeError::sys("write", EXEC_FIFO, e))
+}
+
+fn mark_cloexec_from(first: i32) {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first as u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    if rc != 0 {
+        if let Ok(rd) = std::fs::read_dir("/proc/self/fd") {
+            let fds: Vec<i32> = rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+            for fd in fds.into_iter().filter(|fd| *fd >= first) {
+                let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+            }
+        }
+    }
+}
+
+fn reset_signals(mask: Option<&nix::sys::signal::SigSet>) {
+    if let Some(m) = mask {
+        let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(m), None);
+    }
+}
+
+/// The home directory of `uid` from the container's /etc/passwd, or `/`.
+fn home_of(uid: u32) -> String {
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() >= 6 && f[2].parse::<u32>().ok() == Some(uid)).then(|| f[5].to_string())
+            })
+        })
+        .unwrap_or_else(|| "/".to_string())
+}
+
+/// Finds `args[0]` in the container (PATH lookup as execvp does), so a
+/// missing program fails `create`, not the container later.
+fn lookup_program(p: &Process, env: &[String]) -> Result<PathBuf> {
+    let arg0 = &p.args().as_ref().ok_or_else(|| RuntimeError::spec("process.args", "missing"))?[0];
+    let executable = |path: &Path| nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).is_ok() && path.is_file();
+    if arg0.contains('/') {
+        let path = if Path::new(arg0).is_absolute() { PathBuf::from(arg0) } else { p.cwd().join(arg0) };
+        if !executable(&path) {
+            return Err(RuntimeError::spec("process.args[0]", format!("{arg0}: no such executable in the container")));
+        }
+        return Ok(PathBuf::from(arg0));
+    }
+    let path_var = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for dir in path_var.split(':').filter(|d| !d.is_empty()) {
+        let cand = Path::new(dir).join(arg0);
+        let cand = if cand.is_absolute() { cand } else { p.cwd().join(cand) };
+        if executable(&cand) {
+            return Ok(cand);
+        }
+    }
+    Err(RuntimeError::spec("process.args[0]", format!("{arg0}: executable file not found in $PATH")))
+}
+
+fn exec(program: &Path, args: &[String], env: &[String]) -> Result<Never> {
+    let to_c = |s: &str| CString::new(s).map_err(|_| RuntimeError::spec("process", format!("{s:?} contains NUL")));
+    let prog = CString::new(program.as_os_str().as_bytes()).map_err(|_| RuntimeError::spec("process.args[0]", "contains NUL"))?;
+    let argv: Vec<CString> = args.iter().map(|a| to_c(a)).collect::<Result<_>>()?;
+    let envp: Vec<CString> = env.iter().map(|e| to_c(e)).collect::<Result<_>>()?;
+    let e = nix::unistd::execve(&prog, &argv, &envp).unwrap_err();
+    // After Ready nobody reads the channel: say it on the container's stderr.
+    let err = RuntimeError::sys("exec", program.display(), e);
+    eprintln!("berth-runtime: {err}");
+    // SAFETY: _exit in a forked child.
+    unsafe { libc::_exit(127) }
+}

@@ -1,0 +1,44 @@
+//! berth's OCI runtime library: an OCI bundle in, a running container out.
+//!
+//! It owns namespaces, user mappings, the root filesystem and its mounts,
+//! pivot_root, /dev, masked and read-only paths, process setup (user,
+//! capabilities, rlimits, no_new_privs, environment, cwd), hooks, the
+//! console, and the container state kept under the runtime root. It knows
+//! nothing of images, networks or the engine, and it is synchronous: the
+//! start path is a few forks and system calls, with no async runtime.
+//!
+//! One file per container operation: [`container_create`],
+//! [`container_start`], [`container_kill`], [`container_delete`],
+//! [`container_run`]; the start path is explained at the top of
+//! `container_create`.
+
+pub mod capabilities;
+pub mod console;
+pub mod container_create;
+pub mod container_delete;
+pub mod container_kill;
+pub mod container_run;
+pub mod container_start;
+pub mod devices;
+pub mod error;
+pub mod features;
+pub mod hooks;
+pub mod init;
+pub mod mount_api;
+pub mod mounts;
+pub mod namespaces;
+pub mod process_attrs;
+pub mod rootfs;
+pub mod safe_path;
+pub mod spec;
+pub mod spec_default;
+pub mod state;
+pub mod sync;
+
+pub use container_create::{create, CreateOptions};
+pub use container_delete::delete;
+pub use container_kill::{kill, parse_signal};
+pub use container_run::run;
+pub use container_start::start;
+pub use error::{Result, RuntimeError};
+pub use state::{ContainerRecord, OciState, StateStore, Status};

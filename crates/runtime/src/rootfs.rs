@@ -1,0 +1,204 @@
+//! The container's root filesystem, step by step: make the mount tree
+//! private from the host, bind the rootfs onto itself, mount the spec's
+//! mounts in order, create devices and /dev links, pivot_root into it and
+//! detach the old root; then mask and protect paths and make the root
+//! read-only. Runs in the init, inside its new mount namespace.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+
+use libc::c_ulong;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::devices;
+use crate::error::{Result, RuntimeError};
+use crate::mount_api;
+use crate::mounts::{self, MountContext};
+use crate::namespaces::NamespacePlan;
+use crate::safe_path;
+
+fn propagation_flags(p: Option<&str>) -> c_ulong {
+    match p.unwrap_or("") {
+        "private" => libc::MS_PRIVATE,
+        "rprivate" => libc::MS_PRIVATE | libc::MS_REC,
+        "slave" => libc::MS_SLAVE,
+        "shared" => libc::MS_SHARED,
+        "rshared" => libc::MS_SHARED | libc::MS_REC,
+        "unbindable" => libc::MS_UNBINDABLE,
+        "runbindable" => libc::MS_UNBINDABLE | libc::MS_REC,
+        _ => libc::MS_SLAVE | libc::MS_REC,
+    }
+}
+
+/// Stops mount events from reaching the host: the whole copied tree becomes
+/// a slave (or what `linux.rootfsPropagation` says).
+pub fn isolate_mount_tree(spec: &Spec) -> Result<()> {
+    let prop = spec.linux().as_ref().and_then(|l| l.rootfs_propagation().clone());
+    let flags = propagation_flags(prop.as_deref());
+    mount_api::mount(None, Path::new("/"), None, flags, None).map_err(|e| RuntimeError::sys("make / private to the container", "/", e))
+}
+
+/// Binds the rootfs onto itself: pivot_root needs the new root to be a mount point.
+pub fn bind_rootfs(rootfs: &Path) -> Result<()> {
+    mount_api::mount(Some(rootfs), rootfs, None, libc::MS_BIND | libc::MS_REC, None)
+        .map_err(|e| RuntimeError::sys("bind rootfs onto itself", rootfs.display(), e))?;
+    // pivot_root refuses a new root whose parent mount is shared; the bind
+    // inherits shared propagation when rootfsPropagation asks for it.
+    mount_api::mount(None, rootfs, None, libc::MS_PRIVATE, None).map_err(|e| RuntimeError::sys("make rootfs mount private", rootfs.display(), e))
+}
+
+/// Mounts everything the spec lists, then devices and /dev links.
+pub fn mount_all(spec: &Spec, rootfs: &Path, ns: &NamespacePlan, cgroup: Option<&cgroups::CgroupManager>) -> Result<()> {
+    let root = nix::fcntl::open(rootfs, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+        .map_err(|e| RuntimeError::sys("open rootfs", rootfs.display(), e))?;
+    // SAFETY: fresh descriptor from open.
+    let root = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(root) };
+    let ctx = MountContext {
+        root: root.as_raw_fd(),
+        cgroup,
+        cgroupns: ns.creates(LinuxNamespaceType::Cgroup),
+    };
+    let mounts = spec.mounts().clone().unwrap_or_default();
+    let mut dev_is_host_bind = false;
+    let mut has_proc = false;
+    for (i, m) in mounts.iter().enumerate() {
+        mounts::mount_entry(&ctx, m, i)?;
+        let dest = mounts::clean(m.destination());
+        let typ = m.typ().as_deref().unwrap_or("");
+        let bind = typ == "bind" || m.options().iter().flatten().any(|o| o == "bind" || o == "rbind");
+        if dest == Path::new("/dev") && bind {
+            dev_is_host_bind = true;
+        }
+        if dest == Path::new("/proc") && typ == "proc" {
+            has_proc = true;
+        }
+    }
+    let userns = ns.has(LinuxNamespaceType::User);
+    if !dev_is_host_bind {
+        for d in devices::default_devices() {
+            devices::create(ctx.root, &d, userns)?;
+        }
+        devices::create_symlinks(ctx.root, has_proc)?;
+        devices::link_ptmx(ctx.root)?;
+    }
+    let linux = spec.linux().clone().unwrap_or_default();
+    for (i, d) in linux.devices().iter().flatten().enumerate() {
+        let node = devices::from_spec(d, i)?;
+        devices::create(ctx.root, &node, userns)?;
+    }
+    // The working directory must exist before the user's program starts.
+    if let Some(p) = spec.process() {
+        safe_path::mkdir_all_in_root(ctx.root, p.cwd(), 0o755)?;
+    }
+    Ok(())
+}
+
+/// Makes the rootfs `/` and detaches the host's tree, leaving no path back.
+pub fn pivot_root(rootfs: &Path) -> Result<()> {
+    let open_dir = |p: &Path| {
+        nix::fcntl::open(p, nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+            .map_err(|e| RuntimeError::sys("open", p.display(), e))
+    };
+    let old = open_dir(Path::new("/"))?;
+    let new = open_dir(rootfs)?;
+    let result = (|| {
+        nix::unistd::fchdir(new).map_err(|e| RuntimeError::sys("chdir", rootfs.display(), e))?;
+        // pivot_root(".", ".") stacks the old root under the new one at the
+        // same place, so no put_old directory has to exist in the image.
+        nix::unistd::pivot_root(".", ".").map_err(|e| RuntimeError::sys("pivot_root", rootfs.display(), e))?;
+        nix::unistd::fchdir(old).map_err(|e| RuntimeError::sys("chdir", "old root", e))?;
+        // Keep the unmount of the old root from propagating to the host.
+        mount_api::mount(None, Path::new("."), None, libc::MS_SLAVE | libc::MS_REC, None)
+            .map_err(|e| RuntimeError::sys("make old root a slave", "/", e))?;
+        nix::mount::umount2(".", nix::mount::MntFlags::MNT_DETACH).map_err(|e| RuntimeError::sys("detach old root", "/", e))?;
+        nix::unistd::chdir("/").map_err(|e| RuntimeError::sys("chdir", "/", e))
+    })();
+    let _ = nix::unistd::close(old);
+    let _ = nix::unistd::close(new);
+    result
+}
+
+/// `--no-pivot`: move the rootfs over / and chroot into it (for ramdisk roots,
+/// where pivot_root is refused). Weaker: the old root stays reachable to a
+/// process that can escape a chroot.
+pub fn move_root(rootfs: &Path) -> Result<()> {
+    nix::unistd::chdir(rootfs).map_err(|e| RuntimeError::sys("chdir", rootfs.display(), e))?;
+    mount_api::mount(Some(rootfs), Path::new("/"), None, libc::MS_MOVE, None).map_err(|e| RuntimeError::sys("move rootfs to /", rootfs.display(), e))?;
+    nix::unistd::chroot(".").map_err(|e| RuntimeError::sys("chroot", rootfs.display(), e))?;
+    nix::unistd::chdir("/").map_err(|e| RuntimeError::sys("chdir", "/", e))
+}
+
+fn root_fd() -> Result<OwnedFd> {
+    let fd = nix::fcntl::open("/", nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+        .map_err(|e| RuntimeError::sys("open", "/", e))?;
+    // SAFETY: fresh descriptor from open.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+/// Makes each of `linux.readonlyPaths` a read-only bind of itself.
+pub fn readonly_paths(paths: &[String]) -> Result<()> {
+    let root = root_fd()?;
+    for p in paths {
+        let fd = match safe_path::open_in_root(root.as_raw_fd(), Path::new(p), libc::O_PATH, 0) {
+            Ok(fd) => fd,
+            Err(nix::errno::Errno::ENOENT) => continue,
+            Err(e) => return Err(RuntimeError::sys("open readonly path", p, e)),
+        };
+        let tree = mount_api::open_tree(fd.as_raw_fd(), Path::new(""), true).map_err(|e| RuntimeError::sys("open_tree readonly path", p, e))?;
+        let attr = mount_api::MountAttr {
+            attr_set: mount_api::MOUNT_ATTR_RDONLY | mount_api::MOUNT_ATTR_NOSUID | mount_api::MOUNT_ATTR_NODEV | mount_api::MOUNT_ATTR_NOEXEC,
+            ..Default::default()
+        };
+        mount_api::mount_setattr(&tree, &attr, true).map_err(|e| RuntimeError::sys("make read-only", p, e))?;
+        mount_api::move_mount(&tree, fd.as_raw_fd()).map_err(|e| RuntimeError::sys("mount read-only", p, e))?;
+    }
+    Ok(())
+}
+
+/// Hides each of `linux.maskedPaths`: /dev/null over files, an empty
+/// read-only tmpfs over directories.
+pub fn mask_paths(paths: &[String]) -> Result<()> {
+    let root = root_fd()?;
+    let null = mount_api::open_tree(libc::AT_FDCWD, Path::new("/dev/null"), false).ok();
+    for p in paths {
+        let fd = match safe_path::open_in_root(root.as_raw_fd(), Path::new(p), libc::O_PATH | libc::O_NOFOLLOW, 0) {
+            Ok(fd) => fd,
+            Err(nix::errno::Errno::ENOENT) => continue,
+            Err(e) => return Err(RuntimeError::sys("open masked path", p, e)),
+        };
+        if safe_path::is_dir(&fd) {
+            mount_api::mount(Some(Path::new("tmpfs")), &safe_path::proc_fd_path(&fd), Some("tmpfs"), libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, Some("size=0,mode=0"))
+                .map_err(|e| RuntimeError::sys("mask directory", p, e))?;
+        } else {
+            // Each mask needs its own clone of /dev/null's mount.
+            let tree = match &null {
+                Some(_) => mount_api::open_tree(libc::AT_FDCWD, Path::new("/dev/null"), false),
+                None => Err(nix::errno::Errno::ENOENT),
+            }
+            .map_err(|e| RuntimeError::sys("open /dev/null to mask", p, e))?;
+            mount_api::move_mount(&tree, fd.as_raw_fd()).map_err(|e| RuntimeError::sys("mask file", p, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Remounts `/` read-only (`root.readonly`).
+pub fn readonly_root() -> Result<()> {
+    let root = root_fd()?;
+    let tree_attr = mount_api::MountAttr {
+        attr_set: mount_api::MOUNT_ATTR_RDONLY,
+        ..Default::default()
+    };
+    // mount_setattr on the root mount itself (not recursive: submounts keep their own mode).
+    mount_api::mount_setattr(&root, &tree_attr, false).map_err(|e| RuntimeError::sys("remount / read-only", "/", e))
+}
+
+/// Writes `linux.sysctl` through the container's /proc/sys.
+pub fn write_sysctls(spec: &Spec) -> Result<()> {
+    let Some(map) = spec.linux().as_ref().and_then(|l| l.sysctl().clone()) else { return Ok(()) };
+    for (k, v) in map {
+        let path = Path::new("/proc/sys").join(k.replace('.', "/"));
+        std::fs::write(&path, v.as_bytes()).map_err(|e| RuntimeError::io("write sysctl", &path, e))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,180 @@
+//! Path resolution inside a container root that cannot escape it.
+//!
+//! Every path that comes from a spec or an image (mount destinations, masked
+//! paths, device nodes) is resolved with `openat2(RESOLVE_IN_ROOT)`, so `..`
+//! and symlinks (absolute or relative, even ones swapped in by a racing
+//! process) stay inside the root. Callers get an `O_PATH` descriptor and act
+//! on it through `/proc/self/fd/N`, never by re-walking the path string.
+//! This module must not do anything but resolve and create.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::sys::stat::Mode;
+
+use crate::error::{Result, RuntimeError};
+
+const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+const RESOLVE_IN_ROOT: u64 = 0x10;
+
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// Opens `path` (relative or absolute, always taken as inside `root`) with
+/// `flags`, resolving every component inside `root`.
+pub fn open_in_root(root: RawFd, path: &Path, flags: i32, mode: u32) -> std::result::Result<OwnedFd, Errno> {
+    let rel = relative(path);
+    let c = CString::new(rel.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: if flags & libc::O_CREAT != 0 { mode as u64 } else { 0 },
+        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    };
+    loop {
+        // SAFETY: `c` is a valid NUL-terminated string, `how` is a properly
+        // initialised open_how of the size we pass; the kernel only reads them.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                root,
+                c.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: the kernel returned a fresh descriptor that nothing else owns.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
+        }
+        match Errno::last() {
+            // openat2 returns EAGAIN when a concurrent rename raced the walk.
+            Errno::EAGAIN | Errno::EINTR => continue,
+            e => return Err(e),
+        }
+    }
+}
+
+/// `path` with its root and any `.` components removed, so it can be passed
+/// to a `*at` call relative to a root descriptor. `..` is kept: the kernel
+/// clamps it at the root under `RESOLVE_IN_ROOT`.
+pub fn relative(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            Component::ParentDir => out.push(".."),
+            Component::Normal(n) => out.push(n),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
+}
+
+/// Creates every missing directory of `path` inside `root` and returns an
+/// `O_PATH` descriptor of the last one. Symlinks met on the way are followed
+/// only inside `root`.
+pub fn mkdir_all_in_root(root: RawFd, path: &Path, mode: u32) -> Result<OwnedFd> {
+    let rel = relative(path);
+    let mut prefix = PathBuf::new();
+    let mut dir = open_in_root(root, Path::new("."), libc::O_PATH | libc::O_DIRECTORY, 0)
+        .map_err(|e| RuntimeError::sys("open container root", path.display(), e))?;
+    for comp in rel.components() {
+        prefix.push(comp);
+        if let Component::Normal(name) = comp {
+            let cname = CString::new(name.as_bytes()).map_err(|_| RuntimeError::sys("mkdir", path.display(), Errno::EINVAL))?;
+            // SAFETY: `dir` is an open directory descriptor and `cname` a valid C string.
+            let rc = unsafe { libc::mkdirat(dir.as_raw_fd(), cname.as_ptr(), mode) };
+            if rc != 0 {
+                let e = Errno::last();
+                if e != Errno::EEXIST {
+                    return Err(RuntimeError::sys("mkdir", root_display(&prefix), e));
+                }
+            }
+        }
+        dir = open_in_root(root, &prefix, libc::O_PATH | libc::O_DIRECTORY, 0)
+            .map_err(|e| RuntimeError::sys("open directory", root_display(&prefix), e))?;
+    }
+    Ok(dir)
+}
+
+/// Creates (if missing) a regular file at `path` inside `root`, creating its
+/// parents, and returns an `O_PATH` descriptor of it (or of whatever already
+/// stands there).
+pub fn create_file_in_root(root: RawFd, path: &Path, mode: u32) -> Result<OwnedFd> {
+    if let Some(parent) = Path::new("/").join(relative(path)).parent() {
+        mkdir_all_in_root(root, parent, 0o755)?;
+    }
+    match open_in_root(root, path, libc::O_PATH, 0) {
+        Ok(fd) => return Ok(fd),
+        Err(Errno::ENOENT) => {}
+        Err(e) => return Err(RuntimeError::sys("open", root_display(path), e)),
+    }
+    let fd = open_in_root(root, path, libc::O_CREAT | libc::O_WRONLY | libc::O_NOCTTY, mode)
+        .map_err(|e| RuntimeError::sys("create file", root_display(path), e))?;
+    drop(fd);
+    open_in_root(root, path, libc::O_PATH, 0).map_err(|e| RuntimeError::sys("open", root_display(path), e))
+}
+
+/// The `/proc/self/fd/N` path through which the kernel acts on `fd`.
+pub fn proc_fd_path(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+fn root_display(p: &Path) -> String {
+    Path::new("/").join(relative(p)).display().to_string()
+}
+
+/// Reads the file type of an `O_PATH` descriptor.
+pub fn is_dir(fd: &OwnedFd) -> bool {
+    nix::sys::stat::fstat(fd.as_raw_fd())
+        .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+        .unwrap_or(false)
+}
+
+/// Default permission bits for directories the runtime creates.
+pub const DIR_MODE: Mode = Mode::from_bits_truncate(0o755);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn relative_strips_root_and_dots() {
+        assert_eq!(relative(Path::new("/a/./b")), PathBuf::from("a/b"));
+        assert_eq!(relative(Path::new("/")), PathBuf::from("."));
+        assert_eq!(relative(Path::new("../x")), PathBuf::from("../x"));
+    }
+
+    #[test]
+    fn absolute_symlink_resolves_inside_root() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        symlink(outside.path(), root.path().join("escape")).unwrap();
+        let rootfd = nix::fcntl::open(root.path(), nix::fcntl::OFlag::O_PATH, Mode::empty()).unwrap();
+        let fd = mkdir_all_in_root(rootfd, Path::new("/escape/sub"), 0o755).unwrap();
+        drop(fd);
+        assert!(!outside.path().join("sub").exists(), "mkdir followed a symlink out of the root");
+        assert!(root.path().join(outside.path().strip_prefix("/").unwrap()).join("sub").is_dir());
+        nix::unistd::close(rootfd).unwrap();
+    }
+
+    #[test]
+    fn dotdot_is_clamped_at_root() {
+        let root = tempfile::tempdir().unwrap();
+        let rootfd = nix::fcntl::open(root.path(), nix::fcntl::OFlag::O_PATH, Mode::empty()).unwrap();
+        create_file_in_root(rootfd, Path::new("../../../etc/berth-escape-test"), 0o644).unwrap();
+        assert!(!Path::new("/etc/berth-escape-test").exists());
+        assert!(root.path().join("etc/berth-escape-test").is_file());
+        nix::unistd::close(rootfd).unwrap();
+    }
+}

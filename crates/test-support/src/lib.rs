@@ -1,0 +1,232 @@
+//! Shared fixtures for berth's integration tests: busybox root
+//! filesystems and bundles in temp dirs, unique container ids, and checks
+//! that a test left nothing behind on the host (mounts, cgroups, processes).
+//! Tests run as root against the real kernel; each uses its own ids, cgroup
+//! paths and directories so they can run in parallel.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde_json::Value;
+
+/// Where Debian's busybox-static installs its binary.
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// A unique id for a container (or anything else a test names on the host).
+pub fn unique_id(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{prefix}-{}-{}-{:x}", std::process::id(), N.fetch_add(1, Ordering::Relaxed), nanos & 0xffff)
+}
+
+/// Whether the host can run the tests that need busybox-static.
+pub fn have_busybox() -> bool {
+    Path::new(BUSYBOX).exists()
+}
+
+/// Builds a minimal root filesystem at `dir`: busybox with a link for every
+/// applet, /etc/passwd and /etc/group, and the usual empty directories.
+pub fn busybox_rootfs(dir: &Path) {
+    assert!(have_busybox(), "{BUSYBOX} is missing: apt-get install busybox-static");
+    for d in ["bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "tmp", "root", "home/user"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    std::fs::copy(BUSYBOX, dir.join("bin/busybox")).unwrap();
+    let out = Command::new(BUSYBOX).arg("--list-full").output().unwrap();
+    for applet in String::from_utf8_lossy(&out.stdout).lines() {
+        let link = dir.join(applet);
+        if applet == "bin/busybox" || link.exists() {
+            continue;
+        }
+        if let Some(parent) = link.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        let _ = std::os::unix::fs::symlink("/bin/busybox", &link);
+    }
+    std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n").unwrap();
+    std::fs::write(dir.join("etc/group"), "root:x:0:\nuser:x:1000:\nnogroup:x:65534:\n").unwrap();
+    std::fs::set_permissions(dir.join("tmp"), std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
+}
+
+/// A bundle in its own temp dir: `rootfs/` from busybox and a config.json
+/// the test edits as JSON before writing.
+pub struct Bundle {
+    dir: tempfile::TempDir,
+    /// The config that [`Bundle::write`] saves.
+    pub config: Value,
+}
+
+impl Bundle {
+    /// A bundle with a busybox rootfs and `config` (typically `berth-runtime spec` output).
+    pub fn new(config: Value) -> Bundle {
+        let dir = tempfile::Builder::new().prefix("berth-bundle-").tempdir().unwrap();
+        busybox_rootfs(&dir.path().join("rootfs"));
+        let mut b = Bundle { dir, config };
+        b.write();
+        b
+    }
+
+    /// The bundle directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The rootfs directory.
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.path().join("rootfs")
+    }
+
+    /// Writes config.json.
+    pub fn write(&mut self) {
+        std::fs::write(self.dir.path().join("config.json"), serde_json::to_vec_pretty(&self.config).unwrap()).unwrap();
+    }
+
+    /// Sets `process.args` and writes.
+    pub fn set_args(&mut self, args: &[&str]) -> &mut Self {
+        self.config["process"]["args"] = args.iter().map(|a| Value::from(*a)).collect();
+        self.config["process"]["terminal"] = Value::Bool(false);
+        self.write();
+        self
+    }
+
+    /// Points `linux.cgroupsPath` at a unique absolute test path and returns it.
+    pub fn set_unique_cgroup(&mut self, id: &str) -> String {
+        let p = format!("/berth-test/{id}");
+        self.config["linux"]["cgroupsPath"] = Value::from(p.clone());
+        self.write();
+        p
+    }
+}
+
+/// Mount points (from /proc/self/mountinfo) whose path contains `needle`.
+pub fn mounts_containing(needle: &str) -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.contains(needle))
+        .map(str::to_string)
+        .collect()
+}
+
+/// cgroup directories named `path` (absolute cgroup path) under any hierarchy of this host.
+pub fn cgroup_dirs(path: &str) -> Vec<PathBuf> {
+    let rel = path.trim_start_matches('/');
+    let mut found = vec![];
+    let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") else { return found };
+    for e in rd.flatten() {
+        let p = e.path().join(rel);
+        if p.is_dir() {
+            found.push(p);
+        }
+    }
+    if Path::new("/sys/fs/cgroup").join(rel).is_dir() {
+        found.push(Path::new("/sys/fs/cgroup").join(rel));
+    }
+    found
+}
+
+/// Pids of processes whose command line contains `needle`.
+pub fn processes_containing(needle: &str) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains(needle))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// A `berth-runtime` (or runc-compatible) binary with its own state root.
+pub struct RuntimeCli {
+    bin: PathBuf,
+    root: tempfile::TempDir,
+}
+
+/// What a command printed and how it ended.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Outcome {
+    /// Panics with both streams unless the command succeeded.
+    pub fn ok(self) -> Outcome {
+        assert_eq!(self.code, 0, "command failed: stdout={:?} stderr={:?}", self.stdout, self.stderr);
+        self
+    }
+}
+
+impl RuntimeCli {
+    /// A runtime at `bin` with a fresh temp `--root`.
+    pub fn new(bin: impl Into<PathBuf>) -> RuntimeCli {
+        RuntimeCli {
+            bin: bin.into(),
+            root: tempfile::Builder::new().prefix("berth-root-").tempdir().unwrap(),
+        }
+    }
+
+    /// The state root.
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// A command with `--root` set.
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.arg("--root").arg(self.root.path());
+        c
+    }
+
+    /// Runs `args` and collects the outcome.
+    pub fn run(&self, args: &[&str]) -> Outcome {
+        let out = self.command().args(args).output().unwrap();
+        Outcome {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// The default spec this runtime prints (`spec`), as JSON.
+    pub fn default_spec(&self) -> Value {
+        let dir = tempfile::tempdir().unwrap();
+        self.run(&["spec", "--bundle", dir.path().to_str().unwrap()]).ok();
+        serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap()
+    }
+
+    /// The `status` field of `state ID`, or None when the container is unknown.
+    pub fn status(&self, id: &str) -> Option<String> {
+        let o = self.run(&["state", id]);
+        if o.code != 0 {
+            return None;
+        }
+        let v: Value = serde_json::from_str(&o.stdout).ok()?;
+        v["status"].as_str().map(str::to_string)
+    }
+}
+
+impl Drop for RuntimeCli {
+    fn drop(&mut self) {
+        // Whatever a failing test left running: remove it, so the host stays clean.
+        if let Ok(rd) = std::fs::read_dir(self.root.path()) {
+            for e in rd.flatten() {
+                if let Some(id) = e.file_name().to_str() {
+                    let _ = self.command().args(["delete", "--force", id]).output();
+                }
+            }
+        }
+    }
+}
