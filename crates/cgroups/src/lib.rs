@@ -97,15 +97,21 @@ pub struct Hierarchy {
 impl Hierarchy {
     /// Reads /proc/self/mountinfo.
     pub fn detect() -> Result<Hierarchy> {
-        let text = std::fs::read_to_string("/proc/self/mountinfo").map_err(io("read", Path::new("/proc/self/mountinfo")))?;
+        let text = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(io("read", Path::new("/proc/self/mountinfo")))?;
         Ok(Self::parse(&text))
     }
 
     /// Parses mountinfo text.
     pub fn parse(text: &str) -> Hierarchy {
-        let mut h = Hierarchy { v1: vec![], unified: None };
+        let mut h = Hierarchy {
+            v1: vec![],
+            unified: None,
+        };
         for line in text.lines() {
-            let Some((left, right)) = line.split_once(" - ") else { continue };
+            let Some((left, right)) = line.split_once(" - ") else {
+                continue;
+            };
             let mountpoint = left.split(' ').nth(4).unwrap_or("");
             let mut r = right.split(' ');
             let fstype = r.next().unwrap_or("");
@@ -116,10 +122,23 @@ impl Hierarchy {
                 "cgroup" => {
                     let controllers: Vec<String> = super_opts
                         .split(',')
-                        .filter(|o| !matches!(*o, "rw" | "ro" | "relatime" | "noatime" | "nosuid" | "nodev" | "noexec" | "clone_children") && !o.starts_with("release_agent") && !o.starts_with("cpuset_v2_mode"))
+                        .filter(|o| {
+                            !matches!(
+                                *o,
+                                "rw" | "ro"
+                                    | "relatime"
+                                    | "noatime"
+                                    | "nosuid"
+                                    | "nodev"
+                                    | "noexec"
+                                    | "clone_children"
+                            ) && !o.starts_with("release_agent")
+                                && !o.starts_with("cpuset_v2_mode")
+                        })
                         .map(str::to_string)
                         .collect();
-                    if !controllers.is_empty() && !h.v1.iter().any(|m| m.controllers == controllers) {
+                    if !controllers.is_empty() && !h.v1.iter().any(|m| m.controllers == controllers)
+                    {
                         h.v1.push(V1Mount {
                             controllers,
                             mountpoint: PathBuf::from(mountpoint),
@@ -145,7 +164,10 @@ impl Hierarchy {
     pub fn describe(&self) -> String {
         let v1: Vec<String> = self.v1.iter().map(|m| m.controllers.join("+")).collect();
         match self.layout() {
-            Layout::Unified => format!("unified: cgroup2 at {}", self.unified.as_deref().unwrap_or(Path::new("?")).display()),
+            Layout::Unified => format!(
+                "unified: cgroup2 at {}",
+                self.unified.as_deref().unwrap_or(Path::new("?")).display()
+            ),
             Layout::Legacy => format!("legacy: v1 controllers {}", v1.join(",")),
             Layout::Hybrid => format!(
                 "hybrid: v1 controllers {} + cgroup2 at {}",
@@ -165,7 +187,11 @@ impl Hierarchy {
         self.v1
             .iter()
             .map(|m| {
-                let name = m.mountpoint.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| m.controllers.join(","));
+                let name = m
+                    .mountpoint
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| m.controllers.join(","));
                 (name, m.mountpoint.clone(), m.controllers.join(","))
             })
             .collect()
@@ -193,7 +219,9 @@ fn own_cgroup(key: &str) -> String {
     for line in text.lines() {
         let mut f = line.splitn(3, ':');
         let (_, ctrls, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or("/"));
-        if (key.is_empty() && ctrls.is_empty()) || (!key.is_empty() && ctrls.split(',').any(|c| c == key)) {
+        if (key.is_empty() && ctrls.is_empty())
+            || (!key.is_empty() && ctrls.split(',').any(|c| c == key))
+        {
             return path.to_string();
         }
     }
@@ -246,7 +274,11 @@ impl CgroupManager {
             return Err(CgroupError::NotMounted);
         }
         Ok(CgroupManager {
-            path: if cgroups_path.starts_with('/') { cgroups_path.to_string() } else { resolve("") },
+            path: if cgroups_path.starts_with('/') {
+                cgroups_path.to_string()
+            } else {
+                resolve("")
+            },
             dirs,
             created: vec![],
             freezer,
@@ -284,7 +316,8 @@ impl CgroupManager {
                         if d.join("cpuset.cpus").exists() {
                             for f in ["cpuset.cpus", "cpuset.mems"] {
                                 let parent = d.parent().unwrap_or(Path::new("/")).join(f);
-                                let v = std::fs::read_to_string(&parent).map_err(io("read", &parent))?;
+                                let v = std::fs::read_to_string(&parent)
+                                    .map_err(io("read", &parent))?;
                                 let own = d.join(f);
                                 std::fs::write(&own, v.trim()).map_err(io("write", &own))?;
                             }
@@ -328,7 +361,11 @@ impl CgroupManager {
         if res.block_io().is_some() {
             return unsupported("blockIO");
         }
-        if res.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()) {
+        if res
+            .hugepage_limits()
+            .as_ref()
+            .is_some_and(|h| !h.is_empty())
+        {
             return unsupported("hugepageLimits");
         }
         if res.network().is_some() {
@@ -406,8 +443,14 @@ impl CgroupManager {
 
     /// Whether the cgroup is frozen.
     pub fn is_frozen(&self) -> Result<bool> {
-        let Some((dir, v1)) = &self.freezer else { return Ok(false) };
-        let f = dir.join(if *v1 { "freezer.state" } else { "cgroup.freeze" });
+        let Some((dir, v1)) = &self.freezer else {
+            return Ok(false);
+        };
+        let f = dir.join(if *v1 {
+            "freezer.state"
+        } else {
+            "cgroup.freeze"
+        });
         match std::fs::read_to_string(&f) {
             Ok(s) => Ok(matches!(s.trim(), "FROZEN" | "FREEZING" | "1")),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
@@ -451,11 +494,17 @@ impl CgroupManager {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
                     Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => break,
                     // The kernel may still be tearing down an exited task.
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 200 && self.dirs.contains(d) => {
+                    Err(e)
+                        if e.raw_os_error() == Some(libc::EBUSY)
+                            && tries < 200
+                            && self.dirs.contains(d) =>
+                    {
                         tries += 1;
                         std::thread::sleep(Duration::from_millis(5));
                     }
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && !self.dirs.contains(d) => break,
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && !self.dirs.contains(d) => {
+                        break
+                    }
                     Err(e) => return Err(io("rmdir", d)(e)),
                 }
             }
@@ -485,13 +534,19 @@ mod tests {
         assert_eq!(h.layout(), Layout::Hybrid);
         assert_eq!(h.v1.len(), 3);
         assert_eq!(h.v1[2].controllers, vec!["name=systemd"]);
-        assert_eq!(h.unified.as_deref(), Some(Path::new("/sys/fs/cgroup/unified")));
-        assert!(h.describe().starts_with("hybrid: v1 controllers cpu,memory,name=systemd"));
+        assert_eq!(
+            h.unified.as_deref(),
+            Some(Path::new("/sys/fs/cgroup/unified"))
+        );
+        assert!(h
+            .describe()
+            .starts_with("hybrid: v1 controllers cpu,memory,name=systemd"));
     }
 
     #[test]
     fn unified_layout_is_detected() {
-        let h = Hierarchy::parse("30 25 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n");
+        let h =
+            Hierarchy::parse("30 25 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n");
         assert_eq!(h.layout(), Layout::Unified);
     }
 

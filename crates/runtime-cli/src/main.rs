@@ -10,7 +10,11 @@ use clap::{Args, Parser, Subcommand};
 use runtime::{CreateOptions, StateStore, Status};
 
 #[derive(Parser)]
-#[command(name = "berth-runtime", version, about = "berth's OCI runtime (runc-compatible command line)")]
+#[command(
+    name = "berth-runtime",
+    version,
+    about = "berth's OCI runtime (runc-compatible command line)"
+)]
 struct Cli {
     /// Root directory for container state.
     #[arg(long, global = true, default_value = "/run/berth-runtime")]
@@ -125,12 +129,21 @@ enum Command {
 fn init_logging(cli: &Cli) -> Result<()> {
     let level = if cli.debug { "debug" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::new(level);
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false);
     match (&cli.log, cli.log_format.as_str()) {
         (Some(path), fmt) => {
-            let file = std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("open log file {}", path.display()))?;
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("open log file {}", path.display()))?;
             if fmt == "json" {
-                builder.json().with_writer(std::sync::Mutex::new(file)).init();
+                builder
+                    .json()
+                    .with_writer(std::sync::Mutex::new(file))
+                    .init();
             } else {
                 builder.with_writer(std::sync::Mutex::new(file)).init();
             }
@@ -156,7 +169,9 @@ fn create_options(a: &CreateArgs) -> CreateOptions {
 
 fn execute(cli: &Cli) -> Result<i32> {
     if cli.systemd_cgroup && !std::path::Path::new("/run/systemd/system").exists() {
-        anyhow::bail!("--systemd-cgroup: systemd is not running on this host (no /run/systemd/system)");
+        anyhow::bail!(
+            "--systemd-cgroup: systemd is not running on this host (no /run/systemd/system)"
+        );
     }
     if cli.systemd_cgroup {
         anyhow::bail!("--systemd-cgroup: the systemd cgroup driver is not supported yet; use the default cgroupfs driver");
@@ -172,13 +187,26 @@ fn execute(cli: &Cli) -> Result<i32> {
             runtime::create(&store, &create_options(a))?;
         }
         Command::Start { id } => runtime::start(&store, id)?,
-        Command::Run { create, detach, keep } => return Ok(runtime::run(&store, create_options(create), *detach, *keep)?),
+        Command::Run {
+            create,
+            detach,
+            keep,
+        } => {
+            return Ok(runtime::run(
+                &store,
+                create_options(create),
+                *detach,
+                *keep,
+            )?)
+        }
         Command::State { id } => {
             let rec = store.load(id)?;
             println!("{}", serde_json::to_string_pretty(&store.oci_state(&rec))?);
         }
         Command::List { format, quiet } => list(&store, format, *quiet)?,
-        Command::Kill { all, id, signal } => runtime::kill(&store, id, runtime::parse_signal(signal)?, *all)?,
+        Command::Kill { all, id, signal } => {
+            runtime::kill(&store, id, runtime::parse_signal(signal)?, *all)?
+        }
         Command::Delete { force, id } => runtime::delete(&store, id, *force)?,
         Command::Spec { bundle, rootless } => {
             let path = bundle.join("config.json");
@@ -187,9 +215,13 @@ fn execute(cli: &Cli) -> Result<i32> {
             }
             let spec = runtime::spec_default::default_spec(*rootless)?;
             let data = serde_json::to_string_pretty(&spec)?;
-            std::fs::write(&path, data + "\n").with_context(|| format!("write {}", path.display()))?;
+            std::fs::write(&path, data + "\n")
+                .with_context(|| format!("write {}", path.display()))?;
         }
-        Command::Features => println!("{}", serde_json::to_string_pretty(&runtime::features::features())?),
+        Command::Features => println!(
+            "{}",
+            serde_json::to_string_pretty(&runtime::features::features())?
+        ),
     }
     Ok(0)
 }
@@ -228,21 +260,51 @@ fn list(store: &StateStore, format: &str, quiet: bool) -> Result<()> {
         writeln!(out, "{}", serde_json::to_string(&v)?)?;
         return Ok(());
     }
-    let mut table = vec![["ID".to_string(), "PID".into(), "STATUS".into(), "BUNDLE".into(), "CREATED".into(), "OWNER".into()]];
+    let mut table = vec![[
+        "ID".to_string(),
+        "PID".into(),
+        "STATUS".into(),
+        "BUNDLE".into(),
+        "CREATED".into(),
+        "OWNER".into(),
+    ]];
     for (r, s) in &rows {
         let pid = if *s == Status::Stopped { 0 } else { r.pid };
-        table.push([r.id.clone(), pid.to_string(), s.to_string(), r.bundle.display().to_string(), r.created.clone(), owner_name(r.owner)]);
+        table.push([
+            r.id.clone(),
+            pid.to_string(),
+            s.to_string(),
+            r.bundle.display().to_string(),
+            r.created.clone(),
+            owner_name(r.owner),
+        ]);
     }
-    let widths: Vec<usize> = (0..6).map(|i| table.iter().map(|row| row[i].len()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..6)
+        .map(|i| table.iter().map(|row| row[i].len()).max().unwrap_or(0))
+        .collect();
     for row in table {
-        let line: Vec<String> = row.iter().enumerate().map(|(i, c)| if i == 5 { c.clone() } else { format!("{c:<w$}", w = widths[i]) }).collect();
+        let line: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == 5 {
+                    c.clone()
+                } else {
+                    format!("{c:<w$}", w = widths[i])
+                }
+            })
+            .collect();
         writeln!(out, "{}", line.join("   ").trim_end())?;
     }
     Ok(())
 }
 
 fn owner_name(uid: u32) -> String {
-    nix::unistd::User::from_uid(uid.into()).ok().flatten().map(|u| u.name).unwrap_or_else(|| format!("#{uid}"))
+    nix::unistd::User::from_uid(uid.into())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| format!("#{uid}"))
 }
 
 fn main() -> ExitCode {

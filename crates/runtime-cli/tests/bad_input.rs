@@ -18,28 +18,50 @@ fn refused(needle: &str, edit: impl FnOnce(&mut Bundle)) {
     edit(&mut b);
     let o = rt.run(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
     assert_ne!(o.code, 0, "create should fail: {o:?}");
-    assert!(o.stderr.contains(needle), "error should mention {needle:?}: {}", o.stderr);
-    assert_eq!(o.stderr.trim().lines().count(), 1, "one-line error expected: {}", o.stderr);
+    assert!(
+        o.stderr.contains(needle),
+        "error should mention {needle:?}: {}",
+        o.stderr
+    );
+    assert_eq!(
+        o.stderr.trim().lines().count(),
+        1,
+        "one-line error expected: {}",
+        o.stderr
+    );
     assert!(!rt.root().join(&id).exists(), "state directory left behind");
     assert!(cgroup_dirs(&cg).is_empty(), "cgroup left behind");
-    assert!(mounts_containing(b.path().to_str().unwrap()).is_empty(), "mounts left behind");
-    assert!(test_support::processes_containing(&id).is_empty(), "process left behind");
+    assert!(
+        mounts_containing(b.path().to_str().unwrap()).is_empty(),
+        "mounts left behind"
+    );
+    assert!(
+        test_support::processes_containing(&id).is_empty(),
+        "process left behind"
+    );
 }
 
 #[test]
 fn missing_config_json() {
-    refused("config.json", |b| std::fs::remove_file(b.path().join("config.json")).unwrap());
+    refused("config.json", |b| {
+        std::fs::remove_file(b.path().join("config.json")).unwrap()
+    });
 }
 
 #[test]
 fn invalid_json() {
-    refused("config.json", |b| std::fs::write(b.path().join("config.json"), "{ not json").unwrap());
+    refused("config.json", |b| {
+        std::fs::write(b.path().join("config.json"), "{ not json").unwrap()
+    });
 }
 
 #[test]
 fn unknown_namespace_type() {
     refused("unknown variant `bogus`", |b| {
-        b.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "bogus"}));
+        b.config["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "bogus"}));
         b.write();
     });
 }
@@ -47,14 +69,19 @@ fn unknown_namespace_type() {
 #[test]
 fn duplicate_namespace() {
     refused("linux.namespaces[6].type", |b| {
-        b.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "pid"}));
+        b.config["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "pid"}));
         b.write();
     });
 }
 
 #[test]
 fn missing_rootfs() {
-    refused("root.path", |b| std::fs::remove_dir_all(b.rootfs()).unwrap());
+    refused("root.path", |b| {
+        std::fs::remove_dir_all(b.rootfs()).unwrap()
+    });
 }
 
 #[test]
@@ -75,7 +102,10 @@ fn host_sysctl_is_refused() {
 #[test]
 fn relative_mount_destination() {
     refused("mounts[7].destination", |b| {
-        b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "relative/path", "type": "tmpfs", "source": "tmpfs"}));
+        b.config["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "relative/path", "type": "tmpfs", "source": "tmpfs"}));
         b.write();
     });
 }
@@ -91,7 +121,10 @@ fn missing_bind_source() {
 #[test]
 fn mount_over_proc_is_refused() {
     refused("mounts[7].destination", |b| {
-        b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/proc/sys", "type": "tmpfs", "source": "tmpfs"}));
+        b.config["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "/proc/sys", "type": "tmpfs", "source": "tmpfs"}));
         b.write();
     });
 }
@@ -111,10 +144,15 @@ fn duplicate_id_is_refused_and_first_container_survives() {
     b.set_args(&["sleep", "100"]);
     let id = unique_id("dup");
     b.set_unique_cgroup(&id);
-    rt.run(&["create", "--bundle", b.path().to_str().unwrap(), &id]).ok();
+    rt.run(&["create", "--bundle", b.path().to_str().unwrap(), &id])
+        .ok();
     let o = rt.run(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
     assert_ne!(o.code, 0);
-    assert!(o.stderr.contains("already exists") && o.stderr.contains(&id), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("already exists") && o.stderr.contains(&id),
+        "{}",
+        o.stderr
+    );
     assert_eq!(rt.status(&id).as_deref(), Some("created"));
     rt.run(&["delete", "--force", &id]).ok();
 }
@@ -122,10 +160,19 @@ fn duplicate_id_is_refused_and_first_container_survives() {
 #[test]
 fn unknown_id_is_named() {
     let rt = RuntimeCli::new(BIN);
-    for cmd in [vec!["state", "nope-xyz"], vec!["start", "nope-xyz"], vec!["kill", "nope-xyz"], vec!["delete", "nope-xyz"]] {
+    for cmd in [
+        vec!["state", "nope-xyz"],
+        vec!["start", "nope-xyz"],
+        vec!["kill", "nope-xyz"],
+        vec!["delete", "nope-xyz"],
+    ] {
         let o = rt.run(&cmd);
         assert_ne!(o.code, 0);
-        assert!(o.stderr.contains("\"nope-xyz\" does not exist"), "{cmd:?}: {}", o.stderr);
+        assert!(
+            o.stderr.contains("\"nope-xyz\" does not exist"),
+            "{cmd:?}: {}",
+            o.stderr
+        );
     }
 }
 

@@ -17,7 +17,13 @@ fn receive_fd(listener: &UnixListener) -> OwnedFd {
     let mut buf = [0u8; 64];
     let mut iov = [IoSliceMut::new(&mut buf)];
     let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::empty()).unwrap();
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )
+    .unwrap();
     for c in msg.cmsgs().unwrap() {
         if let ControlMessageOwned::ScmRights(fds) = c {
             // SAFETY: the kernel just installed this descriptor for us.
@@ -31,7 +37,11 @@ fn receive_fd(listener: &UnixListener) -> OwnedFd {
 fn console_socket_receives_a_working_pty() {
     let rt = RuntimeCli::new(BIN);
     let mut b = Bundle::new(rt.default_spec());
-    b.set_args(&["sh", "-c", "[ -t 0 ] && [ -t 1 ] && echo is-a-tty; stty size; echo done"]);
+    b.set_args(&[
+        "sh",
+        "-c",
+        "[ -t 0 ] && [ -t 1 ] && echo is-a-tty; stty size; echo done",
+    ]);
     b.config["process"]["terminal"] = json!(true);
     b.config["process"]["consoleSize"] = json!({"height": 33, "width": 101});
     let id = unique_id("tty");
@@ -41,7 +51,15 @@ fn console_socket_receives_a_working_pty() {
     let sock = sock_dir.path().join("console.sock");
     let listener = UnixListener::bind(&sock).unwrap();
     let receiver = std::thread::spawn(move || receive_fd(&listener));
-    rt.run(&["create", "--console-socket", sock.to_str().unwrap(), "--bundle", b.path().to_str().unwrap(), &id]).ok();
+    rt.run(&[
+        "create",
+        "--console-socket",
+        sock.to_str().unwrap(),
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &id,
+    ])
+    .ok();
     let master = receiver.join().unwrap();
     rt.run(&["start", &id]).ok();
     let mut f = std::fs::File::from(master);

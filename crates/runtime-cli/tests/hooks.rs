@@ -28,15 +28,31 @@ fn hooks_run_in_order_with_state_on_stdin() {
         "poststop": [host_hook("poststop")],
     });
     b.write();
-    rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &id]).ok();
+    rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &id])
+        .ok();
     let text = std::fs::read_to_string(&host_log).unwrap();
     let kinds: Vec<&str> = text.lines().map(|l| l.split(' ').next().unwrap()).collect();
-    assert_eq!(kinds, ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"], "{text}");
+    assert_eq!(
+        kinds,
+        [
+            "prestart",
+            "createRuntime",
+            "createContainer",
+            "startContainer",
+            "poststart",
+            "poststop"
+        ],
+        "{text}"
+    );
     for line in text.lines() {
         let (kind, state) = line.split_once(' ').unwrap();
-        let v: Value = serde_json::from_str(state).unwrap_or_else(|e| panic!("{kind}: bad state {state:?}: {e}"));
+        let v: Value = serde_json::from_str(state)
+            .unwrap_or_else(|e| panic!("{kind}: bad state {state:?}: {e}"));
         assert_eq!(v["id"], json!(id), "{kind}");
-        assert!(v["pid"].as_i64().unwrap() > 0 || kind == "poststop", "{kind}: {v}");
+        assert!(
+            v["pid"].as_i64().unwrap() > 0 || kind == "poststop",
+            "{kind}: {v}"
+        );
     }
 }
 
@@ -47,7 +63,8 @@ fn hook_timeout_kills_the_hook_and_fails_create() {
     b.set_args(&["true"]);
     let id = unique_id("hooks");
     b.set_unique_cgroup(&id);
-    b.config["hooks"] = json!({"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}]});
+    b.config["hooks"] =
+        json!({"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}]});
     b.write();
     let start = std::time::Instant::now();
     let o = rt.run(&["create", "--bundle", b.path().to_str().unwrap(), &id]);

@@ -30,7 +30,11 @@ fn assert_host_clean(b: &Bundle, cg: &str) {
 fn wait_status(rt: &RuntimeCli, id: &str, want: &str) {
     let end = Instant::now() + Duration::from_secs(10);
     while rt.status(id).as_deref() != Some(want) {
-        assert!(Instant::now() < end, "container {id} never became {want}: {:?}", rt.status(id));
+        assert!(
+            Instant::now() < end,
+            "container {id} never became {want}: {:?}",
+            rt.status(id)
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -38,9 +42,18 @@ fn wait_status(rt: &RuntimeCli, id: &str, want: &str) {
 #[test]
 fn run_prints_the_programs_output_and_cleans_up() {
     let (rt, b, id, cg) = setup(&["sh", "-c", "echo hello from $$"]);
-    let o = rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &id]).ok();
-    assert_eq!(o.stdout.trim(), "hello from 1", "the program must be PID 1 of its namespace");
-    assert!(rt.status(&id).is_none(), "run without --keep deletes the container");
+    let o = rt
+        .run(&["run", "--bundle", b.path().to_str().unwrap(), &id])
+        .ok();
+    assert_eq!(
+        o.stdout.trim(),
+        "hello from 1",
+        "the program must be PID 1 of its namespace"
+    );
+    assert!(
+        rt.status(&id).is_none(),
+        "run without --keep deletes the container"
+    );
     assert_host_clean(&b, &cg);
 }
 
@@ -55,7 +68,11 @@ fn exit_code_propagates() {
 #[test]
 fn killed_container_exits_128_plus_signal() {
     let (rt, b, id, cg) = setup(&["sleep", "100"]);
-    let child = rt.command().args(["run", "--bundle", b.path().to_str().unwrap(), &id]).spawn().unwrap();
+    let child = rt
+        .command()
+        .args(["run", "--bundle", b.path().to_str().unwrap(), &id])
+        .spawn()
+        .unwrap();
     wait_status(&rt, &id, "running");
     rt.run(&["kill", &id, "KILL"]).ok();
     let out = child.wait_with_output().unwrap();
@@ -66,10 +83,14 @@ fn killed_container_exits_128_plus_signal() {
 #[test]
 fn create_blocks_the_program_until_start() {
     let (rt, b, id, cg) = setup(&["sh", "-c", "echo ran > /tmp/marker; sleep 100"]);
-    rt.run(&["create", "--bundle", b.path().to_str().unwrap(), &id]).ok();
+    rt.run(&["create", "--bundle", b.path().to_str().unwrap(), &id])
+        .ok();
     assert_eq!(rt.status(&id).as_deref(), Some("created"));
     std::thread::sleep(Duration::from_millis(200));
-    assert!(!b.rootfs().join("tmp/marker").exists(), "the program ran before start");
+    assert!(
+        !b.rootfs().join("tmp/marker").exists(),
+        "the program ran before start"
+    );
     let state: Value = serde_json::from_str(&rt.run(&["state", &id]).ok().stdout).unwrap();
     assert_eq!(state["id"], json!(id));
     assert_eq!(state["bundle"], json!(b.path().canonicalize().unwrap()));
@@ -88,7 +109,10 @@ fn create_blocks_the_program_until_start() {
     assert!(again.stderr.contains("running"), "{}", again.stderr);
 
     let refused = rt.run(&["delete", &id]);
-    assert_ne!(refused.code, 0, "delete of a running container needs --force");
+    assert_ne!(
+        refused.code, 0,
+        "delete of a running container needs --force"
+    );
     assert!(refused.stderr.contains("--force"), "{}", refused.stderr);
     rt.run(&["kill", &id, "SIGKILL"]).ok();
     wait_status(&rt, &id, "stopped");
@@ -102,13 +126,15 @@ fn create_blocks_the_program_until_start() {
 #[test]
 fn created_container_can_be_deleted_and_killed() {
     let (rt, b, id, cg) = setup(&["true"]);
-    rt.run(&["create", "--bundle", b.path().to_str().unwrap(), &id]).ok();
+    rt.run(&["create", "--bundle", b.path().to_str().unwrap(), &id])
+        .ok();
     rt.run(&["delete", &id]).ok();
     assert!(rt.status(&id).is_none());
     assert_host_clean(&b, &cg);
 
     let id2 = unique_id("lc");
-    rt.run(&["create", "--bundle", b.path().to_str().unwrap(), &id2]).ok();
+    rt.run(&["create", "--bundle", b.path().to_str().unwrap(), &id2])
+        .ok();
     rt.run(&["kill", &id2, "9"]).ok();
     wait_status(&rt, &id2, "stopped");
     rt.run(&["delete", &id2]).ok();
@@ -118,22 +144,38 @@ fn created_container_can_be_deleted_and_killed() {
 #[test]
 fn delete_force_kills_a_running_container() {
     let (rt, b, id, cg) = setup(&["sleep", "100"]);
-    rt.run(&["run", "--detach", "--bundle", b.path().to_str().unwrap(), &id]).ok();
+    rt.run(&[
+        "run",
+        "--detach",
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &id,
+    ])
+    .ok();
     wait_status(&rt, &id, "running");
-    let pid: i64 = serde_json::from_str::<Value>(&rt.run(&["state", &id]).stdout).unwrap()["pid"].as_i64().unwrap();
+    let pid: i64 = serde_json::from_str::<Value>(&rt.run(&["state", &id]).stdout).unwrap()["pid"]
+        .as_i64()
+        .unwrap();
     rt.run(&["delete", "--force", &id]).ok();
-    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists() || std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap().contains(") Z"));
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap()
+                .contains(") Z")
+    );
     assert_host_clean(&b, &cg);
 }
 
 #[test]
 fn list_shows_containers_as_table_and_json() {
     let (rt, b, id, cg) = setup(&["sleep", "100"]);
-    rt.run(&["create", "--bundle", b.path().to_str().unwrap(), &id]).ok();
+    rt.run(&["create", "--bundle", b.path().to_str().unwrap(), &id])
+        .ok();
     let table = rt.run(&["list"]).ok().stdout;
     assert!(table.starts_with("ID"), "{table}");
     assert!(table.contains(&id) && table.contains("created"), "{table}");
-    let v: Value = serde_json::from_str(&rt.run(&["list", "--format", "json"]).ok().stdout).unwrap();
+    let v: Value =
+        serde_json::from_str(&rt.run(&["list", "--format", "json"]).ok().stdout).unwrap();
     assert_eq!(v[0]["id"], json!(id));
     assert_eq!(v[0]["status"], json!("created"));
     assert_eq!(rt.run(&["list", "-q"]).ok().stdout.trim(), id);
@@ -145,7 +187,15 @@ fn list_shows_containers_as_table_and_json() {
 fn pid_file_holds_the_init_pid() {
     let (rt, b, id, cg) = setup(&["sleep", "100"]);
     let pidfile = b.path().join("init.pid");
-    rt.run(&["create", "--pid-file", pidfile.to_str().unwrap(), "--bundle", b.path().to_str().unwrap(), &id]).ok();
+    rt.run(&[
+        "create",
+        "--pid-file",
+        pidfile.to_str().unwrap(),
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &id,
+    ])
+    .ok();
     let pid: i64 = std::fs::read_to_string(&pidfile).unwrap().parse().unwrap();
     let state: Value = serde_json::from_str(&rt.run(&["state", &id]).stdout).unwrap();
     assert_eq!(state["pid"].as_i64(), Some(pid));
@@ -156,7 +206,8 @@ fn pid_file_holds_the_init_pid() {
 #[test]
 fn init_is_placed_in_the_spec_cgroup() {
     let (rt, b, id, cg) = setup(&["sleep", "100"]);
-    rt.run(&["create", "--bundle", b.path().to_str().unwrap(), &id]).ok();
+    rt.run(&["create", "--bundle", b.path().to_str().unwrap(), &id])
+        .ok();
     let state: Value = serde_json::from_str(&rt.run(&["state", &id]).stdout).unwrap();
     let pid = state["pid"].as_i64().unwrap();
     let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();

@@ -70,7 +70,10 @@ fn mask(set: &Option<Capabilities>, field: &str, last: u32) -> Result<u64> {
         if n > last {
             return Err(RuntimeError::unsupported(
                 format!("process.capabilities.{field}"),
-                format!("CAP_{} (number {n}) is unknown to this kernel (last is {last})", c.to_string().to_uppercase()),
+                format!(
+                    "CAP_{} (number {n}) is unknown to this kernel (last is {last})",
+                    c.to_string().to_uppercase()
+                ),
             ));
         }
         m |= 1 << n;
@@ -117,7 +120,11 @@ pub fn drop_bounding(sets: &CapSets) -> Result<()> {
             if rc != 0 {
                 let e = nix::errno::Errno::last();
                 if e != nix::errno::Errno::EINVAL {
-                    return Err(RuntimeError::sys("prctl(PR_CAPBSET_DROP)", format!("capability {n}"), e));
+                    return Err(RuntimeError::sys(
+                        "prctl(PR_CAPBSET_DROP)",
+                        format!("capability {n}"),
+                        e,
+                    ));
                 }
             }
         }
@@ -163,15 +170,33 @@ pub fn apply(sets: &CapSets) -> Result<()> {
     // SAFETY: header and data are the v3 structures capset expects (two data elements).
     let rc = unsafe { libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) };
     if rc != 0 {
-        return Err(RuntimeError::sys("capset", "process.capabilities", nix::errno::Errno::last()));
+        return Err(RuntimeError::sys(
+            "capset",
+            "process.capabilities",
+            nix::errno::Errno::last(),
+        ));
     }
     // SAFETY: prctl with integer arguments only.
-    unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0) };
+    unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
     for n in 0..64u32 {
         if sets.ambient & (1 << n) != 0 {
             // SAFETY: prctl with integer arguments only.
             let rc = unsafe {
-                libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong, n as libc::c_ulong, 0, 0)
+                libc::prctl(
+                    libc::PR_CAP_AMBIENT,
+                    libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                    n as libc::c_ulong,
+                    0,
+                    0,
+                )
             };
             if rc != 0 {
                 return Err(RuntimeError::sys(
@@ -220,6 +245,9 @@ mod tests {
         let set: Capabilities = [Capability::Chown, Capability::Kill].into_iter().collect();
         assert_eq!(mask(&Some(set), "bounding", 40).unwrap(), 0b100001);
         let set: Capabilities = [Capability::Bpf].into_iter().collect();
-        assert!(mask(&Some(set), "effective", 38).unwrap_err().to_string().contains("process.capabilities.effective"));
+        assert!(mask(&Some(set), "effective", 38)
+            .unwrap_err()
+            .to_string()
+            .contains("process.capabilities.effective"));
     }
 }

@@ -23,8 +23,12 @@ pub struct Pty {
 
 /// Opens a new pty from /dev/ptmx (after pivot_root, so from the container's devpts).
 pub fn open_pty(width: u16, height: u16) -> Result<Pty> {
-    let master = nix::fcntl::open("/dev/ptmx", nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_NOCTTY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-        .map_err(|e| RuntimeError::sys("open", "/dev/ptmx", e))?;
+    let master = nix::fcntl::open(
+        "/dev/ptmx",
+        nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_NOCTTY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| RuntimeError::sys("open", "/dev/ptmx", e))?;
     // SAFETY: fresh descriptor from open.
     let master = unsafe { OwnedFd::from_raw_fd(master) };
     let mut unlock: libc::c_int = 0;
@@ -35,7 +39,13 @@ pub fn open_pty(width: u16, height: u16) -> Result<Pty> {
     // TIOCGPTPEER opens the slave through the master, with no path lookup
     // that a container could race.
     // SAFETY: ioctl on a pty master with integer flags; returns a new fd.
-    let slave = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+    let slave = unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
     if slave < 0 {
         return Err(RuntimeError::sys("TIOCGPTPEER", "/dev/ptmx", Errno::last()));
     }
@@ -63,12 +73,18 @@ pub fn mount_console(pty: &Pty) -> Result<()> {
     std::fs::File::create(console).map_err(|e| RuntimeError::io("create", console, e))?;
     let slave_path = std::fs::read_link(format!("/proc/self/fd/{}", pty.slave.as_raw_fd()))
         .map_err(|e| RuntimeError::io("readlink pty slave", "/proc/self/fd", e))?;
-    let tree = mount_api::open_tree(libc::AT_FDCWD, &slave_path, false).map_err(|e| RuntimeError::sys("open_tree", slave_path.display(), e))?;
-    let target = nix::fcntl::open(console, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-        .map_err(|e| RuntimeError::sys("open", "/dev/console", e))?;
+    let tree = mount_api::open_tree(libc::AT_FDCWD, &slave_path, false)
+        .map_err(|e| RuntimeError::sys("open_tree", slave_path.display(), e))?;
+    let target = nix::fcntl::open(
+        console,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| RuntimeError::sys("open", "/dev/console", e))?;
     // SAFETY: fresh descriptor.
     let target = unsafe { OwnedFd::from_raw_fd(target) };
-    mount_api::move_mount(&tree, target.as_raw_fd()).map_err(|e| RuntimeError::sys("bind pty on", "/dev/console", e))
+    mount_api::move_mount(&tree, target.as_raw_fd())
+        .map_err(|e| RuntimeError::sys("bind pty on", "/dev/console", e))
 }
 
 /// Sends the master over the connected console socket.
@@ -76,8 +92,14 @@ pub fn send_master(socket: RawFd, master: &OwnedFd) -> Result<()> {
     let fds = [master.as_raw_fd()];
     let name = b"/dev/ptmx";
     let iov = [IoSlice::new(name)];
-    sendmsg::<()>(socket, &iov, &[ControlMessage::ScmRights(&fds)], MsgFlags::empty(), None)
-        .map_err(|e| RuntimeError::sys("sendmsg", "console socket", e))?;
+    sendmsg::<()>(
+        socket,
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map_err(|e| RuntimeError::sys("sendmsg", "console socket", e))?;
     Ok(())
 }
 
@@ -89,7 +111,8 @@ pub fn make_controlling(slave: &OwnedFd) -> Result<()> {
         return Err(RuntimeError::sys("TIOCSCTTY", "console", Errno::last()));
     }
     for fd in 0..3 {
-        nix::unistd::dup2(slave.as_raw_fd(), fd).map_err(|e| RuntimeError::sys("dup2", format!("console to fd {fd}"), e))?;
+        nix::unistd::dup2(slave.as_raw_fd(), fd)
+            .map_err(|e| RuntimeError::sys("dup2", format!("console to fd {fd}"), e))?;
     }
     Ok(())
 }

@@ -31,7 +31,9 @@ use crate::hooks;
 use crate::init::{self, InitContext};
 use crate::namespaces;
 use crate::spec::{self, Bundle};
-use crate::state::{process_start_time, ContainerRecord, OciState, StateStore, Status, EXEC_FIFO, OCI_VERSION};
+use crate::state::{
+    process_start_time, ContainerRecord, OciState, StateStore, Status, EXEC_FIFO, OCI_VERSION,
+};
 use crate::sync::{self, Channel, Message};
 
 /// Options of `create` (and the create half of `run`).
@@ -120,20 +122,37 @@ impl Cleanup<'_> {
     }
 }
 
-fn create_locked(store: &StateStore, opts: &CreateOptions, bundle: &Bundle, cleanup: &mut Cleanup) -> Result<ContainerRecord> {
+fn create_locked(
+    store: &StateStore,
+    opts: &CreateOptions,
+    bundle: &Bundle,
+    cleanup: &mut Cleanup,
+) -> Result<ContainerRecord> {
     let spec = &bundle.spec;
-    let process = spec.process().as_ref().ok_or_else(|| RuntimeError::spec("process", "missing"))?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| RuntimeError::spec("process", "missing"))?;
     let dir = store.dir(&opts.id);
 
     let fifo = dir.join(EXEC_FIFO);
-    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622)).map_err(|e| RuntimeError::sys("mkfifo", fifo.display(), e))?;
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
+        .map_err(|e| RuntimeError::sys("mkfifo", fifo.display(), e))?;
     // The user's uid in the container may not be root: let it open the fifo.
-    std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622)).map_err(|e| RuntimeError::io("chmod", &fifo, e))?;
+    std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
+        .map_err(|e| RuntimeError::io("chmod", &fifo, e))?;
 
     let terminal = process.terminal().unwrap_or(false);
     let console: Option<UnixStream> = match (&opts.console_socket, terminal) {
-        (Some(p), true) => Some(UnixStream::connect(p).map_err(|e| RuntimeError::io("connect console socket", p, e))?),
-        (None, true) => return Err(RuntimeError::spec("process.terminal", "true, but no --console-socket was given")),
+        (Some(p), true) => Some(
+            UnixStream::connect(p).map_err(|e| RuntimeError::io("connect console socket", p, e))?,
+        ),
+        (None, true) => {
+            return Err(RuntimeError::spec(
+                "process.terminal",
+                "true, but no --console-socket was given",
+            ))
+        }
         _ => None,
     };
 
@@ -165,19 +184,30 @@ fn create_locked(store: &StateStore, opts: &CreateOptions, bundle: &Bundle, clea
         cgroup.apply(res)?;
     }
 
-    let state_dir = nix::fcntl::open(&dir, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-        .map_err(|e| RuntimeError::sys("open", dir.display(), e))?;
+    let state_dir = nix::fcntl::open(
+        &dir,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| RuntimeError::sys("open", dir.display(), e))?;
     // SAFETY: fresh descriptor from open.
     let state_dir = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(state_dir) };
 
-    let listen_fds: u32 = std::env::var("LISTEN_FDS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let listen_fds: u32 = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let mut extra_env = vec![];
     if listen_fds > 0 {
         extra_env.push(format!("LISTEN_FDS={listen_fds}"));
         extra_env.push("LISTEN_PID=1".to_string());
     }
     let hooks = spec.hooks().clone().unwrap_or_default();
-    let runtime_hooks = hooks.prestart().as_ref().is_some_and(|h| !h.is_empty()) || hooks.create_runtime().as_ref().is_some_and(|h| !h.is_empty());
+    let runtime_hooks = hooks.prestart().as_ref().is_some_and(|h| !h.is_empty())
+        || hooks
+            .create_runtime()
+            .as_ref()
+            .is_some_and(|h| !h.is_empty());
 
     let (parent_end, child_end) = sync::pair()?;
     let ctx = InitContext {
@@ -197,13 +227,14 @@ fn create_locked(store: &StateStore, opts: &CreateOptions, bundle: &Bundle, clea
 
     // SAFETY: the runtime is single-threaded, so the child may allocate and
     // run arbitrary code after fork.
-    let intermediate = match unsafe { fork() }.map_err(|e| RuntimeError::sys("fork", "intermediate", e))? {
-        ForkResult::Child => {
-            drop(parent_end);
-            intermediate_main(&ctx);
-        }
-        ForkResult::Parent { child } => child,
-    };
+    let intermediate =
+        match unsafe { fork() }.map_err(|e| RuntimeError::sys("fork", "intermediate", e))? {
+            ForkResult::Child => {
+                drop(parent_end);
+                intermediate_main(&ctx);
+            }
+            ForkResult::Parent { child } => child,
+        };
     drop(child_end);
     drop(console);
     drop(state_dir);
@@ -219,7 +250,8 @@ fn create_locked(store: &StateStore, opts: &CreateOptions, bundle: &Bundle, clea
         }
     };
     cleanup.init = Some(init_pid);
-    let (start_time, _) = process_start_time(init_pid).ok_or_else(|| RuntimeError::Init("exited during create".into()))?;
+    let (start_time, _) = process_start_time(init_pid)
+        .ok_or_else(|| RuntimeError::Init("exited during create".into()))?;
     rec.pid = init_pid;
     rec.pid_start_time = start_time;
     store.save(&rec)?;
@@ -241,7 +273,9 @@ fn drive(
 ) -> std::result::Result<i32, (Option<i32>, RuntimeError)> {
     let mut init: Option<i32> = None;
     let fail = |init: Option<i32>, e: RuntimeError| (init, e);
-    cgroup.add_process(intermediate.as_raw()).map_err(|e| fail(None, e.into()))?;
+    cgroup
+        .add_process(intermediate.as_raw())
+        .map_err(|e| fail(None, e.into()))?;
     ch.send(&Message::Go).map_err(|e| fail(None, e))?;
     let mut hooks_pending = false;
     loop {
@@ -259,20 +293,43 @@ fn drive(
                 }
             }
             Some(Message::RunHooks) => match init {
-                Some(pid) => run_runtime_hooks(ch, bundle, id, pid, hooks).map_err(|e| fail(init, e))?,
+                Some(pid) => {
+                    run_runtime_hooks(ch, bundle, id, pid, hooks).map_err(|e| fail(init, e))?
+                }
                 None => hooks_pending = true,
             },
             Some(Message::Ready) => {
-                return init.ok_or_else(|| fail(None, RuntimeError::Other("init ready before its pid was known".into())));
+                return init.ok_or_else(|| {
+                    fail(
+                        None,
+                        RuntimeError::Other("init ready before its pid was known".into()),
+                    )
+                });
             }
             Some(Message::Error(e)) => return Err(fail(init, RuntimeError::Init(e))),
-            Some(Message::Go) => return Err(fail(init, RuntimeError::Other("unexpected Go from the container".into()))),
-            None => return Err(fail(init, RuntimeError::Init("exited before it was ready".into()))),
+            Some(Message::Go) => {
+                return Err(fail(
+                    init,
+                    RuntimeError::Other("unexpected Go from the container".into()),
+                ))
+            }
+            None => {
+                return Err(fail(
+                    init,
+                    RuntimeError::Init("exited before it was ready".into()),
+                ))
+            }
         }
     }
 }
 
-fn run_runtime_hooks(ch: &Channel, bundle: &Bundle, id: &str, pid: i32, hooks: &oci_spec::runtime::Hooks) -> Result<()> {
+fn run_runtime_hooks(
+    ch: &Channel,
+    bundle: &Bundle,
+    id: &str,
+    pid: i32,
+    hooks: &oci_spec::runtime::Hooks,
+) -> Result<()> {
     let state = OciState {
         oci_version: OCI_VERSION.to_string(),
         id: id.to_string(),
@@ -281,8 +338,18 @@ fn run_runtime_hooks(ch: &Channel, bundle: &Bundle, id: &str, pid: i32, hooks: &
         bundle: bundle.dir.clone(),
         annotations: bundle.spec.annotations().clone().unwrap_or_default(),
     };
-    let r = hooks::run_all("prestart", hooks.prestart().as_deref().unwrap_or(&[]), &state)
-        .and_then(|_| hooks::run_all("createRuntime", hooks.create_runtime().as_deref().unwrap_or(&[]), &state));
+    let r = hooks::run_all(
+        "prestart",
+        hooks.prestart().as_deref().unwrap_or(&[]),
+        &state,
+    )
+    .and_then(|_| {
+        hooks::run_all(
+            "createRuntime",
+            hooks.create_runtime().as_deref().unwrap_or(&[]),
+            &state,
+        )
+    });
     match r {
         Ok(()) => ch.send(&Message::Go),
         Err(e) => {
@@ -301,9 +368,11 @@ fn write_id_maps(pid: i32, bundle: &Bundle) -> Result<()> {
             .collect::<String>()
     };
     let uid = format!("/proc/{pid}/uid_map");
-    std::fs::write(&uid, fmt(linux.uid_mappings())).map_err(|e| RuntimeError::io("write linux.uidMappings to", uid, e))?;
+    std::fs::write(&uid, fmt(linux.uid_mappings()))
+        .map_err(|e| RuntimeError::io("write linux.uidMappings to", uid, e))?;
     let gid = format!("/proc/{pid}/gid_map");
-    std::fs::write(&gid, fmt(linux.gid_mappings())).map_err(|e| RuntimeError::io("write linux.gidMappings to", gid, e))
+    std::fs::write(&gid, fmt(linux.gid_mappings()))
+        .map_err(|e| RuntimeError::io("write linux.gidMappings to", gid, e))
 }
 
 /// The intermediate process: namespaces, then fork the init. Never returns.
@@ -315,7 +384,8 @@ fn intermediate_main(ctx: &InitContext) -> ! {
         namespaces::join(&fds, plan)?;
         drop(fds);
         if !plan.new.is_empty() {
-            nix::sched::unshare(plan.new).map_err(|e| RuntimeError::sys("unshare", format!("{:?}", plan.new), e))?;
+            nix::sched::unshare(plan.new)
+                .map_err(|e| RuntimeError::sys("unshare", format!("{:?}", plan.new), e))?;
         }
         if plan.creates(LinuxNamespaceType::User) {
             ctx.channel.send(&Message::MapIds)?;
@@ -323,14 +393,42 @@ fn intermediate_main(ctx: &InitContext) -> ! {
         }
         if plan.has(LinuxNamespaceType::User) {
             // Become root of the user namespace (the runtime may be mapped to nobody).
-            nix::unistd::setresgid(0.into(), 0.into(), 0.into()).map_err(|e| RuntimeError::sys("setresgid", "0 in the user namespace (is root mapped?)", e))?;
-            nix::unistd::setresuid(0.into(), 0.into(), 0.into()).map_err(|e| RuntimeError::sys("setresuid", "0 in the user namespace (is root mapped?)", e))?;
+            nix::unistd::setresgid(0.into(), 0.into(), 0.into()).map_err(|e| {
+                RuntimeError::sys("setresgid", "0 in the user namespace (is root mapped?)", e)
+            })?;
+            nix::unistd::setresuid(0.into(), 0.into(), 0.into()).map_err(|e| {
+                RuntimeError::sys("setresuid", "0 in the user namespace (is root mapped?)", e)
+            })?;
         }
-        if let Some(offsets) = ctx.bundle.spec.linux().as_ref().and_then(|l| l.time_offsets().clone()) {
-            let text: String = offsets.iter().map(|(clock, o)| format!("{clock} {} {}\n", o.secs().unwrap_or(0), o.nanosecs().unwrap_or(0))).collect();
-            std::fs::write("/proc/self/timens_offsets", text).map_err(|e| RuntimeError::io("write linux.timeOffsets to", "/proc/self/timens_offsets", e))?;
+        if let Some(offsets) = ctx
+            .bundle
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.time_offsets().clone())
+        {
+            let text: String = offsets
+                .iter()
+                .map(|(clock, o)| {
+                    format!(
+                        "{clock} {} {}\n",
+                        o.secs().unwrap_or(0),
+                        o.nanosecs().unwrap_or(0)
+                    )
+                })
+                .collect();
+            std::fs::write("/proc/self/timens_offsets", text).map_err(|e| {
+                RuntimeError::io("write linux.timeOffsets to", "/proc/self/timens_offsets", e)
+            })?;
         }
-        if let Some(list) = ctx.bundle.spec.process().as_ref().and_then(|p| p.exec_cpu_affinity().as_ref()).and_then(|a| a.initial().clone()) {
+        if let Some(list) = ctx
+            .bundle
+            .spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.exec_cpu_affinity().as_ref())
+            .and_then(|a| a.initial().clone())
+        {
             crate::process_attrs::set_affinity(&list, "process.execCPUAffinity.initial")?;
         }
         // SAFETY: single-threaded process; the child runs the init.
@@ -355,14 +453,20 @@ fn intermediate_main(ctx: &InitContext) -> ! {
 
 /// Writes the pid file atomically, as runc does.
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
-    let tmp = path.with_file_name(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("pid")));
-    std::fs::write(&tmp, pid.to_string()).map_err(|e| RuntimeError::io("write pid file", &tmp, e))?;
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("pid")
+    ));
+    std::fs::write(&tmp, pid.to_string())
+        .map_err(|e| RuntimeError::io("write pid file", &tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| RuntimeError::io("rename pid file", path, e))
 }
 
 /// The current time as RFC 3339 in UTC with nanoseconds, as runc prints it.
 pub fn now_rfc3339() -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     let secs = now.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil-from-days (Howard Hinnant's algorithm).
@@ -375,7 +479,13 @@ pub fn now_rfc3339() -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z", rem / 3600, rem % 3600 / 60, rem % 60, now.subsec_nanos())
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        now.subsec_nanos()
+    )
 }
 
 #[cfg(test)]

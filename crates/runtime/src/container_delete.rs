@@ -54,7 +54,12 @@ pub fn delete(store: &StateStore, id: &str, force: bool) -> Result<()> {
     }
     store.remove(id)?;
     drop(lock);
-    if let Some(h) = rec.config.hooks().as_ref().and_then(|h| h.poststop().clone()) {
+    if let Some(h) = rec
+        .config
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.poststop().clone())
+    {
         hooks::run_all_warn("poststop", &h, &state);
     }
     Ok(())
@@ -65,7 +70,10 @@ fn wait_gone(pid: i32, start: u64, limit: Duration) {
     let mut pause = Duration::from_micros(100);
     while process_matches(pid, start) && Instant::now() < end {
         // Reap it if it is our child (run --rm); harmless otherwise.
-        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+        let _ = nix::sys::wait::waitpid(
+            nix::unistd::Pid::from_raw(pid),
+            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+        );
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(10));
     }

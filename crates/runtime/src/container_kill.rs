@@ -13,15 +13,25 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         if (1..=64).contains(&n) {
             return Ok(n);
         }
-        return Err(RuntimeError::Other(format!("invalid signal {s:?}: out of range")));
+        return Err(RuntimeError::Other(format!(
+            "invalid signal {s:?}: out of range"
+        )));
     }
     let upper = s.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
     if let Some(off) = name.strip_prefix("SIGRTMIN+") {
-        let off: i32 = off.parse().map_err(|_| RuntimeError::Other(format!("invalid signal {s:?}")))?;
+        let off: i32 = off
+            .parse()
+            .map_err(|_| RuntimeError::Other(format!("invalid signal {s:?}")))?;
         return Ok(libc::SIGRTMIN() + off);
     }
-    name.parse::<Signal>().map(|s| s as i32).map_err(|_| RuntimeError::Other(format!("invalid signal {s:?}")))
+    name.parse::<Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| RuntimeError::Other(format!("invalid signal {s:?}")))
 }
 
 /// Sends `signal` to container `id`.
@@ -47,7 +57,11 @@ pub fn kill(store: &StateStore, id: &str, signal: i32, all: bool) -> Result<()> 
     }
     // SAFETY: kill with a pid and a signal number.
     if unsafe { libc::kill(Pid::from_raw(rec.pid).as_raw(), signal) } != 0 {
-        return Err(RuntimeError::sys("kill", format!("container {id:?} (pid {})", rec.pid), nix::errno::Errno::last()));
+        return Err(RuntimeError::sys(
+            "kill",
+            format!("container {id:?} (pid {})", rec.pid),
+            nix::errno::Errno::last(),
+        ));
     }
     Ok(())
 }

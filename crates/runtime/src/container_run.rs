@@ -45,7 +45,8 @@ pub fn run(store: &StateStore, mut opts: CreateOptions, detach: bool, keep: bool
         set.add(*s);
     }
     let mut old = SigSet::empty();
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old)).map_err(|e| crate::RuntimeError::sys("sigprocmask", "run", e))?;
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old))
+        .map_err(|e| crate::RuntimeError::sys("sigprocmask", "run", e))?;
     opts.signal_mask = Some(old);
     let rec = create(store, &opts)?;
     if let Err(e) = start(store, &opts.id) {
@@ -65,7 +66,9 @@ pub fn run(store: &StateStore, mut opts: CreateOptions, detach: bool, keep: bool
         loop {
             match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() == rec.pid => done = Some(code),
-                Ok(WaitStatus::Signaled(pid, s, _)) if pid.as_raw() == rec.pid => done = Some(128 + s as i32),
+                Ok(WaitStatus::Signaled(pid, s, _)) if pid.as_raw() == rec.pid => {
+                    done = Some(128 + s as i32)
+                }
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
                 Ok(_) => {}
             }

@@ -32,6 +32,7 @@ pub fn start(store: &StateStore, id: &str) -> Result<()> {
         .open(&fifo_path)
         .map_err(|e| RuntimeError::io("open", &fifo_path, e))?;
     let deadline = Instant::now() + START_TIMEOUT;
+    let mut got_byte = false;
     loop {
         let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::from(100u16)) {
@@ -39,7 +40,10 @@ pub fn start(store: &StateStore, id: &str) -> Result<()> {
             Ok(_) => {
                 let mut b = [0u8; 1];
                 match nix::unistd::read(fifo.as_raw_fd(), &mut b) {
-                    Ok(1) => break,
+                    // The init is going: now wait for its exec to close the fifo.
+                    Ok(1) => got_byte = true,
+                    // End of file after the byte: the user's program runs.
+                    Ok(0) if got_byte => break,
                     Ok(_) | Err(nix::errno::Errno::EAGAIN) => {}
                     Err(e) => return Err(RuntimeError::sys("read", fifo_path.display(), e)),
                 }
@@ -47,14 +51,28 @@ pub fn start(store: &StateStore, id: &str) -> Result<()> {
             Err(e) => return Err(RuntimeError::sys("poll", fifo_path.display(), e)),
         }
         if !process_matches(rec.pid, rec.pid_start_time) {
-            return Err(RuntimeError::Init(format!("container {id:?} exited before it could start")));
+            if got_byte {
+                // It was started and has already finished.
+                break;
+            }
+            return Err(RuntimeError::Init(format!(
+                "container {id:?} exited before it could start"
+            )));
         }
         if Instant::now() > deadline {
-            return Err(RuntimeError::Other(format!("container {id:?} did not start within {}s", START_TIMEOUT.as_secs())));
+            return Err(RuntimeError::Other(format!(
+                "container {id:?} did not start within {}s",
+                START_TIMEOUT.as_secs()
+            )));
         }
     }
     std::fs::remove_file(&fifo_path).map_err(|e| RuntimeError::io("remove", &fifo_path, e))?;
-    if let Some(h) = rec.config.hooks().as_ref().and_then(|h| h.poststart().clone()) {
+    if let Some(h) = rec
+        .config
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.poststart().clone())
+    {
         let state = store.oci_state(&rec);
         hooks::run_all_warn("poststart", &h, &state);
     }

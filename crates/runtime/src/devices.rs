@@ -38,18 +38,25 @@ pub struct DeviceNode {
 
 /// The devices every container has (runc's and Docker's default set).
 pub fn default_devices() -> Vec<DeviceNode> {
-    [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
-        .into_iter()
-        .map(|(name, major, minor)| DeviceNode {
-            path: PathBuf::from("/dev").join(name),
-            kind: libc::S_IFCHR,
-            major,
-            minor,
-            mode: 0o666,
-            uid: 0,
-            gid: 0,
-        })
-        .collect()
+    [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ]
+    .into_iter()
+    .map(|(name, major, minor)| DeviceNode {
+        path: PathBuf::from("/dev").join(name),
+        kind: libc::S_IFCHR,
+        major,
+        minor,
+        mode: 0o666,
+        uid: 0,
+        gid: 0,
+    })
+    .collect()
 }
 
 /// Converts the spec's `linux.devices[index]`.
@@ -59,10 +66,18 @@ pub fn from_spec(d: &LinuxDevice, index: usize) -> Result<DeviceNode> {
         LinuxDeviceType::C | LinuxDeviceType::U => libc::S_IFCHR,
         LinuxDeviceType::B => libc::S_IFBLK,
         LinuxDeviceType::P => libc::S_IFIFO,
-        LinuxDeviceType::A => return Err(RuntimeError::spec(format!("{field}.type"), "\"a\" is only valid in cgroup device rules")),
+        LinuxDeviceType::A => {
+            return Err(RuntimeError::spec(
+                format!("{field}.type"),
+                "\"a\" is only valid in cgroup device rules",
+            ))
+        }
     };
     if !d.path().is_absolute() {
-        return Err(RuntimeError::spec(format!("{field}.path"), format!("{} is not absolute", d.path().display())));
+        return Err(RuntimeError::spec(
+            format!("{field}.path"),
+            format!("{} is not absolute", d.path().display()),
+        ));
     }
     Ok(DeviceNode {
         path: clean(d.path()),
@@ -87,29 +102,65 @@ pub fn create(root: i32, dev: &DeviceNode, bind: bool) -> Result<()> {
     }
     let parent = dev.path.parent().unwrap_or(Path::new("/"));
     let dir = safe_path::mkdir_all_in_root(root, parent, 0o755)?;
-    let name = dev.path.file_name().ok_or_else(|| RuntimeError::spec("linux.devices", format!("{} has no file name", dev.path.display())))?;
-    let dirfd = nix::fcntl::open(&safe_path::proc_fd_path(&dir), nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-        .map_err(|e| RuntimeError::sys("open", parent.display(), e))?;
+    let name = dev.path.file_name().ok_or_else(|| {
+        RuntimeError::spec(
+            "linux.devices",
+            format!("{} has no file name", dev.path.display()),
+        )
+    })?;
+    let dirfd = nix::fcntl::open(
+        &safe_path::proc_fd_path(&dir),
+        nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| RuntimeError::sys("open", parent.display(), e))?;
     // SAFETY: `open` returned this descriptor; we own it from here.
     let dirfd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(dirfd) };
-    let cname = CString::new(name.as_bytes()).map_err(|_| RuntimeError::spec("linux.devices", "NUL in path"))?;
+    let cname = CString::new(name.as_bytes())
+        .map_err(|_| RuntimeError::spec("linux.devices", "NUL in path"))?;
     // Remove whatever stands there (an image may ship its own /dev/null file).
     // SAFETY: valid descriptor and C string.
     unsafe { libc::unlinkat(dirfd.as_raw_fd(), cname.as_ptr(), 0) };
     let rdev = libc::makedev(dev.major as u32, dev.minor as u32);
     // SAFETY: valid descriptor and C string; mknodat only creates a node.
-    let rc = unsafe { libc::mknodat(dirfd.as_raw_fd(), cname.as_ptr(), dev.kind | (dev.mode & 0o7777), rdev) };
+    let rc = unsafe {
+        libc::mknodat(
+            dirfd.as_raw_fd(),
+            cname.as_ptr(),
+            dev.kind | (dev.mode & 0o7777),
+            rdev,
+        )
+    };
     if rc != 0 {
-        return Err(RuntimeError::sys("mknod", dev.path.display(), Errno::last()));
+        return Err(RuntimeError::sys(
+            "mknod",
+            dev.path.display(),
+            Errno::last(),
+        ));
     }
     // mknod is subject to the umask: set the exact mode and owner.
     // SAFETY: as above.
     unsafe {
         if libc::fchmodat(dirfd.as_raw_fd(), cname.as_ptr(), dev.mode & 0o7777, 0) != 0 {
-            return Err(RuntimeError::sys("chmod", dev.path.display(), Errno::last()));
+            return Err(RuntimeError::sys(
+                "chmod",
+                dev.path.display(),
+                Errno::last(),
+            ));
         }
-        if libc::fchownat(dirfd.as_raw_fd(), cname.as_ptr(), dev.uid, dev.gid, libc::AT_SYMLINK_NOFOLLOW) != 0 {
-            return Err(RuntimeError::sys("chown", dev.path.display(), Errno::last()));
+        if libc::fchownat(
+            dirfd.as_raw_fd(),
+            cname.as_ptr(),
+            dev.uid,
+            dev.gid,
+            libc::AT_SYMLINK_NOFOLLOW,
+        ) != 0
+        {
+            return Err(RuntimeError::sys(
+                "chown",
+                dev.path.display(),
+                Errno::last(),
+            ));
         }
     }
     Ok(())
@@ -118,8 +169,12 @@ pub fn create(root: i32, dev: &DeviceNode, bind: bool) -> Result<()> {
 /// The /dev symlinks every container has.
 pub fn create_symlinks(root: i32, with_kcore: bool) -> Result<()> {
     let dev = safe_path::mkdir_all_in_root(root, Path::new("/dev"), 0o755)?;
-    let dirfd = nix::fcntl::open(&safe_path::proc_fd_path(&dev), nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-        .map_err(|e| RuntimeError::sys("open", "/dev", e))?;
+    let dirfd = nix::fcntl::open(
+        &safe_path::proc_fd_path(&dev),
+        nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| RuntimeError::sys("open", "/dev", e))?;
     let mut links = vec![
         ("/proc/self/fd", "fd"),
         ("/proc/self/fd/0", "stdin"),
@@ -145,10 +200,15 @@ pub fn create_symlinks(root: i32, with_kcore: bool) -> Result<()> {
 /// Points /dev/ptmx at the container's own devpts instance.
 pub fn link_ptmx(root: i32) -> Result<()> {
     let dev = safe_path::mkdir_all_in_root(root, Path::new("/dev"), 0o755)?;
-    let dirfd = nix::fcntl::open(&safe_path::proc_fd_path(&dev), nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-        .map_err(|e| RuntimeError::sys("open", "/dev", e))?;
+    let dirfd = nix::fcntl::open(
+        &safe_path::proc_fd_path(&dev),
+        nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| RuntimeError::sys("open", "/dev", e))?;
     let _ = nix::unistd::unlinkat(Some(dirfd), "ptmx", nix::unistd::UnlinkatFlags::NoRemoveDir);
-    let r = nix::unistd::symlinkat("pts/ptmx", Some(dirfd), "ptmx").map_err(|e| RuntimeError::sys("symlink", "/dev/ptmx", e));
+    let r = nix::unistd::symlinkat("pts/ptmx", Some(dirfd), "ptmx")
+        .map_err(|e| RuntimeError::sys("symlink", "/dev/ptmx", e));
     let _ = nix::unistd::close(dirfd);
     r
 }
@@ -159,7 +219,20 @@ mod tests {
 
     #[test]
     fn default_set_has_the_six_nodes() {
-        let names: Vec<_> = default_devices().iter().map(|d| d.path.display().to_string()).collect();
-        assert_eq!(names, ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty"]);
+        let names: Vec<_> = default_devices()
+            .iter()
+            .map(|d| d.path.display().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "/dev/null",
+                "/dev/zero",
+                "/dev/full",
+                "/dev/random",
+                "/dev/urandom",
+                "/dev/tty"
+            ]
+        );
     }
 }

@@ -14,7 +14,8 @@ use crate::state::OciState;
 
 /// Runs every hook of the list `kind` in order, stopping at the first failure.
 pub fn run_all(kind: &'static str, hooks: &[Hook], state: &OciState) -> Result<()> {
-    let json = serde_json::to_vec(state).map_err(|e| RuntimeError::Other(format!("encode state for hooks: {e}")))?;
+    let json = serde_json::to_vec(state)
+        .map_err(|e| RuntimeError::Other(format!("encode state for hooks: {e}")))?;
     for h in hooks {
         run_one(kind, h, &json)?;
     }
@@ -24,7 +25,9 @@ pub fn run_all(kind: &'static str, hooks: &[Hook], state: &OciState) -> Result<(
 /// Runs every hook of the list, logging failures instead of stopping
 /// (the spec's rule for poststart and poststop).
 pub fn run_all_warn(kind: &'static str, hooks: &[Hook], state: &OciState) {
-    let Ok(json) = serde_json::to_vec(state) else { return };
+    let Ok(json) = serde_json::to_vec(state) else {
+        return;
+    };
     for h in hooks {
         if let Err(e) = run_one(kind, h, &json) {
             tracing::warn!("{e}");
@@ -56,7 +59,10 @@ fn run_one(kind: &'static str, h: &Hook, state: &[u8]) -> Result<()> {
         // A hook that does not read its stdin is fine: ignore EPIPE.
         let _ = stdin.write_all(state);
     }
-    let deadline = h.timeout().filter(|t| *t > 0).map(|t| Instant::now() + Duration::from_secs(t as u64));
+    let deadline = h
+        .timeout()
+        .filter(|t| *t > 0)
+        .map(|t| Instant::now() + Duration::from_secs(t as u64));
     if let Some(t) = h.timeout() {
         if t <= 0 {
             let _ = child.kill();
@@ -76,7 +82,10 @@ fn run_one(kind: &'static str, h: &Hook, state: &[u8]) -> Result<()> {
             if Instant::now() >= d {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(fail(format!("timed out after {}s", h.timeout().unwrap_or(0))));
+                return Err(fail(format!(
+                    "timed out after {}s",
+                    h.timeout().unwrap_or(0)
+                )));
             }
         }
         std::thread::sleep(pause);

@@ -69,7 +69,10 @@ enum Never {}
 
 fn setup(ctx: &InitContext) -> Result<Never> {
     let spec = &ctx.bundle.spec;
-    let process = spec.process().as_ref().ok_or_else(|| RuntimeError::spec("process", "missing"))?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| RuntimeError::spec("process", "missing"))?;
     let ns = &ctx.bundle.namespaces;
     // No one in the container may ptrace or read /proc/<pid>/exe of a
     // process that is still the runtime (CVE-2019-5736); exec resets this.
@@ -90,9 +93,18 @@ fn setup(ctx: &InitContext) -> Result<Never> {
         ctx.channel.send(&Message::RunHooks)?;
         ctx.channel.expect(&Message::Go)?;
     }
-    if let Some(h) = spec.hooks().as_ref().and_then(|h| h.create_container().clone()) {
-        std::env::set_current_dir(&ctx.bundle.rootfs).map_err(|e| RuntimeError::io("chdir", &ctx.bundle.rootfs, e))?;
-        hooks::run_all("createContainer", &h, &state(ctx, host_pid, Status::Creating))?;
+    if let Some(h) = spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.create_container().clone())
+    {
+        std::env::set_current_dir(&ctx.bundle.rootfs)
+            .map_err(|e| RuntimeError::io("chdir", &ctx.bundle.rootfs, e))?;
+        hooks::run_all(
+            "createContainer",
+            &h,
+            &state(ctx, host_pid, Status::Creating),
+        )?;
     }
 
     if ctx.no_pivot {
@@ -102,9 +114,14 @@ fn setup(ctx: &InitContext) -> Result<Never> {
     }
 
     if process.terminal().unwrap_or(false) {
-        let socket = ctx.console_socket.ok_or_else(|| RuntimeError::spec("process.terminal", "a terminal needs --console-socket"))?;
+        let socket = ctx.console_socket.ok_or_else(|| {
+            RuntimeError::spec("process.terminal", "a terminal needs --console-socket")
+        })?;
         let size = process.console_size();
-        let pty = console::open_pty(size.map(|s| s.width() as u16).unwrap_or(0), size.map(|s| s.height() as u16).unwrap_or(0))?;
+        let pty = console::open_pty(
+            size.map(|s| s.width() as u16).unwrap_or(0),
+            size.map(|s| s.height() as u16).unwrap_or(0),
+        )?;
         console::mount_console(&pty)?;
         console::send_master(socket, &pty.master)?;
         console::make_controlling(&pty.slave)?;
@@ -121,17 +138,24 @@ fn setup(ctx: &InitContext) -> Result<Never> {
         nix::unistd::sethostname(h).map_err(|e| RuntimeError::sys("sethostname", h, e))?;
     }
     if let Some(d) = spec.domainname().as_ref().filter(|h| !h.is_empty()) {
-        let c = CString::new(d.as_bytes()).map_err(|_| RuntimeError::spec("domainname", "contains NUL"))?;
+        let c = CString::new(d.as_bytes())
+            .map_err(|_| RuntimeError::spec("domainname", "contains NUL"))?;
         // SAFETY: valid pointer and length.
         if unsafe { libc::setdomainname(c.as_ptr(), d.len()) } != 0 {
             return Err(RuntimeError::sys("setdomainname", d, Errno::last()));
         }
     }
     let linux = spec.linux().clone().unwrap_or_default();
+    // Sysctls go through /proc/sys, which the read-only paths usually cover.
+    rootfs::write_sysctls(spec)?;
     rootfs::readonly_paths(linux.readonly_paths().as_deref().unwrap_or(&[]))?;
     rootfs::mask_paths(linux.masked_paths().as_deref().unwrap_or(&[]))?;
-    rootfs::write_sysctls(spec)?;
-    if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
         rootfs::readonly_root()?;
     }
 
@@ -141,7 +165,11 @@ fn setup(ctx: &InitContext) -> Result<Never> {
     process_attrs::set_rlimits(process)?;
     process_attrs::set_scheduler(process)?;
     process_attrs::set_io_priority(process)?;
-    if let Some(list) = process.exec_cpu_affinity().as_ref().and_then(|a| a.cpu_affinity_final().clone()) {
+    if let Some(list) = process
+        .exec_cpu_affinity()
+        .as_ref()
+        .and_then(|a| a.cpu_affinity_final().clone())
+    {
         process_attrs::set_affinity(&list, "process.execCPUAffinity.final")?;
     }
 
@@ -154,7 +182,10 @@ fn setup(ctx: &InitContext) -> Result<Never> {
 
     // Descriptors passed on keep their numbers; all others close at exec.
     for fd in 3..3 + ctx.extra_fds as i32 {
-        let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()));
+        let _ = nix::fcntl::fcntl(
+            fd,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+        );
     }
     mark_cloexec_from(3 + ctx.extra_fds as i32);
 
@@ -165,7 +196,9 @@ fn setup(ctx: &InitContext) -> Result<Never> {
     if let Some(c) = &caps {
         capabilities::drop_bounding(c)?;
     }
-    let setgroups = std::fs::read_to_string("/proc/self/setgroups").map(|s| s.trim() != "deny").unwrap_or(true);
+    let setgroups = std::fs::read_to_string("/proc/self/setgroups")
+        .map(|s| s.trim() != "deny")
+        .unwrap_or(true);
     process_attrs::set_user(process, setgroups)?;
     if let Some(c) = &caps {
         capabilities::apply(c)?;
@@ -173,11 +206,21 @@ fn setup(ctx: &InitContext) -> Result<Never> {
     if let Some(mask) = process.user().umask() {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
     }
-    nix::unistd::chdir(process.cwd()).map_err(|e| RuntimeError::sys("chdir", format!("process.cwd {}", process.cwd().display()), e))?;
+    nix::unistd::chdir(process.cwd()).map_err(|e| {
+        RuntimeError::sys(
+            "chdir",
+            format!("process.cwd {}", process.cwd().display()),
+            e,
+        )
+    })?;
     if process.no_new_privileges().unwrap_or(false) {
         // SAFETY: prctl with integer arguments.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-            return Err(RuntimeError::sys("prctl(PR_SET_NO_NEW_PRIVS)", "init", Errno::last()));
+            return Err(RuntimeError::sys(
+                "prctl(PR_SET_NO_NEW_PRIVS)",
+                "init",
+                Errno::last(),
+            ));
         }
     }
 
@@ -185,7 +228,11 @@ fn setup(ctx: &InitContext) -> Result<Never> {
     wait_for_start(ctx.state_dir)?;
     let _ = nix::unistd::close(ctx.state_dir);
 
-    if let Some(h) = spec.hooks().as_ref().and_then(|h| h.start_container().clone()) {
+    if let Some(h) = spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.start_container().clone())
+    {
         hooks::run_all("startContainer", &h, &state(ctx, host_pid, Status::Created))?;
     }
     reset_signals(ctx.signal_mask.as_ref());
@@ -219,23 +266,44 @@ fn join_session_keyring(id: &str) {
     unsafe { libc::syscall(libc::SYS_keyctl, 1, name.as_ptr()) };
 }
 
-/// Blocks until `start` opens the fifo, then tells it we are going.
+/// Blocks until `start` opens the fifo, then tells it we are going. The
+/// write end stays open (close-on-exec) so `start` sees end-of-file exactly
+/// when the user's program has been executed, or the init has died.
 fn wait_for_start(state_dir: RawFd) -> Result<()> {
-    let fifo = nix::fcntl::openat(Some(state_dir), EXEC_FIFO, nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-        .map_err(|e| RuntimeError::sys("open", EXEC_FIFO, e))?;
-    let r = nix::unistd::write(unsafe { std::os::fd::BorrowedFd::borrow_raw(fifo) }, b"0");
-    let _ = nix::unistd::close(fifo);
-    r.map(|_| ()).map_err(|e| RuntimeError::sys("write", EXEC_FIFO, e))
+    let fifo = nix::fcntl::openat(
+        Some(state_dir),
+        EXEC_FIFO,
+        nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| RuntimeError::sys("open", EXEC_FIFO, e))?;
+    // SAFETY: `fifo` was just opened and stays open for the write.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fifo) };
+    nix::unistd::write(fd, b"0")
+        .map(|_| ())
+        .map_err(|e| RuntimeError::sys("write", EXEC_FIFO, e))
 }
 
 fn mark_cloexec_from(first: i32) {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
-    let rc = unsafe { libc::syscall(libc::SYS_close_range, first as u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
     if rc != 0 {
         if let Ok(rd) = std::fs::read_dir("/proc/self/fd") {
-            let fds: Vec<i32> = rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+            let fds: Vec<i32> = rd
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect();
             for fd in fds.into_iter().filter(|fd| *fd >= first) {
-                let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+                let _ = nix::fcntl::fcntl(
+                    fd,
+                    nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+                );
             }
         }
     }
@@ -243,7 +311,8 @@ fn mark_cloexec_from(first: i32) {
 
 fn reset_signals(mask: Option<&nix::sys::signal::SigSet>) {
     if let Some(m) = mask {
-        let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(m), None);
+        let _ =
+            nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(m), None);
     }
 }
 
@@ -263,29 +332,54 @@ fn home_of(uid: u32) -> String {
 /// Finds `args[0]` in the container (PATH lookup as execvp does), so a
 /// missing program fails `create`, not the container later.
 fn lookup_program(p: &Process, env: &[String]) -> Result<PathBuf> {
-    let arg0 = &p.args().as_ref().ok_or_else(|| RuntimeError::spec("process.args", "missing"))?[0];
-    let executable = |path: &Path| nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).is_ok() && path.is_file();
+    let arg0 = &p
+        .args()
+        .as_ref()
+        .ok_or_else(|| RuntimeError::spec("process.args", "missing"))?[0];
+    let executable = |path: &Path| {
+        nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).is_ok() && path.is_file()
+    };
     if arg0.contains('/') {
-        let path = if Path::new(arg0).is_absolute() { PathBuf::from(arg0) } else { p.cwd().join(arg0) };
+        let path = if Path::new(arg0).is_absolute() {
+            PathBuf::from(arg0)
+        } else {
+            p.cwd().join(arg0)
+        };
         if !executable(&path) {
-            return Err(RuntimeError::spec("process.args[0]", format!("{arg0}: no such executable in the container")));
+            return Err(RuntimeError::spec(
+                "process.args[0]",
+                format!("{arg0}: no such executable in the container"),
+            ));
         }
         return Ok(PathBuf::from(arg0));
     }
-    let path_var = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    let path_var = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     for dir in path_var.split(':').filter(|d| !d.is_empty()) {
         let cand = Path::new(dir).join(arg0);
-        let cand = if cand.is_absolute() { cand } else { p.cwd().join(cand) };
+        let cand = if cand.is_absolute() {
+            cand
+        } else {
+            p.cwd().join(cand)
+        };
         if executable(&cand) {
             return Ok(cand);
         }
     }
-    Err(RuntimeError::spec("process.args[0]", format!("{arg0}: executable file not found in $PATH")))
+    Err(RuntimeError::spec(
+        "process.args[0]",
+        format!("{arg0}: executable file not found in $PATH"),
+    ))
 }
 
 fn exec(program: &Path, args: &[String], env: &[String]) -> Result<Never> {
-    let to_c = |s: &str| CString::new(s).map_err(|_| RuntimeError::spec("process", format!("{s:?} contains NUL")));
-    let prog = CString::new(program.as_os_str().as_bytes()).map_err(|_| RuntimeError::spec("process.args[0]", "contains NUL"))?;
+    let to_c = |s: &str| {
+        CString::new(s).map_err(|_| RuntimeError::spec("process", format!("{s:?} contains NUL")))
+    };
+    let prog = CString::new(program.as_os_str().as_bytes())
+        .map_err(|_| RuntimeError::spec("process.args[0]", "contains NUL"))?;
     let argv: Vec<CString> = args.iter().map(|a| to_c(a)).collect::<Result<_>>()?;
     let envp: Vec<CString> = env.iter().map(|e| to_c(e)).collect::<Result<_>>()?;
     let e = nix::unistd::execve(&prog, &argv, &envp).unwrap_err();

@@ -132,7 +132,13 @@ pub fn move_mount(from: &OwnedFd, to: RawFd) -> Result<(), Errno> {
 }
 
 /// Classic `mount(2)`.
-pub fn mount(source: Option<&Path>, target: &Path, fstype: Option<&str>, flags: libc::c_ulong, data: Option<&str>) -> Result<(), Errno> {
+pub fn mount(
+    source: Option<&Path>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> Result<(), Errno> {
     nix::mount::mount(
         source,
         target,

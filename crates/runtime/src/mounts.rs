@@ -194,11 +194,17 @@ pub fn mount_entry(ctx: &MountContext, m: &Mount, index: usize) -> Result<()> {
     let field = |f: &str| format!("mounts[{index}].{f}");
     let dest = m.destination();
     if !dest.is_absolute() {
-        return Err(RuntimeError::spec(field("destination"), format!("{} is not an absolute path", dest.display())));
+        return Err(RuntimeError::spec(
+            field("destination"),
+            format!("{} is not an absolute path", dest.display()),
+        ));
     }
     let dest = clean(dest);
     let opts = MountOptions::parse(m.options().as_deref().unwrap_or(&[]), index)?;
-    let typ = m.typ().as_deref().unwrap_or(if opts.bind { "bind" } else { "" });
+    let typ = m
+        .typ()
+        .as_deref()
+        .unwrap_or(if opts.bind { "bind" } else { "" });
     let bind = opts.bind || typ == "bind";
     check_proc_destination(&dest, typ, bind, &field("destination"))?;
 
@@ -239,7 +245,10 @@ pub fn mount_entry(ctx: &MountContext, m: &Mount, index: usize) -> Result<()> {
     })
     .map_err(|e| RuntimeError::sys(mount_call(typ), dest.display(), e))?;
     if opts.tmpcopyup {
-        return Err(RuntimeError::unsupported(field("options"), "tmpcopyup is not supported yet"));
+        return Err(RuntimeError::unsupported(
+            field("options"),
+            "tmpcopyup is not supported yet",
+        ));
     }
     if !opts.propagation.is_empty() || !opts.recursive.is_empty() {
         let mounted = safe_path::open_in_root(ctx.root, &dest, libc::O_PATH, 0)
@@ -260,8 +269,15 @@ fn mount_call(typ: &str) -> &'static str {
     }
 }
 
-fn bind_mount(ctx: &MountContext, source: &Path, dest: &Path, opts: &MountOptions, index: usize) -> Result<()> {
-    let src_meta = std::fs::metadata(source).map_err(|e| RuntimeError::io("stat bind mount source", source, e))?;
+fn bind_mount(
+    ctx: &MountContext,
+    source: &Path,
+    dest: &Path,
+    opts: &MountOptions,
+    index: usize,
+) -> Result<()> {
+    let src_meta = std::fs::metadata(source)
+        .map_err(|e| RuntimeError::io("stat bind mount source", source, e))?;
     let target = if src_meta.is_dir() {
         safe_path::mkdir_all_in_root(ctx.root, dest, 0o755)?
     } else {
@@ -272,11 +288,16 @@ fn bind_mount(ctx: &MountContext, source: &Path, dest: &Path, opts: &MountOption
     let attr = opts.bind_attr();
     if !attr.is_empty() {
         mount_api::mount_setattr(&tree, &attr, false).map_err(|e| {
-            RuntimeError::sys("mount_setattr", format!("{} (mounts[{index}])", dest.display()), e)
+            RuntimeError::sys(
+                "mount_setattr",
+                format!("{} (mounts[{index}])", dest.display()),
+                e,
+            )
         })?;
     }
     apply_propagation(&tree, opts, dest)?;
-    mount_api::move_mount(&tree, target.as_raw_fd()).map_err(|e| RuntimeError::sys("move_mount", dest.display(), e))
+    mount_api::move_mount(&tree, target.as_raw_fd())
+        .map_err(|e| RuntimeError::sys("move_mount", dest.display(), e))
 }
 
 fn apply_propagation(mounted: &OwnedFd, opts: &MountOptions, dest: &Path) -> Result<()> {
@@ -286,7 +307,7 @@ fn apply_propagation(mounted: &OwnedFd, opts: &MountOptions, dest: &Path) -> Res
     }
     for p in &opts.propagation {
         let attr = MountAttr {
-            propagation: (p & !libc::MS_REC) as u64,
+            propagation: p & !libc::MS_REC,
             ..Default::default()
         };
         mount_api::mount_setattr(mounted, &attr, p & libc::MS_REC != 0)
@@ -301,36 +322,69 @@ fn apply_propagation(mounted: &OwnedFd, opts: &MountOptions, dest: &Path) -> Res
 fn mount_cgroup(ctx: &MountContext, dest: &Path, opts: &MountOptions, index: usize) -> Result<()> {
     let hier = cgroups::Hierarchy::detect()?;
     let ro = opts.flags & libc::MS_RDONLY;
-    let base = opts.flags & (libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RELATIME);
+    let base =
+        opts.flags & (libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RELATIME);
     if hier.layout() == cgroups::Layout::Unified {
         let target = safe_path::mkdir_all_in_root(ctx.root, dest, 0o755)?;
         if ctx.cgroupns {
-            return mount_api::mount(Some(Path::new("cgroup2")), &safe_path::proc_fd_path(&target), Some("cgroup2"), base | ro, None)
-                .map_err(|e| RuntimeError::sys("mount cgroup2", dest.display(), e));
+            return mount_api::mount(
+                Some(Path::new("cgroup2")),
+                &safe_path::proc_fd_path(&target),
+                Some("cgroup2"),
+                base | ro,
+                None,
+            )
+            .map_err(|e| RuntimeError::sys("mount cgroup2", dest.display(), e));
         }
         let src = ctx
             .cgroup
-            .map(|c| hier.unified_mount().unwrap_or(Path::new("/sys/fs/cgroup")).join(c.path().trim_start_matches('/')))
+            .map(|c| {
+                hier.unified_mount()
+                    .unwrap_or(Path::new("/sys/fs/cgroup"))
+                    .join(c.path().trim_start_matches('/'))
+            })
             .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"));
-        let o = MountOptions { flags: opts.flags, bind: true, rec: true, ..Default::default() };
+        let o = MountOptions {
+            flags: opts.flags,
+            bind: true,
+            rec: true,
+            ..Default::default()
+        };
         return bind_mount(ctx, &src, dest, &o, index);
     }
     // v1 or hybrid: a tmpfs holding one mount per hierarchy.
     let target = safe_path::mkdir_all_in_root(ctx.root, dest, 0o755)?;
-    mount_api::mount(Some(Path::new("tmpfs")), &safe_path::proc_fd_path(&target), Some("tmpfs"), base, Some("mode=755"))
-        .map_err(|e| RuntimeError::sys("mount cgroup tmpfs", dest.display(), e))?;
+    mount_api::mount(
+        Some(Path::new("tmpfs")),
+        &safe_path::proc_fd_path(&target),
+        Some("tmpfs"),
+        base,
+        Some("mode=755"),
+    )
+    .map_err(|e| RuntimeError::sys("mount cgroup tmpfs", dest.display(), e))?;
     for (name, host_mount, options) in hier.v1_mounts() {
         let sub = dest.join(&name);
         let t = safe_path::mkdir_all_in_root(ctx.root, &sub, 0o755)?;
         if ctx.cgroupns {
-            mount_api::mount(Some(Path::new("cgroup")), &safe_path::proc_fd_path(&t), Some("cgroup"), base | ro, Some(&options))
-                .map_err(|e| RuntimeError::sys("mount cgroup", sub.display(), e))?;
+            mount_api::mount(
+                Some(Path::new("cgroup")),
+                &safe_path::proc_fd_path(&t),
+                Some("cgroup"),
+                base | ro,
+                Some(&options),
+            )
+            .map_err(|e| RuntimeError::sys("mount cgroup", sub.display(), e))?;
         } else {
             let src = match ctx.cgroup {
                 Some(c) => host_mount.join(c.path().trim_start_matches('/')),
                 None => host_mount.clone(),
             };
-            let o = MountOptions { flags: base | ro, bind: true, rec: false, ..Default::default() };
+            let o = MountOptions {
+                flags: base | ro,
+                bind: true,
+                rec: false,
+                ..Default::default()
+            };
             bind_mount(ctx, &src, &sub, &o, index)?;
         }
     }
@@ -338,14 +392,24 @@ fn mount_cgroup(ctx: &MountContext, dest: &Path, opts: &MountOptions, index: usi
         let sub = dest.join("unified");
         let t = safe_path::mkdir_all_in_root(ctx.root, &sub, 0o755)?;
         if ctx.cgroupns {
-            mount_api::mount(Some(Path::new("cgroup2")), &safe_path::proc_fd_path(&t), Some("cgroup2"), base | ro, None)
-                .map_err(|e| RuntimeError::sys("mount cgroup2", sub.display(), e))?;
+            mount_api::mount(
+                Some(Path::new("cgroup2")),
+                &safe_path::proc_fd_path(&t),
+                Some("cgroup2"),
+                base | ro,
+                None,
+            )
+            .map_err(|e| RuntimeError::sys("mount cgroup2", sub.display(), e))?;
         } else {
             let src = match ctx.cgroup {
                 Some(c) => unified.join(c.path().trim_start_matches('/')),
                 None => unified.to_path_buf(),
             };
-            let o = MountOptions { flags: base | ro, bind: true, ..Default::default() };
+            let o = MountOptions {
+                flags: base | ro,
+                bind: true,
+                ..Default::default()
+            };
             bind_mount(ctx, &src, &sub, &o, index)?;
         }
     }
@@ -353,8 +417,14 @@ fn mount_cgroup(ctx: &MountContext, dest: &Path, opts: &MountOptions, index: usi
         // Make the tmpfs itself read-only once its mount points exist.
         let reopened = safe_path::open_in_root(ctx.root, dest, libc::O_PATH, 0)
             .map_err(|e| RuntimeError::sys("reopen cgroup tmpfs", dest.display(), e))?;
-        mount_api::mount(None, &safe_path::proc_fd_path(&reopened), None, libc::MS_REMOUNT | libc::MS_BIND | base | ro, None)
-            .map_err(|e| RuntimeError::sys("remount cgroup tmpfs read-only", dest.display(), e))?;
+        mount_api::mount(
+            None,
+            &safe_path::proc_fd_path(&reopened),
+            None,
+            libc::MS_REMOUNT | libc::MS_BIND | base | ro,
+            None,
+        )
+        .map_err(|e| RuntimeError::sys("remount cgroup tmpfs read-only", dest.display(), e))?;
     }
     Ok(())
 }
@@ -367,13 +437,22 @@ fn check_proc_destination(dest: &Path, typ: &str, bind: bool, field: &str) -> Re
         if typ == "proc" {
             return Ok(());
         }
-        return Err(RuntimeError::spec(field, format!("/proc can only be mounted as type \"proc\", not {typ:?}")));
+        return Err(RuntimeError::spec(
+            field,
+            format!("/proc can only be mounted as type \"proc\", not {typ:?}"),
+        ));
     }
     if dest.starts_with("/proc") {
         if bind && PROC_BIND_ALLOWED.iter().any(|p| dest == Path::new(p)) {
             return Ok(());
         }
-        return Err(RuntimeError::spec(field, format!("{} is inside /proc: mounting over procfs is not allowed", dest.display())));
+        return Err(RuntimeError::spec(
+            field,
+            format!(
+                "{} is inside /proc: mounting over procfs is not allowed",
+                dest.display()
+            ),
+        ));
     }
     Ok(())
 }
@@ -426,7 +505,9 @@ mod tests {
 
     #[test]
     fn idmap_is_refused_clearly() {
-        let e = MountOptions::parse(&["idmap".to_string()], 3).unwrap_err().to_string();
+        let e = MountOptions::parse(&["idmap".to_string()], 3)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("mounts[3].options"), "{e}");
     }
 

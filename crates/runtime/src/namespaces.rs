@@ -97,7 +97,8 @@ impl NamespacePlan {
                 _ => plan.new |= f,
             }
         }
-        plan.join.sort_by_key(|(t, _)| JOIN_ORDER.iter().position(|o| o == t));
+        plan.join
+            .sort_by_key(|(t, _)| JOIN_ORDER.iter().position(|o| o == t));
         Ok(plan)
     }
 
@@ -116,10 +117,16 @@ impl NamespacePlan {
         self.join
             .iter()
             .map(|(t, p)| {
-                let fd = nix::fcntl::open(p, nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-                    .map_err(|e| RuntimeError::sys("open namespace", p.display(), e))?;
+                let fd = nix::fcntl::open(
+                    p,
+                    nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+                .map_err(|e| RuntimeError::sys("open namespace", p.display(), e))?;
                 // SAFETY: `open` returned this descriptor; we own it.
-                Ok((*t, unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }))
+                Ok((*t, unsafe {
+                    <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+                }))
             })
             .collect()
     }
@@ -130,7 +137,13 @@ pub fn join(fds: &[(LinuxNamespaceType, OwnedFd)], plan: &NamespacePlan) -> Resu
     for ((t, fd), (_, path)) in fds.iter().zip(plan.join.iter()) {
         // SAFETY: `fd` is an open namespace descriptor.
         let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd.as_raw_fd()) };
-        nix::sched::setns(fd, flag(*t)).map_err(|e| RuntimeError::sys("setns", format!("{} namespace {}", spec_name(*t), path.display()), e))?;
+        nix::sched::setns(fd, flag(*t)).map_err(|e| {
+            RuntimeError::sys(
+                "setns",
+                format!("{} namespace {}", spec_name(*t), path.display()),
+                e,
+            )
+        })?;
     }
     Ok(())
 }
@@ -148,7 +161,11 @@ mod tests {
 
     #[test]
     fn duplicates_are_refused_by_index() {
-        let e = NamespacePlan::from_spec(&[ns(LinuxNamespaceType::Pid, None), ns(LinuxNamespaceType::Pid, None)]).unwrap_err();
+        let e = NamespacePlan::from_spec(&[
+            ns(LinuxNamespaceType::Pid, None),
+            ns(LinuxNamespaceType::Pid, None),
+        ])
+        .unwrap_err();
         assert!(e.to_string().contains("linux.namespaces[1].type"), "{e}");
     }
 
@@ -162,14 +179,23 @@ mod tests {
         ])
         .unwrap();
         let order: Vec<_> = p.join.iter().map(|(t, _)| *t).collect();
-        assert_eq!(order, [LinuxNamespaceType::User, LinuxNamespaceType::Network, LinuxNamespaceType::Mount]);
+        assert_eq!(
+            order,
+            [
+                LinuxNamespaceType::User,
+                LinuxNamespaceType::Network,
+                LinuxNamespaceType::Mount
+            ]
+        );
         assert!(p.creates(LinuxNamespaceType::Pid));
         assert!(p.has(LinuxNamespaceType::Mount) && !p.creates(LinuxNamespaceType::Mount));
     }
 
     #[test]
     fn missing_path_is_named() {
-        let e = NamespacePlan::from_spec(&[ns(LinuxNamespaceType::Network, Some("/nonexistent/ns"))]).unwrap_err();
+        let e =
+            NamespacePlan::from_spec(&[ns(LinuxNamespaceType::Network, Some("/nonexistent/ns"))])
+                .unwrap_err();
         assert!(e.to_string().contains("linux.namespaces[0].path"), "{e}");
     }
 }

@@ -3,7 +3,10 @@
 //! identity (groups, gid, uid). Applied by the init to itself.
 
 use nix::errno::Errno;
-use oci_spec::runtime::{IOPriorityClass, LinuxPersonalityDomain, LinuxSchedulerFlag, LinuxSchedulerPolicy, PosixRlimitType, Process};
+use oci_spec::runtime::{
+    IOPriorityClass, LinuxPersonalityDomain, LinuxSchedulerFlag, LinuxSchedulerPolicy,
+    PosixRlimitType, Process,
+};
 
 use crate::error::{Result, RuntimeError};
 
@@ -33,7 +36,10 @@ fn rlimit_resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
 pub fn set_rlimits(p: &Process) -> Result<()> {
     for (i, r) in p.rlimits().iter().flatten().enumerate() {
         if r.soft() > r.hard() {
-            return Err(RuntimeError::spec(format!("process.rlimits[{i}]"), format!("soft limit {} exceeds hard limit {}", r.soft(), r.hard())));
+            return Err(RuntimeError::spec(
+                format!("process.rlimits[{i}]"),
+                format!("soft limit {} exceeds hard limit {}", r.soft(), r.hard()),
+            ));
         }
         let lim = libc::rlimit {
             rlim_cur: r.soft(),
@@ -41,7 +47,16 @@ pub fn set_rlimits(p: &Process) -> Result<()> {
         };
         // SAFETY: setrlimit reads a valid rlimit struct.
         if unsafe { libc::setrlimit(rlimit_resource(r.typ()), &lim) } != 0 {
-            return Err(RuntimeError::sys("setrlimit", format!("process.rlimits[{i}] ({:?} {}:{})", r.typ(), r.soft(), r.hard()), Errno::last()));
+            return Err(RuntimeError::sys(
+                "setrlimit",
+                format!(
+                    "process.rlimits[{i}] ({:?} {}:{})",
+                    r.typ(),
+                    r.soft(),
+                    r.hard()
+                ),
+                Errno::last(),
+            ));
         }
     }
     Ok(())
@@ -50,7 +65,13 @@ pub fn set_rlimits(p: &Process) -> Result<()> {
 /// Writes `process.oomScoreAdj`.
 pub fn set_oom_score_adj(p: &Process) -> Result<()> {
     if let Some(v) = p.oom_score_adj() {
-        std::fs::write("/proc/self/oom_score_adj", v.to_string()).map_err(|e| RuntimeError::io("write process.oomScoreAdj to", "/proc/self/oom_score_adj", e))?;
+        std::fs::write("/proc/self/oom_score_adj", v.to_string()).map_err(|e| {
+            RuntimeError::io(
+                "write process.oomScoreAdj to",
+                "/proc/self/oom_score_adj",
+                e,
+            )
+        })?;
     }
     Ok(())
 }
@@ -63,7 +84,11 @@ pub fn set_personality(domain: LinuxPersonalityDomain) -> Result<()> {
     };
     // SAFETY: personality takes an integer.
     if unsafe { libc::personality(persona) } == -1 {
-        return Err(RuntimeError::sys("personality", format!("{domain:?}"), Errno::last()));
+        return Err(RuntimeError::sys(
+            "personality",
+            format!("{domain:?}"),
+            Errno::last(),
+        ));
     }
     Ok(())
 }
@@ -83,7 +108,9 @@ struct SchedAttr {
 
 /// Applies `process.scheduler` with sched_setattr.
 pub fn set_scheduler(p: &Process) -> Result<()> {
-    let Some(s) = p.scheduler() else { return Ok(()) };
+    let Some(s) = p.scheduler() else {
+        return Ok(());
+    };
     let policy = match s.policy() {
         LinuxSchedulerPolicy::SchedOther => 0,
         LinuxSchedulerPolicy::SchedFifo => 1,
@@ -117,26 +144,39 @@ pub fn set_scheduler(p: &Process) -> Result<()> {
     };
     // SAFETY: sched_setattr reads a sched_attr of the size it states.
     if unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) } != 0 {
-        return Err(RuntimeError::sys("sched_setattr", format!("process.scheduler ({:?})", s.policy()), Errno::last()));
+        return Err(RuntimeError::sys(
+            "sched_setattr",
+            format!("process.scheduler ({:?})", s.policy()),
+            Errno::last(),
+        ));
     }
     Ok(())
 }
 
 /// Applies `process.ioPriority` with ioprio_set.
 pub fn set_io_priority(p: &Process) -> Result<()> {
-    let Some(io) = p.io_priority() else { return Ok(()) };
+    let Some(io) = p.io_priority() else {
+        return Ok(());
+    };
     let class = match io.class() {
         IOPriorityClass::IoprioClassRt => 1,
         IOPriorityClass::IoprioClassBe => 2,
         IOPriorityClass::IoprioClassIdle => 3,
     };
     if !(0..=7).contains(&io.priority()) {
-        return Err(RuntimeError::spec("process.ioPriority.priority", format!("{} is outside 0..7", io.priority())));
+        return Err(RuntimeError::spec(
+            "process.ioPriority.priority",
+            format!("{} is outside 0..7", io.priority()),
+        ));
     }
     let value = (class << 13) | io.priority() as i32;
     // SAFETY: ioprio_set takes integers (IOPRIO_WHO_PROCESS = 1, pid 0 = self).
     if unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, value) } != 0 {
-        return Err(RuntimeError::sys("ioprio_set", "process.ioPriority", Errno::last()));
+        return Err(RuntimeError::sys(
+            "ioprio_set",
+            "process.ioPriority",
+            Errno::last(),
+        ));
     }
     Ok(())
 }
@@ -147,7 +187,8 @@ pub fn parse_cpu_list(s: &str, field: &str) -> Result<Vec<usize>> {
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let bad = || RuntimeError::spec(field, format!("{s:?} is not a CPU list"));
         if let Some((a, b)) = part.split_once('-') {
-            let (a, b): (usize, usize) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+            let (a, b): (usize, usize) =
+                (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
             if a > b || b >= 1024 {
                 return Err(bad());
             }
@@ -168,9 +209,11 @@ pub fn set_affinity(list: &str, field: &str) -> Result<()> {
     let cpus = parse_cpu_list(list, field)?;
     let mut set = nix::sched::CpuSet::new();
     for c in cpus {
-        set.set(c).map_err(|e| RuntimeError::sys("cpuset", field, e))?;
+        set.set(c)
+            .map_err(|e| RuntimeError::sys("cpuset", field, e))?;
     }
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).map_err(|e| RuntimeError::sys("sched_setaffinity", format!("{field} = {list}"), e))
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+        .map_err(|e| RuntimeError::sys("sched_setaffinity", format!("{field} = {list}"), e))
 }
 
 /// Switches to the spec's user: supplementary groups, gid, uid, keeping the
@@ -179,22 +222,38 @@ pub fn set_user(p: &Process, setgroups_allowed: bool) -> Result<()> {
     let u = p.user();
     // SAFETY: prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } != 0 {
-        return Err(RuntimeError::sys("prctl(PR_SET_KEEPCAPS)", "init", Errno::last()));
+        return Err(RuntimeError::sys(
+            "prctl(PR_SET_KEEPCAPS)",
+            "init",
+            Errno::last(),
+        ));
     }
     if setgroups_allowed {
         let groups: Vec<libc::gid_t> = u.additional_gids().clone().unwrap_or_default();
         // SAFETY: setgroups reads `groups.len()` gids from a valid buffer.
         if unsafe { libc::setgroups(groups.len(), groups.as_ptr()) } != 0 {
-            return Err(RuntimeError::sys("setgroups", format!("process.user.additionalGids {groups:?}"), Errno::last()));
+            return Err(RuntimeError::sys(
+                "setgroups",
+                format!("process.user.additionalGids {groups:?}"),
+                Errno::last(),
+            ));
         }
     }
     // SAFETY: plain integer syscalls.
     if unsafe { libc::setresgid(u.gid(), u.gid(), u.gid()) } != 0 {
-        return Err(RuntimeError::sys("setresgid", format!("process.user.gid {} (is it mapped?)", u.gid()), Errno::last()));
+        return Err(RuntimeError::sys(
+            "setresgid",
+            format!("process.user.gid {} (is it mapped?)", u.gid()),
+            Errno::last(),
+        ));
     }
     // SAFETY: plain integer syscalls.
     if unsafe { libc::setresuid(u.uid(), u.uid(), u.uid()) } != 0 {
-        return Err(RuntimeError::sys("setresuid", format!("process.user.uid {} (is it mapped?)", u.uid()), Errno::last()));
+        return Err(RuntimeError::sys(
+            "setresuid",
+            format!("process.user.uid {} (is it mapped?)", u.uid()),
+            Errno::last(),
+        ));
     }
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
@@ -209,6 +268,9 @@ mod tests {
     fn cpu_lists_parse() {
         assert_eq!(parse_cpu_list("0-2,5", "f").unwrap(), vec![0, 1, 2, 5]);
         assert!(parse_cpu_list("3-1", "f").is_err());
-        assert!(parse_cpu_list("x", "f").unwrap_err().to_string().contains("f"));
+        assert!(parse_cpu_list("x", "f")
+            .unwrap_err()
+            .to_string()
+            .contains("f"));
     }
 }

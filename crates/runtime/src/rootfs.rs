@@ -33,24 +33,44 @@ fn propagation_flags(p: Option<&str>) -> c_ulong {
 /// Stops mount events from reaching the host: the whole copied tree becomes
 /// a slave (or what `linux.rootfsPropagation` says).
 pub fn isolate_mount_tree(spec: &Spec) -> Result<()> {
-    let prop = spec.linux().as_ref().and_then(|l| l.rootfs_propagation().clone());
+    let prop = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().clone());
     let flags = propagation_flags(prop.as_deref());
-    mount_api::mount(None, Path::new("/"), None, flags, None).map_err(|e| RuntimeError::sys("make / private to the container", "/", e))
+    mount_api::mount(None, Path::new("/"), None, flags, None)
+        .map_err(|e| RuntimeError::sys("make / private to the container", "/", e))
 }
 
 /// Binds the rootfs onto itself: pivot_root needs the new root to be a mount point.
 pub fn bind_rootfs(rootfs: &Path) -> Result<()> {
-    mount_api::mount(Some(rootfs), rootfs, None, libc::MS_BIND | libc::MS_REC, None)
-        .map_err(|e| RuntimeError::sys("bind rootfs onto itself", rootfs.display(), e))?;
+    mount_api::mount(
+        Some(rootfs),
+        rootfs,
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )
+    .map_err(|e| RuntimeError::sys("bind rootfs onto itself", rootfs.display(), e))?;
     // pivot_root refuses a new root whose parent mount is shared; the bind
     // inherits shared propagation when rootfsPropagation asks for it.
-    mount_api::mount(None, rootfs, None, libc::MS_PRIVATE, None).map_err(|e| RuntimeError::sys("make rootfs mount private", rootfs.display(), e))
+    mount_api::mount(None, rootfs, None, libc::MS_PRIVATE, None)
+        .map_err(|e| RuntimeError::sys("make rootfs mount private", rootfs.display(), e))
 }
 
 /// Mounts everything the spec lists, then devices and /dev links.
-pub fn mount_all(spec: &Spec, rootfs: &Path, ns: &NamespacePlan, cgroup: Option<&cgroups::CgroupManager>) -> Result<()> {
-    let root = nix::fcntl::open(rootfs, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-        .map_err(|e| RuntimeError::sys("open rootfs", rootfs.display(), e))?;
+pub fn mount_all(
+    spec: &Spec,
+    rootfs: &Path,
+    ns: &NamespacePlan,
+    cgroup: Option<&cgroups::CgroupManager>,
+) -> Result<()> {
+    let root = nix::fcntl::open(
+        rootfs,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| RuntimeError::sys("open rootfs", rootfs.display(), e))?;
     // SAFETY: fresh descriptor from open.
     let root = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(root) };
     let ctx = MountContext {
@@ -65,7 +85,11 @@ pub fn mount_all(spec: &Spec, rootfs: &Path, ns: &NamespacePlan, cgroup: Option<
         mounts::mount_entry(&ctx, m, i)?;
         let dest = mounts::clean(m.destination());
         let typ = m.typ().as_deref().unwrap_or("");
-        let bind = typ == "bind" || m.options().iter().flatten().any(|o| o == "bind" || o == "rbind");
+        let bind = typ == "bind"
+            || m.options()
+                .iter()
+                .flatten()
+                .any(|o| o == "bind" || o == "rbind");
         if dest == Path::new("/dev") && bind {
             dev_is_host_bind = true;
         }
@@ -96,8 +120,14 @@ pub fn mount_all(spec: &Spec, rootfs: &Path, ns: &NamespacePlan, cgroup: Option<
 /// Makes the rootfs `/` and detaches the host's tree, leaving no path back.
 pub fn pivot_root(rootfs: &Path) -> Result<()> {
     let open_dir = |p: &Path| {
-        nix::fcntl::open(p, nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-            .map_err(|e| RuntimeError::sys("open", p.display(), e))
+        nix::fcntl::open(
+            p,
+            nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| RuntimeError::sys("open", p.display(), e))
     };
     let old = open_dir(Path::new("/"))?;
     let new = open_dir(rootfs)?;
@@ -105,12 +135,20 @@ pub fn pivot_root(rootfs: &Path) -> Result<()> {
         nix::unistd::fchdir(new).map_err(|e| RuntimeError::sys("chdir", rootfs.display(), e))?;
         // pivot_root(".", ".") stacks the old root under the new one at the
         // same place, so no put_old directory has to exist in the image.
-        nix::unistd::pivot_root(".", ".").map_err(|e| RuntimeError::sys("pivot_root", rootfs.display(), e))?;
+        nix::unistd::pivot_root(".", ".")
+            .map_err(|e| RuntimeError::sys("pivot_root", rootfs.display(), e))?;
         nix::unistd::fchdir(old).map_err(|e| RuntimeError::sys("chdir", "old root", e))?;
         // Keep the unmount of the old root from propagating to the host.
-        mount_api::mount(None, Path::new("."), None, libc::MS_SLAVE | libc::MS_REC, None)
-            .map_err(|e| RuntimeError::sys("make old root a slave", "/", e))?;
-        nix::mount::umount2(".", nix::mount::MntFlags::MNT_DETACH).map_err(|e| RuntimeError::sys("detach old root", "/", e))?;
+        mount_api::mount(
+            None,
+            Path::new("."),
+            None,
+            libc::MS_SLAVE | libc::MS_REC,
+            None,
+        )
+        .map_err(|e| RuntimeError::sys("make old root a slave", "/", e))?;
+        nix::mount::umount2(".", nix::mount::MntFlags::MNT_DETACH)
+            .map_err(|e| RuntimeError::sys("detach old root", "/", e))?;
         nix::unistd::chdir("/").map_err(|e| RuntimeError::sys("chdir", "/", e))
     })();
     let _ = nix::unistd::close(old);
@@ -123,14 +161,19 @@ pub fn pivot_root(rootfs: &Path) -> Result<()> {
 /// process that can escape a chroot.
 pub fn move_root(rootfs: &Path) -> Result<()> {
     nix::unistd::chdir(rootfs).map_err(|e| RuntimeError::sys("chdir", rootfs.display(), e))?;
-    mount_api::mount(Some(rootfs), Path::new("/"), None, libc::MS_MOVE, None).map_err(|e| RuntimeError::sys("move rootfs to /", rootfs.display(), e))?;
+    mount_api::mount(Some(rootfs), Path::new("/"), None, libc::MS_MOVE, None)
+        .map_err(|e| RuntimeError::sys("move rootfs to /", rootfs.display(), e))?;
     nix::unistd::chroot(".").map_err(|e| RuntimeError::sys("chroot", rootfs.display(), e))?;
     nix::unistd::chdir("/").map_err(|e| RuntimeError::sys("chdir", "/", e))
 }
 
 fn root_fd() -> Result<OwnedFd> {
-    let fd = nix::fcntl::open("/", nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-        .map_err(|e| RuntimeError::sys("open", "/", e))?;
+    let fd = nix::fcntl::open(
+        "/",
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| RuntimeError::sys("open", "/", e))?;
     // SAFETY: fresh descriptor from open.
     Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
 }
@@ -144,13 +187,19 @@ pub fn readonly_paths(paths: &[String]) -> Result<()> {
             Err(nix::errno::Errno::ENOENT) => continue,
             Err(e) => return Err(RuntimeError::sys("open readonly path", p, e)),
         };
-        let tree = mount_api::open_tree(fd.as_raw_fd(), Path::new(""), true).map_err(|e| RuntimeError::sys("open_tree readonly path", p, e))?;
+        let tree = mount_api::open_tree(fd.as_raw_fd(), Path::new(""), true)
+            .map_err(|e| RuntimeError::sys("open_tree readonly path", p, e))?;
         let attr = mount_api::MountAttr {
-            attr_set: mount_api::MOUNT_ATTR_RDONLY | mount_api::MOUNT_ATTR_NOSUID | mount_api::MOUNT_ATTR_NODEV | mount_api::MOUNT_ATTR_NOEXEC,
+            attr_set: mount_api::MOUNT_ATTR_RDONLY
+                | mount_api::MOUNT_ATTR_NOSUID
+                | mount_api::MOUNT_ATTR_NODEV
+                | mount_api::MOUNT_ATTR_NOEXEC,
             ..Default::default()
         };
-        mount_api::mount_setattr(&tree, &attr, true).map_err(|e| RuntimeError::sys("make read-only", p, e))?;
-        mount_api::move_mount(&tree, fd.as_raw_fd()).map_err(|e| RuntimeError::sys("mount read-only", p, e))?;
+        mount_api::mount_setattr(&tree, &attr, true)
+            .map_err(|e| RuntimeError::sys("make read-only", p, e))?;
+        mount_api::move_mount(&tree, fd.as_raw_fd())
+            .map_err(|e| RuntimeError::sys("mount read-only", p, e))?;
     }
     Ok(())
 }
@@ -161,14 +210,25 @@ pub fn mask_paths(paths: &[String]) -> Result<()> {
     let root = root_fd()?;
     let null = mount_api::open_tree(libc::AT_FDCWD, Path::new("/dev/null"), false).ok();
     for p in paths {
-        let fd = match safe_path::open_in_root(root.as_raw_fd(), Path::new(p), libc::O_PATH | libc::O_NOFOLLOW, 0) {
+        let fd = match safe_path::open_in_root(
+            root.as_raw_fd(),
+            Path::new(p),
+            libc::O_PATH | libc::O_NOFOLLOW,
+            0,
+        ) {
             Ok(fd) => fd,
             Err(nix::errno::Errno::ENOENT) => continue,
             Err(e) => return Err(RuntimeError::sys("open masked path", p, e)),
         };
         if safe_path::is_dir(&fd) {
-            mount_api::mount(Some(Path::new("tmpfs")), &safe_path::proc_fd_path(&fd), Some("tmpfs"), libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, Some("size=0,mode=0"))
-                .map_err(|e| RuntimeError::sys("mask directory", p, e))?;
+            mount_api::mount(
+                Some(Path::new("tmpfs")),
+                &safe_path::proc_fd_path(&fd),
+                Some("tmpfs"),
+                libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                Some("size=0,mode=0"),
+            )
+            .map_err(|e| RuntimeError::sys("mask directory", p, e))?;
         } else {
             // Each mask needs its own clone of /dev/null's mount.
             let tree = match &null {
@@ -176,7 +236,8 @@ pub fn mask_paths(paths: &[String]) -> Result<()> {
                 None => Err(nix::errno::Errno::ENOENT),
             }
             .map_err(|e| RuntimeError::sys("open /dev/null to mask", p, e))?;
-            mount_api::move_mount(&tree, fd.as_raw_fd()).map_err(|e| RuntimeError::sys("mask file", p, e))?;
+            mount_api::move_mount(&tree, fd.as_raw_fd())
+                .map_err(|e| RuntimeError::sys("mask file", p, e))?;
         }
     }
     Ok(())
@@ -190,15 +251,19 @@ pub fn readonly_root() -> Result<()> {
         ..Default::default()
     };
     // mount_setattr on the root mount itself (not recursive: submounts keep their own mode).
-    mount_api::mount_setattr(&root, &tree_attr, false).map_err(|e| RuntimeError::sys("remount / read-only", "/", e))
+    mount_api::mount_setattr(&root, &tree_attr, false)
+        .map_err(|e| RuntimeError::sys("remount / read-only", "/", e))
 }
 
 /// Writes `linux.sysctl` through the container's /proc/sys.
 pub fn write_sysctls(spec: &Spec) -> Result<()> {
-    let Some(map) = spec.linux().as_ref().and_then(|l| l.sysctl().clone()) else { return Ok(()) };
+    let Some(map) = spec.linux().as_ref().and_then(|l| l.sysctl().clone()) else {
+        return Ok(());
+    };
     for (k, v) in map {
         let path = Path::new("/proc/sys").join(k.replace('.', "/"));
-        std::fs::write(&path, v.as_bytes()).map_err(|e| RuntimeError::io("write sysctl", &path, e))?;
+        std::fs::write(&path, v.as_bytes())
+            .map_err(|e| RuntimeError::io("write sysctl", &path, e))?;
     }
     Ok(())
 }

@@ -29,12 +29,21 @@ struct OpenHow {
 
 /// Opens `path` (relative or absolute, always taken as inside `root`) with
 /// `flags`, resolving every component inside `root`.
-pub fn open_in_root(root: RawFd, path: &Path, flags: i32, mode: u32) -> std::result::Result<OwnedFd, Errno> {
+pub fn open_in_root(
+    root: RawFd,
+    path: &Path,
+    flags: i32,
+    mode: u32,
+) -> std::result::Result<OwnedFd, Errno> {
     let rel = relative(path);
     let c = CString::new(rel.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
     let how = OpenHow {
         flags: (flags | libc::O_CLOEXEC) as u64,
-        mode: if flags & libc::O_CREAT != 0 { mode as u64 } else { 0 },
+        mode: if flags & libc::O_CREAT != 0 {
+            mode as u64
+        } else {
+            0
+        },
         resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
     };
     loop {
@@ -83,6 +92,16 @@ pub fn relative(path: &Path) -> PathBuf {
 /// `O_PATH` descriptor of the last one. Symlinks met on the way are followed
 /// only inside `root`.
 pub fn mkdir_all_in_root(root: RawFd, path: &Path, mode: u32) -> Result<OwnedFd> {
+    mkdir_all_depth(root, path, mode, 0)
+}
+
+/// Symlinks followed at most while creating one path (as the kernel's MAXSYMLINKS).
+const MAX_LINKS: u32 = 40;
+
+fn mkdir_all_depth(root: RawFd, path: &Path, mode: u32, depth: u32) -> Result<OwnedFd> {
+    if depth > MAX_LINKS {
+        return Err(RuntimeError::sys("mkdir", path.display(), Errno::ELOOP));
+    }
     let rel = relative(path);
     let mut prefix = PathBuf::new();
     let mut dir = open_in_root(root, Path::new("."), libc::O_PATH | libc::O_DIRECTORY, 0)
@@ -90,7 +109,8 @@ pub fn mkdir_all_in_root(root: RawFd, path: &Path, mode: u32) -> Result<OwnedFd>
     for comp in rel.components() {
         prefix.push(comp);
         if let Component::Normal(name) = comp {
-            let cname = CString::new(name.as_bytes()).map_err(|_| RuntimeError::sys("mkdir", path.display(), Errno::EINVAL))?;
+            let cname = CString::new(name.as_bytes())
+                .map_err(|_| RuntimeError::sys("mkdir", path.display(), Errno::EINVAL))?;
             // SAFETY: `dir` is an open directory descriptor and `cname` a valid C string.
             let rc = unsafe { libc::mkdirat(dir.as_raw_fd(), cname.as_ptr(), mode) };
             if rc != 0 {
@@ -100,8 +120,34 @@ pub fn mkdir_all_in_root(root: RawFd, path: &Path, mode: u32) -> Result<OwnedFd>
                 }
             }
         }
-        dir = open_in_root(root, &prefix, libc::O_PATH | libc::O_DIRECTORY, 0)
-            .map_err(|e| RuntimeError::sys("open directory", root_display(&prefix), e))?;
+        dir = match open_in_root(root, &prefix, libc::O_PATH | libc::O_DIRECTORY, 0) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => {
+                // A dangling symlink: create its target, inside the root, first.
+                let parent = prefix.parent().unwrap_or(Path::new("")).to_path_buf();
+                let parent_fd = open_in_root(root, &parent, libc::O_PATH | libc::O_DIRECTORY, 0)
+                    .map_err(|e| RuntimeError::sys("open directory", root_display(&parent), e))?;
+                let name = prefix.file_name().unwrap_or_default();
+                let target = nix::fcntl::readlinkat(Some(parent_fd.as_raw_fd()), name)
+                    .map_err(|e| RuntimeError::sys("readlink", root_display(&prefix), e))?;
+                let target = Path::new(&target);
+                let resolved = if target.is_absolute() {
+                    target.to_path_buf()
+                } else {
+                    Path::new("/").join(&parent).join(target)
+                };
+                mkdir_all_depth(root, &resolved, mode, depth + 1)?;
+                open_in_root(root, &prefix, libc::O_PATH | libc::O_DIRECTORY, 0)
+                    .map_err(|e| RuntimeError::sys("open directory", root_display(&prefix), e))?
+            }
+            Err(e) => {
+                return Err(RuntimeError::sys(
+                    "open directory",
+                    root_display(&prefix),
+                    e,
+                ))
+            }
+        };
     }
     Ok(dir)
 }
@@ -118,10 +164,16 @@ pub fn create_file_in_root(root: RawFd, path: &Path, mode: u32) -> Result<OwnedF
         Err(Errno::ENOENT) => {}
         Err(e) => return Err(RuntimeError::sys("open", root_display(path), e)),
     }
-    let fd = open_in_root(root, path, libc::O_CREAT | libc::O_WRONLY | libc::O_NOCTTY, mode)
-        .map_err(|e| RuntimeError::sys("create file", root_display(path), e))?;
+    let fd = open_in_root(
+        root,
+        path,
+        libc::O_CREAT | libc::O_WRONLY | libc::O_NOCTTY,
+        mode,
+    )
+    .map_err(|e| RuntimeError::sys("create file", root_display(path), e))?;
     drop(fd);
-    open_in_root(root, path, libc::O_PATH, 0).map_err(|e| RuntimeError::sys("open", root_display(path), e))
+    open_in_root(root, path, libc::O_PATH, 0)
+        .map_err(|e| RuntimeError::sys("open", root_display(path), e))
 }
 
 /// The `/proc/self/fd/N` path through which the kernel acts on `fd`.
@@ -160,18 +212,27 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
         symlink(outside.path(), root.path().join("escape")).unwrap();
-        let rootfd = nix::fcntl::open(root.path(), nix::fcntl::OFlag::O_PATH, Mode::empty()).unwrap();
+        let rootfd =
+            nix::fcntl::open(root.path(), nix::fcntl::OFlag::O_PATH, Mode::empty()).unwrap();
         let fd = mkdir_all_in_root(rootfd, Path::new("/escape/sub"), 0o755).unwrap();
         drop(fd);
-        assert!(!outside.path().join("sub").exists(), "mkdir followed a symlink out of the root");
-        assert!(root.path().join(outside.path().strip_prefix("/").unwrap()).join("sub").is_dir());
+        assert!(
+            !outside.path().join("sub").exists(),
+            "mkdir followed a symlink out of the root"
+        );
+        assert!(root
+            .path()
+            .join(outside.path().strip_prefix("/").unwrap())
+            .join("sub")
+            .is_dir());
         nix::unistd::close(rootfd).unwrap();
     }
 
     #[test]
     fn dotdot_is_clamped_at_root() {
         let root = tempfile::tempdir().unwrap();
-        let rootfd = nix::fcntl::open(root.path(), nix::fcntl::OFlag::O_PATH, Mode::empty()).unwrap();
+        let rootfd =
+            nix::fcntl::open(root.path(), nix::fcntl::OFlag::O_PATH, Mode::empty()).unwrap();
         create_file_in_root(rootfd, Path::new("../../../etc/berth-escape-test"), 0o644).unwrap();
         assert!(!Path::new("/etc/berth-escape-test").exists());
         assert!(root.path().join("etc/berth-escape-test").is_file());

@@ -24,7 +24,8 @@ pub struct Bundle {
 
 /// Reads `<bundle>/config.json`.
 pub fn load(bundle: &Path) -> Result<Bundle> {
-    let dir = std::fs::canonicalize(bundle).map_err(|e| RuntimeError::io("open bundle", bundle, e))?;
+    let dir =
+        std::fs::canonicalize(bundle).map_err(|e| RuntimeError::io("open bundle", bundle, e))?;
     let path = dir.join("config.json");
     let data = std::fs::read(&path).map_err(|e| RuntimeError::io("read", &path, e))?;
     let spec: Spec = serde_json::from_slice(&data).map_err(|e| RuntimeError::Config {
@@ -59,19 +60,36 @@ fn sysctl_namespace(key: &str) -> Option<LinuxNamespaceType> {
 
 /// Checks a parsed spec against what the runtime and kernel can do.
 pub fn validate(dir: &Path, spec: Spec) -> Result<Bundle> {
-    let root = spec.root().as_ref().ok_or_else(|| RuntimeError::spec("root", "missing"))?;
-    let rootfs = if root.path().is_absolute() { root.path().clone() } else { dir.join(root.path()) };
-    let rootfs = std::fs::canonicalize(&rootfs).map_err(|e| RuntimeError::spec("root.path", format!("{}: {e}", rootfs.display())))?;
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| RuntimeError::spec("root", "missing"))?;
+    let rootfs = if root.path().is_absolute() {
+        root.path().clone()
+    } else {
+        dir.join(root.path())
+    };
+    let rootfs = std::fs::canonicalize(&rootfs)
+        .map_err(|e| RuntimeError::spec("root.path", format!("{}: {e}", rootfs.display())))?;
     if !rootfs.is_dir() {
-        return Err(RuntimeError::spec("root.path", format!("{} is not a directory", rootfs.display())));
+        return Err(RuntimeError::spec(
+            "root.path",
+            format!("{} is not a directory", rootfs.display()),
+        ));
     }
-    let process = spec.process().as_ref().ok_or_else(|| RuntimeError::spec("process", "missing"))?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| RuntimeError::spec("process", "missing"))?;
     match process.args() {
         Some(a) if !a.is_empty() && !a[0].is_empty() => {}
         _ => return Err(RuntimeError::spec("process.args", "must name a program")),
     }
     if !process.cwd().is_absolute() {
-        return Err(RuntimeError::spec("process.cwd", format!("{:?} is not an absolute path", process.cwd())));
+        return Err(RuntimeError::spec(
+            "process.cwd",
+            format!("{:?} is not an absolute path", process.cwd()),
+        ));
     }
     let linux = spec.linux().clone().unwrap_or_default();
     let namespaces = NamespacePlan::from_spec(linux.namespaces().as_deref().unwrap_or(&[]))?;
@@ -79,67 +97,141 @@ pub fn validate(dir: &Path, spec: Spec) -> Result<Bundle> {
     let userns = namespaces.creates(LinuxNamespaceType::User);
     let has_maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty());
     if userns && !has_maps {
-        return Err(RuntimeError::spec("linux.uidMappings", "a new user namespace needs uid and gid mappings"));
+        return Err(RuntimeError::spec(
+            "linux.uidMappings",
+            "a new user namespace needs uid and gid mappings",
+        ));
     }
-    if userns && !linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty()) {
-        return Err(RuntimeError::spec("linux.gidMappings", "a new user namespace needs uid and gid mappings"));
+    if userns && linux.gid_mappings().as_ref().is_none_or(|m| m.is_empty()) {
+        return Err(RuntimeError::spec(
+            "linux.gidMappings",
+            "a new user namespace needs uid and gid mappings",
+        ));
     }
     if !userns && has_maps {
-        return Err(RuntimeError::spec("linux.uidMappings", "mappings need a new user namespace in linux.namespaces"));
+        return Err(RuntimeError::spec(
+            "linux.uidMappings",
+            "mappings need a new user namespace in linux.namespaces",
+        ));
     }
-    if (spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) || spec.domainname().as_ref().is_some_and(|h| !h.is_empty()))
+    if (spec.hostname().as_ref().is_some_and(|h| !h.is_empty())
+        || spec.domainname().as_ref().is_some_and(|h| !h.is_empty()))
         && !namespaces.creates(LinuxNamespaceType::Uts)
     {
-        return Err(RuntimeError::spec("hostname", "setting the hostname needs a new uts namespace"));
+        return Err(RuntimeError::spec(
+            "hostname",
+            "setting the hostname needs a new uts namespace",
+        ));
     }
     for key in linux.sysctl().iter().flat_map(|m| m.keys()) {
         let field = format!("linux.sysctl[{key:?}]");
         match sysctl_namespace(key) {
-            None => return Err(RuntimeError::spec(field, "not a namespaced sysctl: it would change the host")),
+            None => {
+                return Err(RuntimeError::spec(
+                    field,
+                    "not a namespaced sysctl: it would change the host",
+                ))
+            }
             Some(ns) if !namespaces.creates(ns) => {
                 return Err(RuntimeError::spec(
                     field,
-                    format!("needs a new {} namespace, or it would change the host", crate::namespaces::spec_name(ns)),
+                    format!(
+                        "needs a new {} namespace, or it would change the host",
+                        crate::namespaces::spec_name(ns)
+                    ),
                 ))
             }
             _ => {}
         }
     }
-    if linux.time_offsets().as_ref().is_some_and(|t| !t.is_empty()) && !namespaces.creates(LinuxNamespaceType::Time) {
-        return Err(RuntimeError::spec("linux.timeOffsets", "needs a new time namespace"));
+    if linux.time_offsets().as_ref().is_some_and(|t| !t.is_empty())
+        && !namespaces.creates(LinuxNamespaceType::Time)
+    {
+        return Err(RuntimeError::spec(
+            "linux.timeOffsets",
+            "needs a new time namespace",
+        ));
     }
     if let Some(t) = linux.time_offsets() {
         for k in t.keys() {
             if k != "monotonic" && k != "boottime" {
-                return Err(RuntimeError::spec(format!("linux.timeOffsets[{k:?}]"), "only monotonic and boottime clocks can be offset"));
+                return Err(RuntimeError::spec(
+                    format!("linux.timeOffsets[{k:?}]"),
+                    "only monotonic and boottime clocks can be offset",
+                ));
             }
         }
     }
     if linux.intel_rdt().is_some() {
-        return Err(RuntimeError::unsupported("linux.intelRdt", "this host has no resctrl filesystem; Intel RDT is not supported"));
+        return Err(RuntimeError::unsupported(
+            "linux.intelRdt",
+            "this host has no resctrl filesystem; Intel RDT is not supported",
+        ));
     }
     if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
-        return Err(RuntimeError::unsupported("linux.netDevices", "moving host network devices is not supported yet"));
+        return Err(RuntimeError::unsupported(
+            "linux.netDevices",
+            "moving host network devices is not supported yet",
+        ));
     }
     if linux.memory_policy().is_some() {
-        return Err(RuntimeError::unsupported("linux.memoryPolicy", "NUMA memory policies are not supported yet"));
+        return Err(RuntimeError::unsupported(
+            "linux.memoryPolicy",
+            "NUMA memory policies are not supported yet",
+        ));
     }
-    if process.apparmor_profile().as_ref().is_some_and(|p| !p.is_empty()) {
-        return Err(RuntimeError::unsupported("process.apparmorProfile", "AppArmor is not enabled on this kernel"));
+    if process
+        .apparmor_profile()
+        .as_ref()
+        .is_some_and(|p| !p.is_empty())
+    {
+        return Err(RuntimeError::unsupported(
+            "process.apparmorProfile",
+            "AppArmor is not enabled on this kernel",
+        ));
     }
-    if process.selinux_label().as_ref().is_some_and(|p| !p.is_empty()) || linux.mount_label().as_ref().is_some_and(|p| !p.is_empty()) {
-        return Err(RuntimeError::unsupported("process.selinuxLabel", "SELinux is not enabled on this kernel"));
+    if process
+        .selinux_label()
+        .as_ref()
+        .is_some_and(|p| !p.is_empty())
+        || linux.mount_label().as_ref().is_some_and(|p| !p.is_empty())
+    {
+        return Err(RuntimeError::unsupported(
+            "process.selinuxLabel",
+            "SELinux is not enabled on this kernel",
+        ));
     }
     if linux.seccomp().is_some() {
-        return Err(RuntimeError::unsupported("linux.seccomp", "seccomp filters are not supported yet"));
+        return Err(RuntimeError::unsupported(
+            "linux.seccomp",
+            "seccomp filters are not supported yet",
+        ));
     }
     if let Some(p) = linux.rootfs_propagation() {
-        if !["", "private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable", "runbindable"].contains(&p.as_str()) {
-            return Err(RuntimeError::spec("linux.rootfsPropagation", format!("unknown propagation {p:?}")));
+        if ![
+            "",
+            "private",
+            "rprivate",
+            "slave",
+            "rslave",
+            "shared",
+            "rshared",
+            "unbindable",
+            "runbindable",
+        ]
+        .contains(&p.as_str())
+        {
+            return Err(RuntimeError::spec(
+                "linux.rootfsPropagation",
+                format!("unknown propagation {p:?}"),
+            ));
         }
     }
     if !namespaces.has(LinuxNamespaceType::Mount) {
-        return Err(RuntimeError::unsupported("linux.namespaces", "a container without a mount namespace is not supported"));
+        return Err(RuntimeError::unsupported(
+            "linux.namespaces",
+            "a container without a mount namespace is not supported",
+        ));
     }
     Ok(Bundle {
         dir: dir.to_path_buf(),
@@ -155,9 +247,18 @@ mod tests {
 
     #[test]
     fn sysctls_are_classified() {
-        assert_eq!(sysctl_namespace("net.ipv4.ip_forward"), Some(LinuxNamespaceType::Network));
-        assert_eq!(sysctl_namespace("kernel.shmmax"), Some(LinuxNamespaceType::Ipc));
-        assert_eq!(sysctl_namespace("fs.mqueue.msg_max"), Some(LinuxNamespaceType::Ipc));
+        assert_eq!(
+            sysctl_namespace("net.ipv4.ip_forward"),
+            Some(LinuxNamespaceType::Network)
+        );
+        assert_eq!(
+            sysctl_namespace("kernel.shmmax"),
+            Some(LinuxNamespaceType::Ipc)
+        );
+        assert_eq!(
+            sysctl_namespace("fs.mqueue.msg_max"),
+            Some(LinuxNamespaceType::Ipc)
+        );
         assert_eq!(sysctl_namespace("kernel.panic"), None);
         assert_eq!(sysctl_namespace("vm.swappiness"), None);
     }

@@ -4,8 +4,9 @@
 //! `--rootless` mappings for an unprivileged user.
 
 use oci_spec::runtime::{
-    Capabilities, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxIdMappingBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, MountBuilder,
-    PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    Capabilities, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxIdMappingBuilder,
+    LinuxNamespaceBuilder, LinuxNamespaceType, MountBuilder, PosixRlimitBuilder, PosixRlimitType,
+    ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
 use crate::capabilities::DOCKER_DEFAULT;
@@ -28,7 +29,13 @@ pub const MASKED_PATHS: &[&str] = &[
 ];
 
 /// Paths Docker makes read-only.
-pub const READONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+pub const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
 
 fn mount(dest: &str, typ: &str, source: &str, opts: &[&str]) -> Result<oci_spec::runtime::Mount> {
     MountBuilder::default()
@@ -50,25 +57,80 @@ pub fn default_spec(rootless: bool) -> Result<Spec> {
         .permitted(caps)
         .build()
         .map_err(err)?;
+    // The builder's defaults would grant inheritable and ambient capabilities.
+    let mut capabilities = capabilities;
+    capabilities.set_inheritable(None);
+    capabilities.set_ambient(None);
     let process = ProcessBuilder::default()
         .terminal(true)
-        .user(UserBuilder::default().uid(0u32).gid(0u32).build().map_err(err)?)
+        .user(
+            UserBuilder::default()
+                .uid(0u32)
+                .gid(0u32)
+                .build()
+                .map_err(err)?,
+        )
         .args(vec!["sh".to_string()])
-        .env(vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(), "TERM=xterm".to_string()])
+        .env(vec![
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+            "TERM=xterm".to_string(),
+        ])
         .cwd("/")
         .capabilities(capabilities)
-        .rlimits(vec![PosixRlimitBuilder::default().typ(PosixRlimitType::RlimitNofile).hard(1024u64).soft(1024u64).build().map_err(err)?])
+        .rlimits(vec![PosixRlimitBuilder::default()
+            .typ(PosixRlimitType::RlimitNofile)
+            .hard(1024u64)
+            .soft(1024u64)
+            .build()
+            .map_err(err)?])
         .no_new_privileges(true)
         .build()
         .map_err(err)?;
     let mut mounts = vec![
         mount("/proc", "proc", "proc", &[])?,
-        mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"])?,
-        mount("/dev/pts", "devpts", "devpts", &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"])?,
-        mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"])?,
-        mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"])?,
-        mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"])?,
-        mount("/sys/fs/cgroup", "cgroup", "cgroup", &["nosuid", "noexec", "nodev", "relatime", "ro"])?,
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        )?,
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        )?,
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        )?,
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        )?,
+        mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "ro"],
+        )?,
+        mount(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["nosuid", "noexec", "nodev", "relatime", "ro"],
+        )?,
     ];
     let mut namespaces: Vec<LinuxNamespaceType> = vec![
         LinuxNamespaceType::Pid,
@@ -79,20 +141,48 @@ pub fn default_spec(rootless: bool) -> Result<Spec> {
         LinuxNamespaceType::Cgroup,
     ];
     let mut linux = LinuxBuilder::default()
-        .masked_paths(MASKED_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-        .readonly_paths(READONLY_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        .masked_paths(
+            MASKED_PATHS
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .readonly_paths(
+            READONLY_PATHS
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+        );
     if rootless {
         let uid = nix::unistd::geteuid().as_raw();
         let gid = nix::unistd::getegid().as_raw();
         namespaces.retain(|n| *n != LinuxNamespaceType::Network);
         namespaces.push(LinuxNamespaceType::User);
         linux = linux
-            .uid_mappings(vec![LinuxIdMappingBuilder::default().container_id(0u32).host_id(uid).size(1u32).build().map_err(err)?])
-            .gid_mappings(vec![LinuxIdMappingBuilder::default().container_id(0u32).host_id(gid).size(1u32).build().map_err(err)?]);
+            .uid_mappings(vec![LinuxIdMappingBuilder::default()
+                .container_id(0u32)
+                .host_id(uid)
+                .size(1u32)
+                .build()
+                .map_err(err)?])
+            .gid_mappings(vec![LinuxIdMappingBuilder::default()
+                .container_id(0u32)
+                .host_id(gid)
+                .size(1u32)
+                .build()
+                .map_err(err)?]);
         // Without a network namespace of its own a rootless container cannot
         // mount sysfs: bind the host's read-only instead.
-        mounts.retain(|m| m.destination().to_str() != Some("/sys") && m.destination().to_str() != Some("/sys/fs/cgroup"));
-        mounts.push(mount("/sys", "none", "/sys", &["rbind", "nosuid", "noexec", "nodev", "ro"])?);
+        mounts.retain(|m| {
+            m.destination().to_str() != Some("/sys")
+                && m.destination().to_str() != Some("/sys/fs/cgroup")
+        });
+        mounts.push(mount(
+            "/sys",
+            "none",
+            "/sys",
+            &["rbind", "nosuid", "noexec", "nodev", "ro"],
+        )?);
         mounts.retain(|m| m.destination().to_str() != Some("/dev/mqueue"));
     }
     let linux = linux
@@ -106,7 +196,13 @@ pub fn default_spec(rootless: bool) -> Result<Spec> {
         .map_err(err)?;
     SpecBuilder::default()
         .version(crate::state::OCI_VERSION)
-        .root(RootBuilder::default().path("rootfs").readonly(true).build().map_err(err)?)
+        .root(
+            RootBuilder::default()
+                .path("rootfs")
+                .readonly(true)
+                .build()
+                .map_err(err)?,
+        )
         .process(process)
         .hostname("berth")
         .mounts(mounts)
@@ -128,16 +224,37 @@ mod tests {
         assert_eq!(caps.bounding().as_ref().unwrap().len(), 14);
         assert!(caps.ambient().is_none());
         let l = s.linux().as_ref().unwrap();
-        assert!(l.masked_paths().as_ref().unwrap().contains(&"/proc/kcore".to_string()));
-        assert!(l.readonly_paths().as_ref().unwrap().contains(&"/proc/sys".to_string()));
-        assert!(l.namespaces().as_ref().unwrap().iter().all(|n| n.typ() != LinuxNamespaceType::User));
+        assert!(l
+            .masked_paths()
+            .as_ref()
+            .unwrap()
+            .contains(&"/proc/kcore".to_string()));
+        assert!(l
+            .readonly_paths()
+            .as_ref()
+            .unwrap()
+            .contains(&"/proc/sys".to_string()));
+        assert!(l
+            .namespaces()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .all(|n| n.typ() != LinuxNamespaceType::User));
     }
 
     #[test]
     fn rootless_spec_maps_the_caller() {
         let s = default_spec(true).unwrap();
         let l = s.linux().as_ref().unwrap();
-        assert!(l.namespaces().as_ref().unwrap().iter().any(|n| n.typ() == LinuxNamespaceType::User));
-        assert_eq!(l.uid_mappings().as_ref().unwrap()[0].host_id(), nix::unistd::geteuid().as_raw());
+        assert!(l
+            .namespaces()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|n| n.typ() == LinuxNamespaceType::User));
+        assert_eq!(
+            l.uid_mappings().as_ref().unwrap()[0].host_id(),
+            nix::unistd::geteuid().as_raw()
+        );
     }
 }

@@ -133,7 +133,8 @@ impl StateStore {
     /// returned lock is held until dropped.
     pub fn reserve(&self, id: &str) -> Result<StateLock> {
         validate_id(id)?;
-        fs::create_dir_all(&self.root).map_err(|e| RuntimeError::io("create state root", &self.root, e))?;
+        fs::create_dir_all(&self.root)
+            .map_err(|e| RuntimeError::io("create state root", &self.root, e))?;
         let dir = self.dir(id);
         match fs::create_dir(&dir) {
             Ok(()) => {}
@@ -153,7 +154,9 @@ impl StateStore {
         let dir = self.dir(id);
         let fd = nix::fcntl::open(
             &dir,
-            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
             nix::sys::stat::Mode::empty(),
         )
         .map_err(|e| match e {
@@ -162,7 +165,8 @@ impl StateStore {
         })?;
         // SAFETY: `open` just returned this descriptor and nothing else owns it.
         let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-        let lock = Flock::lock(fd, FlockArg::LockExclusive).map_err(|(_, e)| RuntimeError::sys("flock", dir.display(), e))?;
+        let lock = Flock::lock(fd, FlockArg::LockExclusive)
+            .map_err(|(_, e)| RuntimeError::sys("flock", dir.display(), e))?;
         Ok(StateLock { _lock: lock })
     }
 
@@ -171,10 +175,13 @@ impl StateStore {
         let dir = self.dir(&rec.id);
         let tmp = dir.join(".state.json.tmp");
         let path = dir.join(STATE_FILE);
-        let data = serde_json::to_vec(rec).map_err(|e| RuntimeError::Other(format!("encode state: {e}")))?;
+        let data = serde_json::to_vec(rec)
+            .map_err(|e| RuntimeError::Other(format!("encode state: {e}")))?;
         let mut f = fs::File::create(&tmp).map_err(|e| RuntimeError::io("create", &tmp, e))?;
-        f.write_all(&data).map_err(|e| RuntimeError::io("write", &tmp, e))?;
-        f.sync_all().map_err(|e| RuntimeError::io("fsync", &tmp, e))?;
+        f.write_all(&data)
+            .map_err(|e| RuntimeError::io("write", &tmp, e))?;
+        f.sync_all()
+            .map_err(|e| RuntimeError::io("fsync", &tmp, e))?;
         fs::rename(&tmp, &path).map_err(|e| RuntimeError::io("rename", &path, e))
     }
 
@@ -184,7 +191,9 @@ impl StateStore {
         let path = self.dir(id).join(STATE_FILE);
         let data = match fs::read(&path) {
             Ok(d) => d,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(RuntimeError::NotFound(id.to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(RuntimeError::NotFound(id.to_string()))
+            }
             Err(e) => return Err(RuntimeError::io("read", &path, e)),
         };
         serde_json::from_slice(&data).map_err(|e| RuntimeError::Config {
@@ -242,7 +251,11 @@ impl StateStore {
             oci_version: OCI_VERSION.to_string(),
             id: rec.id.clone(),
             status,
-            pid: if status == Status::Stopped { 0 } else { rec.pid },
+            pid: if status == Status::Stopped {
+                0
+            } else {
+                rec.pid
+            },
             bundle: rec.bundle.clone(),
             annotations: rec.annotations(),
         }
@@ -266,7 +279,10 @@ pub fn validate_id(id: &str) -> Result<()> {
     if id == "." || id == ".." {
         return bad("not a name");
     }
-    if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b)) {
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b))
+    {
         return bad("only letters, digits, '_', '+', '-' and '.' are allowed");
     }
     Ok(())

@@ -34,16 +34,23 @@ pub struct Channel {
 
 /// A connected pair: (runtime end, child end).
 pub fn pair() -> Result<(Channel, Channel)> {
-    let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
-        .map_err(|e| RuntimeError::sys("socketpair", "create channel", e))?;
+    let (a, b) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| RuntimeError::sys("socketpair", "create channel", e))?;
     Ok((Channel { fd: a }, Channel { fd: b }))
 }
 
 impl Channel {
     /// Sends one message.
     pub fn send(&self, m: &Message) -> Result<()> {
-        let data = serde_json::to_vec(m).map_err(|e| RuntimeError::Other(format!("encode sync message: {e}")))?;
-        send(self.fd.as_raw_fd(), &data, MsgFlags::MSG_NOSIGNAL).map_err(|e| RuntimeError::sys("send", "create channel", e))?;
+        let data = serde_json::to_vec(m)
+            .map_err(|e| RuntimeError::Other(format!("encode sync message: {e}")))?;
+        send(self.fd.as_raw_fd(), &data, MsgFlags::MSG_NOSIGNAL)
+            .map_err(|e| RuntimeError::sys("send", "create channel", e))?;
         Ok(())
     }
 
@@ -70,8 +77,12 @@ impl Channel {
         match self.recv()? {
             Some(m) if &m == want => Ok(()),
             Some(Message::Error(e)) => Err(RuntimeError::Init(e)),
-            Some(m) => Err(RuntimeError::Other(format!("create channel: expected {want:?}, got {m:?}"))),
-            None => Err(RuntimeError::Init(format!("exited before sending {want:?}"))),
+            Some(m) => Err(RuntimeError::Other(format!(
+                "create channel: expected {want:?}, got {m:?}"
+            ))),
+            None => Err(RuntimeError::Init(format!(
+                "exited before sending {want:?}"
+            ))),
         }
     }
 

@@ -16,8 +16,16 @@ pub const BUSYBOX: &str = "/bin/busybox";
 /// A unique id for a container (or anything else a test names on the host).
 pub fn unique_id(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    format!("{prefix}-{}-{}-{:x}", std::process::id(), N.fetch_add(1, Ordering::Relaxed), nanos & 0xffff)
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{}-{}-{:x}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        nanos & 0xffff
+    )
 }
 
 /// Whether the host can run the tests that need busybox-static.
@@ -28,8 +36,23 @@ pub fn have_busybox() -> bool {
 /// Builds a minimal root filesystem at `dir`: busybox with a link for every
 /// applet, /etc/passwd and /etc/group, and the usual empty directories.
 pub fn busybox_rootfs(dir: &Path) {
-    assert!(have_busybox(), "{BUSYBOX} is missing: apt-get install busybox-static");
-    for d in ["bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "tmp", "root", "home/user"] {
+    assert!(
+        have_busybox(),
+        "{BUSYBOX} is missing: apt-get install busybox-static"
+    );
+    for d in [
+        "bin",
+        "sbin",
+        "usr/bin",
+        "usr/sbin",
+        "etc",
+        "proc",
+        "sys",
+        "dev",
+        "tmp",
+        "root",
+        "home/user",
+    ] {
         std::fs::create_dir_all(dir.join(d)).unwrap();
     }
     std::fs::copy(BUSYBOX, dir.join("bin/busybox")).unwrap();
@@ -45,8 +68,16 @@ pub fn busybox_rootfs(dir: &Path) {
         let _ = std::os::unix::fs::symlink("/bin/busybox", &link);
     }
     std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n").unwrap();
-    std::fs::write(dir.join("etc/group"), "root:x:0:\nuser:x:1000:\nnogroup:x:65534:\n").unwrap();
-    std::fs::set_permissions(dir.join("tmp"), std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
+    std::fs::write(
+        dir.join("etc/group"),
+        "root:x:0:\nuser:x:1000:\nnogroup:x:65534:\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        dir.join("tmp"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .unwrap();
 }
 
 /// A bundle in its own temp dir: `rootfs/` from busybox and a config.json
@@ -60,7 +91,10 @@ pub struct Bundle {
 impl Bundle {
     /// A bundle with a busybox rootfs and `config` (typically `berth-runtime spec` output).
     pub fn new(config: Value) -> Bundle {
-        let dir = tempfile::Builder::new().prefix("berth-bundle-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("berth-bundle-")
+            .tempdir()
+            .unwrap();
         busybox_rootfs(&dir.path().join("rootfs"));
         let mut b = Bundle { dir, config };
         b.write();
@@ -79,7 +113,11 @@ impl Bundle {
 
     /// Writes config.json.
     pub fn write(&mut self) {
-        std::fs::write(self.dir.path().join("config.json"), serde_json::to_vec_pretty(&self.config).unwrap()).unwrap();
+        std::fs::write(
+            self.dir.path().join("config.json"),
+            serde_json::to_vec_pretty(&self.config).unwrap(),
+        )
+        .unwrap();
     }
 
     /// Sets `process.args` and writes.
@@ -92,7 +130,7 @@ impl Bundle {
 
     /// Points `linux.cgroupsPath` at a unique absolute test path and returns it.
     pub fn set_unique_cgroup(&mut self, id: &str) -> String {
-        let p = format!("/berth-test/{id}");
+        let p = format!("/berth-test-{id}");
         self.config["linux"]["cgroupsPath"] = Value::from(p.clone());
         self.write();
         p
@@ -114,7 +152,9 @@ pub fn mounts_containing(needle: &str) -> Vec<String> {
 pub fn cgroup_dirs(path: &str) -> Vec<PathBuf> {
     let rel = path.trim_start_matches('/');
     let mut found = vec![];
-    let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") else { return found };
+    let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return found;
+    };
     for e in rd.flatten() {
         let p = e.path().join(rel);
         if p.is_dir() {
@@ -138,7 +178,11 @@ pub fn processes_containing(needle: &str) -> Vec<i32> {
         .filter(|pid| *pid != me)
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains(needle))
+                .map(|c| {
+                    String::from_utf8_lossy(&c)
+                        .replace('\0', " ")
+                        .contains(needle)
+                })
                 .unwrap_or(false)
         })
         .collect()
@@ -164,7 +208,11 @@ pub struct Outcome {
 impl Outcome {
     /// Panics with both streams unless the command succeeded.
     pub fn ok(self) -> Outcome {
-        assert_eq!(self.code, 0, "command failed: stdout={:?} stderr={:?}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "command failed: stdout={:?} stderr={:?}",
+            self.stdout, self.stderr
+        );
         self
     }
 }
@@ -174,7 +222,10 @@ impl RuntimeCli {
     pub fn new(bin: impl Into<PathBuf>) -> RuntimeCli {
         RuntimeCli {
             bin: bin.into(),
-            root: tempfile::Builder::new().prefix("berth-root-").tempdir().unwrap(),
+            root: tempfile::Builder::new()
+                .prefix("berth-root-")
+                .tempdir()
+                .unwrap(),
         }
     }
 
@@ -191,19 +242,40 @@ impl RuntimeCli {
     }
 
     /// Runs `args` and collects the outcome.
+    ///
+    /// Output goes through files, not pipes: a container created by the
+    /// command inherits its stdio and may outlive it, which would keep a
+    /// pipe open.
     pub fn run(&self, args: &[&str]) -> Outcome {
-        let out = self.command().args(args).output().unwrap();
+        let out = tempfile::tempfile().unwrap();
+        let err = tempfile::tempfile().unwrap();
+        let status = self
+            .command()
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(err.try_clone().unwrap())
+            .status()
+            .unwrap();
+        let read = |mut f: std::fs::File| {
+            use std::io::{Read, Seek};
+            let mut s = String::new();
+            f.seek(std::io::SeekFrom::Start(0)).unwrap();
+            f.read_to_string(&mut s).unwrap();
+            s
+        };
         Outcome {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            code: status.code().unwrap_or(-1),
+            stdout: read(out),
+            stderr: read(err),
         }
     }
 
     /// The default spec this runtime prints (`spec`), as JSON.
     pub fn default_spec(&self) -> Value {
         let dir = tempfile::tempdir().unwrap();
-        self.run(&["spec", "--bundle", dir.path().to_str().unwrap()]).ok();
+        self.run(&["spec", "--bundle", dir.path().to_str().unwrap()])
+            .ok();
         serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap()
     }
 
