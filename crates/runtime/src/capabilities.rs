@@ -199,11 +199,13 @@ pub fn apply(sets: &CapSets) -> Result<()> {
                 )
             };
             if rc != 0 {
-                return Err(RuntimeError::sys(
-                    "prctl(PR_CAP_AMBIENT_RAISE)",
-                    format!("capability {n} (an ambient capability must also be permitted and inheritable)"),
-                    nix::errno::Errno::last(),
-                ));
+                // runc and crun accept specs whose ambient set is not also
+                // inheritable (their own default specs are such); the kernel
+                // refuses the raise, so say so and go on, as they do.
+                eprintln!(
+                    "berth-runtime: warning: ambient capability {n} not raised ({}): it must also be permitted and inheritable",
+                    nix::errno::Errno::last()
+                );
             }
         }
     }

@@ -57,6 +57,20 @@ pub fn spec_name(t: LinuxNamespaceType) -> &'static str {
     }
 }
 
+/// The name of a namespace type under /proc/PID/ns.
+pub fn proc_name(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
 /// The order in which namespaces are joined: user first (it grants the
 /// capabilities for the rest), mount last (it changes path resolution).
 const JOIN_ORDER: [LinuxNamespaceType; 8] = [
@@ -105,6 +119,25 @@ impl NamespacePlan {
     /// Whether the container has namespace `t` of its own or joined.
     pub fn has(&self, t: LinuxNamespaceType) -> bool {
         self.new.contains(flag(t)) || self.join.iter().any(|(j, _)| *j == t)
+    }
+
+    /// Whether the container's namespace `t` is not the runtime's own:
+    /// newly created, or joined by a path naming a different namespace.
+    pub fn is_private(&self, t: LinuxNamespaceType) -> bool {
+        if self.creates(t) {
+            return true;
+        }
+        let Some((_, path)) = self.join.iter().find(|(j, _)| *j == t) else {
+            return false;
+        };
+        let own = format!("/proc/self/ns/{}", proc_name(t));
+        match (std::fs::metadata(path), std::fs::metadata(own)) {
+            (Ok(a), Ok(b)) => {
+                use std::os::unix::fs::MetadataExt;
+                (a.dev(), a.ino()) != (b.dev(), b.ino())
+            }
+            _ => false,
+        }
     }
 
     /// Whether namespace `t` is newly created.

@@ -116,7 +116,7 @@ pub fn validate(dir: &Path, spec: Spec) -> Result<Bundle> {
     }
     if (spec.hostname().as_ref().is_some_and(|h| !h.is_empty())
         || spec.domainname().as_ref().is_some_and(|h| !h.is_empty()))
-        && !namespaces.creates(LinuxNamespaceType::Uts)
+        && !namespaces.is_private(LinuxNamespaceType::Uts)
     {
         return Err(RuntimeError::spec(
             "hostname",
@@ -132,11 +132,11 @@ pub fn validate(dir: &Path, spec: Spec) -> Result<Bundle> {
                     "not a namespaced sysctl: it would change the host",
                 ))
             }
-            Some(ns) if !namespaces.creates(ns) => {
+            Some(ns) if !namespaces.is_private(ns) => {
                 return Err(RuntimeError::spec(
                     field,
                     format!(
-                        "needs a new {} namespace, or it would change the host",
+                        "needs a {} namespace other than the host's, or it would change the host",
                         crate::namespaces::spec_name(ns)
                     ),
                 ))
