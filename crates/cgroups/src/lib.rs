@@ -205,6 +205,9 @@ pub struct CgroupManager {
     path: String,
     /// Every directory this cgroup lives in (one per hierarchy).
     dirs: Vec<PathBuf>,
+    /// The v1 directories by controller list (empty on a unified host).
+    #[serde(default)]
+    v1_dirs: Vec<(Vec<String>, PathBuf)>,
     /// The directories `create` made, deepest last.
     created: Vec<PathBuf>,
     /// Freezer: v1 freezer dir, or the v2 dir (cgroup.freeze).
@@ -247,6 +250,7 @@ impl CgroupManager {
         }
         let layout = hier.layout();
         let mut dirs = vec![];
+        let mut v1_dirs = vec![];
         let mut freezer = None;
         let resolve = |key: &str| -> String {
             if cgroups_path.starts_with('/') {
@@ -261,6 +265,7 @@ impl CgroupManager {
             if m.controllers.iter().any(|c| c == "freezer") {
                 freezer = Some((dir.clone(), true));
             }
+            v1_dirs.push((m.controllers.clone(), dir.clone()));
             dirs.push(dir);
         }
         if let Some(u) = &hier.unified {
@@ -280,6 +285,7 @@ impl CgroupManager {
                 resolve("")
             },
             dirs,
+            v1_dirs,
             created: vec![],
             freezer,
             layout,
@@ -340,13 +346,14 @@ impl CgroupManager {
         Ok(())
     }
 
-    /// Applies `linux.resources`. This slice applies nothing yet and refuses
-    /// every set field by name, so no limit is ever silently ignored.
+    /// Applies `linux.resources`: this slice writes `pids.limit` and the
+    /// device rules (v1 devices controller); every other set field is
+    /// refused by name, so no limit is ever silently ignored.
     pub fn apply(&self, res: &oci_spec::runtime::LinuxResources) -> Result<()> {
         let unsupported = |field: &str| {
             Err(CgroupError::Unsupported {
                 field: field.to_string(),
-                reason: "resource limits are not implemented yet".to_string(),
+                reason: "this resource limit is not implemented yet".to_string(),
             })
         };
         if res.memory().is_some() {
@@ -354,9 +361,6 @@ impl CgroupManager {
         }
         if res.cpu().is_some() {
             return unsupported("cpu");
-        }
-        if res.pids().is_some() {
-            return unsupported("pids");
         }
         if res.block_io().is_some() {
             return unsupported("blockIO");
@@ -377,11 +381,75 @@ impl CgroupManager {
         if res.unified().as_ref().is_some_and(|u| !u.is_empty()) {
             return unsupported("unified");
         }
-        // A device list that only denies everything is what every default
-        // spec carries; the device controller comes with the resources work.
-        let devices = res.devices().as_deref().unwrap_or(&[]);
-        if devices.iter().any(|d| d.allow()) {
-            return unsupported("devices");
+        if let Some(p) = res.pids() {
+            let value = if p.limit() > 0 {
+                p.limit().to_string()
+            } else {
+                "max".to_string()
+            };
+            self.write_controller("pids", "pids.max", &value)?;
+        }
+        if let Some(rules) = res.devices().as_deref().filter(|d| !d.is_empty()) {
+            self.apply_devices(rules)?;
+        }
+        Ok(())
+    }
+
+    /// The directory of this cgroup for a v1 controller, or the v2 directory.
+    fn controller_dir(&self, controller: &str) -> Option<&PathBuf> {
+        if self.layout == Layout::Unified {
+            return self.dirs.first();
+        }
+        self.v1_dirs
+            .iter()
+            .find(|(c, _)| c.iter().any(|c| c == controller))
+            .map(|(_, d)| d)
+    }
+
+    fn write_controller(&self, controller: &str, file: &str, value: &str) -> Result<()> {
+        let dir = self
+            .controller_dir(controller)
+            .ok_or_else(|| CgroupError::Unsupported {
+                field: controller.to_string(),
+                reason: format!("the {controller} controller is not mounted on this host"),
+            })?;
+        let f = dir.join(file);
+        std::fs::write(&f, value).map_err(io("write", &f))
+    }
+
+    /// Device rules, in order, on the v1 devices controller. On cgroup v2
+    /// they need an eBPF program, which is not implemented yet.
+    fn apply_devices(&self, rules: &[oci_spec::runtime::LinuxDeviceCgroup]) -> Result<()> {
+        if self.layout == Layout::Unified {
+            return Err(CgroupError::Unsupported {
+                field: "devices".into(),
+                reason:
+                    "device rules on cgroup v2 need an eBPF program, which is not implemented yet"
+                        .into(),
+            });
+        }
+        for r in rules {
+            let typ = r
+                .typ()
+                .map(|t| t.as_str().to_string())
+                .unwrap_or_else(|| "a".into());
+            let num = |n: Option<i64>| {
+                n.filter(|n| *n >= 0)
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "*".into())
+            };
+            let access = r.access().clone().unwrap_or_else(|| "rwm".into());
+            let rule = if typ == "a" {
+                "a".to_string()
+            } else {
+                format!("{typ} {}:{} {access}", num(r.major()), num(r.minor()))
+            };
+            let file = if r.allow() {
+                "devices.allow"
+            } else {
+                "devices.deny"
+            };
+            self.write_controller("devices", file, &rule)?;
         }
         Ok(())
     }

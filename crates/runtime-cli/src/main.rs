@@ -59,6 +59,57 @@ struct CreateArgs {
     id: String,
 }
 
+#[derive(Args, Clone)]
+struct ExecArgs {
+    /// A process.json to run instead of the command line.
+    #[arg(short, long)]
+    process: Option<PathBuf>,
+    /// Allocate a pseudo-terminal.
+    #[arg(short, long)]
+    tty: bool,
+    /// Unix socket that receives the pty master.
+    #[arg(long)]
+    console_socket: Option<PathBuf>,
+    /// Working directory in the container.
+    #[arg(long)]
+    cwd: Option<PathBuf>,
+    /// Set an environment variable (KEY=VALUE).
+    #[arg(short, long)]
+    env: Vec<String>,
+    /// User as UID[:GID].
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Additional group ids.
+    #[arg(short = 'g', long)]
+    additional_gids: Vec<u32>,
+    /// Add a capability.
+    #[arg(short, long)]
+    cap: Vec<String>,
+    /// Set no_new_privs.
+    #[arg(long)]
+    no_new_privs: bool,
+    /// SELinux label (SELinux is not supported on this host).
+    #[arg(long)]
+    process_label: Option<String>,
+    /// AppArmor profile (AppArmor is not supported on this host).
+    #[arg(long)]
+    apparmor: Option<String>,
+    /// Return once the process runs.
+    #[arg(short, long)]
+    detach: bool,
+    /// File to write the process pid to.
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
+    /// Pass this many descriptors above stdio to the process.
+    #[arg(long, default_value_t = 0)]
+    preserve_fds: u32,
+    /// Container id.
+    id: String,
+    /// Command and arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Create a container (its program waits for `start`).
@@ -113,6 +164,8 @@ enum Command {
         /// Container id.
         id: String,
     },
+    /// Run a process inside a running container.
+    Exec(ExecArgs),
     /// Write a default config.json.
     Spec {
         /// Where to write config.json.
@@ -218,12 +271,92 @@ fn execute(cli: &Cli) -> Result<i32> {
             std::fs::write(&path, data + "\n")
                 .with_context(|| format!("write {}", path.display()))?;
         }
+        Command::Exec(a) => return exec(&store, a),
         Command::Features => println!(
             "{}",
             serde_json::to_string_pretty(&runtime::features::features())?
         ),
     }
     Ok(0)
+}
+
+/// Builds the process of `exec`: from --process, or from the container's
+/// own process with the command line's changes, as runc does.
+fn exec(store: &StateStore, a: &ExecArgs) -> Result<i32> {
+    if a.process_label.is_some() {
+        anyhow::bail!("--process-label: SELinux is not enabled on this kernel");
+    }
+    if a.apparmor.is_some() {
+        anyhow::bail!("--apparmor: AppArmor is not enabled on this kernel");
+    }
+    let process: oci_spec::runtime::Process = if let Some(path) = &a.process {
+        let data = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+        serde_json::from_slice(&data)
+            .with_context(|| format!("{}: invalid process", path.display()))?
+    } else {
+        if a.command.is_empty() {
+            anyhow::bail!("exec needs a command (or --process)");
+        }
+        let rec = store.load(&a.id)?;
+        let mut p = rec.config.process().clone().unwrap_or_default();
+        p.set_args(Some(a.command.clone()));
+        p.set_terminal(Some(a.tty));
+        let mut env = p.env().clone().unwrap_or_default();
+        for kv in &a.env {
+            let key = kv.split('=').next().unwrap_or("");
+            env.retain(|e| e.split('=').next() != Some(key));
+            env.push(kv.clone());
+        }
+        p.set_env(Some(env));
+        if let Some(cwd) = &a.cwd {
+            p.set_cwd(cwd.clone());
+        }
+        if let Some(u) = &a.user {
+            let (uid, gid) = match u.split_once(':') {
+                Some((u, g)) => (u.parse::<u32>()?, g.parse::<u32>()?),
+                None => (
+                    u.parse::<u32>()
+                        .with_context(|| format!("--user {u:?}: expected UID[:GID]"))?,
+                    0,
+                ),
+            };
+            p.user_mut().set_uid(uid);
+            p.user_mut().set_gid(gid);
+        }
+        if !a.additional_gids.is_empty() {
+            p.user_mut()
+                .set_additional_gids(Some(a.additional_gids.clone()));
+        }
+        if !a.cap.is_empty() {
+            let mut caps = p.capabilities().clone().unwrap_or_default();
+            for c in &a.cap {
+                let cap: oci_spec::runtime::Capability =
+                    serde_json::from_value(serde_json::Value::from(c.as_str()))
+                        .with_context(|| format!("--cap {c:?}: unknown capability"))?;
+                let add = |s: &Option<oci_spec::runtime::Capabilities>| {
+                    let mut s = s.clone().unwrap_or_default();
+                    s.insert(cap);
+                    Some(s)
+                };
+                caps.set_bounding(add(caps.bounding()));
+                caps.set_effective(add(caps.effective()));
+                caps.set_permitted(add(caps.permitted()));
+            }
+            p.set_capabilities(Some(caps));
+        }
+        if a.no_new_privs {
+            p.set_no_new_privileges(Some(true));
+        }
+        p
+    };
+    let opts = runtime::ExecOptions {
+        process,
+        console_socket: a.console_socket.clone(),
+        detach: a.detach,
+        pid_file: a.pid_file.clone(),
+        preserve_fds: a.preserve_fds,
+    };
+    Ok(runtime::exec(store, &a.id, &opts)?)
 }
 
 fn list(store: &StateStore, format: &str, quiet: bool) -> Result<()> {

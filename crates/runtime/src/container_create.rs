@@ -181,7 +181,13 @@ fn create_locked(
     };
     store.save(&rec)?;
     if let Some(res) = linux.resources() {
-        cgroup.apply(res)?;
+        let mut res = res.clone();
+        if let Some(rules) = res.devices().clone().filter(|d| !d.is_empty()) {
+            let mut all = rules;
+            all.extend(crate::devices::default_cgroup_rules());
+            res.set_devices(Some(all));
+        }
+        cgroup.apply(&res)?;
     }
 
     let state_dir = nix::fcntl::open(

@@ -59,6 +59,34 @@ pub fn default_devices() -> Vec<DeviceNode> {
     .collect()
 }
 
+/// The device cgroup rules every container gets after the spec's own, as
+/// runc adds them: mknod of anything, and use of the default nodes and ptys.
+pub fn default_cgroup_rules() -> Vec<oci_spec::runtime::LinuxDeviceCgroup> {
+    let rule = |typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>, access: &str| {
+        let mut r = oci_spec::runtime::LinuxDeviceCgroup::default();
+        r.set_allow(true);
+        r.set_typ(Some(typ));
+        r.set_major(major);
+        r.set_minor(minor);
+        r.set_access(Some(access.to_string()));
+        r
+    };
+    use LinuxDeviceType::{B, C};
+    vec![
+        rule(C, None, None, "m"),
+        rule(B, None, None, "m"),
+        rule(C, Some(1), Some(3), "rwm"),
+        rule(C, Some(1), Some(5), "rwm"),
+        rule(C, Some(1), Some(7), "rwm"),
+        rule(C, Some(1), Some(8), "rwm"),
+        rule(C, Some(1), Some(9), "rwm"),
+        rule(C, Some(5), Some(0), "rwm"),
+        rule(C, Some(5), Some(1), "rwm"),
+        rule(C, Some(5), Some(2), "rwm"),
+        rule(C, Some(136), None, "rwm"),
+    ]
+}
+
 /// Converts the spec's `linux.devices[index]`.
 pub fn from_spec(d: &LinuxDevice, index: usize) -> Result<DeviceNode> {
     let field = format!("linux.devices[{index}]");

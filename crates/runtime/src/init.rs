@@ -58,7 +58,10 @@ pub fn run(ctx: &InitContext) -> ! {
         Err(e) => e,
     };
     // Before Ready the runtime is listening; after it, stderr is all we have.
-    if ctx.channel.send(&Message::Error(err.to_string())).is_err() {
+    // An error the runtime itself sent us needs no echo: it reports it.
+    if ctx.channel.send(&Message::Error(err.to_string())).is_err()
+        && !matches!(err, RuntimeError::Init(_))
+    {
         eprintln!("berth-runtime init: {err}");
     }
     // SAFETY: _exit is always safe; no destructors should run in a forked child.
@@ -236,7 +239,8 @@ fn setup(ctx: &InitContext) -> Result<Never> {
         hooks::run_all("startContainer", &h, &state(ctx, host_pid, Status::Created))?;
     }
     reset_signals(ctx.signal_mask.as_ref());
-    exec(&program, process.args().as_deref().unwrap_or(&[]), &env)
+    exec_program(&program, process.args().as_deref().unwrap_or(&[]), &env)?;
+    unreachable!("exec_program returns only errors")
 }
 
 fn state(ctx: &InitContext, pid: i32, status: Status) -> OciState {
@@ -284,7 +288,7 @@ fn wait_for_start(state_dir: RawFd) -> Result<()> {
         .map_err(|e| RuntimeError::sys("write", EXEC_FIFO, e))
 }
 
-fn mark_cloexec_from(first: i32) {
+pub(crate) fn mark_cloexec_from(first: i32) {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
     let rc = unsafe {
         libc::syscall(
@@ -331,7 +335,7 @@ fn home_of(uid: u32) -> String {
 
 /// Finds `args[0]` in the container (PATH lookup as execvp does), so a
 /// missing program fails `create`, not the container later.
-fn lookup_program(p: &Process, env: &[String]) -> Result<PathBuf> {
+pub(crate) fn lookup_program(p: &Process, env: &[String]) -> Result<PathBuf> {
     let arg0 = &p
         .args()
         .as_ref()
@@ -374,7 +378,9 @@ fn lookup_program(p: &Process, env: &[String]) -> Result<PathBuf> {
     ))
 }
 
-fn exec(program: &Path, args: &[String], env: &[String]) -> Result<Never> {
+/// Replaces the process with `program`; returns only on failure (after
+/// saying so on stderr, since nobody may be listening on the channel).
+pub(crate) fn exec_program(program: &Path, args: &[String], env: &[String]) -> Result<()> {
     let to_c = |s: &str| {
         CString::new(s).map_err(|_| RuntimeError::spec("process", format!("{s:?} contains NUL")))
     };
@@ -383,7 +389,6 @@ fn exec(program: &Path, args: &[String], env: &[String]) -> Result<Never> {
     let argv: Vec<CString> = args.iter().map(|a| to_c(a)).collect::<Result<_>>()?;
     let envp: Vec<CString> = env.iter().map(|e| to_c(e)).collect::<Result<_>>()?;
     let e = nix::unistd::execve(&prog, &argv, &envp).unwrap_err();
-    // After Ready nobody reads the channel: say it on the container's stderr.
     let err = RuntimeError::sys("exec", program.display(), e);
     eprintln!("berth-runtime: {err}");
     // SAFETY: _exit in a forked child.

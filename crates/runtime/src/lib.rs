@@ -16,6 +16,7 @@ pub mod capabilities;
 pub mod console;
 pub mod container_create;
 pub mod container_delete;
+pub mod container_exec;
 pub mod container_kill;
 pub mod container_run;
 pub mod container_start;
@@ -37,6 +38,7 @@ pub mod sync;
 
 pub use container_create::{create, CreateOptions};
 pub use container_delete::delete;
+pub use container_exec::{exec, ExecOptions};
 pub use container_kill::{kill, parse_signal};
 pub use container_run::run;
 pub use container_start::start;

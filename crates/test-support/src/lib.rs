@@ -247,28 +247,7 @@ impl RuntimeCli {
     /// command inherits its stdio and may outlive it, which would keep a
     /// pipe open.
     pub fn run(&self, args: &[&str]) -> Outcome {
-        let out = tempfile::tempfile().unwrap();
-        let err = tempfile::tempfile().unwrap();
-        let status = self
-            .command()
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(err.try_clone().unwrap())
-            .status()
-            .unwrap();
-        let read = |mut f: std::fs::File| {
-            use std::io::{Read, Seek};
-            let mut s = String::new();
-            f.seek(std::io::SeekFrom::Start(0)).unwrap();
-            f.read_to_string(&mut s).unwrap();
-            s
-        };
-        Outcome {
-            code: status.code().unwrap_or(-1),
-            stdout: read(out),
-            stderr: read(err),
-        }
+        run_through_files(self.command().args(args))
     }
 
     /// The default spec this runtime prints (`spec`), as JSON.
@@ -301,4 +280,164 @@ impl Drop for RuntimeCli {
             }
         }
     }
+}
+
+/// A Podman with its own store in a temp dir, driving a given OCI runtime,
+/// with the flags this kind of host needs (cgroupfs, vfs storage, rlimits
+/// within the sandbox's limits).
+pub struct Podman {
+    dir: tempfile::TempDir,
+    runtime: PathBuf,
+}
+
+impl Podman {
+    /// Whether podman is installed.
+    pub fn available() -> bool {
+        Command::new("podman")
+            .arg("--version")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    }
+
+    /// A podman using `runtime` as its OCI runtime, with a busybox image
+    /// imported as `localhost/busybox:test`.
+    pub fn new(runtime: impl Into<PathBuf>) -> Podman {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-podman-")
+            .tempdir()
+            .unwrap();
+        let p = Podman {
+            dir,
+            runtime: runtime.into(),
+        };
+        let rootfs = p.dir.path().join("rootfs");
+        busybox_rootfs(&rootfs);
+        let tar = p.dir.path().join("busybox.tar");
+        let st = Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(st.success());
+        p.run(&["import", tar.to_str().unwrap(), "localhost/busybox:test"])
+            .ok();
+        p
+    }
+
+    /// A podman command with the store, runtime and host flags set.
+    pub fn command(&self) -> Command {
+        let mut c = Command::new("podman");
+        c.arg("--root")
+            .arg(self.dir.path().join("store"))
+            .arg("--runroot")
+            .arg(self.dir.path().join("run"))
+            .args([
+                "--cgroup-manager",
+                "cgroupfs",
+                "--storage-driver",
+                "vfs",
+                "--events-backend",
+                "none",
+            ])
+            .arg("--runtime")
+            .arg(&self.runtime);
+        c
+    }
+
+    /// Runs podman with `args`; output through files (see [`RuntimeCli::run`]).
+    pub fn run(&self, args: &[&str]) -> Outcome {
+        run_through_files(self.command().args(args))
+    }
+
+    /// Flags every `podman run` needs on this host. No network: podman's
+    /// default network would leave a bridge and firewall rules on the host.
+    pub const RUN_FLAGS: &'static [&'static str] = &[
+        "--network",
+        "none",
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=1024:1024",
+    ];
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self
+            .command()
+            .args(["rm", "--all", "--force", "--time", "0"])
+            .output();
+        let _ = self.command().args(["system", "reset", "--force"]).output();
+    }
+}
+
+/// Runs `cmd` with stdout and stderr going through temp files.
+pub fn run_through_files(cmd: &mut Command) -> Outcome {
+    let out = tempfile::tempfile().unwrap();
+    let err = tempfile::tempfile().unwrap();
+    let status = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(err.try_clone().unwrap())
+        .status()
+        .unwrap();
+    let read = |mut f: std::fs::File| {
+        use std::io::{Read, Seek};
+        let mut s = String::new();
+        f.seek(std::io::SeekFrom::Start(0)).unwrap();
+        f.read_to_string(&mut s).unwrap();
+        s
+    };
+    Outcome {
+        code: status.code().unwrap_or(-1),
+        stdout: read(out),
+        stderr: read(err),
+    }
+}
+
+/// Runs `cmd` with a new pseudo-terminal as its stdin, stdout and stderr
+/// (as a person at a terminal would), and returns its exit code and
+/// everything it wrote to the terminal.
+pub fn run_in_pty(cmd: &mut Command) -> (i32, String) {
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave = std::fs::File::from(pty.slave);
+    let mut child = cmd
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave.try_clone().unwrap())
+        .spawn()
+        .unwrap();
+    drop(slave);
+    let mut master = std::fs::File::from(pty.master);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let mut fds = [nix::poll::PollFd::new(
+            master.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let ready = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)).unwrap_or(0);
+        if ready > 0 {
+            match master.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        } else if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "command on a pty did not finish: {:?}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+    let code = child.wait().unwrap().code().unwrap_or(-1);
+    (code, String::from_utf8_lossy(&out).into_owned())
 }

@@ -1,0 +1,112 @@
+//! `exec` into a running container: same namespaces and cgroup as the
+//! init, the requested identity, the exit status propagated.
+
+use serde_json::{json, Value};
+use test_support::{unique_id, Bundle, RuntimeCli};
+
+const BIN: &str = env!("CARGO_BIN_EXE_berth-runtime");
+
+fn running(id: &str) -> (RuntimeCli, Bundle) {
+    let rt = RuntimeCli::new(BIN);
+    let mut b = Bundle::new(rt.default_spec());
+    b.set_args(&["sleep", "100"]);
+    b.set_unique_cgroup(id);
+    rt.run(&[
+        "run",
+        "--detach",
+        "--bundle",
+        b.path().to_str().unwrap(),
+        id,
+    ])
+    .ok();
+    (rt, b)
+}
+
+#[test]
+fn exec_joins_the_pid_namespace_and_cgroup() {
+    let id = unique_id("exec");
+    let (rt, _b) = running(&id);
+    let o = rt.run(&["exec", &id, "sh", "-c", "echo $$; cat /proc/1/cmdline | tr '\\0' ' '; echo; grep -vc ':/$' /proc/self/cgroup; hostname"]).ok();
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    assert_ne!(lines[0], "1", "exec must not be PID 1");
+    assert!(
+        lines[0].parse::<u32>().unwrap() < 10,
+        "pid {} is not from the container's namespace",
+        lines[0]
+    );
+    assert_eq!(
+        lines[1].trim(),
+        "sleep 100",
+        "PID 1 is the container's init"
+    );
+    assert_eq!(
+        lines[2], "0",
+        "same cgroup (and cgroup namespace) as the init"
+    );
+    assert_eq!(lines[3], "berth");
+    rt.run(&["delete", "--force", &id]).ok();
+}
+
+#[test]
+fn exec_exit_status_propagates() {
+    let id = unique_id("exec");
+    let (rt, _b) = running(&id);
+    assert_eq!(rt.run(&["exec", &id, "sh", "-c", "exit 5"]).code, 5);
+    rt.run(&["delete", "--force", &id]).ok();
+}
+
+#[test]
+fn exec_applies_user_env_and_cwd() {
+    let id = unique_id("exec");
+    let (rt, _b) = running(&id);
+    let o = rt
+        .run(&[
+            "exec",
+            "--user",
+            "1000:1000",
+            "--env",
+            "FOO=bar",
+            "--cwd",
+            "/tmp",
+            &id,
+            "sh",
+            "-c",
+            "id -u; echo $FOO; pwd; grep CapEff /proc/self/status",
+        ])
+        .ok();
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    assert_eq!(&lines[..3], ["1000", "bar", "/tmp"]);
+    assert!(lines[3].ends_with("0000000000000000"), "{}", lines[3]);
+    rt.run(&["delete", "--force", &id]).ok();
+}
+
+#[test]
+fn exec_with_process_json() {
+    let id = unique_id("exec");
+    let (rt, b) = running(&id);
+    let process = json!({"args": ["sh", "-c", "echo from-json $X"], "cwd": "/", "env": ["PATH=/bin", "X=1"], "user": {"uid": 0, "gid": 0}});
+    let path = b.path().join("process.json");
+    std::fs::write(&path, serde_json::to_vec(&process).unwrap()).unwrap();
+    let o = rt
+        .run(&["exec", "--process", path.to_str().unwrap(), &id])
+        .ok();
+    assert_eq!(o.stdout.trim(), "from-json 1");
+    rt.run(&["delete", "--force", &id]).ok();
+}
+
+#[test]
+fn exec_into_stopped_container_is_refused() {
+    let rt = RuntimeCli::new(BIN);
+    let mut b = Bundle::new(rt.default_spec());
+    b.set_args(&["true"]);
+    let id = unique_id("exec");
+    b.set_unique_cgroup(&id);
+    rt.run(&["run", "--keep", "--bundle", b.path().to_str().unwrap(), &id])
+        .ok();
+    let state: Value = serde_json::from_str(&rt.run(&["state", &id]).stdout).unwrap();
+    assert_eq!(state["status"], json!("stopped"));
+    let o = rt.run(&["exec", &id, "true"]);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("stopped"), "{}", o.stderr);
+    rt.run(&["delete", &id]).ok();
+}

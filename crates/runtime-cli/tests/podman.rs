@@ -1,0 +1,111 @@
+//! Interop with a real client: Podman (with conmon) drives berth-runtime
+//! exactly as it drives runc: run, detached run + exec, exit codes, and
+//! terminals (`-it`, through `script` for a real pty).
+//!
+//! seccomp is not implemented yet (issue 3): these runs pass
+//! `--security-opt seccomp=unconfined`, because berth-runtime refuses a
+//! spec with a seccomp section rather than ignore it.
+
+use test_support::{unique_id, Podman};
+
+const BIN: &str = env!("CARGO_BIN_EXE_berth-runtime");
+
+fn podman() -> Option<Podman> {
+    if !Podman::available() {
+        panic!("podman is not installed: scripts/install-deps installs it");
+    }
+    Some(Podman::new(BIN))
+}
+
+fn run_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["run", "--security-opt", "seccomp=unconfined"];
+    v.extend_from_slice(Podman::RUN_FLAGS);
+    v.extend_from_slice(extra);
+    v
+}
+
+#[test]
+fn podman_run_rm_prints_and_exits_with_the_status() {
+    let p = podman().unwrap();
+    let o = p.run(&run_args(&[
+        "--rm",
+        "localhost/busybox:test",
+        "sh",
+        "-c",
+        "echo hi from $$; exit 3",
+    ]));
+    assert_eq!(o.code, 3, "{o:?}");
+    assert_eq!(o.stdout.trim(), "hi from 1");
+}
+
+#[test]
+fn podman_exec_into_a_detached_container() {
+    let p = podman().unwrap();
+    let name = unique_id("pm");
+    p.run(&run_args(&[
+        "-d",
+        "--name",
+        &name,
+        "localhost/busybox:test",
+        "sleep",
+        "100",
+    ]))
+    .ok();
+    let o = p.run(&[
+        "exec",
+        &name,
+        "sh",
+        "-c",
+        "cat /proc/1/cmdline | tr '\\0' ' '; echo; exit 4",
+    ]);
+    assert_eq!(o.code, 4, "{o:?}");
+    assert_eq!(o.stdout.trim(), "sleep 100");
+    let ps = p.run(&["ps", "--format", "{{.Names}} {{.Status}}"]).ok();
+    assert!(
+        ps.stdout.contains(&name) && ps.stdout.contains("Up"),
+        "{}",
+        ps.stdout
+    );
+    p.run(&["rm", "--force", "--time", "0", &name]).ok();
+}
+
+#[test]
+fn podman_run_it_and_exec_it_get_a_terminal() {
+    let p = podman().unwrap();
+    let mut run = p.command();
+    run.args(run_args(&[
+        "--rm",
+        "-it",
+        "localhost/busybox:test",
+        "sh",
+        "-c",
+        "[ -t 0 ] && tty",
+    ]));
+    let (code, out) = test_support::run_in_pty(&mut run);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("/dev/pts/0"), "{out}");
+
+    let name = unique_id("pm");
+    p.run(&run_args(&[
+        "-d",
+        "--name",
+        &name,
+        "localhost/busybox:test",
+        "sleep",
+        "100",
+    ]))
+    .ok();
+    let mut exec = p.command();
+    exec.args([
+        "exec",
+        "-it",
+        &name,
+        "sh",
+        "-c",
+        "[ -t 0 ] && echo exec-tty",
+    ]);
+    let (code, out) = test_support::run_in_pty(&mut exec);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("exec-tty"), "{out}");
+    p.run(&["rm", "--force", "--time", "0", &name]).ok();
+}

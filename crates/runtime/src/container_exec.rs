@@ -1,0 +1,306 @@
+//! `exec`: runs another process inside a running container. The runtime
+//! forks an intermediate that it places in the container's cgroup; the
+//! intermediate joins every namespace of the container's init (user first,
+//! mount last) and forks the process, which enters the pid namespace that
+//! way; the process takes its identity, capabilities, rlimits and
+//! no_new_privs, then execs. In the foreground the runtime waits and
+//! returns the exit status (128+N for a signal).
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+use oci_spec::runtime::{LinuxNamespaceType, Process};
+
+use crate::capabilities::{self, CapSets};
+use crate::console;
+use crate::error::{Result, RuntimeError};
+use crate::namespaces::{self, NamespacePlan};
+use crate::process_attrs;
+use crate::state::{StateStore, Status};
+use crate::sync::{self, Channel, Message};
+
+/// Options of `exec`.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    /// The process to run (from `--process` or built from flags).
+    pub process: Process,
+    /// Unix socket to send the pty master to, when `process.terminal`.
+    pub console_socket: Option<PathBuf>,
+    /// Return once the process runs, instead of waiting for it.
+    pub detach: bool,
+    /// Where to write the process's host pid.
+    pub pid_file: Option<PathBuf>,
+    /// Descriptors above stdio to pass on.
+    pub preserve_fds: u32,
+}
+
+const ALL_TYPES: [LinuxNamespaceType; 8] = [
+    LinuxNamespaceType::User,
+    LinuxNamespaceType::Ipc,
+    LinuxNamespaceType::Uts,
+    LinuxNamespaceType::Network,
+    LinuxNamespaceType::Pid,
+    LinuxNamespaceType::Cgroup,
+    LinuxNamespaceType::Time,
+    LinuxNamespaceType::Mount,
+];
+
+/// The container's namespaces that differ from ours, by /proc/PID/ns path, in join order.
+fn join_plan(pid: i32) -> NamespacePlan {
+    use std::os::unix::fs::MetadataExt;
+    let mut plan = NamespacePlan::default();
+    for t in ALL_TYPES {
+        let theirs = PathBuf::from(format!("/proc/{pid}/ns/{}", namespaces::proc_name(t)));
+        let ours = format!("/proc/self/ns/{}", namespaces::proc_name(t));
+        let differs = match (std::fs::metadata(&theirs), std::fs::metadata(ours)) {
+            (Ok(a), Ok(b)) => (a.dev(), a.ino()) != (b.dev(), b.ino()),
+            _ => false,
+        };
+        if differs {
+            plan.join.push((t, theirs));
+        }
+    }
+    plan
+}
+
+/// Runs `opts.process` in container `id`; returns its exit code (0 when detached).
+pub fn exec(store: &StateStore, id: &str, opts: &ExecOptions) -> Result<i32> {
+    let rec = store.load(id)?;
+    let status = store.status(&rec);
+    if matches!(status, Status::Stopped | Status::Paused) {
+        return Err(RuntimeError::WrongState {
+            id: id.to_string(),
+            status: status.to_string(),
+            operation: "exec (the container must be created or running)",
+        });
+    }
+    let p = &opts.process;
+    match p.args() {
+        Some(a) if !a.is_empty() && !a[0].is_empty() => {}
+        _ => return Err(RuntimeError::spec("process.args", "must name a program")),
+    }
+    let caps = p
+        .capabilities()
+        .as_ref()
+        .map(CapSets::from_spec)
+        .transpose()?;
+    let terminal = p.terminal().unwrap_or(false);
+    let console = match (&opts.console_socket, terminal) {
+        (Some(s), true) => Some(
+            UnixStream::connect(s).map_err(|e| RuntimeError::io("connect console socket", s, e))?,
+        ),
+        (None, true) => {
+            return Err(RuntimeError::spec(
+                "process.terminal",
+                "true, but no --console-socket was given",
+            ))
+        }
+        _ => None,
+    };
+    let plan = join_plan(rec.pid);
+    let ns_fds = plan.open_joins()?;
+
+    // Foreground: the process is reparented to us when the intermediate exits.
+    let mut old_mask = SigSet::empty();
+    let mut forwarded = SigSet::empty();
+    if !opts.detach {
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        for s in [
+            Signal::SIGCHLD,
+            Signal::SIGINT,
+            Signal::SIGTERM,
+            Signal::SIGHUP,
+            Signal::SIGQUIT,
+            Signal::SIGUSR1,
+            Signal::SIGUSR2,
+            Signal::SIGWINCH,
+        ] {
+            forwarded.add(s);
+        }
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), Some(&mut old_mask))
+            .map_err(|e| RuntimeError::sys("sigprocmask", "exec", e))?;
+    }
+
+    let (parent, child) = sync::pair()?;
+    let setup = ExecSetup {
+        process: p,
+        caps,
+        plan: &plan,
+        ns_fds: &ns_fds,
+        channel: &child,
+        console: console.as_ref().map(|c| c.as_raw_fd()),
+        preserve_fds: opts.preserve_fds,
+        mask: old_mask,
+    };
+    // SAFETY: the runtime is single-threaded.
+    let intermediate =
+        match unsafe { fork() }.map_err(|e| RuntimeError::sys("fork", "exec intermediate", e))? {
+            ForkResult::Child => {
+                drop(parent);
+                exec_intermediate(&setup)
+            }
+            ForkResult::Parent { child } => child,
+        };
+    drop(child);
+    drop(console);
+    drop(ns_fds);
+    let result = (|| -> Result<i32> {
+        if let Some(cg) = &rec.cgroup {
+            cg.add_process(intermediate.as_raw())?;
+        }
+        parent.send(&Message::Go)?;
+        let pid = match parent.recv()? {
+            Some(Message::InitPid(pid)) => pid,
+            Some(Message::Error(e)) => return Err(RuntimeError::Init(e)),
+            other => return Err(RuntimeError::Init(format!("exec: unexpected {other:?}"))),
+        };
+        match parent.recv()? {
+            Some(Message::Ready) => {}
+            Some(Message::Error(e)) => {
+                let _ = waitpid(Pid::from_raw(pid), None);
+                return Err(RuntimeError::Init(e));
+            }
+            other => return Err(RuntimeError::Init(format!("exec: unexpected {other:?}"))),
+        }
+        Ok(pid)
+    })();
+    let _ = waitpid(intermediate, None);
+    let pid = result?;
+    if let Some(f) = &opts.pid_file {
+        crate::container_create::write_pid_file(f, pid)?;
+    }
+    if opts.detach {
+        return Ok(0);
+    }
+    loop {
+        let Ok(sig) = forwarded.wait() else { continue };
+        if sig != Signal::SIGCHLD {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
+            continue;
+        }
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(p, code)) if p.as_raw() == pid => return Ok(code),
+                Ok(WaitStatus::Signaled(p, s, _)) if p.as_raw() == pid => return Ok(128 + s as i32),
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+struct ExecSetup<'a> {
+    process: &'a Process,
+    caps: Option<CapSets>,
+    plan: &'a NamespacePlan,
+    ns_fds: &'a [(LinuxNamespaceType, OwnedFd)],
+    channel: &'a Channel,
+    console: Option<i32>,
+    preserve_fds: u32,
+    mask: SigSet,
+}
+
+fn exec_intermediate(s: &ExecSetup) -> ! {
+    let r = (|| -> Result<Pid> {
+        s.channel.expect(&Message::Go)?;
+        namespaces::join(s.ns_fds, s.plan)?;
+        // SAFETY: single-threaded; the child becomes the exec'd process.
+        match unsafe { fork() }.map_err(|e| RuntimeError::sys("fork", "exec process", e))? {
+            ForkResult::Child => exec_process(s),
+            ForkResult::Parent { child } => Ok(child),
+        }
+    })();
+    let code = match r {
+        Ok(pid) => s.channel.send(&Message::InitPid(pid.as_raw())).is_err() as i32,
+        Err(e) => {
+            let _ = s.channel.send(&Message::Error(e.to_string()));
+            1
+        }
+    };
+    // SAFETY: _exit in a forked child.
+    unsafe { libc::_exit(code) }
+}
+
+fn exec_process(s: &ExecSetup) -> ! {
+    let err = match exec_steps(s) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    if s.channel.send(&Message::Error(err.to_string())).is_err() {
+        eprintln!("berth-runtime exec: {err}");
+    }
+    // SAFETY: _exit in a forked child.
+    unsafe { libc::_exit(127) }
+}
+
+enum Never {}
+
+fn exec_steps(s: &ExecSetup) -> Result<Never> {
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    let p = s.process;
+    if p.terminal().unwrap_or(false) {
+        let socket = s
+            .console
+            .ok_or_else(|| RuntimeError::spec("process.terminal", "needs --console-socket"))?;
+        let size = p.console_size();
+        let pty = console::open_pty(
+            size.map(|s| s.width() as u16).unwrap_or(0),
+            size.map(|s| s.height() as u16).unwrap_or(0),
+        )?;
+        console::send_master(socket, &pty.master)?;
+        console::make_controlling(&pty.slave)?;
+    } else {
+        let _ = nix::unistd::setsid();
+    }
+    if let Some(fd) = s.console {
+        let _ = nix::unistd::close(fd);
+    }
+    process_attrs::set_rlimits(p)?;
+    process_attrs::set_oom_score_adj(p)?;
+    process_attrs::set_scheduler(p)?;
+    process_attrs::set_io_priority(p)?;
+    let env = p.env().clone().unwrap_or_default();
+    let program = crate::init::lookup_program(p, &env)?;
+    for fd in 3..3 + s.preserve_fds as i32 {
+        let _ = nix::fcntl::fcntl(
+            fd,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+        );
+    }
+    crate::init::mark_cloexec_from(3 + s.preserve_fds as i32);
+    if let Some(c) = &s.caps {
+        capabilities::drop_bounding(c)?;
+    }
+    let setgroups = std::fs::read_to_string("/proc/self/setgroups")
+        .map(|v| v.trim() != "deny")
+        .unwrap_or(true);
+    process_attrs::set_user(p, setgroups)?;
+    if let Some(c) = &s.caps {
+        capabilities::apply(c)?;
+    }
+    if let Some(mask) = p.user().umask() {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
+    }
+    nix::unistd::chdir(p.cwd())
+        .map_err(|e| RuntimeError::sys("chdir", format!("process.cwd {}", p.cwd().display()), e))?;
+    if p.no_new_privileges().unwrap_or(false) {
+        // SAFETY: prctl with integer arguments.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(RuntimeError::sys(
+                "prctl(PR_SET_NO_NEW_PRIVS)",
+                "exec",
+                nix::errno::Errno::last(),
+            ));
+        }
+    }
+    s.channel.send(&Message::Ready)?;
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&s.mask), None);
+    crate::init::exec_program(&program, p.args().as_deref().unwrap_or(&[]), &env)?;
+    unreachable!("exec_program returns only errors")
+}
