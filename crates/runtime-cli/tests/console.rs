@@ -76,3 +76,21 @@ fn console_socket_receives_a_working_pty() {
     assert!(out.contains("33 101"), "console size not applied: {out:?}");
     rt.run(&["delete", "--force", &id]).ok();
 }
+
+#[test]
+fn foreground_run_with_a_terminal_proxies_it() {
+    let rt = RuntimeCli::new(BIN);
+    let mut b = Bundle::new(rt.default_spec());
+    // The default spec: terminal true, an interactive shell.
+    assert_eq!(b.config["process"]["terminal"], json!(true));
+    b.config["process"]["args"] = json!(["sh"]);
+    let id = unique_id("tty");
+    b.set_unique_cgroup(&id);
+    b.write();
+    let mut cmd = rt.command();
+    cmd.args(["run", "--bundle", b.path().to_str().unwrap(), &id]);
+    let (code, out) = test_support::run_in_pty_with_input(&mut cmd, b"tty; echo typed-$((6*7))\nexit 9\n");
+    assert_eq!(code, 9, "{out}");
+    assert!(out.contains("typed-42"), "{out}");
+    assert!(out.contains("/dev/pts/0"), "{out}");
+}

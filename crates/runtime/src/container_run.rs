@@ -2,7 +2,15 @@
 //! forwarding signals to it; the exit status becomes ours (128+N for a
 //! signal), then the container is deleted unless `keep`.
 
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
@@ -45,40 +53,196 @@ pub fn run(store: &StateStore, mut opts: CreateOptions, detach: bool, keep: bool
         set.add(*s);
     }
     let mut old = SigSet::empty();
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old))
-        .map_err(|e| crate::RuntimeError::sys("sigprocmask", "run", e))?;
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old)).map_err(|e| crate::RuntimeError::sys("sigprocmask", "run", e))?;
     opts.signal_mask = Some(old);
+
+    // A terminal and nobody to hand it to: we hold the pty ourselves and
+    // copy between it and our own stdio, as runc does.
+    let spec_terminal = crate::spec::load(&opts.bundle).map(|b| b.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false)).unwrap_or(false);
+    let console = if spec_terminal && opts.console_socket.is_none() {
+        let listener = ConsoleListener::new()?;
+        opts.console_socket = Some(listener.path.clone());
+        Some(listener)
+    } else {
+        None
+    };
     let rec = create(store, &opts)?;
+    let master = match &console {
+        Some(l) => match l.receive() {
+            Ok(m) => Some(m),
+            Err(e) => {
+                let _ = delete(store, &opts.id, true);
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     if let Err(e) = start(store, &opts.id) {
         let _ = delete(store, &opts.id, true);
         return Err(e);
     }
-    let code = loop {
-        let sig = match set.wait() {
-            Ok(s) => s,
-            Err(_) => continue,
-        };
-        if sig != Signal::SIGCHLD {
-            let _ = nix::sys::signal::kill(Pid::from_raw(rec.pid), sig);
-            continue;
-        }
-        let mut done = None;
-        loop {
-            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() == rec.pid => done = Some(code),
-                Ok(WaitStatus::Signaled(pid, s, _)) if pid.as_raw() == rec.pid => {
-                    done = Some(128 + s as i32)
-                }
-                Ok(WaitStatus::StillAlive) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
-        if let Some(c) = done {
-            break c;
-        }
-    };
+    let code = wait_forwarding(rec.pid, &set, master.as_ref());
     if !keep {
         delete(store, &opts.id, true)?;
     }
     Ok(code)
+}
+
+/// A listening socket in a private temp dir, for the pty master.
+struct ConsoleListener {
+    dir: PathBuf,
+    path: PathBuf,
+    listener: UnixListener,
+}
+
+impl ConsoleListener {
+    fn new() -> Result<Self> {
+        let dir = std::env::temp_dir().join(format!("berth-console-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| crate::RuntimeError::io("create", &dir, e))?;
+        let path = dir.join("sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).map_err(|e| crate::RuntimeError::io("bind console socket", &path, e))?;
+        Ok(ConsoleListener { dir, path, listener })
+    }
+
+    fn receive(&self) -> Result<OwnedFd> {
+        let (conn, _) = self.listener.accept().map_err(|e| crate::RuntimeError::io("accept console socket", &self.path, e))?;
+        let mut buf = [0u8; 256];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut space = nix::cmsg_space!([RawFd; 1]);
+        let msg = recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
+            .map_err(|e| crate::RuntimeError::sys("recvmsg", "console socket", e))?;
+        for c in msg.cmsgs().map_err(|e| crate::RuntimeError::sys("recvmsg", "console socket", e))? {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                if let Some(fd) = fds.first() {
+                    // SAFETY: the kernel installed this descriptor for us.
+                    return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
+                }
+            }
+        }
+        Err(crate::RuntimeError::Other("console socket: no pty master received".into()))
+    }
+}
+
+impl Drop for ConsoleListener {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Puts our stdin in raw mode while it lives, restoring it after.
+struct RawTerminal(Option<Termios>);
+
+impl RawTerminal {
+    fn enter() -> Self {
+        let stdin = std::io::stdin();
+        let Ok(orig) = tcgetattr(&stdin) else { return RawTerminal(None) };
+        let mut raw = orig.clone();
+        cfmakeraw(&mut raw);
+        let _ = tcsetattr(&stdin, SetArg::TCSANOW, &raw);
+        RawTerminal(Some(orig))
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        if let Some(t) = &self.0 {
+            let _ = tcsetattr(std::io::stdin(), SetArg::TCSANOW, t);
+        }
+    }
+}
+
+fn copy_window_size(master: &OwnedFd) {
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ writes a winsize; TIOCSWINSZ reads one.
+    unsafe {
+        if libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) == 0 {
+            libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
+        }
+    }
+}
+
+/// Waits for the init, forwarding signals (and copying pty traffic when we
+/// hold the terminal); returns its exit code, 128+N for a signal.
+fn wait_forwarding(init: i32, set: &SigSet, master: Option<&OwnedFd>) -> i32 {
+    let Ok(sfd) = SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC) else { return 1 };
+    let _raw = master.map(|m| {
+        copy_window_size(m);
+        RawTerminal::enter()
+    });
+    let mut stdin_open = master.is_some();
+    let mut buf = [0u8; 8192];
+    let mut exit: Option<i32> = None;
+    loop {
+        if let Some(code) = exit {
+            // Drain what the container wrote before it exited (without
+            // blocking: a process it left behind may still hold the pty).
+            if let Some(m) = master {
+                let _ = nix::fcntl::fcntl(m.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
+                while let Ok(n) = nix::unistd::read(m.as_raw_fd(), &mut buf) {
+                    if n == 0 || nix::unistd::write(std::io::stdout(), &buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+            return code;
+        }
+        let stdin = std::io::stdin();
+        let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        if let Some(m) = master {
+            fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
+            if stdin_open {
+                fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+            }
+        }
+        if poll(&mut fds, PollTimeout::NONE).is_err() {
+            continue;
+        }
+        let ready = |i: usize, fds: &[PollFd]| fds.get(i).and_then(|f| f.revents()).is_some_and(|r| !r.is_empty());
+        let (sig_ready, master_ready, stdin_ready) = (ready(0, &fds), ready(1, &fds), ready(2, &fds));
+        drop(fds);
+        if master_ready {
+            if let Some(m) = master {
+                match nix::unistd::read(m.as_raw_fd(), &mut buf) {
+                    Ok(n) if n > 0 => {
+                        let _ = nix::unistd::write(std::io::stdout(), &buf[..n]);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if stdin_ready {
+            if let Some(m) = master {
+                match nix::unistd::read(0, &mut buf) {
+                    Ok(n) if n > 0 => {
+                        let _ = nix::unistd::write(m, &buf[..n]);
+                    }
+                    _ => stdin_open = false,
+                }
+            }
+        }
+        if sig_ready {
+            let Ok(Some(info)) = sfd.read_signal() else { continue };
+            let sig = Signal::try_from(info.ssi_signo as i32).ok();
+            match sig {
+                Some(Signal::SIGCHLD) => loop {
+                    match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                        Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() == init => exit = Some(code),
+                        Ok(WaitStatus::Signaled(pid, s, _)) if pid.as_raw() == init => exit = Some(128 + s as i32),
+                        Ok(WaitStatus::StillAlive) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                },
+                Some(Signal::SIGWINCH) if master.is_some() => {
+                    if let Some(m) = master {
+                        copy_window_size(m);
+                    }
+                }
+                Some(s) => {
+                    let _ = nix::sys::signal::kill(Pid::from_raw(init), s);
+                }
+                None => {}
+            }
+        }
+    }
 }

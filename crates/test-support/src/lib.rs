@@ -403,6 +403,11 @@ pub fn run_through_files(cmd: &mut Command) -> Outcome {
 /// (as a person at a terminal would), and returns its exit code and
 /// everything it wrote to the terminal.
 pub fn run_in_pty(cmd: &mut Command) -> (i32, String) {
+    run_in_pty_with_input(cmd, b"")
+}
+
+/// [`run_in_pty`], typing `input` at the terminal once the command started.
+pub fn run_in_pty_with_input(cmd: &mut Command, input: &[u8]) -> (i32, String) {
     use std::io::Read;
     use std::os::fd::AsFd;
     let pty = nix::pty::openpty(None, None).unwrap();
@@ -415,6 +420,10 @@ pub fn run_in_pty(cmd: &mut Command) -> (i32, String) {
         .unwrap();
     drop(slave);
     let mut master = std::fs::File::from(pty.master);
+    if !input.is_empty() {
+        use std::io::Write;
+        master.write_all(input).unwrap();
+    }
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
