@@ -179,11 +179,53 @@ enum Command {
     Features,
 }
 
+/// runc's JSON log line: `{"level":"error","msg":"...","time":"..."}`,
+/// which containerd and Podman parse to report a runtime's error.
+struct RuncJson;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for RuncJson
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut w: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        struct Msg(String);
+        impl tracing::field::Visit for Msg {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = format!("{value:?}");
+                }
+            }
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                if field.name() == "message" {
+                    self.0 = value.to_string();
+                }
+            }
+        }
+        let mut msg = Msg(String::new());
+        event.record(&mut msg);
+        let line = serde_json::json!({
+            "level": event.metadata().level().as_str().to_ascii_lowercase(),
+            "msg": msg.0,
+            "time": runtime::container_create::now_rfc3339(),
+        });
+        writeln!(w, "{line}")
+    }
+}
+
 fn init_logging(cli: &Cli) -> Result<()> {
-    let level = if cli.debug { "debug" } else { "warn" };
-    let filter = tracing_subscriber::EnvFilter::new(level);
+    let level = if cli.debug {
+        tracing::Level::DEBUG
+    } else {
+        tracing::Level::WARN
+    };
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(level)
         .with_ansi(false);
     match (&cli.log, cli.log_format.as_str()) {
         (Some(path), fmt) => {
@@ -194,14 +236,17 @@ fn init_logging(cli: &Cli) -> Result<()> {
                 .with_context(|| format!("open log file {}", path.display()))?;
             if fmt == "json" {
                 builder
-                    .json()
+                    .event_format(RuncJson)
                     .with_writer(std::sync::Mutex::new(file))
                     .init();
             } else {
                 builder.with_writer(std::sync::Mutex::new(file)).init();
             }
         }
-        (None, "json") => builder.json().with_writer(std::io::stderr).init(),
+        (None, "json") => builder
+            .event_format(RuncJson)
+            .with_writer(std::io::stderr)
+            .init(),
         (None, _) => builder.with_writer(std::io::stderr).init(),
     }
     Ok(())

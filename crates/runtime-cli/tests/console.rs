@@ -89,7 +89,8 @@ fn foreground_run_with_a_terminal_proxies_it() {
     b.write();
     let mut cmd = rt.command();
     cmd.args(["run", "--bundle", b.path().to_str().unwrap(), &id]);
-    let (code, out) = test_support::run_in_pty_with_input(&mut cmd, b"tty; echo typed-$((6*7))\nexit 9\n");
+    let (code, out) =
+        test_support::run_in_pty_with_input(&mut cmd, b"tty; echo typed-$((6*7))\nexit 9\n");
     assert_eq!(code, 9, "{out}");
     assert!(out.contains("typed-42"), "{out}");
     assert!(out.contains("/dev/pts/0"), "{out}");

@@ -53,12 +53,21 @@ pub fn run(store: &StateStore, mut opts: CreateOptions, detach: bool, keep: bool
         set.add(*s);
     }
     let mut old = SigSet::empty();
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old)).map_err(|e| crate::RuntimeError::sys("sigprocmask", "run", e))?;
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old))
+        .map_err(|e| crate::RuntimeError::sys("sigprocmask", "run", e))?;
     opts.signal_mask = Some(old);
 
     // A terminal and nobody to hand it to: we hold the pty ourselves and
     // copy between it and our own stdio, as runc does.
-    let spec_terminal = crate::spec::load(&opts.bundle).map(|b| b.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false)).unwrap_or(false);
+    let spec_terminal = crate::spec::load(&opts.bundle)
+        .map(|b| {
+            b.spec
+                .process()
+                .as_ref()
+                .and_then(|p| p.terminal())
+                .unwrap_or(false)
+        })
+        .unwrap_or(false);
     let console = if spec_terminal && opts.console_socket.is_none() {
         let listener = ConsoleListener::new()?;
         opts.console_socket = Some(listener.path.clone());
@@ -101,18 +110,34 @@ impl ConsoleListener {
         std::fs::create_dir_all(&dir).map_err(|e| crate::RuntimeError::io("create", &dir, e))?;
         let path = dir.join("sock");
         let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path).map_err(|e| crate::RuntimeError::io("bind console socket", &path, e))?;
-        Ok(ConsoleListener { dir, path, listener })
+        let listener = UnixListener::bind(&path)
+            .map_err(|e| crate::RuntimeError::io("bind console socket", &path, e))?;
+        Ok(ConsoleListener {
+            dir,
+            path,
+            listener,
+        })
     }
 
     fn receive(&self) -> Result<OwnedFd> {
-        let (conn, _) = self.listener.accept().map_err(|e| crate::RuntimeError::io("accept console socket", &self.path, e))?;
+        let (conn, _) = self
+            .listener
+            .accept()
+            .map_err(|e| crate::RuntimeError::io("accept console socket", &self.path, e))?;
         let mut buf = [0u8; 256];
         let mut iov = [std::io::IoSliceMut::new(&mut buf)];
         let mut space = nix::cmsg_space!([RawFd; 1]);
-        let msg = recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
-            .map_err(|e| crate::RuntimeError::sys("recvmsg", "console socket", e))?;
-        for c in msg.cmsgs().map_err(|e| crate::RuntimeError::sys("recvmsg", "console socket", e))? {
+        let msg = recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .map_err(|e| crate::RuntimeError::sys("recvmsg", "console socket", e))?;
+        for c in msg
+            .cmsgs()
+            .map_err(|e| crate::RuntimeError::sys("recvmsg", "console socket", e))?
+        {
             if let ControlMessageOwned::ScmRights(fds) = c {
                 if let Some(fd) = fds.first() {
                     // SAFETY: the kernel installed this descriptor for us.
@@ -120,7 +145,9 @@ impl ConsoleListener {
                 }
             }
         }
-        Err(crate::RuntimeError::Other("console socket: no pty master received".into()))
+        Err(crate::RuntimeError::Other(
+            "console socket: no pty master received".into(),
+        ))
     }
 }
 
@@ -136,7 +163,9 @@ struct RawTerminal(Option<Termios>);
 impl RawTerminal {
     fn enter() -> Self {
         let stdin = std::io::stdin();
-        let Ok(orig) = tcgetattr(&stdin) else { return RawTerminal(None) };
+        let Ok(orig) = tcgetattr(&stdin) else {
+            return RawTerminal(None);
+        };
         let mut raw = orig.clone();
         cfmakeraw(&mut raw);
         let _ = tcsetattr(&stdin, SetArg::TCSANOW, &raw);
@@ -165,7 +194,9 @@ fn copy_window_size(master: &OwnedFd) {
 /// Waits for the init, forwarding signals (and copying pty traffic when we
 /// hold the terminal); returns its exit code, 128+N for a signal.
 fn wait_forwarding(init: i32, set: &SigSet, master: Option<&OwnedFd>) -> i32 {
-    let Ok(sfd) = SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC) else { return 1 };
+    let Ok(sfd) = SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC) else {
+        return 1;
+    };
     let _raw = master.map(|m| {
         copy_window_size(m);
         RawTerminal::enter()
@@ -178,7 +209,10 @@ fn wait_forwarding(init: i32, set: &SigSet, master: Option<&OwnedFd>) -> i32 {
             // Drain what the container wrote before it exited (without
             // blocking: a process it left behind may still hold the pty).
             if let Some(m) = master {
-                let _ = nix::fcntl::fcntl(m.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
+                let _ = nix::fcntl::fcntl(
+                    m.as_raw_fd(),
+                    nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+                );
                 while let Ok(n) = nix::unistd::read(m.as_raw_fd(), &mut buf) {
                     if n == 0 || nix::unistd::write(std::io::stdout(), &buf[..n]).is_err() {
                         break;
@@ -198,8 +232,13 @@ fn wait_forwarding(init: i32, set: &SigSet, master: Option<&OwnedFd>) -> i32 {
         if poll(&mut fds, PollTimeout::NONE).is_err() {
             continue;
         }
-        let ready = |i: usize, fds: &[PollFd]| fds.get(i).and_then(|f| f.revents()).is_some_and(|r| !r.is_empty());
-        let (sig_ready, master_ready, stdin_ready) = (ready(0, &fds), ready(1, &fds), ready(2, &fds));
+        let ready = |i: usize, fds: &[PollFd]| {
+            fds.get(i)
+                .and_then(|f| f.revents())
+                .is_some_and(|r| !r.is_empty())
+        };
+        let (sig_ready, master_ready, stdin_ready) =
+            (ready(0, &fds), ready(1, &fds), ready(2, &fds));
         drop(fds);
         if master_ready {
             if let Some(m) = master {
@@ -222,13 +261,19 @@ fn wait_forwarding(init: i32, set: &SigSet, master: Option<&OwnedFd>) -> i32 {
             }
         }
         if sig_ready {
-            let Ok(Some(info)) = sfd.read_signal() else { continue };
+            let Ok(Some(info)) = sfd.read_signal() else {
+                continue;
+            };
             let sig = Signal::try_from(info.ssi_signo as i32).ok();
             match sig {
                 Some(Signal::SIGCHLD) => loop {
                     match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                        Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() == init => exit = Some(code),
-                        Ok(WaitStatus::Signaled(pid, s, _)) if pid.as_raw() == init => exit = Some(128 + s as i32),
+                        Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() == init => {
+                            exit = Some(code)
+                        }
+                        Ok(WaitStatus::Signaled(pid, s, _)) if pid.as_raw() == init => {
+                            exit = Some(128 + s as i32)
+                        }
                         Ok(WaitStatus::StillAlive) | Err(_) => break,
                         Ok(_) => {}
                     }
