@@ -17,23 +17,34 @@ fn podman() -> Option<Podman> {
     Some(Podman::new(BIN))
 }
 
-fn run_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec!["run", "--security-opt", "seccomp=unconfined"];
-    v.extend_from_slice(Podman::RUN_FLAGS);
-    v.extend_from_slice(extra);
+fn run_args(p: &Podman, extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = vec![
+        "run".into(),
+        "--security-opt".into(),
+        "seccomp=unconfined".into(),
+    ];
+    v.extend(p.run_flags());
+    v.extend(extra.iter().map(|s| s.to_string()));
     v
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }
 
 #[test]
 fn podman_run_rm_prints_and_exits_with_the_status() {
     let p = podman().unwrap();
-    let o = p.run(&run_args(&[
-        "--rm",
-        "localhost/busybox:test",
-        "sh",
-        "-c",
-        "echo hi from $$; exit 3",
-    ]));
+    let o = p.run(&strs(&run_args(
+        &p,
+        &[
+            "--rm",
+            "localhost/busybox:test",
+            "sh",
+            "-c",
+            "echo hi from $$; exit 3",
+        ],
+    )));
     assert_eq!(o.code, 3, "{o:?}");
     assert_eq!(o.stdout.trim(), "hi from 1");
 }
@@ -42,14 +53,17 @@ fn podman_run_rm_prints_and_exits_with_the_status() {
 fn podman_exec_into_a_detached_container() {
     let p = podman().unwrap();
     let name = unique_id("pm");
-    p.run(&run_args(&[
-        "-d",
-        "--name",
-        &name,
-        "localhost/busybox:test",
-        "sleep",
-        "100",
-    ]))
+    p.run(&strs(&run_args(
+        &p,
+        &[
+            "-d",
+            "--name",
+            &name,
+            "localhost/busybox:test",
+            "sleep",
+            "100",
+        ],
+    )))
     .ok();
     let o = p.run(&[
         "exec",
@@ -73,27 +87,33 @@ fn podman_exec_into_a_detached_container() {
 fn podman_run_it_and_exec_it_get_a_terminal() {
     let p = podman().unwrap();
     let mut run = p.command();
-    run.args(run_args(&[
-        "--rm",
-        "-it",
-        "localhost/busybox:test",
-        "sh",
-        "-c",
-        "[ -t 0 ] && tty",
-    ]));
+    run.args(run_args(
+        &p,
+        &[
+            "--rm",
+            "-it",
+            "localhost/busybox:test",
+            "sh",
+            "-c",
+            "[ -t 0 ] && tty",
+        ],
+    ));
     let (code, out) = test_support::run_in_pty(&mut run);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("/dev/pts/0"), "{out}");
 
     let name = unique_id("pm");
-    p.run(&run_args(&[
-        "-d",
-        "--name",
-        &name,
-        "localhost/busybox:test",
-        "sleep",
-        "100",
-    ]))
+    p.run(&strs(&run_args(
+        &p,
+        &[
+            "-d",
+            "--name",
+            &name,
+            "localhost/busybox:test",
+            "sleep",
+            "100",
+        ],
+    )))
     .ok();
     let mut exec = p.command();
     exec.args([

@@ -285,9 +285,14 @@ impl Drop for RuntimeCli {
 /// A Podman with its own store in a temp dir, driving a given OCI runtime,
 /// with the flags this kind of host needs (cgroupfs, vfs storage, rlimits
 /// within the sandbox's limits).
+///
+/// Podman instances share one lock table in /dev/shm whatever their store,
+/// so tests using Podman take a host-wide lock and run one at a time.
 pub struct Podman {
     dir: tempfile::TempDir,
     runtime: PathBuf,
+    cgroup_parent: String,
+    _serial: nix::fcntl::Flock<std::fs::File>,
 }
 
 impl Podman {
@@ -303,6 +308,15 @@ impl Podman {
     /// A podman using `runtime` as its OCI runtime, with a busybox image
     /// imported as `localhost/busybox:test`.
     pub fn new(runtime: impl Into<PathBuf>) -> Podman {
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open("/tmp/berth-podman-tests.lock")
+            .unwrap();
+        let serial = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| e)
+            .unwrap();
         let dir = tempfile::Builder::new()
             .prefix("berth-podman-")
             .tempdir()
@@ -310,6 +324,8 @@ impl Podman {
         let p = Podman {
             dir,
             runtime: runtime.into(),
+            cgroup_parent: format!("/{}", unique_id("berth-test-podman")),
+            _serial: serial,
         };
         let rootfs = p.dir.path().join("rootfs");
         busybox_rootfs(&rootfs);
@@ -354,15 +370,24 @@ impl Podman {
     }
 
     /// Flags every `podman run` needs on this host. No network: podman's
-    /// default network would leave a bridge and firewall rules on the host.
-    pub const RUN_FLAGS: &'static [&'static str] = &[
-        "--network",
-        "none",
-        "--ulimit",
-        "nofile=1024:1024",
-        "--ulimit",
-        "nproc=1024:1024",
-    ];
+    /// default network would leave a bridge and firewall rules on the
+    /// host. A cgroup parent of this fixture's own, which it removes when
+    /// dropped (podman puts conmon there too, and leaves it).
+    pub fn run_flags(&self) -> Vec<String> {
+        [
+            "--network",
+            "none",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+            "--cgroup-parent",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([self.cgroup_parent.clone()])
+        .collect()
+    }
 }
 
 impl Drop for Podman {
@@ -372,7 +397,22 @@ impl Drop for Podman {
             .args(["rm", "--all", "--force", "--time", "0"])
             .output();
         let _ = self.command().args(["system", "reset", "--force"]).output();
+        for dir in cgroup_dirs(&self.cgroup_parent) {
+            remove_cgroup_tree(&dir);
+        }
     }
+}
+
+/// Removes a cgroup directory and its (empty) children, deepest first.
+pub fn remove_cgroup_tree(dir: &Path) {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                remove_cgroup_tree(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// Runs `cmd` with stdout and stderr going through temp files.
