@@ -1,10 +1,7 @@
 //! Interop with a real client: Podman (with conmon) drives berth-runtime
 //! exactly as it drives runc: run, detached run + exec, exit codes, and
-//! terminals (`-it`, through `script` for a real pty).
-//!
-//! seccomp is not implemented yet (issue 3): these runs pass
-//! `--security-opt seccomp=unconfined`, because berth-runtime refuses a
-//! spec with a seccomp section rather than ignore it.
+//! terminals (`-it`, on a real pty).
+//! Podman's own default seccomp profile is compiled and loaded by berth.
 
 use test_support::{unique_id, Podman};
 

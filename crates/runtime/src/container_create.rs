@@ -215,6 +215,30 @@ fn create_locked(
             .as_ref()
             .is_some_and(|h| !h.is_empty());
 
+    let seccomp = linux
+        .seccomp()
+        .as_ref()
+        .map(crate::seccomp::compile)
+        .transpose()?;
+    let seccomp_listener = match (
+        linux
+            .seccomp()
+            .as_ref()
+            .and_then(|s| s.listener_path().clone()),
+        seccomp.as_ref().is_some_and(|p| p.notify),
+    ) {
+        (Some(path), true) => Some(
+            UnixStream::connect(&path)
+                .map_err(|e| RuntimeError::io("connect linux.seccomp.listenerPath", &path, e))?,
+        ),
+        (None, true) => {
+            return Err(RuntimeError::spec(
+                "linux.seccomp.listenerPath",
+                "SCMP_ACT_NOTIFY needs a listener path",
+            ))
+        }
+        _ => None,
+    };
     let (parent_end, child_end) = sync::pair()?;
     let ctx = InitContext {
         id: &opts.id,
@@ -229,6 +253,8 @@ fn create_locked(
         runtime_hooks,
         new_keyring: !opts.no_new_keyring,
         signal_mask: opts.signal_mask,
+        seccomp: seccomp.as_ref(),
+        seccomp_listener: seccomp_listener.as_ref().map(|s| s.as_raw_fd()),
     };
 
     // SAFETY: the runtime is single-threaded, so the child may allocate and
@@ -243,6 +269,7 @@ fn create_locked(
         };
     drop(child_end);
     drop(console);
+    drop(seccomp_listener);
     drop(state_dir);
 
     let result = drive(&parent_end, intermediate, bundle, &opts.id, &cgroup, &hooks);

@@ -101,6 +101,17 @@ pub fn exec(store: &StateStore, id: &str, opts: &ExecOptions) -> Result<i32> {
         }
         _ => None,
     };
+    // An exec'd process gets the container's seccomp filter, as in runc.
+    let seccomp = rec
+        .config
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().clone());
+    let seccomp = seccomp
+        .as_ref()
+        .map(crate::seccomp::compile)
+        .transpose()?
+        .filter(|p| !p.notify);
     let plan = join_plan(rec.pid);
     let ns_fds = plan.open_joins()?;
 
@@ -136,6 +147,7 @@ pub fn exec(store: &StateStore, id: &str, opts: &ExecOptions) -> Result<i32> {
         console: console.as_ref().map(|c| c.as_raw_fd()),
         preserve_fds: opts.preserve_fds,
         mask: old_mask,
+        seccomp: seccomp.as_ref(),
     };
     // SAFETY: the runtime is single-threaded.
     let intermediate =
@@ -203,6 +215,7 @@ struct ExecSetup<'a> {
     console: Option<i32>,
     preserve_fds: u32,
     mask: SigSet,
+    seccomp: Option<&'a crate::seccomp::Program>,
 }
 
 fn exec_intermediate(s: &ExecSetup) -> ! {
@@ -274,6 +287,10 @@ fn exec_steps(s: &ExecSetup) -> Result<Never> {
         );
     }
     crate::init::mark_cloexec_from(3 + s.preserve_fds as i32);
+    let nnp = p.no_new_privileges().unwrap_or(false);
+    if let (Some(f), false) = (s.seccomp, nnp) {
+        crate::seccomp::load(f)?;
+    }
     if let Some(c) = &s.caps {
         capabilities::drop_bounding(c)?;
     }
@@ -297,6 +314,9 @@ fn exec_steps(s: &ExecSetup) -> Result<Never> {
                 "exec",
                 nix::errno::Errno::last(),
             ));
+        }
+        if let Some(f) = s.seccomp {
+            crate::seccomp::load(f)?;
         }
     }
     s.channel.send(&Message::Ready)?;

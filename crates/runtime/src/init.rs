@@ -49,6 +49,10 @@ pub struct InitContext<'a> {
     pub new_keyring: bool,
     /// Whether the signal mask must be reset before exec.
     pub signal_mask: Option<nix::sys::signal::SigSet>,
+    /// The compiled seccomp filter.
+    pub seccomp: Option<&'a crate::seccomp::Program>,
+    /// Connected `linux.seccomp.listenerPath`, for SCMP_ACT_NOTIFY profiles.
+    pub seccomp_listener: Option<RawFd>,
 }
 
 /// Runs the init to the user's program; never returns.
@@ -192,6 +196,12 @@ fn setup(ctx: &InitContext) -> Result<Never> {
     }
     mark_cloexec_from(3 + ctx.extra_fds as i32);
 
+    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it
+    // while we still have it. With no_new_privs, as late as possible.
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    if !nnp {
+        load_seccomp(ctx, host_pid)?;
+    }
     let caps = match process.capabilities() {
         Some(c) => Some(CapSets::from_spec(c)?),
         None => None,
@@ -216,7 +226,7 @@ fn setup(ctx: &InitContext) -> Result<Never> {
             e,
         )
     })?;
-    if process.no_new_privileges().unwrap_or(false) {
+    if nnp {
         // SAFETY: prctl with integer arguments.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
             return Err(RuntimeError::sys(
@@ -225,6 +235,7 @@ fn setup(ctx: &InitContext) -> Result<Never> {
                 Errno::last(),
             ));
         }
+        load_seccomp(ctx, host_pid)?;
     }
 
     ctx.channel.send(&Message::Ready)?;
@@ -252,6 +263,34 @@ fn state(ctx: &InitContext, pid: i32, status: Status) -> OciState {
         bundle: ctx.bundle.dir.clone(),
         annotations: ctx.bundle.spec.annotations().clone().unwrap_or_default(),
     }
+}
+
+/// Loads the container's seccomp filter, handing the notify listener (if
+/// any) to the agent at `listenerPath` with the container's state.
+fn load_seccomp(ctx: &InitContext, host_pid: i32) -> Result<()> {
+    let Some(program) = ctx.seccomp else {
+        return Ok(());
+    };
+    let listener = crate::seccomp::load(program)?;
+    if let (Some(fd), Some(sock)) = (listener, ctx.seccomp_listener) {
+        let metadata = ctx
+            .bundle
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.seccomp().as_ref())
+            .and_then(|s| s.listener_metadata().clone())
+            .unwrap_or_default();
+        let msg = serde_json::json!({
+            "ociVersion": OCI_VERSION,
+            "fds": ["seccompFd"],
+            "pid": host_pid,
+            "metadata": metadata,
+            "state": state(ctx, host_pid, Status::Creating),
+        });
+        crate::seccomp::send_listener(sock, &fd, msg.to_string().as_bytes())?;
+    }
+    Ok(())
 }
 
 /// Our pid as the host sees it (the host's /proc is still mounted here).

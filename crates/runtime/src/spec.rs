@@ -201,11 +201,9 @@ pub fn validate(dir: &Path, spec: Spec) -> Result<Bundle> {
             "SELinux is not enabled on this kernel",
         ));
     }
-    if linux.seccomp().is_some() {
-        return Err(RuntimeError::unsupported(
-            "linux.seccomp",
-            "seccomp filters are not supported yet",
-        ));
+    if let Some(sc) = linux.seccomp() {
+        // Compiling checks every field; the program itself is built again where it is loaded.
+        crate::seccomp::compile(sc)?;
     }
     if let Some(p) = linux.rootfs_propagation() {
         if ![

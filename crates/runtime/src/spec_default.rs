@@ -141,6 +141,7 @@ pub fn default_spec(rootless: bool) -> Result<Spec> {
         LinuxNamespaceType::Cgroup,
     ];
     let mut linux = LinuxBuilder::default()
+        .seccomp(crate::seccomp::default_profile::docker_default())
         .masked_paths(
             MASKED_PATHS
                 .iter()

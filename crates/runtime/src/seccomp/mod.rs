@@ -1,0 +1,559 @@
+//! seccomp: compiles the spec's `linux.seccomp` into a classic BPF program
+//! and loads it. berth compiles profiles itself (no libseccomp): syscall
+//! names resolve through tables generated from the kernel headers
+//! (`syscalls.rs`), unknown names are skipped as runc does, and every
+//! action, flag and argument operator of the runtime spec is supported.
+//!
+//! Program layout: dispatch on `seccomp_data.arch` to one block per listed
+//! architecture (anything else is killed); in a block, for each syscall
+//! number its rules in spec order (a rule is a conjunction of argument
+//! conditions on 64-bit values, compared as two 32-bit halves), then the
+//! default action.
+
+pub mod default_profile;
+pub mod syscalls;
+
+use std::os::fd::{FromRawFd, OwnedFd};
+
+use oci_spec::runtime::{
+    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag,
+    LinuxSeccompOperator,
+};
+
+use crate::error::{Result, RuntimeError};
+
+/// One classic BPF instruction (`struct sock_filter`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Insn {
+    code: u16,
+    jt: u8,
+    jf: u8,
+    k: u32,
+}
+
+const BPF_LD_W_ABS: u16 = 0x20;
+const BPF_JMP_JA: u16 = 0x05;
+const BPF_JEQ_K: u16 = 0x15;
+const BPF_JGT_K: u16 = 0x25;
+const BPF_JGE_K: u16 = 0x35;
+const BPF_JSET_K: u16 = 0x45;
+const BPF_AND_K: u16 = 0x54;
+const BPF_RET_K: u16 = 0x06;
+
+const RET_KILL_PROCESS: u32 = 0x8000_0000;
+const RET_KILL_THREAD: u32 = 0x0000_0000;
+const RET_TRAP: u32 = 0x0003_0000;
+const RET_ERRNO: u32 = 0x0005_0000;
+const RET_USER_NOTIF: u32 = 0x7fc0_0000;
+const RET_TRACE: u32 = 0x7ff0_0000;
+const RET_LOG: u32 = 0x7ffc_0000;
+const RET_ALLOW: u32 = 0x7fff_0000;
+
+const OFF_NR: u32 = 0;
+const OFF_ARCH: u32 = 4;
+const OFF_ARGS: u32 = 16;
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+fn stmt(code: u16, k: u32) -> Insn {
+    Insn {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    }
+}
+
+fn jump(code: u16, k: u32, jt: u8, jf: u8) -> Insn {
+    Insn { code, jt, jf, k }
+}
+
+/// A compiled filter and the flags to load it with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Program {
+    /// The instructions.
+    pub insns: Vec<Insn>,
+    /// seccomp(2) flags.
+    pub flags: u32,
+    /// Whether some action is SCMP_ACT_NOTIFY (a listener fd will be created).
+    pub notify: bool,
+}
+
+fn action_value(action: LinuxSeccompAction, errno: Option<u32>, field: &str) -> Result<u32> {
+    Ok(match action {
+        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => RET_KILL_THREAD,
+        LinuxSeccompAction::ScmpActKillProcess => RET_KILL_PROCESS,
+        LinuxSeccompAction::ScmpActTrap => RET_TRAP,
+        LinuxSeccompAction::ScmpActErrno => {
+            let e = errno.unwrap_or(libc::EPERM as u32);
+            if e > 0xffff {
+                return Err(RuntimeError::spec(
+                    field,
+                    format!("errnoRet {e} does not fit in 16 bits"),
+                ));
+            }
+            RET_ERRNO | e
+        }
+        LinuxSeccompAction::ScmpActTrace => RET_TRACE | (errno.unwrap_or(0) & 0xffff),
+        LinuxSeccompAction::ScmpActLog => RET_LOG,
+        LinuxSeccompAction::ScmpActAllow => RET_ALLOW,
+        LinuxSeccompAction::ScmpActNotify => RET_USER_NOTIF,
+    })
+}
+
+/// The syscall table of an architecture berth can compile for.
+fn table(arch: Arch) -> Option<&'static [(&'static str, u32)]> {
+    match arch {
+        Arch::ScmpArchX86_64 | Arch::ScmpArchX32 => Some(syscalls::X86_64),
+        Arch::ScmpArchX86 => Some(syscalls::X86),
+        _ => None,
+    }
+}
+
+/// The number of `name` on an architecture's table.
+pub fn syscall_number(table: &[(&str, u32)], name: &str) -> Option<u32> {
+    table
+        .binary_search_by(|(n, _)| n.cmp(&name))
+        .ok()
+        .map(|i| table[i].1)
+}
+
+/// Where a jump inside a rule goes.
+#[derive(Clone, Copy)]
+enum Target {
+    Next,
+    /// The end of this condition (it holds).
+    Pass,
+    /// The end of this rule (it does not apply).
+    Fail,
+}
+
+struct CondInsn {
+    code: u16,
+    k: u32,
+    jt: Target,
+    jf: Target,
+}
+
+fn cond_code(arg: &LinuxSeccompArg, field: &str) -> Result<Vec<CondInsn>> {
+    if arg.index() > 5 {
+        return Err(RuntimeError::spec(
+            field,
+            format!("argument index {} is out of range 0..5", arg.index()),
+        ));
+    }
+    let lo_off = OFF_ARGS + 8 * arg.index() as u32;
+    let hi_off = lo_off + 4;
+    let v = arg.value();
+    let (vh, vl) = ((v >> 32) as u32, v as u32);
+    let ld = |off| CondInsn {
+        code: BPF_LD_W_ABS,
+        k: off,
+        jt: Target::Next,
+        jf: Target::Next,
+    };
+    let j = |code, k, jt, jf| CondInsn { code, k, jt, jf };
+    use Target::*;
+    Ok(match arg.op() {
+        LinuxSeccompOperator::ScmpCmpEq => vec![
+            ld(hi_off),
+            j(BPF_JEQ_K, vh, Next, Fail),
+            ld(lo_off),
+            j(BPF_JEQ_K, vl, Next, Fail),
+        ],
+        LinuxSeccompOperator::ScmpCmpNe => vec![
+            ld(hi_off),
+            j(BPF_JEQ_K, vh, Next, Pass),
+            ld(lo_off),
+            j(BPF_JEQ_K, vl, Fail, Next),
+        ],
+        LinuxSeccompOperator::ScmpCmpGt => vec![
+            ld(hi_off),
+            j(BPF_JGT_K, vh, Pass, Next),
+            j(BPF_JEQ_K, vh, Next, Fail),
+            ld(lo_off),
+            j(BPF_JGT_K, vl, Next, Fail),
+        ],
+        LinuxSeccompOperator::ScmpCmpGe => vec![
+            ld(hi_off),
+            j(BPF_JGT_K, vh, Pass, Next),
+            j(BPF_JEQ_K, vh, Next, Fail),
+            ld(lo_off),
+            j(BPF_JGE_K, vl, Next, Fail),
+        ],
+        LinuxSeccompOperator::ScmpCmpLt => vec![
+            ld(hi_off),
+            j(BPF_JGT_K, vh, Fail, Next),
+            j(BPF_JEQ_K, vh, Next, Pass),
+            ld(lo_off),
+            j(BPF_JGE_K, vl, Fail, Next),
+        ],
+        LinuxSeccompOperator::ScmpCmpLe => vec![
+            ld(hi_off),
+            j(BPF_JGT_K, vh, Fail, Next),
+            j(BPF_JEQ_K, vh, Next, Pass),
+            ld(lo_off),
+            j(BPF_JGT_K, vl, Fail, Next),
+        ],
+        LinuxSeccompOperator::ScmpCmpMaskedEq => {
+            // runtime-spec: `value` is the mask, `valueTwo` the datum.
+            let datum = arg.value_two().unwrap_or(0);
+            let (dh, dl) = ((datum >> 32) as u32, datum as u32);
+            vec![
+                ld(hi_off),
+                j(BPF_AND_K, vh, Next, Next),
+                j(BPF_JEQ_K, dh, Next, Fail),
+                ld(lo_off),
+                j(BPF_AND_K, vl, Next, Next),
+                j(BPF_JEQ_K, dl, Next, Fail),
+            ]
+        }
+    })
+}
+
+/// A rule's code: its conditions, then `ret`. Failing conditions jump past the end.
+fn rule_code(conds: &[Vec<CondInsn>], ret: u32) -> Result<Vec<Insn>> {
+    let total: usize = conds.iter().map(Vec::len).sum::<usize>() + 1;
+    let mut out = Vec::with_capacity(total);
+    for c in conds {
+        let cond_end = out.len() + c.len();
+        for ci in c {
+            let here = out.len();
+            let resolve = |t: Target| -> Result<u8> {
+                let dist = match t {
+                    Target::Next => 0,
+                    Target::Pass => cond_end - here - 1,
+                    Target::Fail => total - here - 1,
+                };
+                u8::try_from(dist)
+                    .map_err(|_| RuntimeError::Other("seccomp rule too long to compile".into()))
+            };
+            if ci.code == BPF_LD_W_ABS || ci.code == BPF_AND_K {
+                out.push(stmt(ci.code, ci.k));
+            } else {
+                out.push(jump(ci.code, ci.k, resolve(ci.jt)?, resolve(ci.jf)?));
+            }
+        }
+    }
+    out.push(stmt(BPF_RET_K, ret));
+    Ok(out)
+}
+
+/// Compiles a profile.
+pub fn compile(s: &LinuxSeccomp) -> Result<Program> {
+    let default = action_value(
+        s.default_action(),
+        s.default_errno_ret(),
+        "linux.seccomp.defaultAction",
+    )?;
+    let mut notify = s.default_action() == LinuxSeccompAction::ScmpActNotify;
+    let mut arches: Vec<Arch> = s.architectures().clone().unwrap_or_default();
+    if arches.is_empty() || arches.contains(&Arch::ScmpArchNative) {
+        arches.retain(|a| *a != Arch::ScmpArchNative);
+        arches.insert(0, Arch::ScmpArchX86_64);
+    }
+    let x32 = arches.contains(&Arch::ScmpArchX32);
+    for (i, a) in arches.iter().enumerate() {
+        if table(*a).is_none() {
+            return Err(RuntimeError::unsupported(
+                format!("linux.seccomp.architectures[{i}]"),
+                format!("{a:?} cannot run on this x86_64 host"),
+            ));
+        }
+    }
+    arches.retain(|a| *a != Arch::ScmpArchX32);
+    arches.dedup();
+
+    // Rules per architecture, grouped by syscall number in spec order.
+    let mut blocks: Vec<(u32, Vec<Insn>)> = vec![];
+    for arch in &arches {
+        let tbl = table(*arch).unwrap_or(syscalls::X86_64);
+        let mut groups: Vec<(u32, Vec<Vec<Insn>>)> = vec![];
+        for (si, sc) in s.syscalls().iter().flatten().enumerate() {
+            let field = format!("linux.seccomp.syscalls[{si}]");
+            let ret = action_value(sc.action(), sc.errno_ret(), &field)?;
+            notify |= sc.action() == LinuxSeccompAction::ScmpActNotify;
+            let conds: Vec<Vec<CondInsn>> = sc
+                .args()
+                .iter()
+                .flatten()
+                .enumerate()
+                .map(|(ai, a)| cond_code(a, &format!("{field}.args[{ai}]")))
+                .collect::<Result<_>>()?;
+            let code = rule_code(&conds, ret)?;
+            for name in sc.names() {
+                let Some(nr) = syscall_number(tbl, name) else {
+                    continue;
+                };
+                match groups.iter_mut().find(|(n, _)| *n == nr) {
+                    Some((_, rules)) => rules.push(code.clone()),
+                    None => groups.push((nr, vec![code.clone()])),
+                }
+            }
+        }
+        let mut b = vec![stmt(BPF_LD_W_ABS, OFF_NR)];
+        if *arch == Arch::ScmpArchX86_64 {
+            // x32 syscalls share the x86_64 audit arch, marked by a bit in nr.
+            b.push(jump(BPF_JSET_K, X32_SYSCALL_BIT, 0, 1));
+            b.push(stmt(
+                BPF_RET_K,
+                if x32 { default } else { RET_KILL_PROCESS },
+            ));
+        }
+        for (nr, rules) in groups {
+            let unconditional = rules.len() == 1 && rules[0].len() == 1;
+            if unconditional {
+                b.push(jump(BPF_JEQ_K, nr, 0, 1));
+                b.push(rules[0][0]);
+                continue;
+            }
+            let body: Vec<Insn> = rules
+                .into_iter()
+                .flatten()
+                .chain([stmt(BPF_RET_K, default)])
+                .collect();
+            b.push(jump(BPF_JEQ_K, nr, 1, 0));
+            b.push(stmt(BPF_JMP_JA, body.len() as u32));
+            b.extend(body);
+        }
+        b.push(stmt(BPF_RET_K, default));
+        blocks.push((*arch as u32, b));
+    }
+
+    // Dispatch: JEQ arch → JA to its block; unknown architectures are killed.
+    let mut insns = vec![stmt(BPF_LD_W_ABS, OFF_ARCH)];
+    let dispatch_len = 2 * blocks.len() + 1;
+    let mut offset = 0usize;
+    for (i, (arch, b)) in blocks.iter().enumerate() {
+        insns.push(jump(BPF_JEQ_K, *arch, 0, 1));
+        // Distance from after this JA to the block start.
+        let after_ja = 1 + 2 * i + 2;
+        insns.push(stmt(
+            BPF_JMP_JA,
+            (1 + dispatch_len - after_ja + offset) as u32,
+        ));
+        offset += b.len();
+    }
+    insns.push(stmt(BPF_RET_K, RET_KILL_PROCESS));
+    for (_, b) in blocks {
+        insns.extend(b);
+    }
+    if insns.len() > 4096 {
+        return Err(RuntimeError::unsupported(
+            "linux.seccomp",
+            format!(
+                "the compiled filter has {} instructions; the kernel allows 4096",
+                insns.len()
+            ),
+        ));
+    }
+    let mut flags = 0u32;
+    for f in s.flags().iter().flatten() {
+        flags |= match f {
+            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => 1,
+            LinuxSeccompFilterFlag::SeccompFilterFlagLog => 2,
+            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => 4,
+            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => 32,
+        };
+    }
+    if notify {
+        flags |= 8; // SECCOMP_FILTER_FLAG_NEW_LISTENER
+    }
+    Ok(Program {
+        insns,
+        flags,
+        notify,
+    })
+}
+
+#[repr(C)]
+struct SockFprog {
+    len: u16,
+    filter: *const Insn,
+}
+
+/// Loads `p` on the calling thread; returns the notify listener when the
+/// program has SCMP_ACT_NOTIFY rules.
+pub fn load(p: &Program) -> Result<Option<OwnedFd>> {
+    let prog = SockFprog {
+        len: p.insns.len() as u16,
+        filter: p.insns.as_ptr(),
+    };
+    // SAFETY: `prog` points at `p.insns`, alive for the call; the kernel copies it.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            1, /* SECCOMP_SET_MODE_FILTER */
+            p.flags,
+            &prog as *const SockFprog,
+        )
+    };
+    if rc < 0 {
+        return Err(RuntimeError::sys(
+            "seccomp(SECCOMP_SET_MODE_FILTER)",
+            "linux.seccomp",
+            nix::errno::Errno::last(),
+        ));
+    }
+    if p.notify {
+        // SAFETY: with NEW_LISTENER the kernel returns a fresh descriptor.
+        return Ok(Some(unsafe { OwnedFd::from_raw_fd(rc as i32) }));
+    }
+    Ok(None)
+}
+
+/// Sends the notify listener and the container process state (runtime-spec
+/// "seccomp state") over the connected `listenerPath` socket.
+pub fn send_listener(socket: i32, listener: &OwnedFd, state: &[u8]) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let fds = [listener.as_raw_fd()];
+    let iov = [std::io::IoSlice::new(state)];
+    nix::sys::socket::sendmsg::<()>(
+        socket,
+        &iov,
+        &[nix::sys::socket::ControlMessage::ScmRights(&fds)],
+        nix::sys::socket::MsgFlags::empty(),
+        None,
+    )
+    .map_err(|e| RuntimeError::sys("sendmsg", "linux.seccomp.listenerPath", e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(json: &str) -> LinuxSeccomp {
+        serde_json::from_str(json).unwrap()
+    }
+
+    /// Runs the program as the kernel would on (arch, nr, args).
+    fn eval(p: &Program, arch: u32, nr: u32, args: [u64; 6]) -> u32 {
+        let mut data = [0u8; 64];
+        data[0..4].copy_from_slice(&nr.to_le_bytes());
+        data[4..8].copy_from_slice(&arch.to_le_bytes());
+        for (i, a) in args.iter().enumerate() {
+            data[16 + 8 * i..24 + 8 * i].copy_from_slice(&a.to_le_bytes());
+        }
+        let (mut pc, mut acc) = (0usize, 0u32);
+        loop {
+            let i = p.insns[pc];
+            pc += 1;
+            match i.code {
+                BPF_LD_W_ABS => {
+                    acc =
+                        u32::from_le_bytes(data[i.k as usize..i.k as usize + 4].try_into().unwrap())
+                }
+                BPF_AND_K => acc &= i.k,
+                BPF_JMP_JA => pc += i.k as usize,
+                BPF_RET_K => return i.k,
+                code => {
+                    let taken = match code {
+                        BPF_JEQ_K => acc == i.k,
+                        BPF_JGT_K => acc > i.k,
+                        BPF_JGE_K => acc >= i.k,
+                        BPF_JSET_K => acc & i.k != 0,
+                        _ => panic!("unknown opcode {code:#x}"),
+                    };
+                    pc += if taken { i.jt } else { i.jf } as usize;
+                }
+            }
+        }
+    }
+
+    const X86_64: u32 = 0xc000_003e;
+
+    #[test]
+    fn allowlist_with_errno_default() {
+        let p = compile(&profile(r#"{"defaultAction":"SCMP_ACT_ERRNO","defaultErrnoRet":38,"architectures":["SCMP_ARCH_X86_64"],"syscalls":[{"names":["read","write","no_such_call"],"action":"SCMP_ACT_ALLOW"}]}"#)).unwrap();
+        assert_eq!(eval(&p, X86_64, 0, [0; 6]), RET_ALLOW);
+        assert_eq!(eval(&p, X86_64, 1, [0; 6]), RET_ALLOW);
+        assert_eq!(eval(&p, X86_64, 83, [0; 6]), RET_ERRNO | 38);
+        assert_eq!(
+            eval(&p, 0x4000_0003, 0, [0; 6]),
+            RET_KILL_PROCESS,
+            "unlisted arch is killed"
+        );
+        assert_eq!(
+            eval(&p, X86_64, X32_SYSCALL_BIT | 1, [0; 6]),
+            RET_KILL_PROCESS,
+            "x32 not listed"
+        );
+    }
+
+    #[test]
+    fn every_operator_on_64_bit_values() {
+        let cases = [
+            (
+                "SCMP_CMP_EQ",
+                5u64,
+                [(5u64, true), (6, false), (5 | 1 << 32, false)],
+            ),
+            (
+                "SCMP_CMP_NE",
+                5,
+                [(5, false), (6, true), (5 | 1 << 32, true)],
+            ),
+            (
+                "SCMP_CMP_GT",
+                1 << 32,
+                [(1 << 32, false), ((1 << 32) + 1, true), (7, false)],
+            ),
+            (
+                "SCMP_CMP_GE",
+                1 << 32,
+                [(1 << 32, true), ((1 << 32) - 1, false), (2 << 32, true)],
+            ),
+            (
+                "SCMP_CMP_LT",
+                1 << 32,
+                [(1 << 32, false), ((1 << 32) - 1, true), (2 << 32, false)],
+            ),
+            ("SCMP_CMP_LE", 10, [(10, true), (11, false), (0, true)]),
+        ];
+        for (op, value, checks) in cases {
+            let p = compile(&profile(&format!(r#"{{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{{"names":["mkdir"],"action":"SCMP_ACT_ERRNO","errnoRet":13,"args":[{{"index":1,"value":{value},"op":"{op}"}}]}}]}}"#))).unwrap();
+            for (arg, matches) in checks {
+                let got = eval(&p, X86_64, 83, [0, arg, 0, 0, 0, 0]);
+                assert_eq!(got == (RET_ERRNO | 13), matches, "{op} {value} vs {arg}");
+            }
+        }
+        let p = compile(&profile(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["clone"],"action":"SCMP_ACT_KILL_PROCESS","args":[{"index":0,"value":2114060288,"valueTwo":0,"op":"SCMP_CMP_MASKED_EQ"}]}]}"#)).unwrap();
+        assert_eq!(
+            eval(&p, X86_64, 56, [0x11, 0, 0, 0, 0, 0]),
+            RET_KILL_PROCESS
+        );
+        assert_eq!(
+            eval(&p, X86_64, 56, [0x2000_0000, 0, 0, 0, 0, 0]),
+            RET_ALLOW,
+            "CLONE_NEWPID is masked in"
+        );
+    }
+
+    #[test]
+    fn rules_for_one_syscall_apply_in_order_and_fall_back_to_default() {
+        let p = compile(&profile(r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+            {"names":["personality"],"action":"SCMP_ACT_ALLOW","args":[{"index":0,"value":0,"op":"SCMP_CMP_EQ"}]},
+            {"names":["personality"],"action":"SCMP_ACT_ALLOW","args":[{"index":0,"value":8,"op":"SCMP_CMP_EQ"}]},
+            {"names":["getpid"],"action":"SCMP_ACT_LOG"}]}"#)).unwrap();
+        assert_eq!(eval(&p, X86_64, 135, [0; 6]), RET_ALLOW);
+        assert_eq!(eval(&p, X86_64, 135, [8, 0, 0, 0, 0, 0]), RET_ALLOW);
+        assert_eq!(eval(&p, X86_64, 135, [9, 0, 0, 0, 0, 0]), RET_ERRNO | 1);
+        assert_eq!(eval(&p, X86_64, 39, [0; 6]), RET_LOG);
+    }
+
+    #[test]
+    fn i386_uses_its_own_numbers() {
+        let p = compile(&profile(r#"{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_X86"],"syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ALLOW"}]}"#)).unwrap();
+        assert_eq!(eval(&p, X86_64, 83, [0; 6]), RET_ALLOW);
+        assert_eq!(eval(&p, 0x4000_0003, 39, [0; 6]), RET_ALLOW);
+        assert_eq!(eval(&p, 0x4000_0003, 83, [0; 6]), RET_ERRNO | 1);
+    }
+
+    #[test]
+    fn notify_sets_the_listener_flag() {
+        let p = compile(&profile(r#"{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"/x","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_NOTIFY"}]}"#)).unwrap();
+        assert!(p.notify);
+        assert_eq!(p.flags & 8, 8);
+    }
+}
