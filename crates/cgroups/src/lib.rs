@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+pub mod resources;
+
 /// Errors of cgroup operations, each naming the file and the operation.
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
@@ -346,48 +348,35 @@ impl CgroupManager {
         Ok(())
     }
 
-    /// Applies `linux.resources`: this slice writes `pids.limit` and the
-    /// device rules (v1 devices controller); every other set field is
-    /// refused by name, so no limit is ever silently ignored.
+    /// Applies `linux.resources`: writes exactly the files of the fields
+    /// that are set (see [`resources`]); a field this layout cannot honour
+    /// is refused by name.
     pub fn apply(&self, res: &oci_spec::runtime::LinuxResources) -> Result<()> {
-        let unsupported = |field: &str| {
-            Err(CgroupError::Unsupported {
-                field: field.to_string(),
-                reason: "this resource limit is not implemented yet".to_string(),
-            })
+        let writes = if self.layout == Layout::Unified {
+            resources::v2_writes(res)?
+        } else {
+            resources::v1_writes(res)?
         };
-        if res.memory().is_some() {
-            return unsupported("memory");
-        }
-        if res.cpu().is_some() {
-            return unsupported("cpu");
-        }
-        if res.block_io().is_some() {
-            return unsupported("blockIO");
-        }
-        if res
-            .hugepage_limits()
-            .as_ref()
-            .is_some_and(|h| !h.is_empty())
-        {
-            return unsupported("hugepageLimits");
-        }
-        if res.network().is_some() {
-            return unsupported("network");
-        }
-        if res.rdma().as_ref().is_some_and(|r| !r.is_empty()) {
-            return unsupported("rdma");
-        }
-        if res.unified().as_ref().is_some_and(|u| !u.is_empty()) {
-            return unsupported("unified");
-        }
-        if let Some(p) = res.pids() {
-            let value = if p.limit() > 0 {
-                p.limit().to_string()
-            } else {
-                "max".to_string()
-            };
-            self.write_controller("pids", "pids.max", &value)?;
+        let mut i = 0;
+        while i < writes.len() {
+            let (controller, file, value) = &writes[i];
+            // v1 refuses a memory limit above memory+swap and vice versa:
+            // when raising both, the swap limit has to go first.
+            if file == "memory.limit_in_bytes" {
+                if let Some(j) = writes
+                    .iter()
+                    .position(|(_, f, _)| f == "memory.memsw.limit_in_bytes")
+                {
+                    if self.write_controller(controller, file, value).is_err() {
+                        self.write_controller("memory", &writes[j].1, &writes[j].2)?;
+                        self.write_controller(controller, file, value)?;
+                    }
+                    i += 1;
+                    continue;
+                }
+            }
+            self.write_controller(controller, file, value)?;
+            i += 1;
         }
         if let Some(rules) = res.devices().as_deref().filter(|d| !d.is_empty()) {
             self.apply_devices(rules)?;

@@ -110,6 +110,164 @@ struct ExecArgs {
     command: Vec<String>,
 }
 
+#[derive(Args, Clone)]
+struct UpdateArgs {
+    /// A JSON file with a linux.resources section (- for stdin).
+    #[arg(short = 'r', long)]
+    resources: Option<PathBuf>,
+    /// Memory limit in bytes (suffixes k, m, g allowed).
+    #[arg(long)]
+    memory: Option<String>,
+    /// Memory plus swap limit (-1 for unlimited).
+    #[arg(long)]
+    memory_swap: Option<String>,
+    /// Memory soft limit.
+    #[arg(long)]
+    memory_reservation: Option<String>,
+    /// CPU shares (relative weight).
+    #[arg(long)]
+    cpu_shares: Option<u64>,
+    /// CFS quota in microseconds per period (-1 for none).
+    #[arg(long, allow_hyphen_values = true)]
+    cpu_quota: Option<i64>,
+    /// CFS period in microseconds.
+    #[arg(long)]
+    cpu_period: Option<u64>,
+    /// CPUs to run on (0-3, 0,1).
+    #[arg(long)]
+    cpuset_cpus: Option<String>,
+    /// Memory nodes to use.
+    #[arg(long)]
+    cpuset_mems: Option<String>,
+    /// Maximum number of processes (0 or -1 for unlimited).
+    #[arg(long, allow_hyphen_values = true)]
+    pids_limit: Option<i64>,
+    /// Block I/O weight (10-1000).
+    #[arg(long)]
+    blkio_weight: Option<u16>,
+    /// Container id.
+    id: String,
+}
+
+/// Parses 64m / 1g / 1024 / -1.
+fn parse_bytes(s: &str) -> Result<i64> {
+    let lower = s.trim().to_ascii_lowercase();
+    if lower == "-1" {
+        return Ok(-1);
+    }
+    let t = lower.strip_suffix('b').unwrap_or(&lower);
+    let (num, mul) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    let n: i64 = num
+        .parse()
+        .with_context(|| format!("{s:?} is not a size"))?;
+    Ok(n * mul)
+}
+
+fn update_resources(a: &UpdateArgs) -> Result<oci_spec::runtime::LinuxResources> {
+    use serde_json::{json, Value};
+    let mut v: Value = match &a.resources {
+        Some(p) if p.as_os_str() == "-" => {
+            serde_json::from_reader(std::io::stdin()).context("resources from stdin")?
+        }
+        Some(p) => serde_json::from_slice(
+            &std::fs::read(p).with_context(|| format!("read {}", p.display()))?,
+        )
+        .with_context(|| format!("{}: invalid resources", p.display()))?,
+        None => json!({}),
+    };
+    let obj = v
+        .as_object_mut()
+        .context("resources must be a JSON object")?;
+    let mut memory = serde_json::Map::new();
+    if let Some(m) = &a.memory {
+        memory.insert("limit".into(), json!(parse_bytes(m)?));
+    }
+    if let Some(m) = &a.memory_swap {
+        memory.insert("swap".into(), json!(parse_bytes(m)?));
+    }
+    if let Some(m) = &a.memory_reservation {
+        memory.insert("reservation".into(), json!(parse_bytes(m)?));
+    }
+    if !memory.is_empty() {
+        obj.insert("memory".into(), Value::Object(memory));
+    }
+    let mut cpu = serde_json::Map::new();
+    if let Some(x) = a.cpu_shares {
+        cpu.insert("shares".into(), json!(x));
+    }
+    if let Some(x) = a.cpu_quota {
+        cpu.insert("quota".into(), json!(x));
+    }
+    if let Some(x) = a.cpu_period {
+        cpu.insert("period".into(), json!(x));
+    }
+    if let Some(x) = &a.cpuset_cpus {
+        cpu.insert("cpus".into(), json!(x));
+    }
+    if let Some(x) = &a.cpuset_mems {
+        cpu.insert("mems".into(), json!(x));
+    }
+    if !cpu.is_empty() {
+        obj.insert("cpu".into(), Value::Object(cpu));
+    }
+    if let Some(p) = a.pids_limit {
+        obj.insert("pids".into(), json!({"limit": p}));
+    }
+    if let Some(w) = a.blkio_weight {
+        obj.insert("blockIO".into(), json!({"weight": w}));
+    }
+    serde_json::from_value(v).context("invalid resources")
+}
+
+fn ps(store: &StateStore, id: &str, format: &str, ps_args: &[String]) -> Result<()> {
+    let pids = runtime::pids(store, id)?;
+    if format == "json" {
+        println!("{}", serde_json::to_string(&pids)?);
+        return Ok(());
+    }
+    let args: Vec<String> = if ps_args.is_empty() {
+        vec!["-ef".into()]
+    } else {
+        ps_args.to_vec()
+    };
+    let out = std::process::Command::new("ps")
+        .args(&args)
+        .output()
+        .context("run ps")?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "ps {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or("");
+    let pid_col = header
+        .split_whitespace()
+        .position(|c| c == "PID")
+        .context("ps output has no PID column")?;
+    println!("{header}");
+    for line in lines {
+        if let Some(pid) = line
+            .split_whitespace()
+            .nth(pid_col)
+            .and_then(|p| p.parse::<i32>().ok())
+        {
+            if pids.contains(&pid) {
+                println!("{line}");
+            }
+        }
+    }
+    Ok(())
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Create a container (its program waits for `start`).
@@ -166,6 +324,29 @@ enum Command {
     },
     /// Run a process inside a running container.
     Exec(ExecArgs),
+    /// Freeze every process of a container.
+    Pause {
+        /// Container id.
+        id: String,
+    },
+    /// Thaw a paused container.
+    Resume {
+        /// Container id.
+        id: String,
+    },
+    /// List the processes of a container.
+    Ps {
+        /// Output format: table or json.
+        #[arg(short, long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+        /// Container id.
+        id: String,
+        /// Arguments for ps(1) (default -ef).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Change the resource limits of a container.
+    Update(UpdateArgs),
     /// Write a default config.json.
     Spec {
         /// Where to write config.json.
@@ -317,6 +498,14 @@ fn execute(cli: &Cli) -> Result<i32> {
                 .with_context(|| format!("write {}", path.display()))?;
         }
         Command::Exec(a) => return exec(&store, a),
+        Command::Pause { id } => runtime::pause(&store, id)?,
+        Command::Resume { id } => runtime::resume(&store, id)?,
+        Command::Ps {
+            format,
+            id,
+            ps_args,
+        } => ps(&store, id, format, ps_args)?,
+        Command::Update(a) => runtime::update(&store, &a.id, &update_resources(a)?)?,
         Command::Features => println!(
             "{}",
             serde_json::to_string_pretty(&runtime::features::features())?
