@@ -51,6 +51,18 @@ pub fn memsw_to_swap_max(memsw: i64, limit: Option<i64>) -> Result<String, Cgrou
     }
 }
 
+/// An rdma.max line (same format on v1 and v2).
+fn rdma_max(dev: &str, l: &oci_spec::runtime::LinuxRdma) -> String {
+    let mut parts = vec![dev.to_string()];
+    if let Some(h) = l.hca_handles() {
+        parts.push(format!("hca_handle={h}"));
+    }
+    if let Some(o) = l.hca_objects() {
+        parts.push(format!("hca_object={o}"));
+    }
+    parts.join(" ")
+}
+
 fn limit(v: i64) -> String {
     if v < 0 {
         "-1".into()
@@ -200,14 +212,7 @@ pub fn v1_writes(r: &LinuxResources) -> Result<Vec<Write>, CgroupError> {
         }
     }
     for (dev, l) in r.rdma().iter().flatten() {
-        let mut parts = vec![dev.clone()];
-        if let Some(h) = l.hca_handles() {
-            parts.push(format!("hca_handle={h}"));
-        }
-        if let Some(o) = l.hca_objects() {
-            parts.push(format!("hca_object={o}"));
-        }
-        push("rdma", "rdma.max", parts.join(" "));
+        push("rdma", "rdma.max", rdma_max(dev, l));
     }
     if r.unified().as_ref().is_some_and(|u| !u.is_empty()) {
         return Err(unsupported(
@@ -337,14 +342,7 @@ pub fn v2_writes(r: &LinuxResources) -> Result<Vec<Write>, CgroupError> {
         ));
     }
     for (dev, l) in r.rdma().iter().flatten() {
-        let mut parts = vec![dev.clone()];
-        if let Some(h) = l.hca_handles() {
-            parts.push(format!("hca_handle={h}"));
-        }
-        if let Some(o) = l.hca_objects() {
-            parts.push(format!("hca_object={o}"));
-        }
-        push("rdma.max", parts.join(" "));
+        push("rdma.max", rdma_max(dev, l));
     }
     for (k, v) in r.unified().iter().flatten() {
         if k.contains('/') || k.starts_with("cgroup.") {

@@ -38,29 +38,13 @@ pub struct ExecOptions {
     pub preserve_fds: u32,
 }
 
-const ALL_TYPES: [LinuxNamespaceType; 8] = [
-    LinuxNamespaceType::User,
-    LinuxNamespaceType::Ipc,
-    LinuxNamespaceType::Uts,
-    LinuxNamespaceType::Network,
-    LinuxNamespaceType::Pid,
-    LinuxNamespaceType::Cgroup,
-    LinuxNamespaceType::Time,
-    LinuxNamespaceType::Mount,
-];
-
 /// The container's namespaces that differ from ours, by /proc/PID/ns path, in join order.
 fn join_plan(pid: i32) -> NamespacePlan {
-    use std::os::unix::fs::MetadataExt;
     let mut plan = NamespacePlan::default();
-    for t in ALL_TYPES {
+    for t in namespaces::JOIN_ORDER {
         let theirs = PathBuf::from(format!("/proc/{pid}/ns/{}", namespaces::proc_name(t)));
-        let ours = format!("/proc/self/ns/{}", namespaces::proc_name(t));
-        let differs = match (std::fs::metadata(&theirs), std::fs::metadata(ours)) {
-            (Ok(a), Ok(b)) => (a.dev(), a.ino()) != (b.dev(), b.ino()),
-            _ => false,
-        };
-        if differs {
+        let ours = PathBuf::from(format!("/proc/self/ns/{}", namespaces::proc_name(t)));
+        if namespaces::same_namespace(&theirs, &ours) == Some(false) {
             plan.join.push((t, theirs));
         }
     }

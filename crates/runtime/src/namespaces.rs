@@ -4,7 +4,7 @@
 //! that namespaces created afterwards belong to the right user namespace.
 
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
@@ -71,9 +71,16 @@ pub fn proc_name(t: LinuxNamespaceType) -> &'static str {
     }
 }
 
+/// Whether two namespace files name the same namespace (None if either is unreadable).
+pub fn same_namespace(a: &Path, b: &Path) -> Option<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let (a, b) = (std::fs::metadata(a).ok()?, std::fs::metadata(b).ok()?);
+    Some((a.dev(), a.ino()) == (b.dev(), b.ino()))
+}
+
 /// The order in which namespaces are joined: user first (it grants the
 /// capabilities for the rest), mount last (it changes path resolution).
-const JOIN_ORDER: [LinuxNamespaceType; 8] = [
+pub const JOIN_ORDER: [LinuxNamespaceType; 8] = [
     LinuxNamespaceType::User,
     LinuxNamespaceType::Ipc,
     LinuxNamespaceType::Uts,
@@ -130,14 +137,7 @@ impl NamespacePlan {
         let Some((_, path)) = self.join.iter().find(|(j, _)| *j == t) else {
             return false;
         };
-        let own = format!("/proc/self/ns/{}", proc_name(t));
-        match (std::fs::metadata(path), std::fs::metadata(own)) {
-            (Ok(a), Ok(b)) => {
-                use std::os::unix::fs::MetadataExt;
-                (a.dev(), a.ino()) != (b.dev(), b.ino())
-            }
-            _ => false,
-        }
+        same_namespace(path, Path::new(&format!("/proc/self/ns/{}", proc_name(t)))) == Some(false)
     }
 
     /// Whether namespace `t` is newly created.
