@@ -288,8 +288,7 @@ fn exec_steps(s: &ExecSetup) -> Result<Never> {
     if let Some(mask) = p.user().umask() {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
     }
-    nix::unistd::chdir(p.cwd())
-        .map_err(|e| RuntimeError::sys("chdir", format!("process.cwd {}", p.cwd().display()), e))?;
+    crate::init::enter_cwd(p.cwd())?;
     if p.no_new_privileges().unwrap_or(false) {
         // SAFETY: prctl with integer arguments.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {

@@ -219,13 +219,7 @@ fn setup(ctx: &InitContext) -> Result<Never> {
     if let Some(mask) = process.user().umask() {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
     }
-    nix::unistd::chdir(process.cwd()).map_err(|e| {
-        RuntimeError::sys(
-            "chdir",
-            format!("process.cwd {}", process.cwd().display()),
-            e,
-        )
-    })?;
+    enter_cwd(process.cwd())?;
     if nnp {
         // SAFETY: prctl with integer arguments.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
@@ -291,6 +285,30 @@ fn load_seccomp(ctx: &InitContext, host_pid: i32) -> Result<()> {
         crate::seccomp::send_listener(sock, &fd, msg.to_string().as_bytes())?;
     }
     Ok(())
+}
+
+/// chdir into the process's cwd and make sure it is inside the container's
+/// root: a cwd reached through a leaked descriptor would be outside it, and
+/// the kernel then reports it as "(unreachable)" (CVE-2024-21626).
+pub(crate) fn enter_cwd(cwd: &Path) -> Result<()> {
+    nix::unistd::chdir(cwd)
+        .map_err(|e| RuntimeError::sys("chdir", format!("process.cwd {}", cwd.display()), e))?;
+    match nix::unistd::getcwd() {
+        Ok(p) if p.is_absolute() => Ok(()),
+        Ok(p) => Err(RuntimeError::spec(
+            "process.cwd",
+            format!(
+                "{} resolves outside the container ({})",
+                cwd.display(),
+                p.display()
+            ),
+        )),
+        Err(e) => Err(RuntimeError::sys(
+            "getcwd",
+            format!("process.cwd {}", cwd.display()),
+            e,
+        )),
+    }
 }
 
 /// Our pid as the host sees it (the host's /proc is still mounted here).
