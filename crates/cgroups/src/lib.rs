@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 pub mod resources;
+pub mod stats;
 
 /// Errors of cgroup operations, each naming the file and the operation.
 #[derive(Debug, thiserror::Error)]

@@ -347,6 +347,17 @@ enum Command {
     },
     /// Change the resource limits of a container.
     Update(UpdateArgs),
+    /// Print resource statistics and OOM events as JSON lines.
+    Events {
+        /// Print one statistics event and exit.
+        #[arg(long)]
+        stats: bool,
+        /// Statistics interval (5s, 250ms, 1m).
+        #[arg(long, default_value = "5s")]
+        interval: String,
+        /// Container id.
+        id: String,
+    },
     /// Write a default config.json.
     Spec {
         /// Where to write config.json.
@@ -506,6 +517,18 @@ fn execute(cli: &Cli) -> Result<i32> {
             ps_args,
         } => ps(&store, id, format, ps_args)?,
         Command::Update(a) => runtime::update(&store, &a.id, &update_resources(a)?)?,
+        Command::Events {
+            stats,
+            interval,
+            id,
+        } => {
+            let interval = runtime::container_events::parse_interval(interval)?;
+            let mut out = std::io::stdout().lock();
+            runtime::container_events::events(&store, id, interval, *stats, &mut |e| {
+                let _ = writeln!(out, "{e}");
+                let _ = out.flush();
+            })?;
+        }
         Command::Features => println!(
             "{}",
             serde_json::to_string_pretty(&runtime::features::features())?

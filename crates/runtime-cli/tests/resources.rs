@@ -245,3 +245,62 @@ fn update_changes_limits_of_a_running_container() {
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("lots"), "{}", r.stderr);
 }
+
+#[test]
+fn events_stats_match_the_cgroup_files() {
+    let c = make(
+        &["sh", "-c", "sleep 100 & sleep 101"],
+        json!({"memory": {"limit": 96 << 20}, "pids": {"limit": 50}}),
+    );
+    c.rt.run(&["run", "--detach", "--bundle", c.bundle(), &c.id])
+        .ok();
+    std::thread::sleep(Duration::from_millis(200));
+    let o = c.rt.run(&["events", "--stats", &c.id]).ok();
+    let e: Value = serde_json::from_str(o.stdout.trim()).unwrap();
+    assert_eq!(e["type"], json!("stats"));
+    assert_eq!(e["id"], json!(c.id));
+    let d = &e["data"];
+    // sh execs its last command: sleep 100 and sleep 101.
+    assert_eq!(d["pids"]["current"], json!(2));
+    assert_eq!(
+        d["pids"]["current"].to_string(),
+        c.cgroup_file("pids", "pids.current", "pids.current")
+    );
+    assert_eq!(d["pids"]["limit"], json!(50));
+    assert_eq!(d["memory"]["usage"]["limit"], json!(96u64 << 20));
+    assert!(d["memory"]["usage"]["usage"].as_u64().unwrap() > 0);
+    assert!(d["cpu"]["usage"]["total"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn events_report_an_oom_kill() {
+    let c = make(
+        &["tail", "/dev/zero"],
+        json!({"memory": {"limit": 32 << 20, "swap": 32 << 20}}),
+    );
+    c.rt.run(&["create", "--bundle", c.bundle(), &c.id]).ok();
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let mut watcher =
+        c.rt.command()
+            .args(["events", "--interval", "100ms", &c.id])
+            .stdout(out.reopen().unwrap())
+            .spawn()
+            .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    c.rt.run(&["start", &c.id]).ok();
+    let end = Instant::now() + Duration::from_secs(20);
+    while watcher.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < end,
+            "events did not end with the container"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = std::fs::read_to_string(out.path()).unwrap();
+    assert!(
+        text.lines().any(|l| serde_json::from_str::<Value>(l)
+            .map(|v| v["type"] == json!("oom"))
+            .unwrap_or(false)),
+        "no oom event in:\n{text}"
+    );
+}

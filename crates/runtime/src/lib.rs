@@ -16,6 +16,7 @@ pub mod capabilities;
 pub mod console;
 pub mod container_create;
 pub mod container_delete;
+pub mod container_events;
 pub mod container_exec;
 pub mod container_kill;
 pub mod container_pause;
