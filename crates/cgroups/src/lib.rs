@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+pub mod device_filter;
 pub mod resources;
 pub mod stats;
 
@@ -321,8 +322,9 @@ impl CgroupManager {
                 match std::fs::create_dir(&d) {
                     Ok(()) => {
                         self.created.push(d.clone());
-                        // A new v1 cpuset cgroup has no cpus or mems: inherit the parent's.
-                        if d.join("cpuset.cpus").exists() {
+                        // A new v1 cpuset cgroup has no cpus or mems: inherit the
+                        // parent's. (On v2 an empty cpuset means "the parent's".)
+                        if self.layout != Layout::Unified && d.join("cpuset.cpus").exists() {
                             for f in ["cpuset.cpus", "cpuset.mems"] {
                                 let parent = d.parent().unwrap_or(Path::new("/")).join(f);
                                 let v = std::fs::read_to_string(&parent)
@@ -334,6 +336,18 @@ impl CgroupManager {
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                     Err(e) => return Err(io("mkdir", &d)(e)),
+                }
+                // v2: a directory we made above the leaf passes every controller
+                // it has down to its children, or the leaf could not be limited.
+                if self.layout == Layout::Unified && d != dir && self.created.contains(&d) {
+                    let avail =
+                        std::fs::read_to_string(d.join("cgroup.controllers")).unwrap_or_default();
+                    let enable: Vec<String> =
+                        avail.split_whitespace().map(|c| format!("+{c}")).collect();
+                    if !enable.is_empty() {
+                        let f = d.join("cgroup.subtree_control");
+                        std::fs::write(&f, enable.join(" ")).map_err(io("write", &f))?;
+                    }
                 }
             }
         }
@@ -407,16 +421,11 @@ impl CgroupManager {
         std::fs::write(&f, value).map_err(io("write", &f))
     }
 
-    /// Device rules, in order, on the v1 devices controller. On cgroup v2
-    /// they need an eBPF program, which is not implemented yet.
+    /// Device rules, in order: on the v1 devices controller, or as an eBPF
+    /// program on v2 (see [`device_filter`]).
     fn apply_devices(&self, rules: &[oci_spec::runtime::LinuxDeviceCgroup]) -> Result<()> {
         if self.layout == Layout::Unified {
-            return Err(CgroupError::Unsupported {
-                field: "devices".into(),
-                reason:
-                    "device rules on cgroup v2 need an eBPF program, which is not implemented yet"
-                        .into(),
-            });
+            return device_filter::attach(&self.dirs[0], rules);
         }
         for r in rules {
             let typ = r
