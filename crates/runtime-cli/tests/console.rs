@@ -95,3 +95,32 @@ fn foreground_run_with_a_terminal_proxies_it() {
     assert!(out.contains("typed-42"), "{out}");
     assert!(out.contains("/dev/pts/0"), "{out}");
 }
+
+#[test]
+fn terminal_container_has_dev_console_on_its_pty() {
+    let rt = RuntimeCli::new(BIN);
+    let mut b = Bundle::new(rt.default_spec());
+    b.config["process"]["args"] = json!([
+        "sh",
+        "-c",
+        "stat -c '%t:%T' /dev/console; stat -L -c '%t:%T' /proc/self/fd/0"
+    ]);
+    let id = unique_id("tty");
+    b.set_unique_cgroup(&id);
+    b.write();
+    let mut cmd = rt.command();
+    cmd.args(["run", "--bundle", b.path().to_str().unwrap(), &id]);
+    let (code, out) = test_support::run_in_pty(&mut cmd);
+    assert_eq!(code, 0, "{out}");
+    let lines: Vec<&str> = out
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(lines[0], lines[1], "/dev/console is the container's pty");
+    assert!(
+        lines[0].starts_with("88:"),
+        "a devpts node (major 136 = 0x88): {out}"
+    );
+}

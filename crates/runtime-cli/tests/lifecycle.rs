@@ -215,3 +215,31 @@ fn init_is_placed_in_the_spec_cgroup() {
     rt.run(&["delete", "--force", &id]).ok();
     assert_host_clean(&b, &cg);
 }
+
+#[test]
+fn kill_all_signals_every_process_in_the_cgroup() {
+    let (rt, b, id, cg) = setup(&["sh", "-c", "trap '' TERM; sleep 100 & sleep 101 & wait"]);
+    rt.run(&[
+        "run",
+        "--detach",
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &id,
+    ])
+    .ok();
+    std::thread::sleep(Duration::from_millis(200));
+    let before: Vec<i32> =
+        serde_json::from_str(&rt.run(&["ps", "--format", "json", &id]).ok().stdout).unwrap();
+    assert_eq!(before.len(), 3, "{before:?}");
+    rt.run(&["kill", "--all", &id, "KILL"]).ok();
+    wait_status(&rt, &id, "stopped");
+    for pid in before {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(
+            stat.is_empty() || stat.contains(") Z"),
+            "pid {pid} survived kill --all"
+        );
+    }
+    rt.run(&["delete", &id]).ok();
+    assert_host_clean(&b, &cg);
+}

@@ -318,3 +318,43 @@ fn rootless_spec_has_a_user_namespace_and_no_network_namespace() {
         "spec must not overwrite an existing config.json"
     );
 }
+
+#[test]
+fn listen_fds_are_passed_with_systemd_variables() {
+    let listen = tempfile::tempfile().unwrap();
+    let rt = RuntimeCli::new(BIN);
+    let mut b = Bundle::new(rt.default_spec());
+    b.set_args(&[
+        "sh",
+        "-c",
+        "echo $LISTEN_FDS $LISTEN_PID; [ -e /proc/self/fd/3 ] && echo fd3",
+    ]);
+    let id = unique_id("listen");
+    b.set_unique_cgroup(&id);
+    let mut cmd = rt.command();
+    cmd.env("LISTEN_FDS", "1")
+        .args(["run", "--bundle", b.path().to_str().unwrap(), &id]);
+    let fd = listen.as_raw_fd();
+    // SAFETY: in the child before exec: place the listening descriptor at 3.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(move || {
+            libc::dup2(fd, 3);
+            Ok(())
+        });
+    }
+    let o = test_support::run_through_files(&mut cmd);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(o.stdout.lines().collect::<Vec<_>>(), ["1 1", "fd3"]);
+}
+
+#[test]
+fn exec_cpu_affinity_initial_and_final() {
+    let o = run_with(
+        "grep Cpus_allowed_list /proc/self/status",
+        |c| c["process"]["execCPUAffinity"] = json!({"initial": "1", "final": "0-1"}),
+        &[],
+    )
+    .ok();
+    assert!(o.stdout.trim().ends_with("0-1"), "{}", o.stdout);
+}
