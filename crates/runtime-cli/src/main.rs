@@ -16,9 +16,10 @@ use runtime::{CreateOptions, StateStore, Status};
     about = "berth's OCI runtime (runc-compatible command line)"
 )]
 struct Cli {
-    /// Root directory for container state.
-    #[arg(long, global = true, default_value = "/run/berth-runtime")]
-    root: PathBuf,
+    /// Root directory for container state [default: /run/berth-runtime for root,
+    /// $XDG_RUNTIME_DIR/berth-runtime (or /tmp/berth-runtime-UID) for other users].
+    #[arg(long, global = true)]
+    root: Option<PathBuf>,
     /// Write logs to this file instead of stderr.
     #[arg(long, global = true)]
     log: Option<PathBuf>,
@@ -444,6 +445,21 @@ fn init_logging(cli: &Cli) -> Result<()> {
     Ok(())
 }
 
+/// The state root: `--root`, else the default for the calling user.
+fn state_root(given: Option<&std::path::Path>) -> PathBuf {
+    if let Some(r) = given {
+        return r.to_path_buf();
+    }
+    let uid = nix::unistd::geteuid();
+    if uid.is_root() {
+        return PathBuf::from("/run/berth-runtime");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join("berth-runtime"),
+        _ => PathBuf::from(format!("/tmp/berth-runtime-{uid}")),
+    }
+}
+
 fn create_options(a: &CreateArgs) -> CreateOptions {
     CreateOptions {
         id: a.id.clone(),
@@ -466,7 +482,7 @@ fn execute(cli: &Cli) -> Result<i32> {
     if cli.systemd_cgroup {
         anyhow::bail!("--systemd-cgroup: the systemd cgroup driver is not supported yet; use the default cgroupfs driver");
     }
-    let store = StateStore::new(&cli.root);
+    let store = StateStore::new(state_root(cli.root.as_deref()));
     if cli.debug {
         if let Ok(h) = cgroups::Hierarchy::detect() {
             tracing::debug!("cgroups: {}", h.describe());

@@ -165,9 +165,8 @@ fn create_locked(
         .map(|p| p.to_string_lossy().into_owned())
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| default_cgroup_path(&opts.id));
-    let mut cgroup = cgroups::CgroupManager::new(&hier, &cg_path)?;
-    cgroup.create()?;
-    cleanup.cgroup = Some(cgroup.clone());
+    let cgroup = create_cgroup(&hier, &cg_path, &linux)?;
+    cleanup.cgroup = cgroup.clone();
     let mut rec = ContainerRecord {
         id: opts.id.clone(),
         pid: 0,
@@ -176,11 +175,11 @@ fn create_locked(
         rootfs: bundle.rootfs.clone(),
         created: now_rfc3339(),
         owner: nix::unistd::geteuid().as_raw(),
-        cgroup: Some(cgroup.clone()),
+        cgroup: cgroup.clone(),
         config: spec.clone(),
     };
     store.save(&rec)?;
-    if let Some(res) = linux.resources() {
+    if let (Some(res), Some(cgroup)) = (linux.resources(), &cgroup) {
         let mut res = res.clone();
         if let Some(rules) = res.devices().clone().filter(|d| !d.is_empty()) {
             let mut all = rules;
@@ -249,7 +248,7 @@ fn create_locked(
         no_pivot: opts.no_pivot,
         extra_fds: opts.preserve_fds + listen_fds,
         extra_env,
-        cgroup: Some(&cgroup),
+        cgroup: cgroup.as_ref(),
         runtime_hooks,
         new_keyring: !opts.no_new_keyring,
         signal_mask: opts.signal_mask,
@@ -272,7 +271,14 @@ fn create_locked(
     drop(seccomp_listener);
     drop(state_dir);
 
-    let result = drive(&parent_end, intermediate, bundle, &opts.id, &cgroup, &hooks);
+    let result = drive(
+        &parent_end,
+        intermediate,
+        bundle,
+        &opts.id,
+        cgroup.as_ref(),
+        &hooks,
+    );
     // The intermediate exits on its own once it has reported; reap it either way.
     let _ = waitpid(intermediate, None);
     let init_pid = match result {
@@ -301,14 +307,16 @@ fn drive(
     intermediate: Pid,
     bundle: &Bundle,
     id: &str,
-    cgroup: &cgroups::CgroupManager,
+    cgroup: Option<&cgroups::CgroupManager>,
     hooks: &oci_spec::runtime::Hooks,
 ) -> std::result::Result<i32, (Option<i32>, RuntimeError)> {
     let mut init: Option<i32> = None;
     let fail = |init: Option<i32>, e: RuntimeError| (init, e);
-    cgroup
-        .add_process(intermediate.as_raw())
-        .map_err(|e| fail(None, e.into()))?;
+    if let Some(cgroup) = cgroup {
+        cgroup
+            .add_process(intermediate.as_raw())
+            .map_err(|e| fail(None, e.into()))?;
+    }
     ch.send(&Message::Go).map_err(|e| fail(None, e))?;
     let mut hooks_pending = false;
     loop {
@@ -392,20 +400,106 @@ fn run_runtime_hooks(
     }
 }
 
+/// Creates the container's cgroup. An unprivileged caller without a
+/// delegated cgroup runs without one, after a one-line notice, unless the
+/// spec asks for limits (which would then silently not apply).
+fn create_cgroup(
+    hier: &cgroups::Hierarchy,
+    path: &str,
+    linux: &oci_spec::runtime::Linux,
+) -> Result<Option<cgroups::CgroupManager>> {
+    let mut cgroup = cgroups::CgroupManager::new(hier, path)?;
+    match cgroup.create() {
+        Ok(()) => Ok(Some(cgroup)),
+        Err(cgroups::CgroupError::Io { err, .. })
+            if !nix::unistd::geteuid().is_root()
+                && err.kind() == std::io::ErrorKind::PermissionDenied
+                && !asks_for_limits(linux) =>
+        {
+            eprintln!(
+                "berth-runtime: notice: uid {} has no delegated cgroup: running without one",
+                nix::unistd::geteuid()
+            );
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether `linux.resources` sets anything but the device list.
+fn asks_for_limits(linux: &oci_spec::runtime::Linux) -> bool {
+    linux.resources().as_ref().is_some_and(|r| {
+        r.memory().is_some()
+            || r.cpu().is_some()
+            || r.pids().is_some()
+            || r.block_io().is_some()
+            || r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty())
+            || r.unified().as_ref().is_some_and(|u| !u.is_empty())
+    })
+}
+
 fn write_id_maps(pid: i32, bundle: &Bundle) -> Result<()> {
     let linux = bundle.spec.linux().clone().unwrap_or_default();
-    let fmt = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+    let uids = linux.uid_mappings().clone().unwrap_or_default();
+    let gids = linux.gid_mappings().clone().unwrap_or_default();
+    let (euid, egid) = (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    );
+    let only_self = |maps: &[oci_spec::runtime::LinuxIdMapping], own: u32| {
+        maps.len() == 1 && maps[0].host_id() == own && maps[0].size() == 1
+    };
+    if euid != 0 && !(only_self(&uids, euid) && only_self(&gids, egid)) {
+        // An unprivileged caller maps other ids through the setuid helpers,
+        // which check /etc/subuid and /etc/subgid.
+        map_with_helper("newuidmap", pid, &uids, "linux.uidMappings")?;
+        return map_with_helper("newgidmap", pid, &gids, "linux.gidMappings");
+    }
+    let fmt = |maps: &[oci_spec::runtime::LinuxIdMapping]| {
         maps.iter()
-            .flatten()
             .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
             .collect::<String>()
     };
     let uid = format!("/proc/{pid}/uid_map");
-    std::fs::write(&uid, fmt(linux.uid_mappings()))
+    std::fs::write(&uid, fmt(&uids))
         .map_err(|e| RuntimeError::io("write linux.uidMappings to", uid, e))?;
+    if euid != 0 {
+        // Without CAP_SETGID, gid_map can only be written once setgroups is denied.
+        let sg = format!("/proc/{pid}/setgroups");
+        std::fs::write(&sg, "deny").map_err(|e| RuntimeError::io("write", sg, e))?;
+    }
     let gid = format!("/proc/{pid}/gid_map");
-    std::fs::write(&gid, fmt(linux.gid_mappings()))
+    std::fs::write(&gid, fmt(&gids))
         .map_err(|e| RuntimeError::io("write linux.gidMappings to", gid, e))
+}
+
+fn map_with_helper(
+    helper: &str,
+    pid: i32,
+    maps: &[oci_spec::runtime::LinuxIdMapping],
+    field: &str,
+) -> Result<()> {
+    let mut cmd = std::process::Command::new(helper);
+    cmd.arg(pid.to_string());
+    for m in maps {
+        cmd.args([
+            m.container_id().to_string(),
+            m.host_id().to_string(),
+            m.size().to_string(),
+        ]);
+    }
+    let out = cmd.output().map_err(|e| {
+        RuntimeError::Other(format!(
+            "{field}: cannot run {helper} (apt-get install uidmap): {e}"
+        ))
+    })?;
+    if !out.status.success() {
+        return Err(RuntimeError::Other(format!(
+            "{field}: {helper} refused the mapping: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
 }
 
 /// The intermediate process: namespaces, then fork the init. Never returns.

@@ -71,8 +71,12 @@ fn wait_gone(pid: i32, start: u64, limit: Duration) {
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     if fd >= 0 && process_matches(pid, start) {
         // SAFETY: a fresh descriptor from the kernel.
-        let pidfd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
-        let mut fds = [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(&pidfd), nix::poll::PollFlags::POLLIN)];
+        let pidfd =
+            unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+        let mut fds = [nix::poll::PollFd::new(
+            std::os::fd::AsFd::as_fd(&pidfd),
+            nix::poll::PollFlags::POLLIN,
+        )];
         let ms = u16::try_from(limit.as_millis()).unwrap_or(u16::MAX);
         let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
     }
@@ -80,7 +84,10 @@ fn wait_gone(pid: i32, start: u64, limit: Duration) {
     let mut pause = Duration::from_micros(100);
     while process_matches(pid, start) && Instant::now() < end {
         // Reap it if it is our child (run --rm); harmless otherwise.
-        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+        let _ = nix::sys::wait::waitpid(
+            nix::unistd::Pid::from_raw(pid),
+            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+        );
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(10));
     }

@@ -185,6 +185,24 @@ pub fn default_spec(rootless: bool) -> Result<Spec> {
             &["rbind", "nosuid", "noexec", "nodev", "ro"],
         )?);
         mounts.retain(|m| m.destination().to_str() != Some("/dev/mqueue"));
+        // gid 5 (tty) is not mapped in a one-id user namespace.
+        for m in mounts
+            .iter_mut()
+            .filter(|m| m.destination().to_str() == Some("/dev/pts"))
+        {
+            m.set_options(Some(
+                [
+                    "nosuid",
+                    "noexec",
+                    "newinstance",
+                    "ptmxmode=0666",
+                    "mode=0620",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            ));
+        }
     }
     let linux = linux
         .namespaces(

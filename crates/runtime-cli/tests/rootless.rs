@@ -1,0 +1,87 @@
+//! Rootless: `spec --rootless` then `run` by an unprivileged user. The
+//! container's root is the caller's uid on the host; with no delegated
+//! cgroup the runtime says so in one line and goes on.
+
+use std::os::unix::fs::MetadataExt;
+
+use serde_json::json;
+use test_support::{unique_id, Bundle};
+
+const BIN: &str = env!("CARGO_BIN_EXE_berth-runtime");
+const NOBODY: u32 = 65534;
+
+fn as_nobody(args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(BIN)
+        .args(args)
+        .env_remove("XDG_RUNTIME_DIR");
+    c
+}
+
+#[test]
+fn unprivileged_user_runs_a_rootless_container() {
+    let work = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        work.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let state = work.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::os::unix::fs::chown(&state, Some(NOBODY), Some(NOBODY)).unwrap();
+    let mut b = Bundle::new(json!({}));
+    std::process::Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(b.path())
+        .status()
+        .unwrap();
+    // The unprivileged user writes its own spec.
+    std::fs::remove_file(b.path().join("config.json")).unwrap();
+    test_support::run_through_files(&mut as_nobody(&[
+        "spec",
+        "--rootless",
+        "--bundle",
+        b.path().to_str().unwrap(),
+    ]))
+    .ok();
+    b.config =
+        serde_json::from_slice(&std::fs::read(b.path().join("config.json")).unwrap()).unwrap();
+    b.config["process"]["terminal"] = json!(false);
+    b.config["process"]["args"] = json!([
+        "sh",
+        "-c",
+        "id -u; cat /proc/self/uid_map; touch /tmp/owned"
+    ]);
+    b.config["root"]["readonly"] = json!(false);
+    b.write();
+    let id = unique_id("rootless");
+    let o = test_support::run_through_files(&mut as_nobody(&[
+        "--root",
+        state.to_str().unwrap(),
+        "run",
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &id,
+    ]));
+    assert_eq!(o.code, 0, "{o:?}");
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    assert_eq!(lines[0], "0", "root inside");
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["0", "65534", "1"]
+    );
+    assert_eq!(
+        std::fs::metadata(b.rootfs().join("tmp/owned"))
+            .unwrap()
+            .uid(),
+        NOBODY,
+        "files belong to the caller on the host"
+    );
+    assert!(o.stderr.contains("no delegated cgroup"), "{}", o.stderr);
+    assert_eq!(o.stderr.lines().count(), 1, "{}", o.stderr);
+    assert!(
+        std::fs::read_dir(&state).unwrap().next().is_none(),
+        "state left behind"
+    );
+}
