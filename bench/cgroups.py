@@ -72,7 +72,6 @@ def main():
                 b = os.path.join(work, f"{name}-{kind}")
                 os.makedirs(b)
                 spec = make_bundle(b)
-                os.symlink("busybox", os.path.join(b, "rootfs", "bin", "sleep"))
                 write(b, spec, f"{name}-{kind}", RESOURCES if kind == "full" else None)
                 bundles[(name, kind)] = b
         for i in range(args.iterations):

@@ -44,6 +44,7 @@ def make_bundle(base):
     shutil.copy("/bin/busybox", os.path.join(rootfs, "bin", "busybox"))
     os.symlink("busybox", os.path.join(rootfs, "bin", "true"))
     os.symlink("busybox", os.path.join(rootfs, "bin", "sh"))
+    os.symlink("busybox", os.path.join(rootfs, "bin", "sleep"))
     subprocess.run([BERTH, "spec", "--bundle", base], check=True)
     path = os.path.join(base, "config.json")
     spec = json.load(open(path))
@@ -119,7 +120,7 @@ def main():
         if shutil.which(name):
             runtimes[name] = shutil.which(name)
     work = tempfile.mkdtemp(prefix="berth-bench-")
-    results = {n: {"lifecycle": [], "run": [], "rss": []} for n in runtimes}
+    results = {n: {"lifecycle": [], "run": [], "rss": [], "exec": []} for n in runtimes}
     try:
         bundles = {}
         for name in runtimes:
@@ -139,24 +140,34 @@ def main():
         for name, rt in runtimes.items():
             root = os.path.join(work, name + "-state")
             results[name]["rss"].append(lifecycle_rss(rt, root, bundles[name], "rss"))
+        # exec latency: `exec ID /bin/true` into a running container.
+        for name, rt in runtimes.items():
+            root = os.path.join(work, name + "-state")
+            spec = json.load(open(os.path.join(bundles[name], "config.json")))
+            spec["process"]["args"] = ["/bin/sleep", "1000"]
+            json.dump(spec, open(os.path.join(bundles[name], "config.json"), "w"))
+            timed([rt, "--root", root, "run", "--detach", "--bundle", bundles[name], "execbox"])
+            results[name]["exec"] = [timed([rt, "--root", root, "exec", "execbox", "/bin/true"]) for _ in range(args.iterations)]
+            timed([rt, "--root", root, "delete", "--force", "execbox"])
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
     summary = {}
     print(f"busybox /bin/true, {args.iterations} iterations each, interleaved; times are medians")
-    print(f"{'runtime':<8} {'create+start+wait+delete':>26} {'run':>10} {'peak RSS':>10}")
+    print(f"{'runtime':<8} {'create+start+wait+delete':>26} {'run':>10} {'exec':>10} {'peak RSS':>10}")
     for name, r in results.items():
         s = {
             "lifecycle_ms": statistics.median(r["lifecycle"]) * 1000,
             "run_ms": statistics.median(r["run"]) * 1000,
             "peak_rss_kib": max(r["rss"]),
+            "exec_ms": statistics.median(r["exec"]) * 1000,
         }
         summary[name] = s
-        print(f"{name:<8} {s['lifecycle_ms']:>23.2f} ms {s['run_ms']:>7.2f} ms {s['peak_rss_kib']:>6} KiB")
+        print(f"{name:<8} {s['lifecycle_ms']:>23.2f} ms {s['run_ms']:>7.2f} ms {s['exec_ms']:>7.2f} ms {s['peak_rss_kib']:>6} KiB")
     for peer in [p for p in summary if p != "berth"]:
         b, p = summary["berth"], summary[peer]
         print(f"ratio berth/{peer}: create+start+wait+delete {b['lifecycle_ms'] / p['lifecycle_ms']:.2f}, "
-              f"run {b['run_ms'] / p['run_ms']:.2f}, peak RSS {b['peak_rss_kib'] / p['peak_rss_kib']:.2f}")
+              f"run {b['run_ms'] / p['run_ms']:.2f}, exec {b['exec_ms'] / p['exec_ms']:.2f}, peak RSS {b['peak_rss_kib'] / p['peak_rss_kib']:.2f}")
     if args.json:
         json.dump(summary, open(args.json, "w"), indent=2)
 
