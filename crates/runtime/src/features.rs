@@ -46,15 +46,16 @@ pub fn features() -> Value {
                 "knownFlags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"],
                 "supportedFlags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]
             },
-            "apparmor": { "enabled": false },
-            "selinux": { "enabled": false },
+            "apparmor": { "enabled": false, "kernel": has("apparmor") },
+            "selinux": { "enabled": false, "kernel": has("selinux") },
             "intelRdt": { "enabled": false },
             "mountExtensions": { "idmap": { "enabled": false } }
         },
         "annotations": {
             "org.opencontainers.runtime-spec.features.runtime.name": "berth-runtime",
             "org.opencontainers.runtime-spec.features.runtime.version": env!("CARGO_PKG_VERSION"),
-            "org.berth.cgroup.layout": layout
+            "org.berth.cgroup.layout": layout,
+            "org.berth.kernel.lsm": if lsms.is_empty() { "none".to_string() } else { lsms }
         }
     })
 }
