@@ -22,6 +22,12 @@ pub fn features() -> Value {
     let v2 = cgroup
         .as_ref()
         .is_some_and(|h| h.layout() != cgroups::Layout::Legacy);
+    // The LSMs this kernel has enabled, as the kernel lists them.
+    // (Without securityfs mounted the kernel does not say: "unknown".)
+    let lsms = std::fs::read_to_string("/sys/kernel/security/lsm")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".to_string());
+    let has = |name: &str| lsms.split(',').any(|l| l == name);
     json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": crate::state::OCI_VERSION,
