@@ -243,3 +243,34 @@ fn kill_all_signals_every_process_in_the_cgroup() {
     rt.run(&["delete", &id]).ok();
     assert_host_clean(&b, &cg);
 }
+
+#[test]
+fn delete_cleans_up_after_the_runtime_is_killed_mid_create() {
+    let (rt, mut b, id, cg) = setup(&["sleep", "100"]);
+    // A slow createRuntime hook holds create in the middle, cgroup made and init forked.
+    b.config["hooks"] = json!({"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "2"]}]});
+    b.write();
+    let mut create = rt
+        .command()
+        .args(["create", "--bundle", b.path().to_str().unwrap(), &id])
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(5);
+    while cgroup_dirs(&cg).is_empty() {
+        assert!(Instant::now() < end, "create never made its cgroup");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    create.kill().unwrap();
+    create.wait().unwrap();
+    assert!(
+        !cgroup_dirs(&cg).is_empty(),
+        "the cgroup exists after the crash"
+    );
+    rt.run(&["delete", "--force", &id]).ok();
+    assert!(rt.status(&id).is_none());
+    assert!(!rt.root().join(&id).exists(), "state left behind");
+    // The orphaned hook (sleep 2) is not the container's; give the init time to notice and exit.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_host_clean(&b, &cg);
+}
