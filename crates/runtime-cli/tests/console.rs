@@ -1,37 +1,14 @@
 //! `--console-socket`: the runtime sends the pty master over the socket;
 //! the container's stdio is the slave, a real terminal.
 
-use std::io::{IoSliceMut, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::io::Read;
 use std::os::unix::net::UnixListener;
 use std::time::{Duration, Instant};
 
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use serde_json::json;
 use test_support::{unique_id, Bundle, RuntimeCli};
 
 const BIN: &str = env!("CARGO_BIN_EXE_berth-runtime");
-
-fn receive_fd(listener: &UnixListener) -> OwnedFd {
-    let (conn, _) = listener.accept().unwrap();
-    let mut buf = [0u8; 64];
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = recvmsg::<()>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::empty(),
-    )
-    .unwrap();
-    for c in msg.cmsgs().unwrap() {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            // SAFETY: the kernel just installed this descriptor for us.
-            return unsafe { OwnedFd::from_raw_fd(fds[0]) };
-        }
-    }
-    panic!("no descriptor received");
-}
 
 #[test]
 fn console_socket_receives_a_working_pty() {
@@ -50,7 +27,7 @@ fn console_socket_receives_a_working_pty() {
     let sock_dir = tempfile::tempdir().unwrap();
     let sock = sock_dir.path().join("console.sock");
     let listener = UnixListener::bind(&sock).unwrap();
-    let receiver = std::thread::spawn(move || receive_fd(&listener));
+    let receiver = std::thread::spawn(move || test_support::receive_fd(&listener).0);
     rt.run(&[
         "create",
         "--console-socket",

@@ -3,11 +3,9 @@
 //! profile refuses what Docker's refuses, and a notify agent's answer is
 //! what the program sees.
 
-use std::io::IoSliceMut;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixListener;
 
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use serde_json::{json, Value};
 use test_support::{unique_id, Bundle, Outcome, RuntimeCli};
 
@@ -119,30 +117,8 @@ fn notify_agent_answers_for_the_kernel() {
     let sock = dir.path().join("agent.sock");
     let listener = UnixListener::bind(&sock).unwrap();
     let agent = std::thread::spawn(move || {
-        let (conn, _) = listener.accept().unwrap();
-        let mut buf = vec![0u8; 8192];
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let msg = recvmsg::<()>(
-            conn.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::empty(),
-        )
-        .unwrap();
-        let n = msg.bytes;
-        let fd = msg
-            .cmsgs()
-            .unwrap()
-            .find_map(|c| match c {
-                // SAFETY: the kernel installed this descriptor for us.
-                ControlMessageOwned::ScmRights(fds) => {
-                    Some(unsafe { OwnedFd::from_raw_fd(fds[0]) })
-                }
-                _ => None,
-            })
-            .unwrap();
-        let state: Value = serde_json::from_slice(&buf[..n]).unwrap();
+        let (fd, msg) = test_support::receive_fd(&listener);
+        let state: Value = serde_json::from_slice(&msg).unwrap();
         let mut req = Notif::default();
         // SAFETY: the notify ioctls read/write these exact structures.
         assert_eq!(

@@ -490,3 +490,37 @@ pub fn run_in_pty_with_input(cmd: &mut Command, input: &[u8]) -> (i32, String) {
     let code = child.wait().unwrap().code().unwrap_or(-1);
     (code, String::from_utf8_lossy(&out).into_owned())
 }
+
+/// Accepts one connection on `listener` and receives a message carrying a
+/// descriptor (SCM_RIGHTS), as a console-socket or seccomp-agent peer does.
+/// Returns the descriptor and the message bytes.
+pub fn receive_fd(listener: &std::os::unix::net::UnixListener) -> (std::os::fd::OwnedFd, Vec<u8>) {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let (conn, _) = listener.accept().unwrap();
+    let mut buf = vec![0u8; 8192];
+    let (fd, n) = {
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let msg = nix::sys::socket::recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            nix::sys::socket::MsgFlags::empty(),
+        )
+        .unwrap();
+        let fd = msg
+            .cmsgs()
+            .unwrap()
+            .find_map(|c| match c {
+                // SAFETY: the kernel just installed this descriptor for us.
+                nix::sys::socket::ControlMessageOwned::ScmRights(fds) => {
+                    Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[0]) })
+                }
+                _ => None,
+            })
+            .expect("no descriptor received");
+        (fd, msg.bytes)
+    };
+    buf.truncate(n);
+    (fd, buf)
+}
