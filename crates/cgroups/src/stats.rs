@@ -83,6 +83,30 @@ pub struct Pids {
     pub limit: u64,
 }
 
+/// One block I/O counter of a device, as runc reports it.
+#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+pub struct BlkioEntry {
+    /// Device major.
+    pub major: u64,
+    /// Device minor.
+    pub minor: u64,
+    /// Read, Write, Sync, Async, Discard or Total.
+    pub op: String,
+    /// Bytes or operations.
+    pub value: u64,
+}
+
+/// Block I/O statistics.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Blkio {
+    /// Bytes moved, per device and operation.
+    #[serde(rename = "ioServiceBytesRecursive")]
+    pub service_bytes: Vec<BlkioEntry>,
+    /// Operations, per device and operation.
+    #[serde(rename = "ioServicedRecursive")]
+    pub serviced: Vec<BlkioEntry>,
+}
+
 /// All statistics.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Stats {
@@ -92,9 +116,105 @@ pub struct Stats {
     pub memory: Memory,
     /// Pids.
     pub pids: Pids,
+    /// Block I/O.
+    pub blkio: Blkio,
     /// Hugetlb usage by page size.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub hugetlb: BTreeMap<String, MemoryEntry>,
+}
+
+/// v1 blkio lines: "MAJ:MIN Op value".
+fn v1_blkio(dir: &Path, file: &str) -> Vec<BlkioEntry> {
+    read(dir, file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (maj, min) = f.first()?.split_once(':')?;
+            Some(BlkioEntry {
+                major: maj.parse().ok()?,
+                minor: min.parse().ok()?,
+                op: f.get(1)?.to_string(),
+                value: f.get(2)?.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+/// v2 io.stat lines: "MAJ:MIN rbytes=.. wbytes=.. rios=.. wios=.. dbytes=.. dios=..".
+fn v2_io(dir: &Path) -> Blkio {
+    let mut b = Blkio::default();
+    for l in read(dir, "io.stat").unwrap_or_default().lines() {
+        let mut f = l.split_whitespace();
+        let Some((maj, min)) = f.next().and_then(|d| d.split_once(':')) else {
+            continue;
+        };
+        let (Ok(major), Ok(minor)) = (maj.parse(), min.parse()) else {
+            continue;
+        };
+        for kv in f {
+            let Some((k, v)) = kv.split_once('=') else {
+                continue;
+            };
+            let Ok(value) = v.parse() else { continue };
+            let (list, op) = match k {
+                "rbytes" => (&mut b.service_bytes, "Read"),
+                "wbytes" => (&mut b.service_bytes, "Write"),
+                "dbytes" => (&mut b.service_bytes, "Discard"),
+                "rios" => (&mut b.serviced, "Read"),
+                "wios" => (&mut b.serviced, "Write"),
+                "dios" => (&mut b.serviced, "Discard"),
+                _ => continue,
+            };
+            list.push(BlkioEntry {
+                major,
+                minor,
+                op: op.to_string(),
+                value,
+            });
+        }
+    }
+    b
+}
+
+/// Hugetlb counters of a cgroup directory, by page size, for v1 (`.limit_in_bytes`) or v2 (`.max`) names.
+fn hugetlb(dir: &Path, v2: bool) -> BTreeMap<String, MemoryEntry> {
+    let mut out = BTreeMap::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(size) = name
+            .strip_prefix("hugetlb.")
+            .and_then(|r| r.strip_suffix(if v2 { ".current" } else { ".usage_in_bytes" }))
+        else {
+            continue;
+        };
+        if size.contains('.') {
+            continue;
+        }
+        let entry = if v2 {
+            MemoryEntry {
+                usage: num(dir, &format!("hugetlb.{size}.current")),
+                limit: num(dir, &format!("hugetlb.{size}.max")),
+                max: 0,
+                failcnt: flat_keyed(dir, &format!("hugetlb.{size}.events"))
+                    .get("max")
+                    .copied()
+                    .unwrap_or(0),
+            }
+        } else {
+            MemoryEntry {
+                usage: num(dir, &format!("hugetlb.{size}.usage_in_bytes")),
+                limit: num(dir, &format!("hugetlb.{size}.limit_in_bytes")),
+                max: num(dir, &format!("hugetlb.{size}.max_usage_in_bytes")),
+                failcnt: num(dir, &format!("hugetlb.{size}.failcnt")),
+            }
+        };
+        out.insert(size.to_string(), entry);
+    }
+    out
 }
 
 fn read(dir: &Path, file: &str) -> Option<String> {
@@ -156,6 +276,8 @@ impl CgroupManager {
             s.memory.oom_kills = events.get("oom_kill").copied().unwrap_or(0);
             s.pids.current = num(&d, "pids.current");
             s.pids.limit = num(&d, "pids.max");
+            s.blkio = v2_io(&d);
+            s.hugetlb = hugetlb(&d, true);
             return Ok(s);
         }
         if let Some(d) = self.dir_for("cpuacct") {
@@ -202,6 +324,13 @@ impl CgroupManager {
         if let Some(d) = self.dir_for("pids") {
             s.pids.current = num(&d, "pids.current");
             s.pids.limit = num(&d, "pids.max");
+        }
+        if let Some(d) = self.dir_for("blkio") {
+            s.blkio.service_bytes = v1_blkio(&d, "blkio.throttle.io_service_bytes_recursive");
+            s.blkio.serviced = v1_blkio(&d, "blkio.throttle.io_serviced_recursive");
+        }
+        if let Some(d) = self.dir_for("hugetlb") {
+            s.hugetlb = hugetlb(&d, false);
         }
         Ok(s)
     }
@@ -306,5 +435,58 @@ impl OomWatch {
                 fired
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blkio_and_hugetlb_files_parse_on_both_layouts() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("blkio.throttle.io_service_bytes_recursive"),
+            "254:0 Read 4096\n254:0 Write 8192\nTotal 12288\n",
+        )
+        .unwrap();
+        let v1 = v1_blkio(d.path(), "blkio.throttle.io_service_bytes_recursive");
+        assert_eq!(
+            v1,
+            vec![
+                BlkioEntry {
+                    major: 254,
+                    minor: 0,
+                    op: "Read".into(),
+                    value: 4096
+                },
+                BlkioEntry {
+                    major: 254,
+                    minor: 0,
+                    op: "Write".into(),
+                    value: 8192
+                },
+            ]
+        );
+        std::fs::write(
+            d.path().join("io.stat"),
+            "254:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n",
+        )
+        .unwrap();
+        let v2 = v2_io(d.path());
+        assert_eq!(
+            v2.service_bytes[1],
+            BlkioEntry {
+                major: 254,
+                minor: 0,
+                op: "Write".into(),
+                value: 8192
+            }
+        );
+        assert_eq!(v2.serviced[1].value, 2);
+        std::fs::write(d.path().join("hugetlb.2MB.current"), "0").unwrap();
+        std::fs::write(d.path().join("hugetlb.2MB.max"), "4194304").unwrap();
+        let h = hugetlb(d.path(), true);
+        assert_eq!(h["2MB"].limit, 4194304);
     }
 }

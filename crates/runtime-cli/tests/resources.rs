@@ -241,6 +241,27 @@ fn update_changes_limits_of_a_running_container() {
             .unwrap(),
         "20000"
     );
+    c.rt.run(&[
+        "update",
+        "--cpu-shares",
+        "512",
+        "--cpuset-cpus",
+        "0",
+        "--memory-reservation",
+        "32m",
+        &c.id,
+    ])
+    .ok();
+    let shares = c.cgroup_file("cpu", "cpu.shares", "cpu.weight");
+    assert!(
+        shares == "512" || shares == "20",
+        "cpu.shares 512 (v2 weight 20): {shares}"
+    );
+    assert_eq!(c.cgroup_file("cpuset", "cpuset.cpus", "cpuset.cpus"), "0");
+    assert_eq!(
+        c.cgroup_file("memory", "memory.soft_limit_in_bytes", "memory.low"),
+        (32u64 << 20).to_string()
+    );
     let r = c.rt.run(&["update", "--memory", "lots", &c.id]);
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("lots"), "{}", r.stderr);
@@ -270,6 +291,7 @@ fn events_stats_match_the_cgroup_files() {
     assert_eq!(d["memory"]["usage"]["limit"], json!(96u64 << 20));
     assert!(d["memory"]["usage"]["usage"].as_u64().unwrap() > 0);
     assert!(d["cpu"]["usage"]["total"].as_u64().unwrap() > 0);
+    assert!(d["blkio"]["ioServiceBytesRecursive"].is_array(), "{d}");
 }
 
 #[test]
