@@ -367,6 +367,25 @@ impl CgroupManager {
     /// that are set (see [`resources`]); a field this layout cannot honour
     /// is refused by name.
     pub fn apply(&self, res: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        // memory.checkBeforeUpdate: refuse a limit below what is already in use
+        // (the kernel would otherwise reclaim or OOM-kill to get under it).
+        if let Some(m) = res
+            .memory()
+            .as_ref()
+            .filter(|m| m.check_before_update() == Some(true))
+        {
+            if let Some(limit) = m.limit().filter(|l| *l > 0) {
+                let usage = self.stats()?.memory.usage.usage;
+                if usage > limit as u64 {
+                    return Err(CgroupError::Unsupported {
+                        field: "memory.limit".into(),
+                        reason: format!(
+                            "{limit} is below the current usage {usage} (checkBeforeUpdate)"
+                        ),
+                    });
+                }
+            }
+        }
         let writes = if self.layout == Layout::Unified {
             resources::v2_writes(res)?
         } else {

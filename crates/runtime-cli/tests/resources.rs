@@ -326,3 +326,24 @@ fn events_report_an_oom_kill() {
         "no oom event in:\n{text}"
     );
 }
+
+#[test]
+fn check_before_update_refuses_a_limit_below_usage() {
+    let c = make(&["sleep", "100"], json!({"memory": {"limit": 64 << 20}}));
+    c.rt.run(&["run", "--detach", "--bundle", c.bundle(), &c.id])
+        .ok();
+    let res = c.b.path().join("res.json");
+    std::fs::write(
+        &res,
+        serde_json::to_vec(&json!({"memory": {"limit": 4096, "checkBeforeUpdate": true}})).unwrap(),
+    )
+    .unwrap();
+    let o = c.rt.run(&["update", "-r", res.to_str().unwrap(), &c.id]);
+    assert_ne!(o.code, 0, "{o:?}");
+    assert!(o.stderr.contains("checkBeforeUpdate"), "{}", o.stderr);
+    assert_eq!(
+        c.cgroup_file("memory", "memory.limit_in_bytes", "memory.max"),
+        (64u64 << 20).to_string(),
+        "the limit is unchanged"
+    );
+}
