@@ -299,3 +299,70 @@ fn user_namespace_maps_root_to_a_host_uid() {
         "container root writes as the mapped host uid"
     );
 }
+
+#[test]
+fn net_bind_service_guards_low_ports() {
+    let script = "timeout 1 nc -l -p 80 2>/dev/null; echo rc=$?";
+    // With CAP_NET_BIND_SERVICE (default set) nc listens until timeout kills it.
+    assert_eq!(out(script, |_| {}), "rc=143");
+    let o = out(script, |c| {
+        for set in ["bounding", "effective", "permitted"] {
+            c["process"]["capabilities"][set] = json!(["CAP_KILL"]);
+        }
+    });
+    assert_eq!(
+        o, "rc=1",
+        "binding port 80 must fail without CAP_NET_BIND_SERVICE"
+    );
+}
+
+#[test]
+fn net_raw_guards_raw_sockets() {
+    let script = "ip link set lo up 2>/dev/null; ping -c 1 -W 1 127.0.0.1 >/dev/null 2>&1 && echo pinged || echo refused";
+    let caps = |list: Value| {
+        move |c: &mut Value| {
+            for set in ["bounding", "effective", "permitted"] {
+                c["process"]["capabilities"][set] = list.clone();
+            }
+        }
+    };
+    assert_eq!(
+        out(script, caps(json!(["CAP_NET_RAW", "CAP_NET_ADMIN"]))),
+        "pinged"
+    );
+    assert_eq!(out(script, caps(json!(["CAP_NET_ADMIN"]))), "refused");
+}
+
+#[test]
+fn user_namespace_with_several_ranges() {
+    let rt = RuntimeCli::new(BIN);
+    let mut b = Bundle::new(rt.default_spec());
+    b.set_args(&[
+        "sh",
+        "-c",
+        "cat /proc/self/uid_map /proc/self/gid_map | tr -s ' ' | sed 's/^ //'",
+    ]);
+    let id = unique_id("userns");
+    b.set_unique_cgroup(&id);
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 300000, "size": 1000}, {"containerID": 1000, "hostID": 301000, "size": 64536}]);
+    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 300000, "size": 65536}]);
+    std::process::Command::new("chown")
+        .args(["-R", "300000:300000"])
+        .arg(b.rootfs())
+        .status()
+        .unwrap();
+    b.write();
+    let o = rt
+        .run(&["run", "--bundle", b.path().to_str().unwrap(), &id])
+        .ok();
+    assert_eq!(
+        o.stdout.lines().collect::<Vec<_>>(),
+        ["0 300000 1000", "1000 301000 64536", "0 300000 65536"],
+        "{}",
+        o.stdout
+    );
+}

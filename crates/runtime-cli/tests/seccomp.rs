@@ -154,3 +154,29 @@ fn notify_agent_answers_for_the_kernel() {
     assert_eq!(state["metadata"], json!("probe"));
     assert!(state["pid"].as_i64().unwrap() > 1);
 }
+
+#[test]
+fn trace_without_a_tracer_fails_the_call_and_kill_thread_kills() {
+    // SCMP_ACT_TRACE with no tracer attached: the kernel fails the call with ENOSYS.
+    let trace = json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_TRACE", "errnoRet": 1}]});
+    let o = run_with("mkdir /tmp/x 2>&1; echo rc=$?", Some(trace)).ok();
+    assert!(
+        o.stdout.contains("not implemented") || o.stdout.contains("Function not implemented"),
+        "{}",
+        o.stdout
+    );
+    let kill = json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_KILL_THREAD"}]});
+    assert!(run_with("mkdir /tmp/x; echo rc=$?", Some(kill))
+        .ok()
+        .stdout
+        .contains("rc=159"));
+    let log = json!({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_TSYNC"], "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_LOG"}]});
+    assert_eq!(
+        run_with("mkdir /tmp/x && echo made", Some(log))
+            .ok()
+            .stdout
+            .trim(),
+        "made",
+        "LOG allows the call"
+    );
+}
