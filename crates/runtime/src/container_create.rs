@@ -217,7 +217,7 @@ fn create_locked(
     let seccomp = linux
         .seccomp()
         .as_ref()
-        .map(crate::seccomp::compile)
+        .map(|p| crate::seccomp::compile_cached(p, &store.seccomp_cache()))
         .transpose()?;
     let seccomp_listener = match (
         linux

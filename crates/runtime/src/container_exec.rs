@@ -93,7 +93,7 @@ pub fn exec(store: &StateStore, id: &str, opts: &ExecOptions) -> Result<i32> {
         .and_then(|l| l.seccomp().clone());
     let seccomp = seccomp
         .as_ref()
-        .map(crate::seccomp::compile)
+        .map(|p| crate::seccomp::compile_cached(p, &store.seccomp_cache()))
         .transpose()?
         .filter(|p| !p.notify);
     let plan = join_plan(rec.pid);

@@ -201,10 +201,7 @@ pub fn validate(dir: &Path, spec: Spec) -> Result<Bundle> {
             "SELinux is not enabled on this kernel",
         ));
     }
-    if let Some(sc) = linux.seccomp() {
-        // Compiling checks every field; the program itself is built again where it is loaded.
-        crate::seccomp::compile(sc)?;
-    }
+    // linux.seccomp is checked where it is compiled (through the cache), in create.
     if let Some(p) = linux.rootfs_propagation() {
         if ![
             "",

@@ -124,6 +124,11 @@ impl StateStore {
         &self.root
     }
 
+    /// Where compiled seccomp filters are kept (`.seccomp-cache`; ids cannot start with a dot).
+    pub fn seccomp_cache(&self) -> PathBuf {
+        self.root.join(".seccomp-cache")
+    }
+
     /// The directory of container `id`.
     pub fn dir(&self, id: &str) -> PathBuf {
         self.root.join(id)
@@ -276,8 +281,8 @@ pub fn validate_id(id: &str) -> Result<()> {
     if id.len() > 1024 {
         return bad("longer than 1024 bytes");
     }
-    if id == "." || id == ".." {
-        return bad("not a name");
+    if id.starts_with('.') {
+        return bad("must not start with '.'");
     }
     if !id
         .bytes()

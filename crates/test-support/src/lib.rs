@@ -274,7 +274,7 @@ impl Drop for RuntimeCli {
         // Whatever a failing test left running: remove it, so the host stays clean.
         if let Ok(rd) = std::fs::read_dir(self.root.path()) {
             for e in rd.flatten() {
-                if let Some(id) = e.file_name().to_str() {
+                if let Some(id) = e.file_name().to_str().filter(|n| !n.starts_with('.')) {
                     let _ = self.command().args(["delete", "--force", id]).output();
                 }
             }

@@ -366,6 +366,83 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Program> {
     })
 }
 
+/// Compiles `s`, or reads the program compiled for the same profile before
+/// from `cache_dir` (keyed by a hash of the profile's JSON; the entry also
+/// holds that JSON, compared before use, so a hash collision cannot load the
+/// wrong filter). A cache that cannot be read or written is ignored.
+pub fn compile_cached(s: &LinuxSeccomp, cache_dir: &std::path::Path) -> Result<Program> {
+    use std::hash::{Hash, Hasher};
+    let Ok(json) = serde_json::to_vec(s) else {
+        return compile(s);
+    };
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    json.hash(&mut h);
+    env!("CARGO_PKG_VERSION").hash(&mut h);
+    let path = cache_dir.join(format!("{:016x}.bpf", h.finish()));
+    if let Ok(data) = std::fs::read(&path) {
+        if let Some(p) = decode(&data, &json) {
+            return Ok(p);
+        }
+    }
+    let p = compile(s)?;
+    let _ = std::fs::create_dir_all(cache_dir).and_then(|_| {
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, encode(&p, &json))?;
+        std::fs::rename(&tmp, &path)
+    });
+    Ok(p)
+}
+
+const CACHE_MAGIC: &[u8; 8] = b"BERTHBPF";
+
+/// magic, flags (u32), notify (u32), json length (u32), json, instructions.
+fn encode(p: &Program, json: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(20 + json.len() + p.insns.len() * 8);
+    out.extend_from_slice(CACHE_MAGIC);
+    out.extend_from_slice(&p.flags.to_le_bytes());
+    out.extend_from_slice(&(p.notify as u32).to_le_bytes());
+    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    out.extend_from_slice(json);
+    for i in &p.insns {
+        out.extend_from_slice(&i.code.to_le_bytes());
+        out.push(i.jt);
+        out.push(i.jf);
+        out.extend_from_slice(&i.k.to_le_bytes());
+    }
+    out
+}
+
+fn decode(data: &[u8], json: &[u8]) -> Option<Program> {
+    let rest = data.strip_prefix(CACHE_MAGIC)?;
+    let word = |b: &[u8]| u32::from_le_bytes(b.try_into().unwrap_or_default());
+    let (flags, notify, len) = (
+        word(rest.get(0..4)?),
+        word(rest.get(4..8)?),
+        word(rest.get(8..12)?) as usize,
+    );
+    if rest.get(12..12 + len)? != json {
+        return None;
+    }
+    let code = &rest[12 + len..];
+    if code.is_empty() || code.len() % 8 != 0 || code.len() / 8 > 4096 {
+        return None;
+    }
+    let insns = code
+        .chunks_exact(8)
+        .map(|c| Insn {
+            code: u16::from_le_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_le_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect();
+    Some(Program {
+        insns,
+        flags,
+        notify: notify != 0,
+    })
+}
+
 #[repr(C)]
 struct SockFprog {
     len: u16,
@@ -548,6 +625,34 @@ mod tests {
         assert_eq!(eval(&p, X86_64, 83, [0; 6]), RET_ALLOW);
         assert_eq!(eval(&p, 0x4000_0003, 39, [0; 6]), RET_ALLOW);
         assert_eq!(eval(&p, 0x4000_0003, 83, [0; 6]), RET_ERRNO | 1);
+    }
+
+    #[test]
+    fn cached_program_is_the_compiled_one_and_checked_against_its_profile() {
+        let dir = tempfile::tempdir().unwrap();
+        let prof = profile(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW"}]}"#,
+        );
+        let first = compile_cached(&prof, dir.path()).unwrap();
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "the program was cached"
+        );
+        let second = compile_cached(&prof, dir.path()).unwrap();
+        assert_eq!(first, second);
+        assert_eq!(first, compile(&prof).unwrap());
+        // An entry whose recorded profile differs is not used.
+        let entry = std::fs::read_dir(dir.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let other = profile(r#"{"defaultAction":"SCMP_ACT_ALLOW"}"#);
+        let json = serde_json::to_vec(&other).unwrap();
+        std::fs::write(&entry, encode(&compile(&other).unwrap(), &json)).unwrap();
+        assert_eq!(compile_cached(&prof, dir.path()).unwrap(), first);
     }
 
     #[test]
