@@ -87,3 +87,89 @@ fn unprivileged_user_runs_a_rootless_container() {
         .collect();
     assert_eq!(left, [".seccomp-cache"], "state left behind");
 }
+
+/// Restores a file's contents when dropped.
+struct Restore(std::path::PathBuf, Option<Vec<u8>>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        match &self.1 {
+            Some(data) => std::fs::write(&self.0, data).unwrap(),
+            None => {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+    }
+}
+
+#[test]
+fn unprivileged_user_maps_subordinate_ids_through_newuidmap() {
+    // Give nobody a subordinate range for this test only.
+    let mut guards = vec![];
+    for f in ["/etc/subuid", "/etc/subgid"] {
+        let old = std::fs::read(f).ok();
+        guards.push(Restore(f.into(), old.clone()));
+        let mut data = old.unwrap_or_default();
+        data.extend_from_slice(b"nobody:400000:65536\n");
+        std::fs::write(f, data).unwrap();
+    }
+    let work = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        work.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let state = work.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::os::unix::fs::chown(&state, Some(NOBODY), Some(NOBODY)).unwrap();
+    let mut b = Bundle::new(json!({}));
+    std::fs::remove_file(b.path().join("config.json")).unwrap();
+    std::process::Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(b.path())
+        .status()
+        .unwrap();
+    test_support::run_through_files(&mut as_nobody(&[
+        "spec",
+        "--rootless",
+        "--bundle",
+        b.path().to_str().unwrap(),
+    ]))
+    .ok();
+    b.config =
+        serde_json::from_slice(&std::fs::read(b.path().join("config.json")).unwrap()).unwrap();
+    b.config["process"]["terminal"] = json!(false);
+    b.config["process"]["args"] = json!([
+        "sh",
+        "-c",
+        "cat /proc/self/uid_map | tr -s ' ' | sed 's/^ //'; touch /tmp/sub && chown 5:5 /tmp/sub"
+    ]);
+    b.config["root"]["readonly"] = json!(false);
+    let maps = json!([{"containerID": 0, "hostID": NOBODY, "size": 1}, {"containerID": 1, "hostID": 400000, "size": 1000}]);
+    b.config["linux"]["uidMappings"] = maps.clone();
+    b.config["linux"]["gidMappings"] = maps;
+    b.write();
+    let id = unique_id("subid");
+    let o = test_support::run_through_files(&mut as_nobody(&[
+        "--root",
+        state.to_str().unwrap(),
+        "run",
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &id,
+    ]));
+    drop(guards);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(
+        o.stdout.lines().collect::<Vec<_>>(),
+        ["0 65534 1", "1 400000 1000"],
+        "{}",
+        o.stdout
+    );
+    let meta = std::fs::metadata(b.rootfs().join("tmp/sub")).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (400004, 400004),
+        "container uid 5 is host uid 400004"
+    );
+}
