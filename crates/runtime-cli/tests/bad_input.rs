@@ -191,3 +191,11 @@ fn unknown_signal_is_refused() {
     assert_ne!(o.code, 0);
     assert!(o.stderr.contains("SIGNOPE"), "{}", o.stderr);
 }
+
+#[test]
+fn unknown_capability_is_refused() {
+    refused("CAP_BOGUS", |b| {
+        b.config["process"]["capabilities"]["bounding"] = json!(["CAP_BOGUS"]);
+        b.write();
+    });
+}

@@ -110,3 +110,15 @@ fn exec_into_stopped_container_is_refused() {
     assert!(o.stderr.contains("stopped"), "{}", o.stderr);
     rt.run(&["delete", &id]).ok();
 }
+
+#[test]
+fn exec_into_paused_container_is_refused() {
+    let id = unique_id("exec");
+    let (rt, _b) = running(&id);
+    rt.run(&["pause", &id]).ok();
+    let o = rt.run(&["exec", &id, "true"]);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("paused"), "{}", o.stderr);
+    rt.run(&["resume", &id]).ok();
+    rt.run(&["delete", "--force", &id]).ok();
+}

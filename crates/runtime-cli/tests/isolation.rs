@@ -366,3 +366,21 @@ fn user_namespace_with_several_ranges() {
         o.stdout
     );
 }
+
+#[test]
+fn ambient_capabilities_survive_for_a_non_root_user() {
+    let o = out("grep -E '^Cap(Amb|Eff)' /proc/self/status", |c| {
+        c["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+        for set in [
+            "bounding",
+            "effective",
+            "permitted",
+            "inheritable",
+            "ambient",
+        ] {
+            c["process"]["capabilities"][set] = json!(["CAP_KILL"]);
+        }
+    });
+    // CAP_KILL is bit 5.
+    assert!(o.lines().all(|l| l.ends_with("0000000000000020")), "{o}");
+}
