@@ -120,7 +120,7 @@ def main():
         if shutil.which(name):
             runtimes[name] = shutil.which(name)
     work = tempfile.mkdtemp(prefix="berth-bench-")
-    results = {n: {"lifecycle": [], "run": [], "rss": [], "exec": []} for n in runtimes}
+    results = {n: {"lifecycle": [], "run": [], "rss": [], "exec": [], "cold": [], "warm": []} for n in runtimes}
     try:
         bundles = {}
         for name in runtimes:
@@ -140,6 +140,12 @@ def main():
         for name, rt in runtimes.items():
             root = os.path.join(work, name + "-state")
             results[name]["rss"].append(lifecycle_rss(rt, root, bundles[name], "rss"))
+        # berth's seccomp cache: `run` with the cache emptied before each start, and warm.
+        root = os.path.join(work, "berth-state")
+        for i in range(args.iterations):
+            shutil.rmtree(os.path.join(root, ".seccomp-cache"), ignore_errors=True)
+            results["berth"]["cold"].append(timed([BERTH, "--root", root, "run", "--bundle", bundles["berth"], f"cold{i}"]))
+            results["berth"]["warm"].append(timed([BERTH, "--root", root, "run", "--bundle", bundles["berth"], f"warm{i}"]))
         # exec latency: `exec ID /bin/true` into a running container.
         for name, rt in runtimes.items():
             root = os.path.join(work, name + "-state")
@@ -168,6 +174,8 @@ def main():
         b, p = summary["berth"], summary[peer]
         print(f"ratio berth/{peer}: create+start+wait+delete {b['lifecycle_ms'] / p['lifecycle_ms']:.2f}, "
               f"run {b['run_ms'] / p['run_ms']:.2f}, exec {b['exec_ms'] / p['exec_ms']:.2f}, peak RSS {b['peak_rss_kib'] / p['peak_rss_kib']:.2f}")
+    cold, warm = statistics.median(results["berth"]["cold"]) * 1000, statistics.median(results["berth"]["warm"]) * 1000
+    print(f"berth run with the default seccomp profile: first (cache empty) {cold:.2f} ms, cached {warm:.2f} ms")
     if args.json:
         json.dump(summary, open(args.json, "w"), indent=2)
 
