@@ -122,3 +122,63 @@ fn exec_into_paused_container_is_refused() {
     rt.run(&["resume", &id]).ok();
     rt.run(&["delete", "--force", &id]).ok();
 }
+
+#[test]
+fn exec_flags_for_capabilities_groups_and_no_new_privs() {
+    let id = unique_id("exec");
+    let rt = RuntimeCli::new(BIN);
+    let mut b = Bundle::new(rt.default_spec());
+    b.set_args(&["sleep", "100"]);
+    b.set_unique_cgroup(&id);
+    b.config["process"]["noNewPrivileges"] = json!(false);
+    b.write();
+    rt.run(&[
+        "run",
+        "--detach",
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &id,
+    ])
+    .ok();
+    let o = rt
+        .run(&[
+            "exec",
+            "--cap",
+            "CAP_SYS_ADMIN",
+            "--no-new-privs",
+            "--additional-gids",
+            "10",
+            "--additional-gids",
+            "20",
+            &id,
+            "sh",
+            "-c",
+            "grep -E '^(CapEff|NoNewPrivs|Groups)' /proc/self/status",
+        ])
+        .ok();
+    let field = |name: &str| {
+        o.stdout
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let eff = u64::from_str_radix(&field("CapEff"), 16).unwrap();
+    assert_ne!(eff & (1 << 21), 0, "CAP_SYS_ADMIN added: {}", o.stdout);
+    assert_eq!(field("NoNewPrivs"), "1");
+    assert_eq!(field("Groups"), "10 20");
+    let plain = rt
+        .run(&[
+            "exec",
+            &id,
+            "sh",
+            "-c",
+            "grep -E '^NoNewPrivs' /proc/self/status",
+        ])
+        .ok();
+    assert!(plain.stdout.trim().ends_with('0'), "{}", plain.stdout);
+    rt.run(&["delete", "--force", &id]).ok();
+}

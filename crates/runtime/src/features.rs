@@ -26,7 +26,7 @@ pub fn features() -> Value {
     // (Without securityfs mounted the kernel does not say: "unknown".)
     let lsms = std::fs::read_to_string("/sys/kernel/security/lsm")
         .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".to_string());
+        .unwrap_or_else(|_| lsms_without_securityfs());
     let has = |name: &str| lsms.split(',').any(|l| l == name);
     json!({
         "ociVersionMin": "1.0.0",
@@ -64,6 +64,25 @@ pub fn features() -> Value {
             "org.berth.kernel.lsm": if lsms.is_empty() { "none".to_string() } else { lsms }
         }
     })
+}
+
+/// Without securityfs, the LSMs that announce themselves elsewhere:
+/// AppArmor's module parameter and SELinux's filesystem.
+fn lsms_without_securityfs() -> String {
+    let mut found = vec![];
+    if std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|v| v.trim() == "Y")
+    {
+        found.push("apparmor");
+    }
+    if std::path::Path::new("/sys/fs/selinux/enforce").exists() {
+        found.push("selinux");
+    }
+    if found.is_empty() {
+        "unknown (securityfs is not mounted; neither AppArmor nor SELinux is active)".to_string()
+    } else {
+        found.join(",")
+    }
 }
 
 fn cap_name(n: u32) -> Option<&'static str> {
