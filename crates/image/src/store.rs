@@ -1,0 +1,179 @@
+//! The blob store: `<root>/blobs/sha256/<hex>`. A blob is streamed into a
+//! private temp file beside its final place while it is hashed and counted;
+//! only if digest (and size, when known) match is it fsynced and renamed
+//! into place, so a reader never sees a partial or wrong blob, and an
+//! interrupted write leaves only a temp file that the next ingest of any
+//! blob may ignore. Two writers of the same blob both succeed: the rename
+//! of identical content is atomic and idempotent.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::Digest as _;
+
+use crate::digest::Digest;
+
+/// Errors of the blob store, naming the blob or path.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The content does not hash to the expected digest.
+    #[error("blob {expected}: content has digest {actual}")]
+    DigestMismatch {
+        /// What the caller said it is.
+        expected: Digest,
+        /// What it is.
+        actual: Digest,
+    },
+    /// The content is not the expected size.
+    #[error("blob {digest}: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        /// The blob.
+        digest: Digest,
+        /// Expected size.
+        expected: u64,
+        /// Actual size.
+        actual: u64,
+    },
+    /// A file operation failed.
+    #[error("{op} {path}: {err}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        err: io::Error,
+    },
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
+    move |err| StoreError::Io {
+        op,
+        path: path.to_path_buf(),
+        err,
+    }
+}
+
+/// A content-addressed blob store under a root directory.
+#[derive(Debug, Clone)]
+pub struct ContentStore {
+    dir: PathBuf,
+}
+
+impl ContentStore {
+    /// The store under `root` (`<root>/blobs/sha256`), created if missing.
+    pub fn open(root: &Path) -> Result<Self, StoreError> {
+        let dir = root.join("blobs").join("sha256");
+        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        Ok(ContentStore { dir })
+    }
+
+    /// Where blob `d` lives (whether or not it is there).
+    pub fn path(&self, d: &Digest) -> PathBuf {
+        self.dir.join(d.hex())
+    }
+
+    /// Whether blob `d` is stored.
+    pub fn contains(&self, d: &Digest) -> bool {
+        self.path(d).is_file()
+    }
+
+    /// Opens blob `d` for reading.
+    pub fn open_blob(&self, d: &Digest) -> Result<File, StoreError> {
+        let p = self.path(d);
+        File::open(&p).map_err(io_err("open", &p))
+    }
+
+    /// Writes `content`, which must have digest `expected` (and `size`
+    /// bytes when given), and returns its path. Nothing is stored on a
+    /// mismatch or an error.
+    pub fn ingest(
+        &self,
+        expected: &Digest,
+        size: Option<u64>,
+        content: impl Read,
+    ) -> Result<PathBuf, StoreError> {
+        let (tmp, actual, len) = self.write_temp(content)?;
+        let check = if &actual != expected {
+            Err(StoreError::DigestMismatch {
+                expected: expected.clone(),
+                actual,
+            })
+        } else if size.is_some_and(|s| s != len) {
+            Err(StoreError::SizeMismatch {
+                digest: actual,
+                expected: size.unwrap_or(0),
+                actual: len,
+            })
+        } else {
+            Ok(())
+        };
+        if let Err(e) = check {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        self.commit(&tmp, expected)
+    }
+
+    /// Writes `content` of unknown digest and returns the digest it has.
+    pub fn ingest_unknown(&self, content: impl Read) -> Result<Digest, StoreError> {
+        let (tmp, digest, _) = self.write_temp(content)?;
+        self.commit(&tmp, &digest)?;
+        Ok(digest)
+    }
+
+    /// Streams into a temp file, hashing; returns (temp path, digest, length).
+    fn write_temp(&self, mut content: impl Read) -> Result<(PathBuf, Digest, u64), StoreError> {
+        let tmp = tempfile::Builder::new()
+            .prefix(".ingest-")
+            .tempfile_in(&self.dir)
+            .map_err(io_err("create temp file in", &self.dir))?;
+        let (mut file, path) = tmp.keep().map_err(|e| StoreError::Io {
+            op: "keep temp file in",
+            path: self.dir.clone(),
+            err: e.error,
+        })?;
+        let result = (|| {
+            let mut hash = sha2::Sha256::new();
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut len = 0u64;
+            loop {
+                let n = match content.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        return Err(StoreError::Io {
+                            op: "read content for",
+                            path: path.clone(),
+                            err: e,
+                        })
+                    }
+                };
+                hash.update(&buf[..n]);
+                file.write_all(&buf[..n]).map_err(io_err("write", &path))?;
+                len += n as u64;
+            }
+            file.sync_all().map_err(io_err("fsync", &path))?;
+            Ok((Digest::from_hash(&hash.finalize()), len))
+        })();
+        match result {
+            Ok((d, len)) => Ok((path, d, len)),
+            Err(e) => {
+                let _ = fs::remove_file(&path);
+                Err(e)
+            }
+        }
+    }
+
+    fn commit(&self, tmp: &Path, d: &Digest) -> Result<PathBuf, StoreError> {
+        let dest = self.path(d);
+        fs::rename(tmp, &dest).map_err(io_err("rename into", &dest))?;
+        // Make the rename itself durable.
+        if let Ok(dir) = File::open(&self.dir) {
+            let _ = dir.sync_all();
+        }
+        Ok(dest)
+    }
+}
