@@ -138,8 +138,15 @@ impl StateStore {
     /// returned lock is held until dropped.
     pub fn reserve(&self, id: &str) -> Result<StateLock> {
         validate_id(id)?;
-        fs::create_dir_all(&self.root)
-            .map_err(|e| RuntimeError::io("create state root", &self.root, e))?;
+        if !self.root.exists() {
+            // The state holds each container's whole spec (environment included): owner only.
+            use std::os::unix::fs::DirBuilderExt;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&self.root)
+                .map_err(|e| RuntimeError::io("create state root", &self.root, e))?;
+        }
         let dir = self.dir(id);
         match fs::create_dir(&dir) {
             Ok(()) => {}
@@ -182,7 +189,17 @@ impl StateStore {
         let path = dir.join(STATE_FILE);
         let data = serde_json::to_vec(rec)
             .map_err(|e| RuntimeError::Other(format!("encode state: {e}")))?;
-        let mut f = fs::File::create(&tmp).map_err(|e| RuntimeError::io("create", &tmp, e))?;
+        let mut f = {
+            use std::os::unix::fs::OpenOptionsExt;
+            // The container directory stays searchable for the fifo; the record is owner-only.
+            fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(|e| RuntimeError::io("create", &tmp, e))?
+        };
         f.write_all(&data)
             .map_err(|e| RuntimeError::io("write", &tmp, e))?;
         f.sync_all()
@@ -323,6 +340,29 @@ mod tests {
             assert!(validate_id(id).is_err(), "{id:?} was accepted");
         }
         validate_id("abc-123_x.y+z").unwrap();
+    }
+
+    #[test]
+    fn state_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path().join("root"));
+        let _lock = store.reserve("perm-test").unwrap();
+        let rec = ContainerRecord {
+            id: "perm-test".into(),
+            pid: 0,
+            pid_start_time: 0,
+            bundle: "/b".into(),
+            rootfs: "/b/rootfs".into(),
+            created: String::new(),
+            owner: 0,
+            cgroup: None,
+            config: Spec::default(),
+        };
+        store.save(&rec).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(store.root()), 0o700);
+        assert_eq!(mode(&store.dir("perm-test").join(STATE_FILE)), 0o600);
     }
 
     #[test]
