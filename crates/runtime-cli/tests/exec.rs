@@ -51,7 +51,8 @@ fn exec_joins_the_pid_namespace_and_cgroup() {
 fn exec_exit_status_propagates() {
     let id = unique_id("exec");
     let (rt, _b) = running(&id);
-    assert_eq!(rt.run(&["exec", &id, "sh", "-c", "exit 5"]).code, 5);
+    let o = rt.run(&["exec", &id, "sh", "-c", "exit 5"]);
+    assert_eq!(o.code, 5, "{o:?}");
     rt.run(&["delete", "--force", &id]).ok();
 }
 

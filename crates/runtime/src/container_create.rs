@@ -319,6 +319,7 @@ fn drive(
     }
     ch.send(&Message::Go).map_err(|e| fail(None, e))?;
     let mut hooks_pending = false;
+    let mut ready = false;
     loop {
         let msg = ch.recv().map_err(|e| fail(init, e))?;
         match msg {
@@ -328,6 +329,9 @@ fn drive(
             }
             Some(Message::InitPid(pid)) => {
                 init = Some(pid);
+                if ready {
+                    return Ok(pid);
+                }
                 if hooks_pending {
                     run_runtime_hooks(ch, bundle, id, pid, hooks).map_err(|e| fail(init, e))?;
                     hooks_pending = false;
@@ -339,14 +343,11 @@ fn drive(
                 }
                 None => hooks_pending = true,
             },
-            Some(Message::Ready) => {
-                return init.ok_or_else(|| {
-                    fail(
-                        None,
-                        RuntimeError::Other("init ready before its pid was known".into()),
-                    )
-                });
-            }
+            Some(Message::Ready) => match init {
+                Some(pid) => return Ok(pid),
+                // The intermediate's report can come second: two writers.
+                None => ready = true,
+            },
             Some(Message::Error(e)) => return Err(fail(init, RuntimeError::Init(e))),
             Some(Message::Go) => {
                 return Err(fail(

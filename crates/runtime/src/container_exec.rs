@@ -150,19 +150,18 @@ pub fn exec(store: &StateStore, id: &str, opts: &ExecOptions) -> Result<i32> {
             cg.add_process(intermediate.as_raw())?;
         }
         parent.send(&Message::Go)?;
-        let pid = match parent.recv()? {
-            Some(Message::InitPid(pid)) => pid,
-            Some(Message::Error(e)) => return Err(RuntimeError::Init(e)),
-            other => return Err(RuntimeError::Init(format!("exec: unexpected {other:?}"))),
-        };
-        match parent.recv()? {
-            Some(Message::Ready) => {}
-            Some(Message::Error(e)) => {
-                let _ = waitpid(Pid::from_raw(pid), None);
-                return Err(RuntimeError::Init(e));
+        // The intermediate reports the pid and the process reports Ready:
+        // two writers, so the two messages can arrive in either order.
+        let (mut pid, mut ready) = (None, false);
+        while pid.is_none() || !ready {
+            match parent.recv()? {
+                Some(Message::InitPid(p)) => pid = Some(p),
+                Some(Message::Ready) => ready = true,
+                Some(Message::Error(e)) => return Err(RuntimeError::Init(e)),
+                other => return Err(RuntimeError::Init(format!("exec: unexpected {other:?}"))),
             }
-            other => return Err(RuntimeError::Init(format!("exec: unexpected {other:?}"))),
         }
+        let pid = pid.unwrap_or_default();
         Ok(pid)
     })();
     let _ = waitpid(intermediate, None);
