@@ -68,7 +68,9 @@ chmod +x "$ir/init"
 cat > "$ir/stage2" <<INIT
 #!/bin/sh
 mount -t proc proc /proc; mount -t sysfs sysfs /sys; mount -t devtmpfs dev /dev
-mount -t tmpfs tmpfs /tmp; mount -t tmpfs tmpfs /run
+# The root is already a tmpfs: no tmpfs over /tmp or /run, which could hide
+# the test binaries (they sit at their host paths, possibly under /tmp).
+mkdir -p /tmp /run && chmod 1777 /tmp
 mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 for c in \$(cat /sys/fs/cgroup/cgroup.controllers); do echo "+\$c" > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null; done
