@@ -1,0 +1,467 @@
+//! Applying one layer (a tar stream, plain or gzip) to its own snapshot
+//! directory, in overlay's format: a whiteout `.wh.NAME` becomes a 0:0
+//! character device NAME, an opaque marker `.wh..wh..opq` the
+//! `trusted.overlay.opaque=y` xattr on its directory.
+//!
+//! Nothing is written outside the snapshot: absolute names and `..` are
+//! refused; every parent is resolved with openat2(RESOLVE_IN_ROOT), so a
+//! symlink in the layer (absolute or relative) stays inside; the last
+//! component is created without following links; a hardlink's target must
+//! already be inside the snapshot. A size limit stops decompression bombs.
+
+use std::ffi::CString;
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+/// Why a layer could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum UnpackError {
+    /// An entry that would write outside the snapshot, or is malformed.
+    #[error("layer entry {entry:?}: {reason}")]
+    Refused {
+        /// The entry's name in the tar stream.
+        entry: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The stream is not a valid (compressed) tar archive.
+    #[error("layer stream: {0}")]
+    Format(String),
+    /// The layer is larger than allowed once decompressed.
+    #[error("layer larger than the limit of {limit} bytes once decompressed")]
+    TooLarge {
+        /// The limit.
+        limit: u64,
+    },
+    /// A file operation failed.
+    #[error("{op} {path}: {err}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// Path inside the snapshot.
+        path: String,
+        /// The error.
+        err: io::Error,
+    },
+}
+
+/// Counts of what a layer held.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct LayerStats {
+    /// Entries applied.
+    pub entries: u64,
+    /// Whiteouts written.
+    pub whiteouts: u64,
+    /// Bytes of file content written.
+    pub bytes: u64,
+}
+
+const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+const RESOLVE_IN_ROOT: u64 = 0x10;
+
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// openat2(root, rel, O_PATH|O_DIRECTORY, RESOLVE_IN_ROOT).
+fn open_dir_in_root(root: RawFd, rel: &Path) -> io::Result<OwnedFd> {
+    let c = CString::new(if rel.as_os_str().is_empty() {
+        b".".to_vec()
+    } else {
+        rel.as_os_str().as_bytes().to_vec()
+    })
+    .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let how = OpenHow {
+        flags: (libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    };
+    loop {
+        // SAFETY: valid C string and open_how of the size passed.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                root,
+                c.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: a fresh descriptor from the kernel.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EAGAIN) && e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
+
+/// The entry's name as a relative path without `.` components; refuses
+/// absolute names and `..`.
+fn clean_name(raw: &[u8]) -> Result<PathBuf, String> {
+    let p = Path::new(std::ffi::OsStr::from_bytes(raw));
+    if p.is_absolute() {
+        return Err("absolute path".into());
+    }
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir => {}
+            Component::ParentDir => return Err("\"..\" component".into()),
+            Component::RootDir | Component::Prefix(_) => return Err("absolute path".into()),
+        }
+    }
+    Ok(out)
+}
+
+/// Counts bytes read and stops past a limit.
+struct Limited<R> {
+    inner: R,
+    left: u64,
+    limit: u64,
+}
+
+impl<R: Read> Read for Limited<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n as u64 > self.left {
+            return Err(io::Error::other(format!("too large: limit {}", self.limit)));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Applies the layer in `stream` (gzip detected by its magic) to `dir`,
+/// reading at most `max_bytes` of decompressed tar.
+pub fn apply_layer(
+    dir: &Path,
+    stream: impl Read,
+    max_bytes: u64,
+) -> Result<LayerStats, UnpackError> {
+    let mut buffered = BufReader::new(stream);
+    let head = buffered
+        .fill_buf()
+        .map_err(|e| UnpackError::Format(e.to_string()))?;
+    let gzip = head.starts_with(&[0x1f, 0x8b]);
+    if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        return Err(UnpackError::Format(
+            "zstd layers are not supported yet".into(),
+        ));
+    }
+    let reader: Box<dyn Read> = if gzip {
+        Box::new(flate2::read::GzDecoder::new(buffered))
+    } else {
+        Box::new(buffered)
+    };
+    let limited = Limited {
+        inner: reader,
+        left: max_bytes,
+        limit: max_bytes,
+    };
+    std::fs::create_dir_all(dir).map_err(|err| UnpackError::Io {
+        op: "create",
+        path: dir.display().to_string(),
+        err,
+    })?;
+    let root = std::fs::File::open(dir).map_err(|err| UnpackError::Io {
+        op: "open",
+        path: dir.display().to_string(),
+        err,
+    })?;
+    let mut archive = tar::Archive::new(limited);
+    let mut stats = LayerStats::default();
+    let mut dir_times: Vec<(PathBuf, u64)> = vec![];
+    let entries = archive
+        .entries()
+        .map_err(|e| format_or_limit(e, max_bytes))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| format_or_limit(e, max_bytes))?;
+        let raw = entry.path_bytes().into_owned();
+        let shown = String::from_utf8_lossy(&raw).into_owned();
+        let refused = |reason: String| UnpackError::Refused {
+            entry: shown.clone(),
+            reason,
+        };
+        let rel = clean_name(&raw).map_err(refused)?;
+        let Some(name) = rel.file_name().map(|n| n.to_owned()) else {
+            continue;
+        };
+        let parent_rel = rel.parent().unwrap_or(Path::new("")).to_path_buf();
+        let parent = mkdir_all(root.as_raw_fd(), &parent_rel).map_err(|err| UnpackError::Io {
+            op: "create directory",
+            path: parent_rel.display().to_string(),
+            err,
+        })?;
+        let cname = CString::new(name.as_bytes()).map_err(|_| refused("NUL in name".into()))?;
+        let io = |op: &'static str| {
+            let p = rel.display().to_string();
+            move |err: io::Error| UnpackError::Io { op, path: p, err }
+        };
+        let header = entry.header().clone();
+        let mode = header.mode().unwrap_or(0o644) & 0o7777;
+        let (uid, gid) = (
+            header.uid().unwrap_or(0) as u32,
+            header.gid().unwrap_or(0) as u32,
+        );
+        let mtime = header.mtime().unwrap_or(0);
+
+        if let Some(target) = name.to_str().and_then(|n| n.strip_prefix(".wh.")) {
+            if target == ".wh..opq" {
+                set_opaque(&parent).map_err(io("mark opaque"))?;
+            } else {
+                let t = CString::new(target).map_err(|_| refused("NUL in name".into()))?;
+                remove_any(&parent, &t);
+                // SAFETY: valid descriptor and C string; mknodat creates a 0:0 char device.
+                if unsafe { libc::mknodat(parent.as_raw_fd(), t.as_ptr(), libc::S_IFCHR, 0) } != 0 {
+                    return Err(io("create whiteout")(io::Error::last_os_error()));
+                }
+                stats.whiteouts += 1;
+            }
+            stats.entries += 1;
+            continue;
+        }
+
+        let kind = header.entry_type();
+        if !kind.is_dir() {
+            remove_any(&parent, &cname);
+        }
+        match kind {
+            tar::EntryType::Directory => {
+                // SAFETY: valid descriptor and C string.
+                let rc = unsafe { libc::mkdirat(parent.as_raw_fd(), cname.as_ptr(), 0o700) };
+                if rc != 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST) {
+                    return Err(io("mkdir")(io::Error::last_os_error()));
+                }
+                dir_times.push((rel.clone(), mtime));
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                // SAFETY: valid descriptor and C string; O_NOFOLLOW|O_EXCL never follows a link.
+                let fd = unsafe {
+                    libc::openat(
+                        parent.as_raw_fd(),
+                        cname.as_ptr(),
+                        libc::O_WRONLY
+                            | libc::O_CREAT
+                            | libc::O_EXCL
+                            | libc::O_NOFOLLOW
+                            | libc::O_CLOEXEC,
+                        0o600,
+                    )
+                };
+                if fd < 0 {
+                    return Err(io("create")(io::Error::last_os_error()));
+                }
+                // SAFETY: a fresh descriptor.
+                let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+                stats.bytes += io::copy(&mut entry, &mut file).map_err(|e| {
+                    if e.to_string().contains("too large") {
+                        UnpackError::TooLarge { limit: max_bytes }
+                    } else {
+                        io("write")(e)
+                    }
+                })?;
+            }
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| refused("symlink without a target".into()))?;
+                let t = CString::new(target.as_ref())
+                    .map_err(|_| refused("NUL in link target".into()))?;
+                // The target is stored as is; it is only ever followed inside the root.
+                // SAFETY: valid C strings and descriptor.
+                if unsafe { libc::symlinkat(t.as_ptr(), parent.as_raw_fd(), cname.as_ptr()) } != 0 {
+                    return Err(io("symlink")(io::Error::last_os_error()));
+                }
+            }
+            tar::EntryType::Link => {
+                let raw_target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| refused("hardlink without a target".into()))?;
+                let target = clean_name(&raw_target)
+                    .map_err(|r| refused(format!("hardlink target: {r}")))?;
+                let tparent =
+                    open_dir_in_root(root.as_raw_fd(), target.parent().unwrap_or(Path::new("")))
+                        .map_err(|_| {
+                            refused(format!(
+                                "hardlink target {} is not in the layer",
+                                target.display()
+                            ))
+                        })?;
+                let tname =
+                    CString::new(target.file_name().map(|n| n.as_bytes()).unwrap_or_default())
+                        .map_err(|_| refused("NUL in link target".into()))?;
+                // SAFETY: valid descriptors and C strings; flags 0 never follows a symlink target.
+                if unsafe {
+                    libc::linkat(
+                        tparent.as_raw_fd(),
+                        tname.as_ptr(),
+                        parent.as_raw_fd(),
+                        cname.as_ptr(),
+                        0,
+                    )
+                } != 0
+                {
+                    return Err(refused(format!(
+                        "hardlink target {} is not in the layer: {}",
+                        target.display(),
+                        io::Error::last_os_error()
+                    )));
+                }
+            }
+            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+                let fmt = match kind {
+                    tar::EntryType::Char => libc::S_IFCHR,
+                    tar::EntryType::Block => libc::S_IFBLK,
+                    _ => libc::S_IFIFO,
+                };
+                let dev = libc::makedev(
+                    header.device_major().ok().flatten().unwrap_or(0),
+                    header.device_minor().ok().flatten().unwrap_or(0),
+                );
+                // SAFETY: valid descriptor and C string.
+                if unsafe { libc::mknodat(parent.as_raw_fd(), cname.as_ptr(), fmt | mode, dev) }
+                    != 0
+                {
+                    return Err(io("mknod")(io::Error::last_os_error()));
+                }
+            }
+            tar::EntryType::XGlobalHeader
+            | tar::EntryType::XHeader
+            | tar::EntryType::GNULongName
+            | tar::EntryType::GNULongLink => continue,
+            other => return Err(refused(format!("unsupported entry type {other:?}"))),
+        }
+        if kind != tar::EntryType::Link {
+            set_metadata(
+                &parent,
+                &cname,
+                kind == tar::EntryType::Symlink,
+                mode,
+                uid,
+                gid,
+                mtime,
+            )
+            .map_err(io("set owner, mode and time of"))?;
+        }
+        stats.entries += 1;
+    }
+    // Directory times last: adding entries changed them.
+    for (rel, mtime) in dir_times.into_iter().rev() {
+        if let (Ok(parent), Some(name)) = (
+            open_dir_in_root(root.as_raw_fd(), rel.parent().unwrap_or(Path::new(""))),
+            rel.file_name(),
+        ) {
+            if let Ok(c) = CString::new(name.as_bytes()) {
+                set_time(&parent, &c, mtime);
+            }
+        }
+    }
+    Ok(stats)
+}
+
+fn format_or_limit(e: io::Error, limit: u64) -> UnpackError {
+    if e.to_string().contains("too large") {
+        UnpackError::TooLarge { limit }
+    } else {
+        UnpackError::Format(e.to_string())
+    }
+}
+
+/// Creates `rel`'s directories inside `root` (following links only inside it).
+fn mkdir_all(root: RawFd, rel: &Path) -> io::Result<OwnedFd> {
+    let mut dir = open_dir_in_root(root, Path::new(""))?;
+    let mut prefix = PathBuf::new();
+    for c in rel.components() {
+        prefix.push(c);
+        let name = CString::new(c.as_os_str().as_bytes())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: valid descriptor and C string.
+        unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), 0o755) };
+        dir = open_dir_in_root(root, &prefix)?;
+    }
+    Ok(dir)
+}
+
+fn remove_any(parent: &OwnedFd, name: &CString) {
+    // SAFETY: valid descriptor and C string; unlinkat never follows links.
+    unsafe {
+        if libc::unlinkat(parent.as_raw_fd(), name.as_ptr(), 0) != 0 {
+            libc::unlinkat(parent.as_raw_fd(), name.as_ptr(), libc::AT_REMOVEDIR);
+        }
+    }
+}
+
+fn set_opaque(dir: &OwnedFd) -> io::Result<()> {
+    let path = CString::new(format!("/proc/self/fd/{}", dir.as_raw_fd()))
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: valid C strings and buffer.
+    let rc = unsafe {
+        libc::setxattr(
+            path.as_ptr(),
+            c"trusted.overlay.opaque".as_ptr(),
+            b"y".as_ptr().cast(),
+            1,
+            0,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn set_time(parent: &OwnedFd, name: &CString, mtime: u64) {
+    let t = libc::timespec {
+        tv_sec: mtime as libc::time_t,
+        tv_nsec: 0,
+    };
+    let times = [t, t];
+    // SAFETY: valid descriptor, C string and two timespecs.
+    unsafe {
+        libc::utimensat(
+            parent.as_raw_fd(),
+            name.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+}
+
+fn set_metadata(
+    parent: &OwnedFd,
+    name: &CString,
+    symlink: bool,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: u64,
+) -> io::Result<()> {
+    // SAFETY: valid descriptor and C string; AT_SYMLINK_NOFOLLOW acts on the entry itself.
+    unsafe {
+        if libc::fchownat(
+            parent.as_raw_fd(),
+            name.as_ptr(),
+            uid,
+            gid,
+            libc::AT_SYMLINK_NOFOLLOW,
+        ) != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        // chmod after chown: chown clears setuid bits.
+        if !symlink && libc::fchmodat(parent.as_raw_fd(), name.as_ptr(), mode, 0) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    set_time(parent, name, mtime);
+    Ok(())
+}
