@@ -6,6 +6,8 @@
 //! It knows nothing of containers or the runtime.
 
 pub mod digest;
+pub mod layout;
+pub mod snapshot;
 pub mod store;
 pub mod unpack;
 

@@ -48,7 +48,7 @@ pub enum UnpackError {
 }
 
 /// Counts of what a layer held.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerStats {
     /// Entries applied.
     pub entries: u64,
@@ -56,6 +56,8 @@ pub struct LayerStats {
     pub whiteouts: u64,
     /// Bytes of file content written.
     pub bytes: u64,
+    /// Digest of the uncompressed tar stream (the layer's diff ID).
+    pub diff_id: crate::Digest,
 }
 
 const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
@@ -122,20 +124,23 @@ fn clean_name(raw: &[u8]) -> Result<PathBuf, String> {
     Ok(out)
 }
 
-/// Counts bytes read and stops past a limit.
+/// Counts and hashes what is read, and stops past a limit.
 struct Limited<R> {
     inner: R,
     left: u64,
     limit: u64,
+    hash: sha2::Sha256,
 }
 
 impl<R: Read> Read for Limited<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use sha2::Digest as _;
         let n = self.inner.read(buf)?;
         if n as u64 > self.left {
             return Err(io::Error::other(format!("too large: limit {}", self.limit)));
         }
         self.left -= n as u64;
+        self.hash.update(&buf[..n]);
         Ok(n)
     }
 }
@@ -166,6 +171,7 @@ pub fn apply_layer(
         inner: reader,
         left: max_bytes,
         limit: max_bytes,
+        hash: <sha2::Sha256 as sha2::Digest>::new(),
     };
     std::fs::create_dir_all(dir).map_err(|err| UnpackError::Io {
         op: "create",
@@ -178,7 +184,12 @@ pub fn apply_layer(
         err,
     })?;
     let mut archive = tar::Archive::new(limited);
-    let mut stats = LayerStats::default();
+    let mut stats = LayerStats {
+        entries: 0,
+        whiteouts: 0,
+        bytes: 0,
+        diff_id: crate::Digest::of(b""),
+    };
     let mut dir_times: Vec<(PathBuf, u64)> = vec![];
     let entries = archive
         .entries()
@@ -354,6 +365,10 @@ pub fn apply_layer(
         }
         stats.entries += 1;
     }
+    // The diff ID covers the whole uncompressed stream, end-of-archive padding included.
+    let mut rest = archive.into_inner();
+    io::copy(&mut rest, &mut io::sink()).map_err(|e| format_or_limit(e, max_bytes))?;
+    stats.diff_id = crate::Digest::from_hash(&sha2::Digest::finalize(rest.hash));
     // Directory times last: adding entries changed them.
     for (rel, mtime) in dir_times.into_iter().rev() {
         if let (Ok(parent), Some(name)) = (

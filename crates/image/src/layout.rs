@@ -1,0 +1,206 @@
+//! OCI image layouts (a directory with `oci-layout`, `index.json` and
+//! `blobs/`): importing every image they hold into the content store,
+//! verifying each blob, choosing linux/amd64 from multi-platform indexes.
+//! Docker's schema2 media types are accepted beside OCI's.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::digest::Digest;
+use crate::store::{ContentStore, StoreError};
+
+/// Why a layout could not be imported.
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    /// A JSON document is missing or malformed.
+    #[error("{what}: {reason}")]
+    Invalid {
+        /// Which document.
+        what: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A blob failed verification or could not be stored.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A content descriptor.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Descriptor {
+    /// Media type.
+    #[serde(rename = "mediaType", default)]
+    pub media_type: String,
+    /// Digest.
+    pub digest: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Platform (in indexes).
+    #[serde(default)]
+    pub platform: Option<Platform>,
+    /// Annotations.
+    #[serde(default)]
+    pub annotations: std::collections::HashMap<String, String>,
+}
+
+/// An image platform.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Platform {
+    /// CPU architecture.
+    pub architecture: String,
+    /// Operating system.
+    pub os: String,
+}
+
+#[derive(Deserialize)]
+struct Index {
+    manifests: Vec<Descriptor>,
+}
+
+#[derive(Deserialize)]
+struct Manifest {
+    config: Descriptor,
+    layers: Vec<Descriptor>,
+}
+
+#[derive(Deserialize)]
+struct Config {
+    rootfs: RootFs,
+}
+
+#[derive(Deserialize)]
+struct RootFs {
+    diff_ids: Vec<String>,
+}
+
+/// An image now in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedImage {
+    /// The reference name from the layout (`org.opencontainers.image.ref.name`), if any.
+    pub name: Option<String>,
+    /// The manifest blob.
+    pub manifest: Digest,
+    /// The config blob.
+    pub config: Digest,
+    /// Each layer: (blob digest, digest of its uncompressed tar).
+    pub layers: Vec<(Digest, Digest)>,
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(what: &str, data: &[u8]) -> Result<T, LayoutError> {
+    serde_json::from_slice(data).map_err(|e| LayoutError::Invalid {
+        what: what.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn digest(what: &str, s: &str) -> Result<Digest, LayoutError> {
+    s.parse()
+        .map_err(|e: crate::digest::DigestError| LayoutError::Invalid {
+            what: what.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+fn is_index(media_type: &str) -> bool {
+    media_type == "application/vnd.oci.image.index.v1+json"
+        || media_type == "application/vnd.docker.distribution.manifest.list.v2+json"
+}
+
+/// Copies `desc` from the layout into the store (verified) and returns its bytes when `read`.
+fn take(
+    store: &ContentStore,
+    dir: &Path,
+    desc: &Descriptor,
+    what: &str,
+) -> Result<Digest, LayoutError> {
+    let d = digest(what, &desc.digest)?;
+    if !store.contains(&d) {
+        let path = dir.join("blobs").join("sha256").join(d.hex());
+        let f = std::fs::File::open(&path).map_err(|e| LayoutError::Invalid {
+            what: format!("{what} {d}"),
+            reason: format!("{}: {e}", path.display()),
+        })?;
+        store.ingest(&d, Some(desc.size), f)?;
+    }
+    Ok(d)
+}
+
+fn read_blob(store: &ContentStore, d: &Digest) -> Result<Vec<u8>, LayoutError> {
+    let p = store.path(d);
+    std::fs::read(&p).map_err(|e| {
+        LayoutError::Store(StoreError::Io {
+            op: "read",
+            path: p,
+            err: e,
+        })
+    })
+}
+
+/// Imports every image named in `dir/index.json`.
+pub fn import_oci_layout(
+    store: &ContentStore,
+    dir: &Path,
+) -> Result<Vec<ImportedImage>, LayoutError> {
+    let index_path = dir.join("index.json");
+    let data = std::fs::read(&index_path).map_err(|e| LayoutError::Invalid {
+        what: index_path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let index: Index = parse(&index_path.display().to_string(), &data)?;
+    let mut images = vec![];
+    for top in &index.manifests {
+        let name = top
+            .annotations
+            .get("org.opencontainers.image.ref.name")
+            .cloned();
+        let mut desc = top.clone();
+        if is_index(&desc.media_type) {
+            let d = take(store, dir, &desc, "index")?;
+            let nested: Index = parse(&format!("index {d}"), &read_blob(store, &d)?)?;
+            desc = nested
+                .manifests
+                .into_iter()
+                .find(|m| {
+                    m.platform
+                        .as_ref()
+                        .is_some_and(|p| p.os == "linux" && p.architecture == "amd64")
+                })
+                .ok_or_else(|| LayoutError::Invalid {
+                    what: format!("index {d}"),
+                    reason: "no linux/amd64 manifest".into(),
+                })?;
+        }
+        let manifest = take(store, dir, &desc, "manifest")?;
+        let m: Manifest = parse(
+            &format!("manifest {manifest}"),
+            &read_blob(store, &manifest)?,
+        )?;
+        let config = take(store, dir, &m.config, "config")?;
+        let c: Config = parse(&format!("config {config}"), &read_blob(store, &config)?)?;
+        if c.rootfs.diff_ids.len() != m.layers.len() {
+            return Err(LayoutError::Invalid {
+                what: format!("config {config}"),
+                reason: format!(
+                    "{} diff_ids for {} layers",
+                    c.rootfs.diff_ids.len(),
+                    m.layers.len()
+                ),
+            });
+        }
+        let mut layers = vec![];
+        for (l, diff) in m.layers.iter().zip(&c.rootfs.diff_ids) {
+            layers.push((
+                take(store, dir, l, "layer")?,
+                digest(&format!("config {config} diff_id"), diff)?,
+            ));
+        }
+        images.push(ImportedImage {
+            name,
+            manifest,
+            config,
+            layers,
+        });
+    }
+    Ok(images)
+}
