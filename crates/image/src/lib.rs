@@ -5,8 +5,10 @@
 //! becomes visible, atomically, only under the digest it really has.
 //! It knows nothing of containers or the runtime.
 
+pub mod archive;
 pub mod digest;
 pub mod layout;
+pub mod refs;
 pub mod snapshot;
 pub mod store;
 pub mod unpack;

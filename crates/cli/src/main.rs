@@ -1,0 +1,254 @@
+//! berth: the Docker-style command line. Images so far: load, images,
+//! rmi, image mount/unmount. Parsing and printing only; the work is in the
+//! `image` library.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use image::refs::{normalize, ImageRecord, Refs};
+use image::ContentStore;
+
+#[derive(Parser)]
+#[command(
+    name = "berth",
+    version,
+    about = "berth: containers from the kernel up"
+)]
+struct Cli {
+    /// Root of berth's store.
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_ROOT",
+        default_value = "/var/lib/berth"
+    )]
+    root: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load images from an OCI archive (a tar of an OCI image layout).
+    Load {
+        /// The archive (default: standard input).
+        #[arg(short, long)]
+        input: Option<PathBuf>,
+        /// Print nothing.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// List images.
+    #[command(alias = "ls")]
+    Images {
+        /// Only image IDs.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Remove image references.
+    Rmi {
+        /// Images.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Image commands.
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// List images.
+    Ls {
+        /// Only image IDs.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Mount an image's root filesystem read-only and print its path.
+    Mount {
+        /// Image.
+        name: String,
+    },
+    /// Unmount an image mounted with `image mount`.
+    Unmount {
+        /// Image.
+        name: String,
+    },
+}
+
+/// Sizes as Docker prints them (decimal units).
+fn human(bytes: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < units.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{v:.3}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+            + units[i]
+    }
+}
+
+fn short_id(config: &str) -> String {
+    config
+        .trim_start_matches("sha256:")
+        .chars()
+        .take(12)
+        .collect()
+}
+
+fn find<'a>(
+    refs: &'a std::collections::BTreeMap<String, ImageRecord>,
+    name: &str,
+) -> Result<(String, &'a ImageRecord)> {
+    let n = normalize(name);
+    if let Some(r) = refs.get(&n) {
+        return Ok((n, r));
+    }
+    // A short name matches a stored name under any registry (`localhost/x:1` for `x:1`).
+    let mut suffix = refs.iter().filter(|(k, _)| k.ends_with(&format!("/{n}")));
+    if let (Some((k, r)), None) = (suffix.next(), suffix.next()) {
+        return Ok((k.clone(), r));
+    }
+    refs.iter()
+        .find(|(_, r)| short_id(&r.config).starts_with(name) && name.len() >= 4)
+        .map(|(k, r)| (k.clone(), r))
+        .with_context(|| format!("no such image: {name}"))
+}
+
+fn mount_dir(root: &Path, rec: &ImageRecord) -> PathBuf {
+    root.join("mounts").join(short_id(&rec.config))
+}
+
+fn list(root: &Path, quiet: bool) -> Result<()> {
+    let refs = Refs::new(root).load().context("read images.json")?;
+    if quiet {
+        for r in refs.values() {
+            println!("{}", short_id(&r.config));
+        }
+        return Ok(());
+    }
+    println!("{:<30} {:<10} {:<14} SIZE", "REPOSITORY", "TAG", "IMAGE ID");
+    for (name, r) in &refs {
+        let (repo, tag) = name.rsplit_once(':').unwrap_or((name, "latest"));
+        println!(
+            "{:<30} {:<10} {:<14} {}",
+            repo,
+            tag,
+            short_id(&r.config),
+            human(r.size)
+        );
+    }
+    Ok(())
+}
+
+fn run(cli: &Cli) -> Result<()> {
+    let root = &cli.root;
+    std::fs::create_dir_all(root).with_context(|| format!("create {}", root.display()))?;
+    let store = ContentStore::open(root)?;
+    let refs_file = Refs::new(root);
+    match &cli.command {
+        Command::Load { input, quiet } => {
+            let images = match input {
+                Some(p) => image::archive::load_oci_archive(
+                    &store,
+                    root,
+                    std::fs::File::open(p).with_context(|| format!("open {}", p.display()))?,
+                )?,
+                None => image::archive::load_oci_archive(&store, root, std::io::stdin().lock())?,
+            };
+            let mut refs = refs_file.load().context("read images.json")?;
+            for img in &images {
+                let size = img
+                    .layers
+                    .iter()
+                    .map(|(b, _)| {
+                        std::fs::metadata(store.path(b))
+                            .map(|m| m.len())
+                            .unwrap_or(0)
+                    })
+                    .sum();
+                let name = img
+                    .name
+                    .as_deref()
+                    .map(normalize)
+                    .unwrap_or_else(|| format!("<none>:{}", short_id(&img.config.to_string())));
+                refs.insert(name.clone(), ImageRecord::from_import(img, size));
+                if !quiet {
+                    println!("Loaded image: {name}");
+                }
+            }
+            refs_file.save(&refs).context("write images.json")?;
+        }
+        Command::Images { quiet }
+        | Command::Image {
+            command: ImageCommand::Ls { quiet },
+        } => list(root, *quiet)?,
+        Command::Rmi { names } => {
+            let mut refs = refs_file.load().context("read images.json")?;
+            for n in names {
+                let (key, rec) = find(&refs, n)?;
+                if mount_dir(root, rec).exists() {
+                    bail!("image {n} is mounted: berth image unmount {n} first");
+                }
+                refs.remove(&key);
+                println!("Untagged: {key}");
+            }
+            refs_file.save(&refs).context("write images.json")?;
+        }
+        Command::Image {
+            command: ImageCommand::Mount { name },
+        } => {
+            let refs = refs_file.load().context("read images.json")?;
+            let (key, rec) = find(&refs, name)?;
+            let img = rec.to_import(Some(key)).context("corrupt images.json")?;
+            let target = mount_dir(root, rec);
+            if !target.exists() {
+                let lowers = image::snapshot::prepare(&store, root, &img)?;
+                std::fs::create_dir_all(&target)
+                    .with_context(|| format!("create {}", target.display()))?;
+                if let Err(e) = image::snapshot::mount_overlay(&lowers, None, &target) {
+                    let _ = std::fs::remove_dir(&target);
+                    return Err(e.into());
+                }
+            }
+            println!("{}", target.display());
+        }
+        Command::Image {
+            command: ImageCommand::Unmount { name },
+        } => {
+            let refs = refs_file.load().context("read images.json")?;
+            let (_, rec) = find(&refs, name)?;
+            let target = mount_dir(root, rec);
+            if !target.exists() {
+                bail!("image {name} is not mounted");
+            }
+            nix::mount::umount2(&target, nix::mount::MntFlags::MNT_DETACH)
+                .with_context(|| format!("unmount {}", target.display()))?;
+            std::fs::remove_dir(&target).with_context(|| format!("remove {}", target.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! berth's image commands against archives made by a real Podman: load,
+//! list, mount read-only, unmount, remove; and a clear error for formats
+//! not supported yet.
+
+use test_support::{mounts_containing, Podman};
+
+const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+
+fn berth(root: &std::path::Path, args: &[&str]) -> test_support::Outcome {
+    test_support::run_through_files(
+        std::process::Command::new(BERTH)
+            .arg("--root")
+            .arg(root)
+            .args(args),
+    )
+}
+
+#[test]
+fn podman_oci_archive_loads_lists_and_mounts() {
+    let p = Podman::new("/usr/sbin/runc");
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("busybox-oci.tar");
+    p.run(&[
+        "save",
+        "--format",
+        "oci-archive",
+        "-o",
+        archive.to_str().unwrap(),
+        "localhost/busybox:test",
+    ])
+    .ok();
+    let root = dir.path().join("berth");
+    let o = berth(&root, &["load", "-i", archive.to_str().unwrap()]).ok();
+    assert_eq!(o.stdout.trim(), "Loaded image: localhost/busybox:test");
+    let list = berth(&root, &["images"]).ok().stdout;
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("localhost/busybox") && l.contains("test")),
+        "{list}"
+    );
+    let mnt = berth(&root, &["image", "mount", "busybox:test"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let busybox = std::path::Path::new(&mnt).join("bin/busybox");
+    assert_eq!(
+        std::fs::read(&busybox).unwrap(),
+        std::fs::read("/bin/busybox").unwrap(),
+        "the image's file, byte for byte"
+    );
+    assert!(
+        std::fs::write(std::path::Path::new(&mnt).join("new"), "x").is_err(),
+        "mounted read-only"
+    );
+    let busy = berth(&root, &["rmi", "busybox:test"]);
+    assert_ne!(busy.code, 0, "a mounted image cannot be removed");
+    berth(&root, &["image", "unmount", "busybox:test"]).ok();
+    assert!(mounts_containing(root.to_str().unwrap()).is_empty());
+    berth(&root, &["rmi", "busybox:test"]).ok();
+    assert!(!berth(&root, &["images", "-q"])
+        .ok()
+        .stdout
+        .contains(char::is_alphanumeric));
+}
+
+#[test]
+fn docker_archive_is_refused_clearly_for_now() {
+    let p = Podman::new("/usr/sbin/runc");
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("busybox-docker.tar");
+    p.run(&[
+        "save",
+        "-o",
+        archive.to_str().unwrap(),
+        "localhost/busybox:test",
+    ])
+    .ok();
+    let o = berth(
+        &dir.path().join("berth"),
+        &["load", "-i", archive.to_str().unwrap()],
+    );
+    assert_ne!(o.code, 0);
+    assert!(
+        o.stderr.contains("docker-archive is not supported yet"),
+        "{}",
+        o.stderr
+    );
+}
+
+#[test]
+fn unknown_image_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = berth(dir.path(), &["image", "mount", "nope:1"]);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("no such image: nope:1"), "{}", o.stderr);
+}

@@ -1,0 +1,98 @@
+//! Image names: `<root>/images.json`, a map from reference (`name:tag`) to
+//! the imported image, written atomically (temp file, fsync, rename).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::layout::ImportedImage;
+
+/// A stored image as the reference file records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    /// Manifest digest.
+    pub manifest: String,
+    /// Config digest.
+    pub config: String,
+    /// (layer blob, diff ID) pairs, bottom first.
+    pub layers: Vec<(String, String)>,
+    /// Total size of the layer blobs in bytes.
+    pub size: u64,
+}
+
+impl ImageRecord {
+    /// The record of an imported image.
+    pub fn from_import(i: &ImportedImage, size: u64) -> Self {
+        ImageRecord {
+            manifest: i.manifest.to_string(),
+            config: i.config.to_string(),
+            layers: i
+                .layers
+                .iter()
+                .map(|(b, d)| (b.to_string(), d.to_string()))
+                .collect(),
+            size,
+        }
+    }
+
+    /// Back to the digests the snapshot code uses.
+    pub fn to_import(&self, name: Option<String>) -> Option<ImportedImage> {
+        Some(ImportedImage {
+            name,
+            manifest: self.manifest.parse().ok()?,
+            config: self.config.parse().ok()?,
+            layers: self
+                .layers
+                .iter()
+                .map(|(b, d)| Some((b.parse::<Digest>().ok()?, d.parse::<Digest>().ok()?)))
+                .collect::<Option<_>>()?,
+        })
+    }
+}
+
+/// The reference file of a store root.
+pub struct Refs {
+    path: PathBuf,
+}
+
+impl Refs {
+    /// The references under `root`.
+    pub fn new(root: &Path) -> Self {
+        Refs {
+            path: root.join("images.json"),
+        }
+    }
+
+    /// All references.
+    pub fn load(&self) -> std::io::Result<BTreeMap<String, ImageRecord>> {
+        match std::fs::read(&self.path) {
+            Ok(d) => serde_json::from_slice(&d).map_err(std::io::Error::other),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Replaces all references, atomically.
+    pub fn save(&self, refs: &BTreeMap<String, ImageRecord>) -> std::io::Result<()> {
+        let tmp = self
+            .path
+            .with_extension(format!("tmp{}", std::process::id()));
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec_pretty(refs).map_err(std::io::Error::other)?)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &self.path)
+    }
+}
+
+/// `name` with `:latest` added when it has no tag (Docker's rule).
+pub fn normalize(name: &str) -> String {
+    let last = name.rsplit('/').next().unwrap_or(name);
+    if last.contains(':') || name.contains('@') {
+        name.to_string()
+    } else {
+        format!("{name}:latest")
+    }
+}
