@@ -31,7 +31,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Load images from an OCI archive (a tar of an OCI image layout).
+    /// Load images from an OCI archive or a docker-archive.
     Load {
         /// The archive (default: standard input).
         #[arg(short, long)]
@@ -161,12 +161,12 @@ fn run(cli: &Cli) -> Result<()> {
     match &cli.command {
         Command::Load { input, quiet } => {
             let images = match input {
-                Some(p) => image::archive::load_oci_archive(
+                Some(p) => image::archive::load_archive(
                     &store,
                     root,
                     std::fs::File::open(p).with_context(|| format!("open {}", p.display()))?,
                 )?,
-                None => image::archive::load_oci_archive(&store, root, std::io::stdin().lock())?,
+                None => image::archive::load_archive(&store, root, std::io::stdin().lock())?,
             };
             let mut refs = refs_file.load().context("read images.json")?;
             for img in &images {

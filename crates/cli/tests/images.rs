@@ -65,10 +65,11 @@ fn podman_oci_archive_loads_lists_and_mounts() {
 }
 
 #[test]
-fn docker_archive_is_refused_clearly_for_now() {
+fn podman_docker_archive_loads_and_mounts() {
     let p = Podman::new("/usr/sbin/runc");
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("busybox-docker.tar");
+    // podman's default save format is docker-archive.
     p.run(&[
         "save",
         "-o",
@@ -76,13 +77,41 @@ fn docker_archive_is_refused_clearly_for_now() {
         "localhost/busybox:test",
     ])
     .ok();
+    let root = dir.path().join("berth");
+    let o = berth(&root, &["load", "-i", archive.to_str().unwrap()]).ok();
+    assert_eq!(o.stdout.trim(), "Loaded image: localhost/busybox:test");
+    let mnt = berth(&root, &["image", "mount", "localhost/busybox:test"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let ok = std::fs::read(std::path::Path::new(&mnt).join("bin/busybox")).ok()
+        == std::fs::read("/bin/busybox").ok();
+    berth(&root, &["image", "unmount", "localhost/busybox:test"]).ok();
+    assert!(ok, "the image's busybox, byte for byte");
+    assert!(mounts_containing(root.to_str().unwrap()).is_empty());
+}
+
+#[test]
+fn not_an_image_archive_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = dir.path().join("junk.tar");
+    let st = std::process::Command::new("tar")
+        .arg("-C")
+        .arg("/etc")
+        .arg("-cf")
+        .arg(&tar)
+        .arg("hostname")
+        .status()
+        .unwrap();
+    assert!(st.success());
     let o = berth(
         &dir.path().join("berth"),
-        &["load", "-i", archive.to_str().unwrap()],
+        &["load", "-i", tar.to_str().unwrap()],
     );
     assert_ne!(o.code, 0);
     assert!(
-        o.stderr.contains("docker-archive is not supported yet"),
+        o.stderr.contains("neither an OCI image layout"),
         "{}",
         o.stderr
     );
