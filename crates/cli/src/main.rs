@@ -40,6 +40,16 @@ enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Import a root filesystem (directory or tarball) as an image.
+    Import {
+        /// The directory or tar file.
+        source: PathBuf,
+        /// The image's name.
+        name: Option<String>,
+        /// Config changes: CMD, ENTRYPOINT, ENV, WORKDIR, USER.
+        #[arg(short, long)]
+        change: Vec<String>,
+    },
     /// List images.
     #[command(alias = "ls")]
     Images {
@@ -190,6 +200,29 @@ fn run(cli: &Cli) -> Result<()> {
                 }
             }
             refs_file.save(&refs).context("write images.json")?;
+        }
+        Command::Import {
+            source,
+            name,
+            change,
+        } => {
+            let name = name.as_deref().map(normalize);
+            let img = image::import::import_rootfs(&store, source, name.clone(), change)?;
+            let size = img
+                .layers
+                .iter()
+                .map(|(b, _)| {
+                    std::fs::metadata(store.path(b))
+                        .map(|m| m.len())
+                        .unwrap_or(0)
+                })
+                .sum();
+            let mut refs = refs_file.load().context("read images.json")?;
+            let key =
+                name.unwrap_or_else(|| format!("<none>:{}", short_id(&img.config.to_string())));
+            refs.insert(key, ImageRecord::from_import(&img, size));
+            refs_file.save(&refs).context("write images.json")?;
+            println!("{}", img.config);
         }
         Command::Images { quiet }
         | Command::Image {

@@ -124,3 +124,66 @@ fn unknown_image_is_named() {
     assert_ne!(o.code, 0);
     assert!(o.stderr.contains("no such image: nope:1"), "{}", o.stderr);
 }
+
+#[test]
+fn import_makes_a_one_layer_image_with_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = dir.path().join("rootfs");
+    test_support::busybox_rootfs(&rootfs);
+    let root = dir.path().join("berth");
+    let o = berth(
+        &root,
+        &[
+            "import",
+            "--change",
+            "CMD [\"/bin/sh\"]",
+            "--change",
+            "ENV GREETING=hi",
+            rootfs.to_str().unwrap(),
+            "mybox",
+        ],
+    )
+    .ok();
+    let config_digest = o.stdout.trim().to_string();
+    assert!(config_digest.starts_with("sha256:"), "{}", o.stdout);
+    let config: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            root.join("blobs/sha256")
+                .join(config_digest.trim_start_matches("sha256:")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(config["config"]["Cmd"], serde_json::json!(["/bin/sh"]));
+    assert!(config["config"]["Env"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("GREETING=hi")));
+    let mnt = berth(&root, &["image", "mount", "mybox"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let same = std::fs::read(std::path::Path::new(&mnt).join("bin/busybox")).ok()
+        == std::fs::read("/bin/busybox").ok();
+    let link = std::fs::read_link(std::path::Path::new(&mnt).join("bin/sh")).ok();
+    berth(&root, &["image", "unmount", "mybox"]).ok();
+    assert!(same, "busybox byte for byte");
+    assert_eq!(
+        link.as_deref(),
+        Some(std::path::Path::new("/bin/busybox")),
+        "symlinks kept as links"
+    );
+    let bad = berth(
+        &root,
+        &[
+            "import",
+            "--change",
+            "EXPOSE 80",
+            rootfs.to_str().unwrap(),
+            "other",
+        ],
+    );
+    assert_ne!(bad.code, 0);
+    assert!(bad.stderr.contains("EXPOSE 80"), "{}", bad.stderr);
+}

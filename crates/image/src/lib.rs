@@ -7,6 +7,7 @@
 
 pub mod archive;
 pub mod digest;
+pub mod import;
 pub mod layout;
 pub mod refs;
 pub mod snapshot;

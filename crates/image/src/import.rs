@@ -1,0 +1,166 @@
+//! `import`: a root filesystem (a directory or a tarball) becomes a
+//! one-layer image, with the config changes Docker's `--change` allows
+//! (CMD, ENTRYPOINT, ENV, WORKDIR, USER).
+
+use std::io::Read;
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use crate::digest::Digest;
+use crate::layout::ImportedImage;
+use crate::store::{ContentStore, StoreError};
+
+/// Why an import failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// A `--change` that is not understood.
+    #[error("--change {0:?}: only CMD, ENTRYPOINT, ENV, WORKDIR and USER are supported")]
+    Change(String),
+    /// Reading the source.
+    #[error("import {path}: {err}")]
+    Io {
+        /// The source.
+        path: String,
+        /// The error.
+        err: std::io::Error,
+    },
+    /// Storing.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A `--change` argument list (`["/bin/sh","-c"]` JSON, or words).
+fn words(rest: &str) -> Value {
+    serde_json::from_str::<Vec<String>>(rest)
+        .map(|v| json!(v))
+        .unwrap_or_else(|_| json!(["/bin/sh", "-c", rest]))
+}
+
+/// Applies Docker-style `--change` lines to an image config's `config` object.
+pub fn apply_changes(config: &mut Value, changes: &[String]) -> Result<(), ImportError> {
+    for c in changes {
+        let (instr, rest) = c
+            .trim()
+            .split_once(char::is_whitespace)
+            .ok_or_else(|| ImportError::Change(c.clone()))?;
+        let rest = rest.trim();
+        match instr.to_ascii_uppercase().as_str() {
+            "CMD" => config["Cmd"] = words(rest),
+            "ENTRYPOINT" => config["Entrypoint"] = words(rest),
+            "WORKDIR" => config["WorkingDir"] = json!(rest),
+            "USER" => config["User"] = json!(rest),
+            "ENV" => {
+                let kv = if rest.contains('=') {
+                    rest.to_string()
+                } else {
+                    rest.replacen(char::is_whitespace, "=", 1)
+                };
+                let env = config["Env"]
+                    .as_array_mut()
+                    .map(std::mem::take)
+                    .unwrap_or_default();
+                let key = kv.split('=').next().unwrap_or("").to_string();
+                let mut env: Vec<Value> = env
+                    .into_iter()
+                    .filter(|e| e.as_str().and_then(|s| s.split('=').next()) != Some(key.as_str()))
+                    .collect();
+                env.push(json!(kv));
+                config["Env"] = json!(env);
+            }
+            _ => return Err(ImportError::Change(c.clone())),
+        }
+    }
+    Ok(())
+}
+
+/// Imports the root filesystem at `source` (a directory, or a tar file,
+/// plain or gzip) as a one-layer image named `name`.
+pub fn import_rootfs(
+    store: &ContentStore,
+    source: &Path,
+    name: Option<String>,
+    changes: &[String],
+) -> Result<ImportedImage, ImportError> {
+    let io = |err| ImportError::Io {
+        path: source.display().to_string(),
+        err,
+    };
+    // The layer is stored uncompressed: its digest is its diff ID.
+    let layer = if source.is_dir() {
+        let mut b = tar::Builder::new(Vec::new());
+        b.follow_symlinks(false);
+        b.mode(tar::HeaderMode::Complete);
+        b.append_dir_all(".", source).map_err(io)?;
+        b.into_inner().map_err(io)?
+    } else {
+        let mut raw = vec![];
+        std::fs::File::open(source)
+            .and_then(|mut f| f.read_to_end(&mut raw))
+            .map_err(io)?;
+        if raw.starts_with(&[0x1f, 0x8b]) {
+            let mut out = vec![];
+            flate2::read::GzDecoder::new(&raw[..])
+                .read_to_end(&mut out)
+                .map_err(io)?;
+            out
+        } else {
+            raw
+        }
+    };
+    let diff = store.ingest_unknown(&layer[..])?;
+    let mut cfg =
+        json!({"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]});
+    apply_changes(&mut cfg, changes)?;
+    let config = json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": cfg,
+        "rootfs": {"type": "layers", "diff_ids": [diff.to_string()]},
+        "history": [{"created_by": format!("berth import {}", source.display())}],
+    });
+    let config_bytes = serde_json::to_vec(&config).map_err(|e| io(std::io::Error::other(e)))?;
+    let config_digest = store.ingest_unknown(&config_bytes[..])?;
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest.to_string(), "size": config_bytes.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": diff.to_string(), "size": layer.len()}],
+    }))
+    .map_err(|e| io(std::io::Error::other(e)))?;
+    let manifest = store.ingest_unknown(&manifest[..])?;
+    Ok(ImportedImage {
+        name,
+        manifest,
+        config: config_digest,
+        layers: vec![(diff.clone(), Digest::clone(&diff))],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_set_the_config() {
+        let mut c = json!({"Env": ["PATH=/bin", "A=1"]});
+        apply_changes(
+            &mut c,
+            &[
+                "CMD [\"/bin/sh\"]".into(),
+                "ENV A 2".into(),
+                "WORKDIR /srv".into(),
+                "ENTRYPOINT echo hi".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c["Cmd"], json!(["/bin/sh"]));
+        assert_eq!(c["Env"], json!(["PATH=/bin", "A=2"]));
+        assert_eq!(c["WorkingDir"], json!("/srv"));
+        assert_eq!(c["Entrypoint"], json!(["/bin/sh", "-c", "echo hi"]));
+        assert!(apply_changes(&mut c, &["EXPOSE 80".into()])
+            .unwrap_err()
+            .to_string()
+            .contains("EXPOSE 80"));
+    }
+}
