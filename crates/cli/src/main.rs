@@ -50,6 +50,15 @@ enum Command {
         #[arg(short, long)]
         change: Vec<String>,
     },
+    /// Save images to a docker-archive (which `docker load` and `podman load` read).
+    Save {
+        /// The archive to write.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Images.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
     /// List images.
     #[command(alias = "ls")]
     Images {
@@ -223,6 +232,29 @@ fn run(cli: &Cli) -> Result<()> {
             refs.insert(key, ImageRecord::from_import(&img, size));
             refs_file.save(&refs).context("write images.json")?;
             println!("{}", img.config);
+        }
+        Command::Save { output, names } => {
+            let refs = refs_file.load().context("read images.json")?;
+            let mut images = vec![];
+            for n in names {
+                let (key, rec) = find(&refs, n)?;
+                images.push((
+                    rec.to_import(Some(key.clone()))
+                        .context("corrupt images.json")?,
+                    vec![key],
+                ));
+            }
+            let tmp = output.with_extension("tmp-berth");
+            let file =
+                std::fs::File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+            let result =
+                image::save::save_docker_archive(&store, &images, std::io::BufWriter::new(file));
+            if let Err(e) = result {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e.into());
+            }
+            std::fs::rename(&tmp, output)
+                .with_context(|| format!("rename to {}", output.display()))?;
         }
         Command::Images { quiet }
         | Command::Image {

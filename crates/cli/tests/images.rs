@@ -187,3 +187,58 @@ fn import_makes_a_one_layer_image_with_changes() {
     assert_ne!(bad.code, 0);
     assert!(bad.stderr.contains("EXPOSE 80"), "{}", bad.stderr);
 }
+
+#[test]
+fn saved_archive_loads_in_podman_and_runs_on_berth_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = dir.path().join("rootfs");
+    test_support::busybox_rootfs(&rootfs);
+    let root = dir.path().join("berth");
+    berth(
+        &root,
+        &[
+            "import",
+            "--change",
+            "CMD [\"/bin/sh\"]",
+            rootfs.to_str().unwrap(),
+            "savedbox:1",
+        ],
+    )
+    .ok();
+    let archive = dir.path().join("saved.tar");
+    berth(
+        &root,
+        &["save", "-o", archive.to_str().unwrap(), "savedbox:1"],
+    )
+    .ok();
+    // The berth-runtime binary of this workspace, built beside berth.
+    let runtime = std::path::Path::new(BERTH).with_file_name("berth-runtime");
+    let p = Podman::new(if runtime.exists() {
+        runtime
+    } else {
+        "/usr/sbin/runc".into()
+    });
+    let o = p.run(&["load", "-i", archive.to_str().unwrap()]).ok();
+    assert!(o.stdout.contains("savedbox:1"), "{o:?}");
+    let mut args = vec!["run".to_string(), "--rm".into()];
+    args.extend(p.run_flags());
+    args.extend([
+        "savedbox:1".to_string(),
+        "sh".into(),
+        "-c".into(),
+        "echo round trip".into(),
+    ]);
+    let run = p
+        .run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .ok();
+    assert_eq!(run.stdout.trim(), "round trip");
+    // And berth reads its own archive back.
+    let root2 = dir.path().join("berth2");
+    assert_eq!(
+        berth(&root2, &["load", "-i", archive.to_str().unwrap()])
+            .ok()
+            .stdout
+            .trim(),
+        "Loaded image: savedbox:1"
+    );
+}

@@ -10,6 +10,7 @@ pub mod digest;
 pub mod import;
 pub mod layout;
 pub mod refs;
+pub mod save;
 pub mod snapshot;
 pub mod store;
 pub mod unpack;
