@@ -66,6 +66,18 @@ enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Give an image another name.
+    Tag {
+        /// Existing image.
+        source: String,
+        /// New name.
+        target: String,
+    },
+    /// Show an image's creation history (from its config).
+    History {
+        /// Image.
+        name: String,
+    },
     /// Remove image references.
     Rmi {
         /// Images.
@@ -86,6 +98,12 @@ enum ImageCommand {
         /// Only image IDs.
         #[arg(short, long)]
         quiet: bool,
+    },
+    /// Print an image's details as JSON (Docker's field names).
+    Inspect {
+        /// Images.
+        #[arg(required = true)]
+        names: Vec<String>,
     },
     /// Mount an image's root filesystem read-only and print its path.
     Mount {
@@ -144,6 +162,12 @@ fn find<'a>(
         .find(|(_, r)| short_id(&r.config).starts_with(name) && name.len() >= 4)
         .map(|(k, r)| (k.clone(), r))
         .with_context(|| format!("no such image: {name}"))
+}
+
+fn read_config(store: &ContentStore, rec: &ImageRecord) -> Result<serde_json::Value> {
+    let d: image::Digest = rec.config.parse().context("corrupt images.json")?;
+    let data = std::fs::read(store.path(&d)).with_context(|| format!("read config {d}"))?;
+    serde_json::from_slice(&data).with_context(|| format!("config {d} is not JSON"))
 }
 
 fn mount_dir(root: &Path, rec: &ImageRecord) -> PathBuf {
@@ -232,6 +256,70 @@ fn run(cli: &Cli) -> Result<()> {
             refs.insert(key, ImageRecord::from_import(&img, size));
             refs_file.save(&refs).context("write images.json")?;
             println!("{}", img.config);
+        }
+        Command::Tag { source, target } => {
+            let mut refs = refs_file.load().context("read images.json")?;
+            let (_, rec) = find(&refs, source)?;
+            let rec = rec.clone();
+            refs.insert(normalize(target), rec);
+            refs_file.save(&refs).context("write images.json")?;
+        }
+        Command::History { name } => {
+            let refs = refs_file.load().context("read images.json")?;
+            let (_, rec) = find(&refs, name)?;
+            let config = read_config(&store, rec)?;
+            println!(
+                "{:<14} {:<32} {:<50} COMMENT",
+                "IMAGE", "CREATED", "CREATED BY"
+            );
+            let history = config["history"].as_array().cloned().unwrap_or_default();
+            for (i, h) in history.iter().enumerate().rev() {
+                let id = if i + 1 == history.len() {
+                    short_id(&rec.config)
+                } else {
+                    "<missing>".to_string()
+                };
+                let by: String = h["created_by"]
+                    .as_str()
+                    .unwrap_or("")
+                    .chars()
+                    .take(50)
+                    .collect();
+                println!(
+                    "{:<14} {:<32} {:<50} {}",
+                    id,
+                    h["created"].as_str().unwrap_or(""),
+                    by,
+                    h["comment"].as_str().unwrap_or("")
+                );
+            }
+        }
+        Command::Image {
+            command: ImageCommand::Inspect { names },
+        } => {
+            let refs = refs_file.load().context("read images.json")?;
+            let mut out = vec![];
+            for n in names {
+                let (key, rec) = find(&refs, n)?;
+                let config = read_config(&store, rec)?;
+                let tags: Vec<&String> = refs
+                    .iter()
+                    .filter(|(_, r)| r.config == rec.config)
+                    .map(|(k, _)| k)
+                    .collect();
+                out.push(serde_json::json!({
+                    "Id": rec.config,
+                    "RepoTags": tags,
+                    "RepoDigests": [format!("{}@{}", key.rsplit_once(':').map(|(r, _)| r).unwrap_or(&key), rec.manifest)],
+                    "Created": config["created"],
+                    "Architecture": config["architecture"],
+                    "Os": config["os"],
+                    "Config": config["config"],
+                    "Size": rec.size,
+                    "RootFS": {"Type": "layers", "Layers": rec.layers.iter().map(|(_, d)| d.clone()).collect::<Vec<_>>()},
+                }));
+            }
+            println!("{}", serde_json::to_string_pretty(&out)?);
         }
         Command::Save { output, names } => {
             let refs = refs_file.load().context("read images.json")?;

@@ -242,3 +242,43 @@ fn saved_archive_loads_in_podman_and_runs_on_berth_runtime() {
         "Loaded image: savedbox:1"
     );
 }
+
+#[test]
+fn tag_inspect_and_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = dir.path().join("rootfs");
+    test_support::busybox_rootfs(&rootfs);
+    let root = dir.path().join("berth");
+    berth(
+        &root,
+        &[
+            "import",
+            "--change",
+            "WORKDIR /srv",
+            rootfs.to_str().unwrap(),
+            "one:1",
+        ],
+    )
+    .ok();
+    berth(&root, &["tag", "one:1", "two"]).ok();
+    let v: serde_json::Value =
+        serde_json::from_str(&berth(&root, &["image", "inspect", "two"]).ok().stdout).unwrap();
+    let tags: Vec<&str> = v[0]["RepoTags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(tags, ["one:1", "two:latest"]);
+    assert_eq!(v[0]["Config"]["WorkingDir"], serde_json::json!("/srv"));
+    assert_eq!(v[0]["Os"], serde_json::json!("linux"));
+    assert!(v[0]["Id"].as_str().unwrap().starts_with("sha256:"));
+    let h = berth(&root, &["history", "two"]).ok().stdout;
+    assert!(h.lines().nth(1).unwrap().contains("berth import"), "{h}");
+    let missing = berth(&root, &["tag", "nope", "x"]);
+    assert!(
+        missing.stderr.contains("no such image: nope"),
+        "{}",
+        missing.stderr
+    );
+}
