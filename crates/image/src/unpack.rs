@@ -60,49 +60,9 @@ pub struct LayerStats {
     pub diff_id: crate::Digest,
 }
 
-const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
-const RESOLVE_IN_ROOT: u64 = 0x10;
-
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-
-/// openat2(root, rel, O_PATH|O_DIRECTORY, RESOLVE_IN_ROOT).
+/// Opens a directory of the snapshot, resolving inside it (root_path).
 fn open_dir_in_root(root: RawFd, rel: &Path) -> io::Result<OwnedFd> {
-    let c = CString::new(if rel.as_os_str().is_empty() {
-        b".".to_vec()
-    } else {
-        rel.as_os_str().as_bytes().to_vec()
-    })
-    .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let how = OpenHow {
-        flags: (libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64,
-        mode: 0,
-        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
-    };
-    loop {
-        // SAFETY: valid C string and open_how of the size passed.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                root,
-                c.as_ptr(),
-                &how as *const OpenHow,
-                std::mem::size_of::<OpenHow>(),
-            )
-        };
-        if fd >= 0 {
-            // SAFETY: a fresh descriptor from the kernel.
-            return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
-        }
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EAGAIN) && e.raw_os_error() != Some(libc::EINTR) {
-            return Err(e);
-        }
-    }
+    root_path::open_in_root(root, rel, libc::O_PATH | libc::O_DIRECTORY, 0).map_err(io::Error::from)
 }
 
 /// The entry's name as a relative path without `.` components; refuses

@@ -8,7 +8,7 @@
 //! This module must not do anything but resolve and create.
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -17,76 +17,7 @@ use nix::sys::stat::Mode;
 
 use crate::error::{Result, RuntimeError};
 
-const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
-const RESOLVE_IN_ROOT: u64 = 0x10;
-
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-
-/// Opens `path` (relative or absolute, always taken as inside `root`) with
-/// `flags`, resolving every component inside `root`.
-pub fn open_in_root(
-    root: RawFd,
-    path: &Path,
-    flags: i32,
-    mode: u32,
-) -> std::result::Result<OwnedFd, Errno> {
-    let rel = relative(path);
-    let c = CString::new(rel.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
-    let how = OpenHow {
-        flags: (flags | libc::O_CLOEXEC) as u64,
-        mode: if flags & libc::O_CREAT != 0 {
-            mode as u64
-        } else {
-            0
-        },
-        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
-    };
-    loop {
-        // SAFETY: `c` is a valid NUL-terminated string, `how` is a properly
-        // initialised open_how of the size we pass; the kernel only reads them.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                root,
-                c.as_ptr(),
-                &how as *const OpenHow,
-                std::mem::size_of::<OpenHow>(),
-            )
-        };
-        if fd >= 0 {
-            // SAFETY: the kernel returned a fresh descriptor that nothing else owns.
-            return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
-        }
-        match Errno::last() {
-            // openat2 returns EAGAIN when a concurrent rename raced the walk.
-            Errno::EAGAIN | Errno::EINTR => continue,
-            e => return Err(e),
-        }
-    }
-}
-
-/// `path` with its root and any `.` components removed, so it can be passed
-/// to a `*at` call relative to a root descriptor. `..` is kept: the kernel
-/// clamps it at the root under `RESOLVE_IN_ROOT`.
-pub fn relative(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-            Component::ParentDir => out.push(".."),
-            Component::Normal(n) => out.push(n),
-        }
-    }
-    if out.as_os_str().is_empty() {
-        out.push(".");
-    }
-    out
-}
+pub use root_path::{open_in_root, relative};
 
 /// Creates every missing directory of `path` inside `root` and returns an
 /// `O_PATH` descriptor of the last one. Symlinks met on the way are followed
@@ -199,13 +130,6 @@ pub const DIR_MODE: Mode = Mode::from_bits_truncate(0o755);
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
-
-    #[test]
-    fn relative_strips_root_and_dots() {
-        assert_eq!(relative(Path::new("/a/./b")), PathBuf::from("a/b"));
-        assert_eq!(relative(Path::new("/")), PathBuf::from("."));
-        assert_eq!(relative(Path::new("../x")), PathBuf::from("../x"));
-    }
 
     #[test]
     fn absolute_symlink_resolves_inside_root() {

@@ -1,0 +1,107 @@
+//! Opening a path as if `root` were `/`: `openat2(RESOLVE_IN_ROOT |
+//! RESOLVE_NO_MAGICLINKS)` keeps `..`, absolute symlinks and relative ones
+//! (even ones swapped in by a racing process) inside the root. Used for
+//! container roots by the runtime and for snapshots by the image store;
+//! it only resolves, it creates nothing.
+
+use std::ffi::CString;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use nix::errno::Errno;
+
+const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+const RESOLVE_IN_ROOT: u64 = 0x10;
+
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// Opens `path` (taken as inside `root` whether absolute or relative) with
+/// `flags` (close-on-exec added) and, with O_CREAT, `mode`.
+pub fn open_in_root(root: RawFd, path: &Path, flags: i32, mode: u32) -> Result<OwnedFd, Errno> {
+    let rel = relative(path);
+    let c = CString::new(rel.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: if flags & libc::O_CREAT != 0 {
+            mode as u64
+        } else {
+            0
+        },
+        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    };
+    loop {
+        // SAFETY: `c` is a valid NUL-terminated string and `how` an
+        // initialised open_how of the size passed; the kernel only reads them.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                root,
+                c.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: a fresh descriptor from the kernel, owned by nobody else.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
+        }
+        match Errno::last() {
+            // openat2 returns EAGAIN when a concurrent rename raced the walk.
+            Errno::EAGAIN | Errno::EINTR => continue,
+            e => return Err(e),
+        }
+    }
+}
+
+/// `path` without its root and `.` components, for `*at` calls relative to
+/// a root descriptor; `..` is kept (the kernel clamps it at the root).
+pub fn relative(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            Component::ParentDir => out.push(".."),
+            Component::Normal(n) => out.push(n),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn relative_strips_root_and_dots() {
+        assert_eq!(relative(Path::new("/a/./b")), PathBuf::from("a/b"));
+        assert_eq!(relative(Path::new("/")), PathBuf::from("."));
+        assert_eq!(relative(Path::new("../x")), PathBuf::from("../x"));
+    }
+
+    #[test]
+    fn symlinks_and_dotdot_stay_inside() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("etc")).unwrap();
+        std::fs::write(root.path().join("etc/marker"), "inside").unwrap();
+        std::os::unix::fs::symlink("/etc", root.path().join("abs")).unwrap();
+        let r = std::fs::File::open(root.path()).unwrap();
+        for p in ["/abs/marker", "../../../etc/marker", "abs/../etc/marker"] {
+            let fd = open_in_root(r.as_raw_fd(), Path::new(p), libc::O_RDONLY, 0).unwrap();
+            assert_eq!(
+                std::fs::read_to_string(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap(),
+                "inside",
+                "{p}"
+            );
+        }
+    }
+}
