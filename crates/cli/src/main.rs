@@ -65,6 +65,12 @@ enum Command {
         /// Only image IDs.
         #[arg(short, long)]
         quiet: bool,
+        /// Show manifest digests.
+        #[arg(long)]
+        digests: bool,
+        /// Output format: table or json.
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
     },
     /// Give an image another name.
     Tag {
@@ -80,6 +86,9 @@ enum Command {
     },
     /// Remove image references.
     Rmi {
+        /// Unmount a mounted image first.
+        #[arg(short, long)]
+        force: bool,
         /// Images.
         #[arg(required = true)]
         names: Vec<String>,
@@ -98,7 +107,15 @@ enum ImageCommand {
         /// Only image IDs.
         #[arg(short, long)]
         quiet: bool,
+        /// Show manifest digests.
+        #[arg(long)]
+        digests: bool,
+        /// Output format: table or json.
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
     },
+    /// Remove snapshots and blobs no image refers to.
+    Prune,
     /// Print an image's details as JSON (Docker's field names).
     Inspect {
         /// Images.
@@ -174,7 +191,7 @@ fn mount_dir(root: &Path, rec: &ImageRecord) -> PathBuf {
     root.join("mounts").join(short_id(&rec.config))
 }
 
-fn list(root: &Path, quiet: bool) -> Result<()> {
+fn list(root: &Path, quiet: bool, digests: bool, format: &str) -> Result<()> {
     let refs = Refs::new(root).load().context("read images.json")?;
     if quiet {
         for r in refs.values() {
@@ -182,16 +199,45 @@ fn list(root: &Path, quiet: bool) -> Result<()> {
         }
         return Ok(());
     }
-    println!("{:<30} {:<10} {:<14} SIZE", "REPOSITORY", "TAG", "IMAGE ID");
+    if format == "json" {
+        let v: Vec<serde_json::Value> = refs
+            .iter()
+            .map(|(name, r)| {
+                let (repo, tag) = name.rsplit_once(':').unwrap_or((name, "latest"));
+                serde_json::json!({"Repository": repo, "Tag": tag, "ID": short_id(&r.config), "Digest": r.manifest, "Size": human(r.size)})
+            })
+            .collect();
+        println!("{}", serde_json::to_string(&v)?);
+        return Ok(());
+    }
+    if digests {
+        println!(
+            "{:<30} {:<10} {:<72} {:<14} SIZE",
+            "REPOSITORY", "TAG", "DIGEST", "IMAGE ID"
+        );
+    } else {
+        println!("{:<30} {:<10} {:<14} SIZE", "REPOSITORY", "TAG", "IMAGE ID");
+    }
     for (name, r) in &refs {
         let (repo, tag) = name.rsplit_once(':').unwrap_or((name, "latest"));
-        println!(
-            "{:<30} {:<10} {:<14} {}",
-            repo,
-            tag,
-            short_id(&r.config),
-            human(r.size)
-        );
+        if digests {
+            println!(
+                "{:<30} {:<10} {:<72} {:<14} {}",
+                repo,
+                tag,
+                r.manifest,
+                short_id(&r.config),
+                human(r.size)
+            );
+        } else {
+            println!(
+                "{:<30} {:<10} {:<14} {}",
+                repo,
+                tag,
+                short_id(&r.config),
+                human(r.size)
+            );
+        }
     }
     Ok(())
 }
@@ -344,16 +390,43 @@ fn run(cli: &Cli) -> Result<()> {
             std::fs::rename(&tmp, output)
                 .with_context(|| format!("rename to {}", output.display()))?;
         }
-        Command::Images { quiet }
+        Command::Images {
+            quiet,
+            digests,
+            format,
+        }
         | Command::Image {
-            command: ImageCommand::Ls { quiet },
-        } => list(root, *quiet)?,
-        Command::Rmi { names } => {
+            command:
+                ImageCommand::Ls {
+                    quiet,
+                    digests,
+                    format,
+                },
+        } => list(root, *quiet, *digests, format)?,
+        Command::Image {
+            command: ImageCommand::Prune,
+        } => {
+            let refs = refs_file.load().context("read images.json")?;
+            let images: Vec<_> = refs
+                .iter()
+                .filter_map(|(k, r)| r.to_import(Some(k.clone())))
+                .collect();
+            let (blobs, snaps) = image::gc::collect(&store, root, &images)?;
+            println!("Deleted {blobs} blobs and {snaps} snapshots");
+        }
+        Command::Rmi { names, force } => {
             let mut refs = refs_file.load().context("read images.json")?;
             for n in names {
                 let (key, rec) = find(&refs, n)?;
-                if mount_dir(root, rec).exists() {
-                    bail!("image {n} is mounted: berth image unmount {n} first");
+                let mounted = mount_dir(root, rec);
+                if mounted.exists() {
+                    if !force {
+                        bail!("image {n} is mounted: berth image unmount {n} first (or rmi -f)");
+                    }
+                    nix::mount::umount2(&mounted, nix::mount::MntFlags::MNT_DETACH)
+                        .with_context(|| format!("unmount {}", mounted.display()))?;
+                    std::fs::remove_dir(&mounted)
+                        .with_context(|| format!("remove {}", mounted.display()))?;
                 }
                 refs.remove(&key);
                 println!("Untagged: {key}");

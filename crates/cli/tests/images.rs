@@ -282,3 +282,52 @@ fn tag_inspect_and_history() {
         missing.stderr
     );
 }
+
+#[test]
+fn listing_formats_forced_removal_and_prune() {
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = dir.path().join("rootfs");
+    test_support::busybox_rootfs(&rootfs);
+    let root = dir.path().join("berth");
+    berth(&root, &["import", rootfs.to_str().unwrap(), "keep:1"]).ok();
+    std::fs::write(rootfs.join("extra"), "another layer content").unwrap();
+    berth(&root, &["import", rootfs.to_str().unwrap(), "drop:1"]).ok();
+    let v: serde_json::Value =
+        serde_json::from_str(&berth(&root, &["images", "--format", "json"]).ok().stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    assert!(v[0]["Digest"].as_str().unwrap().starts_with("sha256:"));
+    assert!(berth(&root, &["images", "--digests"])
+        .ok()
+        .stdout
+        .lines()
+        .next()
+        .unwrap()
+        .contains("DIGEST"));
+    let mnt = berth(&root, &["image", "mount", "drop:1"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    assert_ne!(berth(&root, &["rmi", "drop:1"]).code, 0);
+    berth(&root, &["rmi", "-f", "drop:1"]).ok();
+    assert!(!std::path::Path::new(&mnt).exists());
+    assert!(mounts_containing(root.to_str().unwrap()).is_empty());
+    let blobs_before = std::fs::read_dir(root.join("blobs/sha256"))
+        .unwrap()
+        .count();
+    let o = berth(&root, &["image", "prune"]).ok();
+    assert!(
+        o.stdout.contains("Deleted 3 blobs and 1 snapshots"),
+        "{}",
+        o.stdout
+    );
+    assert_eq!(
+        std::fs::read_dir(root.join("blobs/sha256"))
+            .unwrap()
+            .count(),
+        blobs_before - 3
+    );
+    // What keep:1 needs is still there: it mounts.
+    berth(&root, &["image", "mount", "keep:1"]).ok();
+    berth(&root, &["image", "unmount", "keep:1"]).ok();
+}

@@ -7,6 +7,7 @@
 
 pub mod archive;
 pub mod digest;
+pub mod gc;
 pub mod import;
 pub mod layout;
 pub mod refs;

@@ -1,0 +1,63 @@
+//! Garbage collection by reference: blobs and snapshots that no named image
+//! refers to are removed (`image prune`).
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use crate::layout::ImportedImage;
+use crate::snapshot::chain_ids;
+use crate::store::{ContentStore, StoreError};
+
+/// Removes what `keep` does not refer to; returns (blobs, snapshots) removed.
+pub fn collect(
+    store: &ContentStore,
+    root: &Path,
+    keep: &[ImportedImage],
+) -> Result<(usize, usize), StoreError> {
+    let mut blobs: HashSet<String> = HashSet::new();
+    let mut snaps: HashSet<String> = HashSet::new();
+    for img in keep {
+        blobs.insert(img.manifest.hex().to_string());
+        blobs.insert(img.config.hex().to_string());
+        for (b, _) in &img.layers {
+            blobs.insert(b.hex().to_string());
+        }
+        let diffs: Vec<_> = img.layers.iter().map(|(_, d)| d.clone()).collect();
+        snaps.extend(chain_ids(&diffs).iter().map(|c| c.hex().to_string()));
+    }
+    let mut removed = (0, 0);
+    let blob_dir = store
+        .path(&crate::Digest::of(b""))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    for e in std::fs::read_dir(&blob_dir)
+        .map_err(|err| StoreError::Io {
+            op: "list",
+            path: blob_dir.clone(),
+            err,
+        })?
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with('.')
+            && !blobs.contains(&name)
+            && std::fs::remove_file(e.path()).is_ok()
+        {
+            removed.0 += 1;
+        }
+    }
+    let snap_dir = root.join("snapshots");
+    if let Ok(rd) = std::fs::read_dir(&snap_dir) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.')
+                && !snaps.contains(&name)
+                && std::fs::remove_dir_all(e.path()).is_ok()
+            {
+                removed.1 += 1;
+            }
+        }
+    }
+    Ok(removed)
+}
