@@ -4,9 +4,11 @@
 //! directories it created itself, and never writes a file that no spec
 //! field asked for.
 //!
-//! This is the first slice (placement and lifecycle); resource limits,
-//! stats and events are being added (issue 5) and `apply` refuses, naming
-//! the field, what is not implemented yet.
+//! `apply` writes every `linux.resources` field (v1 files, or v2 files
+//! through runc's conversions, see `resources`); what a layout cannot
+//! express is refused with `CgroupError::Unsupported` naming the field.
+//! Stats and OOM events live in `stats`, the v2 device program in
+//! `device_filter`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
