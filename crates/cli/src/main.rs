@@ -259,21 +259,12 @@ fn run(cli: &Cli) -> Result<()> {
             };
             let mut refs = refs_file.load().context("read images.json")?;
             for img in &images {
-                let size = img
-                    .layers
-                    .iter()
-                    .map(|(b, _)| {
-                        std::fs::metadata(store.path(b))
-                            .map(|m| m.len())
-                            .unwrap_or(0)
-                    })
-                    .sum();
                 let name = img
                     .name
                     .as_deref()
                     .map(normalize)
                     .unwrap_or_else(|| format!("<none>:{}", short_id(&img.config.to_string())));
-                refs.insert(name.clone(), ImageRecord::from_import(img, size));
+                refs.insert(name.clone(), ImageRecord::of(&store, img));
                 if !quiet {
                     println!("Loaded image: {name}");
                 }
@@ -287,19 +278,10 @@ fn run(cli: &Cli) -> Result<()> {
         } => {
             let name = name.as_deref().map(normalize);
             let img = image::import::import_rootfs(&store, source, name.clone(), change)?;
-            let size = img
-                .layers
-                .iter()
-                .map(|(b, _)| {
-                    std::fs::metadata(store.path(b))
-                        .map(|m| m.len())
-                        .unwrap_or(0)
-                })
-                .sum();
             let mut refs = refs_file.load().context("read images.json")?;
             let key =
                 name.unwrap_or_else(|| format!("<none>:{}", short_id(&img.config.to_string())));
-            refs.insert(key, ImageRecord::from_import(&img, size));
+            refs.insert(key, ImageRecord::of(&store, &img));
             refs_file.save(&refs).context("write images.json")?;
             println!("{}", img.config);
         }

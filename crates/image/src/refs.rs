@@ -24,7 +24,21 @@ pub struct ImageRecord {
 }
 
 impl ImageRecord {
-    /// The record of an imported image.
+    /// The record of an image imported into `store` (its size is that of its layer blobs).
+    pub fn of(store: &crate::ContentStore, i: &ImportedImage) -> Self {
+        let size = i
+            .layers
+            .iter()
+            .map(|(b, _)| {
+                std::fs::metadata(store.path(b))
+                    .map(|m| m.len())
+                    .unwrap_or(0)
+            })
+            .sum();
+        Self::from_import(i, size)
+    }
+
+    /// The record of an imported image of `size` bytes.
     pub fn from_import(i: &ImportedImage, size: u64) -> Self {
         ImageRecord {
             manifest: i.manifest.to_string(),

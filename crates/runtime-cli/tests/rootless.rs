@@ -19,8 +19,9 @@ fn as_nobody(args: &[&str]) -> std::process::Command {
     c
 }
 
-#[test]
-fn unprivileged_user_runs_a_rootless_container() {
+/// A state dir and a bundle owned by nobody, with the spec nobody's own
+/// `spec --rootless` wrote (loaded into `config` for the test to edit).
+fn rootless_bundle() -> (tempfile::TempDir, std::path::PathBuf, Bundle) {
     let work = tempfile::tempdir().unwrap();
     std::fs::set_permissions(
         work.path(),
@@ -47,6 +48,12 @@ fn unprivileged_user_runs_a_rootless_container() {
     .ok();
     b.config =
         serde_json::from_slice(&std::fs::read(b.path().join("config.json")).unwrap()).unwrap();
+    (work, state, b)
+}
+
+#[test]
+fn unprivileged_user_runs_a_rootless_container() {
+    let (_work, state, mut b) = rootless_bundle();
     b.config["process"]["terminal"] = json!(false);
     b.config["process"]["args"] = json!([
         "sh",
@@ -113,31 +120,7 @@ fn unprivileged_user_maps_subordinate_ids_through_newuidmap() {
         data.extend_from_slice(b"nobody:400000:65536\n");
         std::fs::write(f, data).unwrap();
     }
-    let work = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        work.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let state = work.path().join("state");
-    std::fs::create_dir(&state).unwrap();
-    std::os::unix::fs::chown(&state, Some(NOBODY), Some(NOBODY)).unwrap();
-    let mut b = Bundle::new(json!({}));
-    std::fs::remove_file(b.path().join("config.json")).unwrap();
-    std::process::Command::new("chown")
-        .args(["-R", "65534:65534"])
-        .arg(b.path())
-        .status()
-        .unwrap();
-    test_support::run_through_files(&mut as_nobody(&[
-        "spec",
-        "--rootless",
-        "--bundle",
-        b.path().to_str().unwrap(),
-    ]))
-    .ok();
-    b.config =
-        serde_json::from_slice(&std::fs::read(b.path().join("config.json")).unwrap()).unwrap();
+    let (_work, state, mut b) = rootless_bundle();
     b.config["process"]["terminal"] = json!(false);
     b.config["process"]["args"] = json!([
         "sh",

@@ -64,7 +64,15 @@ pub fn default_cgroup_path(id: &str) -> String {
 
 /// Creates the container and returns its record.
 pub fn create(store: &StateStore, opts: &CreateOptions) -> Result<ContainerRecord> {
-    let bundle = spec::load(&opts.bundle)?;
+    create_from(store, opts, &spec::load(&opts.bundle)?)
+}
+
+/// Creates the container from a bundle the caller has already loaded.
+pub fn create_from(
+    store: &StateStore,
+    opts: &CreateOptions,
+    bundle: &Bundle,
+) -> Result<ContainerRecord> {
     let lock = store.reserve(&opts.id)?;
     let mut cleanup = Cleanup {
         store,
@@ -73,7 +81,7 @@ pub fn create(store: &StateStore, opts: &CreateOptions) -> Result<ContainerRecor
         cgroup: None,
         armed: true,
     };
-    let rec = create_locked(store, opts, &bundle, &mut cleanup);
+    let rec = create_locked(store, opts, bundle, &mut cleanup);
     match rec {
         Ok(r) => {
             cleanup.armed = false;

@@ -14,7 +14,7 @@ use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::container_create::{create, CreateOptions};
+use crate::container_create::{create, create_from, CreateOptions};
 use crate::container_delete::delete;
 use crate::container_start::start;
 use crate::error::Result;
@@ -59,14 +59,13 @@ pub fn run(store: &StateStore, mut opts: CreateOptions, detach: bool, keep: bool
 
     // A terminal and nobody to hand it to: we hold the pty ourselves and
     // copy between it and our own stdio, as runc does.
-    let spec_terminal = crate::spec::load(&opts.bundle)
-        .map(|b| {
-            b.spec
-                .process()
-                .as_ref()
-                .and_then(|p| p.terminal())
-                .unwrap_or(false)
-        })
+    // Loaded once, here, and handed to create.
+    let bundle = crate::spec::load(&opts.bundle)?;
+    let spec_terminal = bundle
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
         .unwrap_or(false);
     let console = if spec_terminal && opts.console_socket.is_none() {
         let listener = ConsoleListener::new()?;
@@ -75,7 +74,7 @@ pub fn run(store: &StateStore, mut opts: CreateOptions, detach: bool, keep: bool
     } else {
         None
     };
-    let rec = create(store, &opts)?;
+    let rec = create_from(store, &opts, &bundle)?;
     let master = match &console {
         Some(l) => match l.receive() {
             Ok(m) => Some(m),
