@@ -1,7 +1,14 @@
-//! Applying one layer (a tar stream, plain or gzip) to its own snapshot
-//! directory, in overlay's format: a whiteout `.wh.NAME` becomes a 0:0
-//! character device NAME, an opaque marker `.wh..wh..opq` the
-//! `trusted.overlay.opaque=y` xattr on its directory.
+//! Applying one layer (a tar stream, plain, gzip or zstd, told apart by
+//! their magic bytes) to its own snapshot directory, in overlay's format: a
+//! whiteout `.wh.NAME` becomes a 0:0 character device NAME, an opaque marker
+//! `.wh..wh..opq` the `trusted.overlay.opaque=y` xattr on its directory.
+//!
+//! Extended attributes come from PAX `SCHILY.xattr.NAME` records and are set
+//! on the entry itself (never through a symlink), after its owner, since
+//! chown drops `security.capability`. A layer may not carry
+//! `trusted.overlay.*` attributes: overlay metadata is only ever written by
+//! the unpacker itself, from the whiteout conventions. PAX `uid`, `gid` and
+//! `mtime` records override the header's fields.
 //!
 //! Nothing is written outside the snapshot: absolute names and `..` are
 //! refused; every parent is resolved with openat2(RESOLVE_IN_ROOT), so a
@@ -35,6 +42,16 @@ pub enum UnpackError {
         /// The limit.
         limit: u64,
     },
+    /// An extended attribute from the layer could not be set.
+    #[error("layer entry {entry:?}: set extended attribute {name}: {err}")]
+    Xattr {
+        /// The entry's name in the tar stream.
+        entry: String,
+        /// The attribute's name.
+        name: String,
+        /// The error.
+        err: io::Error,
+    },
     /// A file operation failed.
     #[error("{op} {path}: {err}")]
     Io {
@@ -56,6 +73,8 @@ pub struct LayerStats {
     pub whiteouts: u64,
     /// Bytes of file content written.
     pub bytes: u64,
+    /// Extended attributes set from PAX records.
+    pub xattrs: u64,
     /// Digest of the uncompressed tar stream (the layer's diff ID).
     pub diff_id: crate::Digest,
 }
@@ -105,8 +124,59 @@ impl<R: Read> Read for Limited<R> {
     }
 }
 
-/// Applies the layer in `stream` (gzip detected by its magic) to `dir`,
-/// reading at most `max_bytes` of decompressed tar.
+/// The magic bytes that open a zstd frame.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// What a layer's PAX records say beyond what the tar crate applies itself.
+#[derive(Default)]
+struct Pax {
+    xattrs: Vec<(CString, Vec<u8>)>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    mtime: Option<u64>,
+}
+
+/// Reads the entry's PAX records (if it has any): xattrs, uid, gid, mtime.
+fn read_pax<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Pax, String> {
+    let mut pax = Pax::default();
+    let Some(exts) = entry
+        .pax_extensions()
+        .map_err(|e| format!("PAX header: {e}"))?
+    else {
+        return Ok(pax);
+    };
+    let number = |v: &[u8]| -> Option<u64> {
+        let s = std::str::from_utf8(v).ok()?;
+        // mtime may carry a fraction ("1700000000.5"); only whole seconds are kept.
+        s.split('.').next()?.parse().ok()
+    };
+    for ext in exts {
+        let ext = ext.map_err(|e| format!("PAX header: {e}"))?;
+        match ext.key_bytes() {
+            b"uid" => pax.uid = number(ext.value_bytes()).and_then(|n| u32::try_from(n).ok()),
+            b"gid" => pax.gid = number(ext.value_bytes()).and_then(|n| u32::try_from(n).ok()),
+            b"mtime" => pax.mtime = number(ext.value_bytes()),
+            key => {
+                let Some(name) = key.strip_prefix(b"SCHILY.xattr.") else {
+                    continue;
+                };
+                let shown = String::from_utf8_lossy(name);
+                if name.starts_with(b"trusted.overlay.") {
+                    return Err(format!(
+                        "extended attribute {shown}: a layer may not set overlay metadata"
+                    ));
+                }
+                let name = CString::new(name)
+                    .map_err(|_| format!("extended attribute {shown}: NUL in name"))?;
+                pax.xattrs.push((name, ext.value_bytes().to_vec()));
+            }
+        }
+    }
+    Ok(pax)
+}
+
+/// Applies the layer in `stream` (gzip or zstd detected by their magic) to
+/// `dir`, reading at most `max_bytes` of decompressed tar.
 pub fn apply_layer(
     dir: &Path,
     stream: impl Read,
@@ -116,14 +186,15 @@ pub fn apply_layer(
     let head = buffered
         .fill_buf()
         .map_err(|e| UnpackError::Format(e.to_string()))?;
-    let gzip = head.starts_with(&[0x1f, 0x8b]);
-    if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        return Err(UnpackError::Format(
-            "zstd layers are not supported yet".into(),
-        ));
-    }
-    let reader: Box<dyn Read> = if gzip {
+    let reader: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
         Box::new(flate2::read::GzDecoder::new(buffered))
+    } else if head.starts_with(&ZSTD_MAGIC) {
+        // Streaming: memory is bounded by the frame's window (the decoder's
+        // default cap is 128 MiB), whatever the layer's size.
+        Box::new(
+            zstd::stream::read::Decoder::with_buffer(buffered)
+                .map_err(|e| UnpackError::Format(format!("zstd: {e}")))?,
+        )
     } else {
         Box::new(buffered)
     };
@@ -148,6 +219,7 @@ pub fn apply_layer(
         entries: 0,
         whiteouts: 0,
         bytes: 0,
+        xattrs: 0,
         diff_id: crate::Digest::of(b""),
     };
     let mut dir_times: Vec<(PathBuf, u64)> = vec![];
@@ -177,13 +249,14 @@ pub fn apply_layer(
             let p = rel.display().to_string();
             move |err: io::Error| UnpackError::Io { op, path: p, err }
         };
+        let pax = read_pax(&mut entry).map_err(refused)?;
         let header = entry.header().clone();
         let mode = header.mode().unwrap_or(0o644) & 0o7777;
         let (uid, gid) = (
-            header.uid().unwrap_or(0) as u32,
-            header.gid().unwrap_or(0) as u32,
+            pax.uid.unwrap_or(header.uid().unwrap_or(0) as u32),
+            pax.gid.unwrap_or(header.gid().unwrap_or(0) as u32),
         );
-        let mtime = header.mtime().unwrap_or(0);
+        let mtime = pax.mtime.unwrap_or(header.mtime().unwrap_or(0));
 
         if let Some(target) = name.to_str().and_then(|n| n.strip_prefix(".wh.")) {
             if target == ".wh..opq" {
@@ -322,6 +395,16 @@ pub fn apply_layer(
                 mtime,
             )
             .map_err(io("set owner, mode and time of"))?;
+            // After chown, which drops security.capability.
+            for (name, value) in &pax.xattrs {
+                if set_xattr(&parent, &cname, name, value).map_err(|err| UnpackError::Xattr {
+                    entry: shown.clone(),
+                    name: name.to_string_lossy().into_owned(),
+                    err,
+                })? {
+                    stats.xattrs += 1;
+                }
+            }
         }
         stats.entries += 1;
     }
@@ -392,6 +475,34 @@ fn set_opaque(dir: &OwnedFd) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Sets one extended attribute on `name` in `parent` without following it if
+/// it is a symlink (lsetxattr through the directory's /proc/self/fd link).
+/// Returns false when the filesystem does not store extended attributes.
+fn set_xattr(parent: &OwnedFd, name: &CString, attr: &CString, value: &[u8]) -> io::Result<bool> {
+    let mut path = format!("/proc/self/fd/{}/", parent.as_raw_fd()).into_bytes();
+    path.extend_from_slice(name.as_bytes());
+    let path = CString::new(path).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: valid C strings, and a buffer of value.len() bytes.
+    let rc = unsafe {
+        libc::lsetxattr(
+            path.as_ptr(),
+            attr.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if rc != 0 {
+        let err = io::Error::last_os_error();
+        // As containerd does: a filesystem without xattr support is not an error.
+        if err.raw_os_error() == Some(libc::EOPNOTSUPP) {
+            return Ok(false);
+        }
+        return Err(err);
+    }
+    Ok(true)
 }
 
 fn set_time(parent: &OwnedFd, name: &CString, mtime: u64) {
