@@ -11,6 +11,7 @@ pub mod gc;
 pub mod import;
 pub mod layout;
 pub mod refs;
+pub mod rootfs;
 pub mod save;
 pub mod snapshot;
 pub mod store;
