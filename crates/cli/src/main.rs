@@ -1,6 +1,11 @@
-//! berth: the Docker-style command line. Images so far: load, images,
-//! rmi, image mount/unmount. Parsing and printing only; the work is in the
-//! `image` library.
+//! berth: the Docker-style command line. Images so far: pull, push,
+//! login/logout, load, save, import, images, tag, inspect, history, rmi,
+//! prune, image mount/unmount. Parsing and printing only; the work is in
+//! the `image` and `registry` libraries.
+
+mod format;
+mod progress;
+mod remote;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -31,6 +36,67 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Download an image from a registry.
+    Pull {
+        /// The image (`[registry/]name[:tag|@digest]`).
+        reference: String,
+        /// Platform to pick from a multi-platform image (os/arch[/variant]).
+        #[arg(long)]
+        platform: Option<String>,
+        /// Allow plain HTTP (always allowed for localhost and 127.0.0.0/8).
+        #[arg(long)]
+        insecure: bool,
+        /// Print only the image name.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Credentials file (default: <root>/auth.json).
+        #[arg(long, env = "REGISTRY_AUTH_FILE")]
+        authfile: Option<PathBuf>,
+    },
+    /// Upload an image to a registry.
+    Push {
+        /// The image (`registry/name[:tag]`).
+        name: String,
+        /// Push under another name (default: the image's own).
+        destination: Option<String>,
+        /// Allow plain HTTP (always allowed for localhost and 127.0.0.0/8).
+        #[arg(long)]
+        insecure: bool,
+        /// Print only the manifest digest.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Credentials file (default: <root>/auth.json).
+        #[arg(long, env = "REGISTRY_AUTH_FILE")]
+        authfile: Option<PathBuf>,
+    },
+    /// Log in to a registry (credentials are checked, then stored 0600).
+    Login {
+        /// The registry (`host[:port]`).
+        server: String,
+        /// Username.
+        #[arg(short, long)]
+        username: Option<String>,
+        /// Password (prefer --password-stdin).
+        #[arg(short, long)]
+        password: Option<String>,
+        /// Read the password from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Allow plain HTTP (always allowed for localhost and 127.0.0.0/8).
+        #[arg(long)]
+        insecure: bool,
+        /// Credentials file (default: <root>/auth.json).
+        #[arg(long, env = "REGISTRY_AUTH_FILE")]
+        authfile: Option<PathBuf>,
+    },
+    /// Remove stored credentials for a registry.
+    Logout {
+        /// The registry (`host[:port]`).
+        server: String,
+        /// Credentials file (default: <root>/auth.json).
+        #[arg(long, env = "REGISTRY_AUTH_FILE")]
+        authfile: Option<PathBuf>,
+    },
     /// Load images from an OCI archive or a docker-archive.
     Load {
         /// The archive (default: standard input).
@@ -39,6 +105,9 @@ enum Command {
         /// Print nothing.
         #[arg(short, long)]
         quiet: bool,
+        /// Platform to pick from multi-platform archives (os/arch[/variant]).
+        #[arg(long)]
+        platform: Option<String>,
     },
     /// Import a root filesystem (directory or tarball) as an image.
     Import {
@@ -134,25 +203,7 @@ enum ImageCommand {
     },
 }
 
-/// Sizes as Docker prints them (decimal units).
-fn human(bytes: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = bytes as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i < units.len() - 1 {
-        v /= 1000.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{bytes}B")
-    } else {
-        format!("{v:.3}")
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_string()
-            + units[i]
-    }
-}
+use format::human;
 
 fn short_id(config: &str) -> String {
     config
@@ -199,12 +250,28 @@ fn list(root: &Path, quiet: bool, digests: bool, format: &str) -> Result<()> {
         }
         return Ok(());
     }
+    let store = ContentStore::open(root)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let created = |r: &ImageRecord| -> (String, String) {
+        let stamp = read_config(&store, r)
+            .ok()
+            .and_then(|c| c["created"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        let ago = format::parse_rfc3339(&stamp)
+            .map(|t| format::ago(t, now))
+            .unwrap_or_else(|| "N/A".into());
+        (stamp, ago)
+    };
     if format == "json" {
         let v: Vec<serde_json::Value> = refs
             .iter()
             .map(|(name, r)| {
                 let (repo, tag) = name.rsplit_once(':').unwrap_or((name, "latest"));
-                serde_json::json!({"Repository": repo, "Tag": tag, "ID": short_id(&r.config), "Digest": r.manifest, "Size": human(r.size)})
+                let (stamp, ago) = created(r);
+                serde_json::json!({"Repository": repo, "Tag": tag, "ID": short_id(&r.config), "Digest": r.manifest, "CreatedAt": stamp, "CreatedSince": ago, "Size": human(r.size)})
             })
             .collect();
         println!("{}", serde_json::to_string(&v)?);
@@ -212,29 +279,35 @@ fn list(root: &Path, quiet: bool, digests: bool, format: &str) -> Result<()> {
     }
     if digests {
         println!(
-            "{:<30} {:<10} {:<72} {:<14} SIZE",
-            "REPOSITORY", "TAG", "DIGEST", "IMAGE ID"
+            "{:<30} {:<10} {:<72} {:<14} {:<20} SIZE",
+            "REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "CREATED"
         );
     } else {
-        println!("{:<30} {:<10} {:<14} SIZE", "REPOSITORY", "TAG", "IMAGE ID");
+        println!(
+            "{:<30} {:<10} {:<14} {:<20} SIZE",
+            "REPOSITORY", "TAG", "IMAGE ID", "CREATED"
+        );
     }
     for (name, r) in &refs {
         let (repo, tag) = name.rsplit_once(':').unwrap_or((name, "latest"));
+        let (_, ago) = created(r);
         if digests {
             println!(
-                "{:<30} {:<10} {:<72} {:<14} {}",
+                "{:<30} {:<10} {:<72} {:<14} {:<20} {}",
                 repo,
                 tag,
                 r.manifest,
                 short_id(&r.config),
+                ago,
                 human(r.size)
             );
         } else {
             println!(
-                "{:<30} {:<10} {:<14} {}",
+                "{:<30} {:<10} {:<14} {:<20} {}",
                 repo,
                 tag,
                 short_id(&r.config),
+                ago,
                 human(r.size)
             );
         }
@@ -247,29 +320,108 @@ fn run(cli: &Cli) -> Result<()> {
     std::fs::create_dir_all(root).with_context(|| format!("create {}", root.display()))?;
     let store = ContentStore::open(root)?;
     let refs_file = Refs::new(root);
+    // Commands that add content keep garbage collection away meanwhile.
+    let _adding = match &cli.command {
+        Command::Pull { .. } | Command::Load { .. } | Command::Import { .. } => {
+            Some(image::gc::hold_shared(root)?)
+        }
+        _ => None,
+    };
     match &cli.command {
-        Command::Load { input, quiet } => {
+        Command::Pull {
+            reference,
+            platform,
+            insecure,
+            quiet,
+            authfile,
+        } => remote::pull(
+            root,
+            reference,
+            platform.as_deref(),
+            *insecure,
+            *quiet,
+            remote::auth_path(root, authfile),
+        )?,
+        Command::Push {
+            name,
+            destination,
+            insecure,
+            quiet,
+            authfile,
+        } => {
+            let refs = refs_file.load().context("read images.json")?;
+            let (key, rec) = find(&refs, name)?;
+            let img = rec
+                .to_import(Some(key.clone()))
+                .context("corrupt images.json")?;
+            let dest = destination.clone().unwrap_or(key);
+            remote::push(
+                root,
+                &img,
+                &dest,
+                *insecure,
+                *quiet,
+                remote::auth_path(root, authfile),
+            )?
+        }
+        Command::Login {
+            server,
+            username,
+            password,
+            password_stdin,
+            insecure,
+            authfile,
+        } => remote::login(
+            server,
+            username.clone(),
+            password.clone(),
+            *password_stdin,
+            *insecure,
+            remote::auth_path(root, authfile),
+        )?,
+        Command::Logout { server, authfile } => {
+            remote::logout(server, remote::auth_path(root, authfile))?
+        }
+        Command::Load {
+            input,
+            quiet,
+            platform,
+        } => {
+            let platform = platform
+                .as_deref()
+                .map(image::manifest::Platform::parse)
+                .transpose()
+                .map_err(anyhow::Error::msg)?
+                .unwrap_or_else(image::manifest::Platform::linux_amd64);
             let images = match input {
                 Some(p) => image::archive::load_archive(
                     &store,
                     root,
                     std::fs::File::open(p).with_context(|| format!("open {}", p.display()))?,
+                    &platform,
                 )?,
-                None => image::archive::load_archive(&store, root, std::io::stdin().lock())?,
+                None => {
+                    image::archive::load_archive(&store, root, std::io::stdin().lock(), &platform)?
+                }
             };
-            let mut refs = refs_file.load().context("read images.json")?;
-            for img in &images {
-                let name = img
-                    .name
-                    .as_deref()
-                    .map(normalize)
-                    .unwrap_or_else(|| format!("<none>:{}", short_id(&img.config.to_string())));
-                refs.insert(name.clone(), ImageRecord::of(&store, img));
-                if !quiet {
+            let names = refs_file
+                .update(|refs| {
+                    let mut names = vec![];
+                    for img in &images {
+                        let name = img.name.as_deref().map(normalize).unwrap_or_else(|| {
+                            format!("<none>:{}", short_id(&img.config.to_string()))
+                        });
+                        refs.insert(name.clone(), ImageRecord::of(&store, img));
+                        names.push(name);
+                    }
+                    names
+                })
+                .context("update images.json")?;
+            if !quiet {
+                for name in names {
                     println!("Loaded image: {name}");
                 }
             }
-            refs_file.save(&refs).context("write images.json")?;
         }
         Command::Import {
             source,
@@ -278,19 +430,23 @@ fn run(cli: &Cli) -> Result<()> {
         } => {
             let name = name.as_deref().map(normalize);
             let img = image::import::import_rootfs(&store, source, name.clone(), change)?;
-            let mut refs = refs_file.load().context("read images.json")?;
             let key =
                 name.unwrap_or_else(|| format!("<none>:{}", short_id(&img.config.to_string())));
-            refs.insert(key, ImageRecord::of(&store, &img));
-            refs_file.save(&refs).context("write images.json")?;
+            let rec = ImageRecord::of(&store, &img);
+            refs_file
+                .update(|refs| refs.insert(key, rec))
+                .context("update images.json")?;
             println!("{}", img.config);
         }
         Command::Tag { source, target } => {
-            let mut refs = refs_file.load().context("read images.json")?;
-            let (_, rec) = find(&refs, source)?;
-            let rec = rec.clone();
-            refs.insert(normalize(target), rec);
-            refs_file.save(&refs).context("write images.json")?;
+            refs_file
+                .update(|refs| {
+                    let (_, rec) = find(refs, source)?;
+                    let rec = rec.clone();
+                    refs.insert(normalize(target), rec);
+                    Ok::<_, anyhow::Error>(())
+                })
+                .context("update images.json")??;
         }
         Command::History { name } => {
             let refs = refs_file.load().context("read images.json")?;
@@ -388,32 +544,37 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Image {
             command: ImageCommand::Prune,
         } => {
-            let refs = refs_file.load().context("read images.json")?;
-            let images: Vec<_> = refs
-                .iter()
-                .filter_map(|(k, r)| r.to_import(Some(k.clone())))
-                .collect();
-            let (blobs, snaps) = image::gc::collect(&store, root, &images)?;
+            let (blobs, snaps) = image::gc::collect(&store, root, || {
+                refs_file
+                    .load()
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|(k, r)| r.to_import(Some(k.clone())))
+                    .collect()
+            })?;
             println!("Deleted {blobs} blobs and {snaps} snapshots");
         }
         Command::Rmi { names, force } => {
-            let mut refs = refs_file.load().context("read images.json")?;
-            for n in names {
-                let (key, rec) = find(&refs, n)?;
-                let mounted = mount_dir(root, rec);
-                if mounted.exists() {
-                    if !force {
-                        bail!("image {n} is mounted: berth image unmount {n} first (or rmi -f)");
+            refs_file
+                .update(|refs| {
+                    for n in names {
+                        let (key, rec) = find(refs, n)?;
+                        let mounted = mount_dir(root, rec);
+                        if mounted.exists() {
+                            if !force {
+                                bail!("image {n} is mounted: berth image unmount {n} first (or rmi -f)");
+                            }
+                            nix::mount::umount2(&mounted, nix::mount::MntFlags::MNT_DETACH)
+                                .with_context(|| format!("unmount {}", mounted.display()))?;
+                            std::fs::remove_dir(&mounted)
+                                .with_context(|| format!("remove {}", mounted.display()))?;
+                        }
+                        refs.remove(&key);
+                        println!("Untagged: {key}");
                     }
-                    nix::mount::umount2(&mounted, nix::mount::MntFlags::MNT_DETACH)
-                        .with_context(|| format!("unmount {}", mounted.display()))?;
-                    std::fs::remove_dir(&mounted)
-                        .with_context(|| format!("remove {}", mounted.display()))?;
-                }
-                refs.remove(&key);
-                println!("Untagged: {key}");
-            }
-            refs_file.save(&refs).context("write images.json")?;
+                    Ok(())
+                })
+                .context("update images.json")??;
         }
         Command::Image {
             command: ImageCommand::Mount { name },

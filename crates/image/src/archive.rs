@@ -42,11 +42,13 @@ pub enum ArchiveError {
     },
 }
 
-/// Loads every image of the archive in `input`.
+/// Loads every image of the archive in `input` (from multi-platform
+/// indexes, the manifest for `platform`).
 pub fn load_archive(
     store: &ContentStore,
     root: &Path,
     input: impl Read,
+    platform: &crate::manifest::Platform,
 ) -> Result<Vec<ImportedImage>, ArchiveError> {
     let tmp = tempfile::Builder::new()
         .prefix(".load-")
@@ -57,7 +59,7 @@ pub fn load_archive(
         })?;
     apply_layer(tmp.path(), input, u64::MAX)?;
     if tmp.path().join("index.json").is_file() {
-        return Ok(import_oci_layout(store, tmp.path())?);
+        return Ok(import_oci_layout(store, tmp.path(), platform)?);
     }
     if tmp.path().join("manifest.json").is_file() {
         return import_docker_archive(store, tmp.path());

@@ -2,21 +2,54 @@
 //! refers to are removed (`image prune`).
 
 use std::collections::HashSet;
+use std::fs::File;
 use std::path::Path;
 
 use crate::layout::ImportedImage;
 use crate::snapshot::chain_ids;
 use crate::store::{ContentStore, StoreError};
 
-/// Removes what `keep` does not refer to; returns (blobs, snapshots) removed.
+/// The store-wide lock: writers (pull, load, import) hold it shared for
+/// as long as they add blobs that no name refers to yet; garbage
+/// collection holds it exclusively, so it never removes their work.
+fn lock(root: &Path, arg: nix::fcntl::FlockArg) -> Result<nix::fcntl::Flock<File>, StoreError> {
+    let path = root.join("gc.lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|err| StoreError::Io {
+            op: "open",
+            path: path.clone(),
+            err,
+        })?;
+    nix::fcntl::Flock::lock(file, arg).map_err(|(_, e)| StoreError::Io {
+        op: "lock",
+        path,
+        err: e.into(),
+    })
+}
+
+/// Held by a command that adds content: garbage collection waits for it.
+pub fn hold_shared(root: &Path) -> Result<nix::fcntl::Flock<File>, StoreError> {
+    lock(root, nix::fcntl::FlockArg::LockShared)
+}
+
+/// Removes what `keep` does not refer to; returns (blobs, snapshots)
+/// removed. Waits for commands that are adding content (see
+/// [`hold_shared`]), then asks `keep` for the images to keep, so the
+/// references it reads are current.
 pub fn collect(
     store: &ContentStore,
     root: &Path,
-    keep: &[ImportedImage],
+    keep: impl FnOnce() -> Vec<ImportedImage>,
 ) -> Result<(usize, usize), StoreError> {
+    let _exclusive = lock(root, nix::fcntl::FlockArg::LockExclusive)?;
+    let keep = keep();
     let mut blobs: HashSet<String> = HashSet::new();
     let mut snaps: HashSet<String> = HashSet::new();
-    for img in keep {
+    for img in &keep {
         blobs.insert(img.manifest.hex().to_string());
         blobs.insert(img.config.hex().to_string());
         for (b, _) in &img.layers {
@@ -40,10 +73,10 @@ pub fn collect(
         .flatten()
     {
         let name = e.file_name().to_string_lossy().into_owned();
-        if !name.starts_with('.')
-            && !blobs.contains(&name)
-            && std::fs::remove_file(e.path()).is_ok()
-        {
+        if name.starts_with('.') {
+            // Leftovers of interrupted writers (no writer runs now).
+            let _ = std::fs::remove_file(e.path());
+        } else if !blobs.contains(&name) && std::fs::remove_file(e.path()).is_ok() {
             removed.0 += 1;
         }
     }
@@ -51,7 +84,10 @@ pub fn collect(
     if let Ok(rd) = std::fs::read_dir(&snap_dir) {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if !name.starts_with('.')
+            if name.starts_with(".unpack-") {
+                // An interrupted unpack (no writer runs now).
+                let _ = std::fs::remove_dir_all(e.path());
+            } else if !name.starts_with('.')
                 && !snaps.contains(&name)
                 && std::fs::remove_dir_all(e.path()).is_ok()
             {

@@ -1,6 +1,7 @@
 //! OCI image layouts (a directory with `oci-layout`, `index.json` and
 //! `blobs/`): importing every image they hold into the content store,
-//! verifying each blob, choosing linux/amd64 from multi-platform indexes.
+//! verifying each blob, choosing the requested platform (linux/amd64 by
+//! default) from multi-platform indexes.
 //! Docker's schema2 media types are accepted beside OCI's.
 
 use std::path::Path;
@@ -8,6 +9,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::digest::Digest;
+use crate::manifest::{is_index, select, Config, Descriptor, Index, Manifest, Platform};
 use crate::store::{ContentStore, StoreError};
 
 /// Why a layout could not be imported.
@@ -24,54 +26,6 @@ pub enum LayoutError {
     /// A blob failed verification or could not be stored.
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// A content descriptor.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Descriptor {
-    /// Media type.
-    #[serde(rename = "mediaType", default)]
-    pub media_type: String,
-    /// Digest.
-    pub digest: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// Platform (in indexes).
-    #[serde(default)]
-    pub platform: Option<Platform>,
-    /// Annotations.
-    #[serde(default)]
-    pub annotations: std::collections::HashMap<String, String>,
-}
-
-/// An image platform.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Platform {
-    /// CPU architecture.
-    pub architecture: String,
-    /// Operating system.
-    pub os: String,
-}
-
-#[derive(Deserialize)]
-struct Index {
-    manifests: Vec<Descriptor>,
-}
-
-#[derive(Deserialize)]
-struct Manifest {
-    config: Descriptor,
-    layers: Vec<Descriptor>,
-}
-
-#[derive(Deserialize)]
-struct Config {
-    rootfs: RootFs,
-}
-
-#[derive(Deserialize)]
-struct RootFs {
-    diff_ids: Vec<String>,
 }
 
 /// An image now in the store.
@@ -100,11 +54,6 @@ fn digest(what: &str, s: &str) -> Result<Digest, LayoutError> {
             what: what.to_string(),
             reason: e.to_string(),
         })
-}
-
-fn is_index(media_type: &str) -> bool {
-    media_type == "application/vnd.oci.image.index.v1+json"
-        || media_type == "application/vnd.docker.distribution.manifest.list.v2+json"
 }
 
 /// Copies `desc` from the layout into the store (verified) and returns its bytes when `read`.
@@ -137,10 +86,12 @@ fn read_blob(store: &ContentStore, d: &Digest) -> Result<Vec<u8>, LayoutError> {
     })
 }
 
-/// Imports every image named in `dir/index.json`.
+/// Imports every image named in `dir/index.json` (for multi-platform
+/// indexes, the manifest for `platform`).
 pub fn import_oci_layout(
     store: &ContentStore,
     dir: &Path,
+    platform: &Platform,
 ) -> Result<Vec<ImportedImage>, LayoutError> {
     let index_path = dir.join("index.json");
     let data = std::fs::read(&index_path).map_err(|e| LayoutError::Invalid {
@@ -158,17 +109,11 @@ pub fn import_oci_layout(
         if is_index(&desc.media_type) {
             let d = take(store, dir, &desc, "index")?;
             let nested: Index = parse(&format!("index {d}"), &read_blob(store, &d)?)?;
-            desc = nested
-                .manifests
-                .into_iter()
-                .find(|m| {
-                    m.platform
-                        .as_ref()
-                        .is_some_and(|p| p.os == "linux" && p.architecture == "amd64")
-                })
+            desc = select(&nested, platform)
+                .cloned()
                 .ok_or_else(|| LayoutError::Invalid {
                     what: format!("index {d}"),
-                    reason: "no linux/amd64 manifest".into(),
+                    reason: format!("no {platform} manifest"),
                 })?;
         }
         let manifest = take(store, dir, &desc, "manifest")?;

@@ -89,11 +89,33 @@ impl Refs {
         }
     }
 
+    /// Reads, changes and writes the references under an exclusive lock,
+    /// so concurrent commands (two pulls) do not lose each other's names.
+    pub fn update<T>(
+        &self,
+        change: impl FnOnce(&mut BTreeMap<String, ImageRecord>) -> T,
+    ) -> std::io::Result<T> {
+        let lock_path = self.path.with_extension("lock");
+        let lock = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)?;
+        let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| std::io::Error::from(e))?;
+        let mut refs = self.load()?;
+        let out = change(&mut refs);
+        self.save(&refs)?;
+        Ok(out)
+    }
+
     /// Replaces all references, atomically.
     pub fn save(&self, refs: &BTreeMap<String, ImageRecord>) -> std::io::Result<()> {
-        let tmp = self
-            .path
-            .with_extension(format!("tmp{}", std::process::id()));
+        let tmp = self.path.with_extension(format!(
+            "tmp{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&serde_json::to_vec_pretty(refs).map_err(std::io::Error::other)?)?;
         f.sync_all()?;

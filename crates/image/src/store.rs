@@ -167,6 +167,48 @@ impl ContentStore {
         }
     }
 
+    /// Starts writing blob `d` from a stream that arrives in pieces (a
+    /// download). Takes an exclusive lock on the digest first, waiting for
+    /// another writer of the same blob (another pull) to finish; returns
+    /// `None` when the blob is stored by then, so a blob two pulls want is
+    /// fetched once. The partial content lives in `.ingest-<hex>`, which
+    /// an interrupted writer leaves and the next one truncates.
+    pub fn begin(&self, d: &Digest, size: Option<u64>) -> Result<Option<BlobWriter>, StoreError> {
+        if self.contains(d) {
+            return Ok(None);
+        }
+        let lock_path = self.dir.join(format!(".lock-{}", d.hex()));
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err("create", &lock_path))?;
+        let lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).map_err(
+            |(_, e)| StoreError::Io {
+                op: "lock",
+                path: lock_path.clone(),
+                err: e.into(),
+            },
+        )?;
+        if self.contains(d) {
+            return Ok(None);
+        }
+        let path = self.dir.join(format!(".ingest-{}", d.hex()));
+        let file = File::create(&path).map_err(io_err("create", &path))?;
+        Ok(Some(BlobWriter {
+            store: self.clone(),
+            digest: d.clone(),
+            size,
+            file: io::BufWriter::with_capacity(256 * 1024, file),
+            path,
+            lock_path,
+            hash: sha2::Sha256::new(),
+            len: 0,
+            _lock: lock,
+        }))
+    }
+
     fn commit(&self, tmp: &Path, d: &Digest) -> Result<PathBuf, StoreError> {
         let dest = self.path(d);
         fs::rename(tmp, &dest).map_err(io_err("rename into", &dest))?;
@@ -174,6 +216,78 @@ impl ContentStore {
         if let Ok(dir) = File::open(&self.dir) {
             let _ = dir.sync_all();
         }
+        Ok(dest)
+    }
+}
+
+/// A blob being written piece by piece under its digest's lock (see
+/// [`ContentStore::begin`]). Dropped without [`BlobWriter::commit`], it
+/// stores nothing.
+pub struct BlobWriter {
+    store: ContentStore,
+    digest: Digest,
+    size: Option<u64>,
+    file: io::BufWriter<File>,
+    path: PathBuf,
+    lock_path: PathBuf,
+    hash: sha2::Sha256,
+    len: u64,
+    _lock: nix::fcntl::Flock<File>,
+}
+
+impl BlobWriter {
+    /// The blob being written.
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    /// Appends `data`; refuses to grow past the expected size.
+    pub fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
+        self.len += data.len() as u64;
+        if let Some(expected) = self.size.filter(|s| self.len > *s) {
+            return Err(StoreError::SizeMismatch {
+                digest: self.digest.clone(),
+                expected,
+                actual: self.len,
+            });
+        }
+        self.hash.update(data);
+        self.file
+            .write_all(data)
+            .map_err(io_err("write", &self.path))
+    }
+
+    /// Verifies digest and size, then makes the blob visible atomically.
+    pub fn commit(self) -> Result<PathBuf, StoreError> {
+        let actual = Digest::from_hash(&self.hash.clone().finalize());
+        let check = if actual != self.digest {
+            Err(StoreError::DigestMismatch {
+                expected: self.digest.clone(),
+                actual,
+            })
+        } else if self.size.is_some_and(|s| s != self.len) {
+            Err(StoreError::SizeMismatch {
+                digest: actual,
+                expected: self.size.unwrap_or(0),
+                actual: self.len,
+            })
+        } else {
+            Ok(())
+        };
+        if let Err(e) = check {
+            let _ = fs::remove_file(&self.path);
+            return Err(e);
+        }
+        let file = self.file.into_inner().map_err(|e| StoreError::Io {
+            op: "flush",
+            path: self.path.clone(),
+            err: e.into_error(),
+        })?;
+        file.sync_all().map_err(io_err("fsync", &self.path))?;
+        let dest = self.store.commit(&self.path, &self.digest)?;
+        // Whoever waits on this lock finds the blob stored; newcomers
+        // see it before they look for the lock.
+        let _ = fs::remove_file(&self.lock_path);
         Ok(dest)
     }
 }

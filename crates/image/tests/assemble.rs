@@ -95,7 +95,12 @@ fn multi_layer_image_assembles_with_deletions_and_opaque_dirs() {
     layout(src.path(), &[base, top], None);
     let root = tempfile::tempdir().unwrap();
     let store = ContentStore::open(root.path()).unwrap();
-    let images = import_oci_layout(&store, src.path()).unwrap();
+    let images = import_oci_layout(
+        &store,
+        src.path(),
+        &image::manifest::Platform::linux_amd64(),
+    )
+    .unwrap();
     assert_eq!(images.len(), 1);
     assert_eq!(images[0].name.as_deref(), Some("test:1"));
     let dirs = prepare(&store, root.path(), &images[0]).unwrap();
@@ -133,7 +138,12 @@ fn a_layer_that_is_not_its_diff_id_is_refused() {
     layout(src.path(), &[layer(&[("a", b"1")])], Some(0));
     let root = tempfile::tempdir().unwrap();
     let store = ContentStore::open(root.path()).unwrap();
-    let images = import_oci_layout(&store, src.path()).unwrap();
+    let images = import_oci_layout(
+        &store,
+        src.path(),
+        &image::manifest::Platform::linux_amd64(),
+    )
+    .unwrap();
     let e = prepare(&store, root.path(), &images[0]).unwrap_err();
     assert!(matches!(e, SnapshotError::DiffIdMismatch { .. }), "{e}");
     assert!(
@@ -172,6 +182,11 @@ fn a_corrupted_blob_in_the_layout_is_refused() {
     std::fs::write(blobs.join(&layer_hex), data).unwrap();
     let root = tempfile::tempdir().unwrap();
     let store = ContentStore::open(root.path()).unwrap();
-    let e = import_oci_layout(&store, src.path()).unwrap_err();
+    let e = import_oci_layout(
+        &store,
+        src.path(),
+        &image::manifest::Platform::linux_amd64(),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains(&layer_hex), "{e}");
 }

@@ -4,6 +4,9 @@
 //! Tests run as root against the real kernel; each uses its own ids, cgroup
 //! paths and directories so they can run in parallel.
 
+pub mod oci;
+pub mod registry;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};

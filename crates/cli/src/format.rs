@@ -1,0 +1,103 @@
+//! How the command line prints sizes and times: as Docker does.
+
+/// A size in decimal units with three significant digits, as `docker
+/// images` prints it (`4.26MB`, `72.8MB`, `123MB`, `1.23GB`).
+pub fn human(bytes: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < units.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    let digits = if v >= 100.0 {
+        0
+    } else if v >= 10.0 {
+        1
+    } else {
+        2
+    };
+    let mut s = format!("{v:.digits$}");
+    if s.contains('.') {
+        s = s.trim_end_matches('0').trim_end_matches('.').to_string();
+    }
+    s + units[i]
+}
+
+/// Seconds since the epoch of an RFC 3339 time (`2024-05-01T12:00:00.5Z`,
+/// offsets allowed), or None.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y2 = if mo <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    let mut t = days * 86400 + h * 3600 + mi * 60 + sec;
+    // Skip a fraction, then apply an offset.
+    let rest = s[19..].trim_start_matches(|c: char| c == '.' || c.is_ascii_digit());
+    if let Some(sign) = rest.chars().next().filter(|c| *c == '+' || *c == '-') {
+        let oh: i64 = rest.get(1..3)?.parse().ok()?;
+        let om: i64 = rest.get(4..6)?.parse().ok()?;
+        let off = oh * 3600 + om * 60;
+        t -= if sign == '+' { off } else { -off };
+    }
+    Some(t)
+}
+
+/// How long ago `then` was, in Docker's words (`3 weeks ago`).
+pub fn ago(then: i64, now: i64) -> String {
+    let s = (now - then).max(0);
+    let plural = |n: i64, unit: &str| format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" });
+    match s {
+        0..=1 => "Less than a second ago".into(),
+        2..=59 => plural(s, "second"),
+        60..=119 => "About a minute ago".into(),
+        120..=3599 => plural(s / 60, "minute"),
+        3600..=7199 => "About an hour ago".into(),
+        7200..=172_799 => plural(s / 3600, "hour"),
+        172_800..=1_209_599 => plural(s / 86400, "day"),
+        1_209_600..=5_183_999 => plural(s / 604_800, "week"),
+        5_184_000..=63_071_999 => plural(s / 2_592_000, "month"),
+        _ => plural(s / 31_536_000, "year"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_as_docker_prints_them() {
+        assert_eq!(human(999), "999B");
+        assert_eq!(human(4_261_000), "4.26MB");
+        assert_eq!(human(72_800_000), "72.8MB");
+        assert_eq!(human(123_400_000), "123MB");
+        assert_eq!(human(1_230_000_000), "1.23GB");
+        assert_eq!(human(5_000_000), "5MB");
+    }
+
+    #[test]
+    fn times_parse_and_read_as_ago() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("2000-03-01T00:00:00Z"), Some(951_868_800));
+        assert_eq!(
+            parse_rfc3339("2000-03-01T01:00:00.123+01:00"),
+            Some(951_868_800)
+        );
+        assert_eq!(parse_rfc3339("garbage"), None);
+        assert_eq!(ago(0, 30), "30 seconds ago");
+        assert_eq!(ago(0, 3 * 86400), "3 days ago");
+        assert_eq!(ago(0, 21 * 86400), "3 weeks ago");
+        assert_eq!(ago(0, 2 * 31_536_000), "2 years ago");
+    }
+}

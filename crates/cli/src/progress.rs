@@ -1,0 +1,102 @@
+//! Progress of pull and push as the user sees it: one bar per blob
+//! (bytes, speed, ETA) on a terminal; plain lines, one per state change,
+//! when standard output is not a terminal (logs, CI); nothing with
+//! `--quiet`.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::sync::Mutex;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::format::human;
+
+/// Renders registry progress on standard output.
+pub struct Bars {
+    multi: Option<MultiProgress>,
+    bars: Mutex<HashMap<String, ProgressBar>>,
+    quiet: bool,
+}
+
+impl Bars {
+    /// Bars when stdout is a terminal, lines otherwise, nothing when `quiet`.
+    pub fn new(quiet: bool) -> Self {
+        let tty = std::io::stdout().is_terminal();
+        Bars {
+            multi: (tty && !quiet)
+                .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stdout())),
+            bars: Mutex::new(HashMap::new()),
+            quiet,
+        }
+    }
+
+    fn line(&self, text: &str) {
+        if self.quiet {
+            return;
+        }
+        match &self.multi {
+            Some(m) => {
+                let _ = m.println(text);
+            }
+            None => println!("{text}"),
+        }
+    }
+}
+
+impl registry::Progress for Bars {
+    fn message(&self, line: &str) {
+        self.line(line);
+    }
+
+    fn start(&self, id: &str, action: &str, total: Option<u64>) {
+        let Some(multi) = &self.multi else {
+            match total {
+                Some(t) => self.line(&format!("{id}: {action} {}", human(t))),
+                None => self.line(&format!("{id}: {action}")),
+            }
+            return;
+        };
+        let bar = multi.add(ProgressBar::new(total.unwrap_or(0)));
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix}: {msg:<12} [{bar:30}] {decimal_bytes:>9}/{decimal_total_bytes:<9} {decimal_bytes_per_sec:>11} ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(id.to_string());
+        bar.set_message(action.to_string());
+        if let Ok(mut bars) = self.bars.lock() {
+            bars.insert(id.to_string(), bar);
+        }
+    }
+
+    fn advance(&self, id: &str, bytes: u64) {
+        if let Some(bar) = self.bars.lock().ok().and_then(|b| b.get(id).cloned()) {
+            bar.inc(bytes);
+        }
+    }
+
+    fn done(&self, id: &str, status: &str) {
+        let bar = self.bars.lock().ok().and_then(|mut b| b.remove(id));
+        match (bar, &self.multi) {
+            (Some(bar), Some(_)) => {
+                bar.set_style(
+                    ProgressStyle::with_template("{prefix}: {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+                bar.finish_with_message(status.to_string());
+            }
+            (None, Some(multi)) => {
+                let bar = multi.add(ProgressBar::new(0));
+                bar.set_style(
+                    ProgressStyle::with_template("{prefix}: {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+                bar.set_prefix(id.to_string());
+                bar.finish_with_message(status.to_string());
+            }
+            _ => self.line(&format!("{id}: {status}")),
+        }
+    }
+}
