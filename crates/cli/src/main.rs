@@ -97,9 +97,9 @@ enum Command {
         #[arg(long, env = "REGISTRY_AUTH_FILE")]
         authfile: Option<PathBuf>,
     },
-    /// Load images from an OCI archive or a docker-archive.
+    /// Load images from an OCI archive, an OCI layout directory or a docker-archive.
     Load {
-        /// The archive (default: standard input).
+        /// The archive or layout directory (default: standard input).
         #[arg(short, long)]
         input: Option<PathBuf>,
         /// Print nothing.
@@ -394,6 +394,8 @@ fn run(cli: &Cli) -> Result<()> {
                 .map_err(anyhow::Error::msg)?
                 .unwrap_or_else(image::manifest::Platform::linux_amd64);
             let images = match input {
+                Some(p) if p.is_dir() => image::layout::import_oci_layout(&store, p, &platform)
+                    .with_context(|| format!("load the OCI layout {}", p.display()))?,
                 Some(p) => image::archive::load_archive(
                     &store,
                     root,
@@ -404,6 +406,10 @@ fn run(cli: &Cli) -> Result<()> {
                     image::archive::load_archive(&store, root, std::io::stdin().lock(), &platform)?
                 }
             };
+            // Unpack now, as docker load does, so the first container starts at once.
+            for img in &images {
+                image::snapshot::prepare(&store, root, img)?;
+            }
             let names = refs_file
                 .update(|refs| {
                     let mut names = vec![];
@@ -430,6 +436,7 @@ fn run(cli: &Cli) -> Result<()> {
         } => {
             let name = name.as_deref().map(normalize);
             let img = image::import::import_rootfs(&store, source, name.clone(), change)?;
+            image::snapshot::prepare(&store, root, &img)?;
             let key =
                 name.unwrap_or_else(|| format!("<none>:{}", short_id(&img.config.to_string())));
             let rec = ImageRecord::of(&store, &img);

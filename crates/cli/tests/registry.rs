@@ -474,3 +474,71 @@ fn two_concurrent_pulls_of_one_image_both_succeed_and_fetch_it_once() {
     let list = berth(&root, &["images"]).ok().stdout;
     assert_eq!(list.lines().count(), 2, "{list}");
 }
+
+#[test]
+fn skopeo_layouts_and_archives_load_into_berth() {
+    tools_present();
+    let reg = LocalRegistry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let image = reg.image("lib/arch:v2");
+    skopeo_push_layout(
+        &dir.path().join("layout"),
+        &image,
+        &[
+            tar_layer(&[("etc/a", b"1"), ("etc/b", b"2")]),
+            tar_layer(&[("etc/.wh.a", b""), ("etc/c", b"3")]),
+        ],
+    );
+    let pulled = dir.path().join("pulled");
+    berth(&pulled, &["pull", "-q", &image]).ok();
+    let id = |root: &Path| {
+        berth(root, &["images", "-q"])
+            .ok()
+            .stdout
+            .trim()
+            .to_string()
+    };
+    let want = id(&pulled);
+    assert_eq!(want.len(), 12);
+
+    let oci_dir = dir.path().join("oci-dir");
+    let oci_archive = dir.path().join("oci.tar");
+    let docker_archive = dir.path().join("docker.tar");
+    for dest in [
+        format!("oci:{}:arch", oci_dir.display()),
+        format!("oci-archive:{}:arch", oci_archive.display()),
+        format!("docker-archive:{}:lib/arch:v2", docker_archive.display()),
+    ] {
+        skopeo(&[
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{image}"),
+            &dest,
+        ])
+        .ok();
+    }
+    for (what, src) in [
+        ("layout", &oci_dir),
+        ("oci-archive", &oci_archive),
+        ("docker-archive", &docker_archive),
+    ] {
+        let root = dir.path().join(format!("from-{what}"));
+        let out = berth(&root, &["load", "-i", src.to_str().unwrap()])
+            .ok()
+            .stdout;
+        assert!(out.starts_with("Loaded image: "), "{what}: {out}");
+        assert_eq!(id(&root), want, "{what}: the same config as pulled");
+        let name = out.trim().trim_start_matches("Loaded image: ").to_string();
+        let mnt = berth(&root, &["image", "mount", &name])
+            .ok()
+            .stdout
+            .trim()
+            .to_string();
+        let files: Vec<bool> = ["etc/a", "etc/b", "etc/c"]
+            .iter()
+            .map(|f| Path::new(&mnt).join(f).exists())
+            .collect();
+        berth(&root, &["image", "unmount", &name]).ok();
+        assert_eq!(files, [false, true, true], "{what}");
+    }
+}

@@ -8,7 +8,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use crate::layout::{import_oci_layout, ImportedImage, LayoutError};
+use crate::layout::{import_oci_layout_with, Blobs, ImportedImage, LayoutError};
 use crate::store::ContentStore;
 use crate::unpack::{apply_layer, UnpackError};
 
@@ -59,7 +59,12 @@ pub fn load_archive(
         })?;
     apply_layer(tmp.path(), input, u64::MAX)?;
     if tmp.path().join("index.json").is_file() {
-        return Ok(import_oci_layout(store, tmp.path(), platform)?);
+        return Ok(import_oci_layout_with(
+            store,
+            tmp.path(),
+            platform,
+            Blobs::Move,
+        )?);
     }
     if tmp.path().join("manifest.json").is_file() {
         return import_docker_archive(store, tmp.path());
@@ -117,9 +122,9 @@ fn import_docker_archive(
         .map_err(|e| ArchiveError::Docker(e.to_string()))?;
     let entries: Vec<DockerEntry> =
         serde_json::from_slice(&data).map_err(|e| ArchiveError::Docker(e.to_string()))?;
-    let open = |p: &Path| {
-        std::fs::File::open(p).map_err(|e| ArchiveError::Docker(format!("{}: {e}", p.display())))
-    };
+    // Images of one archive share layer files: each is taken in once.
+    let mut taken: std::collections::HashMap<std::path::PathBuf, crate::Digest> =
+        std::collections::HashMap::new();
     let mut images = vec![];
     for e in entries {
         let config_path = member(dir, &e.config)?;
@@ -140,7 +145,14 @@ fn import_docker_archive(
         for (l, diff) in e.layers.iter().zip(&cfg.rootfs.diff_ids) {
             let path = member(dir, l)?;
             let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            let blob = store.ingest_unknown(open(&path)?)?;
+            let blob = match taken.get(&path) {
+                Some(d) => d.clone(),
+                None => {
+                    let d = store.adopt(&path, None, None)?;
+                    taken.insert(path.clone(), d.clone());
+                    d
+                }
+            };
             let diff: crate::Digest = diff
                 .parse()
                 .map_err(|err: crate::digest::DigestError| ArchiveError::Docker(err.to_string()))?;

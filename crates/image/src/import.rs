@@ -112,12 +112,14 @@ pub fn import_rootfs(
     let mut cfg =
         json!({"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]});
     apply_changes(&mut cfg, changes)?;
+    let created = rfc3339(created_time());
     let config = json!({
+        "created": created,
         "architecture": "amd64",
         "os": "linux",
         "config": cfg,
         "rootfs": {"type": "layers", "diff_ids": [diff.to_string()]},
-        "history": [{"created_by": format!("berth import {}", source.display())}],
+        "history": [{"created": created, "created_by": format!("berth import {}", source.display())}],
     });
     let config_bytes = serde_json::to_vec(&config).map_err(|e| io(std::io::Error::other(e)))?;
     let config_digest = store.ingest_unknown(&config_bytes[..])?;
@@ -162,5 +164,49 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("EXPOSE 80"));
+    }
+}
+
+/// When the image is made: now, or `SOURCE_DATE_EPOCH` for reproducible images.
+fn created_time() -> i64 {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0)
+        })
+}
+
+/// `secs` since the epoch as an RFC 3339 UTC time (`2024-01-02T03:04:05Z`).
+pub fn rfc3339(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    // Civil date from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod time_tests {
+    #[test]
+    fn rfc3339_formats_utc() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(951_868_800), "2000-03-01T00:00:00Z");
+        assert_eq!(super::rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
     }
 }

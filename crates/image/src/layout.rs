@@ -56,20 +56,41 @@ fn digest(what: &str, s: &str) -> Result<Digest, LayoutError> {
         })
 }
 
-/// Copies `desc` from the layout into the store (verified) and returns its bytes when `read`.
+/// What happens to the layout's blob files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blobs {
+    /// They are copied (the layout is the user's).
+    Copy,
+    /// They are moved into the store (the layout is a temp dir of ours
+    /// on the store's filesystem: an unpacked archive).
+    Move,
+}
+
+/// Takes `desc` from the layout into the store (verified; a symlink in
+/// the layout is refused, not followed).
 fn take(
     store: &ContentStore,
     dir: &Path,
     desc: &Descriptor,
     what: &str,
+    blobs: Blobs,
 ) -> Result<Digest, LayoutError> {
     let d = digest(what, &desc.digest)?;
     if !store.contains(&d) {
         let path = dir.join("blobs").join("sha256").join(d.hex());
-        let f = std::fs::File::open(&path).map_err(|e| LayoutError::Invalid {
-            what: format!("{what} {d}"),
-            reason: format!("{}: {e}", path.display()),
-        })?;
+        if blobs == Blobs::Move {
+            store.adopt(&path, Some(&d), Some(desc.size))?;
+            return Ok(d);
+        }
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = std::fs::File::options()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|e| LayoutError::Invalid {
+                what: format!("{what} {d}"),
+                reason: format!("{}: {e}", path.display()),
+            })?;
         store.ingest(&d, Some(desc.size), f)?;
     }
     Ok(d)
@@ -93,6 +114,16 @@ pub fn import_oci_layout(
     dir: &Path,
     platform: &Platform,
 ) -> Result<Vec<ImportedImage>, LayoutError> {
+    import_oci_layout_with(store, dir, platform, Blobs::Copy)
+}
+
+/// [`import_oci_layout`], choosing whether blob files are copied or moved.
+pub fn import_oci_layout_with(
+    store: &ContentStore,
+    dir: &Path,
+    platform: &Platform,
+    blobs: Blobs,
+) -> Result<Vec<ImportedImage>, LayoutError> {
     let index_path = dir.join("index.json");
     let data = std::fs::read(&index_path).map_err(|e| LayoutError::Invalid {
         what: index_path.display().to_string(),
@@ -107,7 +138,7 @@ pub fn import_oci_layout(
             .cloned();
         let mut desc = top.clone();
         if is_index(&desc.media_type) {
-            let d = take(store, dir, &desc, "index")?;
+            let d = take(store, dir, &desc, "index", blobs)?;
             let nested: Index = parse(&format!("index {d}"), &read_blob(store, &d)?)?;
             desc = select(&nested, platform)
                 .cloned()
@@ -116,12 +147,12 @@ pub fn import_oci_layout(
                     reason: format!("no {platform} manifest"),
                 })?;
         }
-        let manifest = take(store, dir, &desc, "manifest")?;
+        let manifest = take(store, dir, &desc, "manifest", blobs)?;
         let m: Manifest = parse(
             &format!("manifest {manifest}"),
             &read_blob(store, &manifest)?,
         )?;
-        let config = take(store, dir, &m.config, "config")?;
+        let config = take(store, dir, &m.config, "config", blobs)?;
         let c: Config = parse(&format!("config {config}"), &read_blob(store, &config)?)?;
         if c.rootfs.diff_ids.len() != m.layers.len() {
             return Err(LayoutError::Invalid {
@@ -136,7 +167,7 @@ pub fn import_oci_layout(
         let mut layers = vec![];
         for (l, diff) in m.layers.iter().zip(&c.rootfs.diff_ids) {
             layers.push((
-                take(store, dir, l, "layer")?,
+                take(store, dir, l, "layer", blobs)?,
                 digest(&format!("config {config} diff_id"), diff)?,
             ));
         }

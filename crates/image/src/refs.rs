@@ -24,17 +24,28 @@ pub struct ImageRecord {
 }
 
 impl ImageRecord {
-    /// The record of an image imported into `store` (its size is that of its layer blobs).
+    /// The record of an image imported into `store`. Its size is that of
+    /// its unpacked layers when they are unpacked under `root` (what
+    /// Docker shows), else that of its layer blobs.
     pub fn of(store: &crate::ContentStore, i: &ImportedImage) -> Self {
-        let size = i
-            .layers
+        let root = store.root();
+        let diffs: Vec<crate::Digest> = i.layers.iter().map(|(_, d)| d.clone()).collect();
+        let unpacked: Option<u64> = crate::snapshot::chain_ids(&diffs)
             .iter()
-            .map(|(b, _)| {
-                std::fs::metadata(store.path(b))
-                    .map(|m| m.len())
-                    .unwrap_or(0)
+            .map(|c| {
+                crate::snapshot::content_size(&root.join("snapshots").join(c.hex()).join("fs"))
             })
             .sum();
+        let size = unpacked.unwrap_or_else(|| {
+            i.layers
+                .iter()
+                .map(|(b, _)| {
+                    std::fs::metadata(store.path(b))
+                        .map(|m| m.len())
+                        .unwrap_or(0)
+                })
+                .sum()
+        });
         Self::from_import(i, size)
     }
 

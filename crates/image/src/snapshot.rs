@@ -82,6 +82,17 @@ pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
     out
 }
 
+/// The content size of the unpacked layer in snapshot `fs` directory
+/// `fs` (recorded when it was unpacked), if known.
+pub fn content_size(fs: &Path) -> Option<u64> {
+    let dir = fs.parent()?;
+    std::fs::read_to_string(dir.join("size"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// Unpacks every missing layer of `image` and returns the snapshot `fs`
 /// directories, bottom first.
 pub fn prepare(
@@ -146,6 +157,8 @@ fn unpack_one(
             actual: stats.diff_id,
         });
     }
+    // The layer's content size, which `images` reports as Docker does.
+    let _ = std::fs::write(tmp.path().join("size"), stats.bytes.to_string());
     let kept = tmp.keep();
     match std::fs::rename(&kept, dir) {
         Ok(()) => Ok(()),

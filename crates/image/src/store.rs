@@ -69,6 +69,15 @@ impl ContentStore {
         Ok(ContentStore { dir })
     }
 
+    /// The store root this blob store lives under.
+    pub fn root(&self) -> PathBuf {
+        self.dir
+            .parent()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    }
+
     /// Where blob `d` lives (whether or not it is there).
     pub fn path(&self, d: &Digest) -> PathBuf {
         self.dir.join(d.hex())
@@ -114,6 +123,82 @@ impl ContentStore {
             return Err(e);
         }
         self.commit(&tmp, expected)
+    }
+
+    /// Takes the regular file at `path` into the store by renaming it
+    /// (no copy) after hashing it: it must have digest `expected` (and
+    /// `size` bytes) when given. For files the store's caller owns and
+    /// that live on the store's filesystem (an archive unpacked under the
+    /// root); falls back to copying across filesystems. Symlinks are
+    /// refused, never followed.
+    pub fn adopt(
+        &self,
+        path: &Path,
+        expected: Option<&Digest>,
+        size: Option<u64>,
+    ) -> Result<Digest, StoreError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = File::options()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(io_err("open", path))?;
+        let meta = file.metadata().map_err(io_err("stat", path))?;
+        if !meta.is_file() {
+            return Err(StoreError::Io {
+                op: "take (not a regular file)",
+                path: path.to_path_buf(),
+                err: io::Error::from(io::ErrorKind::InvalidInput),
+            });
+        }
+        let mut hash = sha2::Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut len = 0u64;
+        loop {
+            let n = file.read(&mut buf).map_err(io_err("read", path))?;
+            if n == 0 {
+                break;
+            }
+            hash.update(&buf[..n]);
+            len += n as u64;
+        }
+        let actual = Digest::from_hash(&hash.finalize());
+        if let Some(e) = expected.filter(|e| **e != actual) {
+            return Err(StoreError::DigestMismatch {
+                expected: e.clone(),
+                actual,
+            });
+        }
+        if let Some(s) = size.filter(|s| *s != len) {
+            return Err(StoreError::SizeMismatch {
+                digest: actual,
+                expected: s,
+                actual: len,
+            });
+        }
+        if self.contains(&actual) {
+            return Ok(actual);
+        }
+        file.sync_all().map_err(io_err("fsync", path))?;
+        match fs::rename(path, self.path(&actual)) {
+            Ok(()) => {
+                if let Ok(dir) = File::open(&self.dir) {
+                    let _ = dir.sync_all();
+                }
+                Ok(actual)
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+                drop(file);
+                let f = File::open(path).map_err(io_err("open", path))?;
+                self.ingest(&actual, Some(len), f)?;
+                Ok(actual)
+            }
+            Err(e) => Err(StoreError::Io {
+                op: "rename into the store",
+                path: path.to_path_buf(),
+                err: e,
+            }),
+        }
     }
 
     /// Writes `content` of unknown digest and returns the digest it has.
