@@ -232,6 +232,36 @@ fn find<'a>(
         .with_context(|| format!("no such image: {name}"))
 }
 
+/// Unpacks the layers of `img` that are not unpacked yet, one progress
+/// bar per layer ("Loading layer", as docker load shows).
+fn unpack_with_bars(
+    store: &ContentStore,
+    root: &Path,
+    img: &image::layout::ImportedImage,
+    quiet: bool,
+) -> Result<()> {
+    use registry::Progress as _;
+    let bars = progress::Bars::new(quiet);
+    let diffs: Vec<image::Digest> = img.layers.iter().map(|(_, d)| d.clone()).collect();
+    let chains = image::snapshot::chain_ids(&diffs);
+    let mut started = vec![];
+    for ((blob, _), chain) in img.layers.iter().zip(&chains) {
+        if !root.join("snapshots").join(chain.hex()).join("fs").is_dir() {
+            let id = short_id(&blob.to_string());
+            let size = std::fs::metadata(store.path(blob)).map(|m| m.len()).ok();
+            bars.start(&id, "Loading layer", size);
+            started.push(id);
+        }
+    }
+    image::snapshot::prepare_with_progress(store, root, img, &|blob, n| {
+        bars.advance(&short_id(&blob.to_string()), n)
+    })?;
+    for id in started {
+        bars.done(&id, "Loaded");
+    }
+    Ok(())
+}
+
 fn read_config(store: &ContentStore, rec: &ImageRecord) -> Result<serde_json::Value> {
     let d: image::Digest = rec.config.parse().context("corrupt images.json")?;
     let data = std::fs::read(store.path(&d)).with_context(|| format!("read config {d}"))?;
@@ -408,7 +438,7 @@ fn run(cli: &Cli) -> Result<()> {
             };
             // Unpack now, as docker load does, so the first container starts at once.
             for img in &images {
-                image::snapshot::prepare(&store, root, img)?;
+                unpack_with_bars(&store, root, img, *quiet)?;
             }
             let names = refs_file
                 .update(|refs| {

@@ -78,25 +78,27 @@ impl registry::Progress for Bars {
     }
 
     fn done(&self, id: &str, status: &str) {
-        let bar = self.bars.lock().ok().and_then(|mut b| b.remove(id));
-        match (bar, &self.multi) {
-            (Some(bar), Some(_)) => {
-                bar.set_style(
-                    ProgressStyle::with_template("{prefix}: {msg}")
-                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-                );
-                bar.finish_with_message(status.to_string());
-            }
-            (None, Some(multi)) => {
+        let Some(multi) = &self.multi else {
+            self.line(&format!("{id}: {status}"));
+            return;
+        };
+        // A blob keeps its line: a later status ("Pull complete" after
+        // "Extracting") replaces the earlier one in place.
+        let Ok(mut bars) = self.bars.lock() else {
+            return;
+        };
+        let bar = bars
+            .entry(id.to_string())
+            .or_insert_with(|| {
                 let bar = multi.add(ProgressBar::new(0));
-                bar.set_style(
-                    ProgressStyle::with_template("{prefix}: {msg}")
-                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-                );
                 bar.set_prefix(id.to_string());
-                bar.finish_with_message(status.to_string());
-            }
-            _ => self.line(&format!("{id}: {status}")),
-        }
+                bar
+            })
+            .clone();
+        bar.set_style(
+            ProgressStyle::with_template("{prefix}: {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.finish_with_message(status.to_string());
     }
 }

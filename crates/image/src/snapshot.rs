@@ -100,6 +100,20 @@ pub fn prepare(
     root: &Path,
     image: &ImportedImage,
 ) -> Result<Vec<PathBuf>, SnapshotError> {
+    prepare_with_progress(store, root, image, &|_, _| {})
+}
+
+/// Reports how far a layer's unpacking got: (layer blob, blob bytes read
+/// since the last call).
+pub type UnpackProgress<'a> = dyn Fn(&Digest, u64) + Sync + 'a;
+
+/// [`prepare`], reporting the bytes of each layer blob as they are read.
+pub fn prepare_with_progress(
+    store: &ContentStore,
+    root: &Path,
+    image: &ImportedImage,
+    progress: &UnpackProgress<'_>,
+) -> Result<Vec<PathBuf>, SnapshotError> {
     let diffs: Vec<Digest> = image.layers.iter().map(|(_, d)| d.clone()).collect();
     let chains = chain_ids(&diffs);
     let dirs: Vec<PathBuf> = chains
@@ -112,7 +126,9 @@ pub fn prepare(
             .iter()
             .zip(&dirs)
             .filter(|(_, dir)| !dir.join("fs").is_dir())
-            .map(|((blob, diff), dir)| s.spawn(move || unpack_one(store, blob, diff, dir)))
+            .map(|((blob, diff), dir)| {
+                s.spawn(move || unpack_one(store, blob, diff, dir, progress))
+            })
             .collect();
         jobs.into_iter().try_for_each(|j| {
             j.join()
@@ -122,6 +138,38 @@ pub fn prepare(
     Ok(dirs.into_iter().map(|d| d.join("fs")).collect())
 }
 
+/// Unpacks layer `blob` (uncompressed digest `diff`) into the snapshot of
+/// chain ID `chain` unless it is there, and returns its `fs` directory.
+/// For callers that unpack each layer as soon as its blob arrives (pull).
+pub fn prepare_layer(
+    store: &ContentStore,
+    root: &Path,
+    chain: &Digest,
+    blob: &Digest,
+    diff: &Digest,
+) -> Result<PathBuf, SnapshotError> {
+    let dir = root.join("snapshots").join(chain.hex());
+    if !dir.join("fs").is_dir() {
+        unpack_one(store, blob, diff, &dir, &|_, _| {})?;
+    }
+    Ok(dir.join("fs"))
+}
+
+/// A blob reader that reports what it reads.
+struct Counted<'a, R> {
+    inner: R,
+    blob: &'a Digest,
+    progress: &'a UnpackProgress<'a>,
+}
+
+impl<R: std::io::Read> std::io::Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        (self.progress)(self.blob, n as u64);
+        Ok(n)
+    }
+}
+
 /// Unpacks one layer into a temp dir beside its snapshot and renames it
 /// into place, so a snapshot directory is always complete.
 fn unpack_one(
@@ -129,6 +177,7 @@ fn unpack_one(
     blob: &Digest,
     diff: &Digest,
     dir: &Path,
+    progress: &UnpackProgress<'_>,
 ) -> Result<(), SnapshotError> {
     let io = |op: &'static str, path: &Path| {
         let path = path.to_path_buf();
@@ -144,6 +193,11 @@ fn unpack_one(
         layer: blob.clone(),
         err: UnpackError::Format(e.to_string()),
     })?;
+    let file = Counted {
+        inner: std::io::BufReader::with_capacity(256 * 1024, file),
+        blob,
+        progress,
+    };
     let stats = apply_layer(&tmp.path().join("fs"), file, MAX_LAYER_BYTES).map_err(|err| {
         SnapshotError::Unpack {
             layer: blob.clone(),

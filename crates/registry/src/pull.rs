@@ -257,28 +257,44 @@ pub async fn pull(
         layers,
     };
 
+    // Each layer is unpacked as soon as its blob is in (and verified),
+    // while the other layers are still downloading.
     let concurrency = if opts.concurrency == 0 {
         4
     } else {
         opts.concurrency
     };
-    let downloaded: Vec<bool> = futures_util::stream::iter(m.layers.iter())
-        .map(|desc| fetch_blob(&conn, &store, &r, desc, &progress))
-        .buffer_unordered(concurrency)
-        .try_collect()
-        .await?;
-
-    {
-        let store = store.clone();
-        let root = root.to_path_buf();
-        let img = img.clone();
-        blocking(move || image::snapshot::prepare(&store, &root, &img)).await?;
-    }
-    for (l, fresh) in m.layers.iter().zip(&downloaded) {
-        if *fresh {
-            progress.done(&short(&l.digest), "Pull complete");
-        }
-    }
+    let diffs: Vec<Digest> = img.layers.iter().map(|(_, d)| d.clone()).collect();
+    let chains = image::snapshot::chain_ids(&diffs);
+    let downloaded: Vec<bool> =
+        futures_util::stream::iter(m.layers.iter().zip(&img.layers).zip(chains))
+            .map(|((desc, (blob, diff)), chain)| {
+                let (conn, store, r, progress) = (&conn, &store, &r, &progress);
+                async move {
+                    let fresh = fetch_blob(conn, store, r, desc, progress).await?;
+                    let id = short(&desc.digest);
+                    if fresh {
+                        progress.done(&id, "Extracting");
+                    }
+                    let (store, root, blob, diff) = (
+                        store.clone(),
+                        root.to_path_buf(),
+                        blob.clone(),
+                        diff.clone(),
+                    );
+                    blocking(move || {
+                        image::snapshot::prepare_layer(&store, &root, &chain, &blob, &diff)
+                    })
+                    .await?;
+                    if fresh {
+                        progress.done(&id, "Pull complete");
+                    }
+                    Ok::<_, RegistryError>(fresh)
+                }
+            })
+            .buffer_unordered(concurrency)
+            .try_collect()
+            .await?;
 
     let name = normalize(reference);
     let record = ImageRecord::of(&store, &img);
