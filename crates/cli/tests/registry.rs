@@ -221,7 +221,24 @@ fn skopeo_push_is_pulled_by_berth_and_assembles() {
 #[test]
 fn basic_auth_registry_requires_login() {
     tools_present();
-    let reg = LocalRegistry::with_basic_auth("alice", "s3cret-pw");
+    login_is_required(&LocalRegistry::with_basic_auth("alice", "s3cret-pw"));
+}
+
+#[test]
+fn token_auth_registry_requires_login() {
+    tools_present();
+    let (reg, tokens) = LocalRegistry::with_token_auth("alice", "s3cret-pw");
+    login_is_required(&reg);
+    assert!(
+        tokens.issued.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "berth went through the token service"
+    );
+}
+
+/// `reg` grants alice/s3cret-pw: push needs login, a wrong password
+/// stores nothing, the stored file works for berth and skopeo, logout
+/// takes access away again.
+fn login_is_required(reg: &LocalRegistry) {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("berth");
     let image = reg.image("private/img:1");

@@ -41,10 +41,19 @@ impl LocalRegistry {
 
     /// A registry that wants `user`/`password` (HTTP basic auth).
     pub fn with_basic_auth(user: &str, password: &str) -> Self {
-        Self::start_with(Some((user, password)))
+        Self::start_with(Some(Auth::Basic(user, password)))
     }
 
-    fn start_with(auth: Option<(&str, &str)>) -> Self {
+    /// A registry that wants Bearer tokens from a token service of the
+    /// test's own, which grants them for `user`/`password` (Docker Hub's
+    /// scheme). Returns the registry; the token service lives as long.
+    pub fn with_token_auth(user: &str, password: &str) -> (Self, TokenServer) {
+        let server = TokenServer::start(user, password);
+        let reg = Self::start_with(Some(Auth::Token(&server)));
+        (reg, server)
+    }
+
+    fn start_with(auth: Option<Auth>) -> Self {
         let mut dir = tempfile::Builder::new()
             .prefix("berth-registry-")
             .tempdir()
@@ -57,14 +66,26 @@ impl LocalRegistry {
                 "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
                 dir.path().join("data").display()
             );
-            if let Some((user, password)) = auth {
-                let hash = bcrypt::hash(password, 4).unwrap();
-                let htpasswd = dir.path().join("htpasswd");
-                std::fs::write(&htpasswd, format!("{user}:{hash}\n")).unwrap();
-                config.push_str(&format!(
-                    "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
-                    htpasswd.display()
-                ));
+            match auth {
+                Some(Auth::Basic(user, password)) => {
+                    let hash = bcrypt::hash(password, 4).unwrap();
+                    let htpasswd = dir.path().join("htpasswd");
+                    std::fs::write(&htpasswd, format!("{user}:{hash}\n")).unwrap();
+                    config.push_str(&format!(
+                        "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
+                        htpasswd.display()
+                    ));
+                }
+                Some(Auth::Token(server)) => {
+                    let bundle = dir.path().join("token-ca.pem");
+                    std::fs::write(&bundle, &server.cert_pem).unwrap();
+                    config.push_str(&format!(
+                        "auth:\n  token:\n    realm: http://{}/token\n    service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {}\n",
+                        server.addr,
+                        bundle.display()
+                    ));
+                }
+                None => {}
             }
             let config_path = dir.path().join("config.yml");
             std::fs::write(&config_path, config).unwrap();
@@ -141,6 +162,150 @@ impl Drop for LocalRegistry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// How a test registry authenticates.
+#[derive(Clone, Copy)]
+enum Auth<'a> {
+    Basic(&'a str, &'a str),
+    Token(&'a TokenServer),
+}
+
+const SERVICE: &str = "berth-test-registry";
+const ISSUER: &str = "berth-test-token-service";
+
+/// A token service on 127.0.0.1 (the Docker registry token protocol): for
+/// `GET /token?service=…&scope=repository:NAME:ACTIONS` with the right
+/// Basic credentials it returns a JWT (ES256, signed by a key whose
+/// self-signed certificate the registry trusts, sent in `x5c`) granting
+/// those actions; without credentials or with wrong ones, 401.
+pub struct TokenServer {
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    cert_pem: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// How many tokens it issued.
+    pub issued: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl TokenServer {
+    fn start(user: &str, password: &str) -> Self {
+        use base64::Engine as _;
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        use std::sync::Arc;
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["berth-test-token".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let cert_pem = cert.pem();
+        let x5c = base64::engine::general_purpose::STANDARD.encode(cert.der());
+        let signer = ring::signature::EcdsaKeyPair::from_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &key.serialize_der(),
+            &ring::rand::SystemRandom::new(),
+        )
+        .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let stop = Arc::new(AtomicBool::new(false));
+        let issued = Arc::new(AtomicU64::new(0));
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        );
+        let (stop2, issued2) = (stop.clone(), issued.clone());
+        std::thread::spawn(move || {
+            let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            while !stop2.load(Ordering::Relaxed) {
+                let mut conn = match listener.accept() {
+                    Ok((c, _)) => c,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                };
+                conn.set_nonblocking(false).ok();
+                conn.set_read_timeout(Some(Duration::from_secs(5))).ok();
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&req).into_owned();
+                let authorized = text.lines().any(|l| {
+                    l.split_once(':').is_some_and(|(k, v)| {
+                        k.eq_ignore_ascii_case("authorization") && v.trim() == expected
+                    })
+                });
+                if !authorized {
+                    let body = r#"{"details":"incorrect username or password"}"#;
+                    let _ = write!(conn, "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+                    continue;
+                }
+                let target = text.split_whitespace().nth(1).unwrap_or("/");
+                let query = target.split_once('?').map(|x| x.1).unwrap_or("");
+                let mut access = vec![];
+                for pair in query.split('&') {
+                    let Some(scope) = pair.strip_prefix("scope=") else {
+                        continue;
+                    };
+                    let scope = scope
+                        .replace("%3A", ":")
+                        .replace("%2C", ",")
+                        .replace("%2F", "/");
+                    let parts: Vec<&str> = scope.splitn(3, ':').collect();
+                    if let [kind, name, actions] = parts.as_slice() {
+                        access.push(serde_json::json!({
+                            "type": kind, "name": name,
+                            "actions": actions.split(',').collect::<Vec<_>>()
+                        }));
+                    }
+                }
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                let header = serde_json::json!({"typ": "JWT", "alg": "ES256", "x5c": [x5c]});
+                let claims = serde_json::json!({
+                    "iss": ISSUER, "sub": "tester", "aud": SERVICE,
+                    "exp": now + 300, "nbf": now - 10, "iat": now,
+                    "jti": format!("{now}-{}", issued2.load(Ordering::Relaxed)),
+                    "access": access,
+                });
+                let signing_input = format!(
+                    "{}.{}",
+                    b64.encode(header.to_string()),
+                    b64.encode(claims.to_string())
+                );
+                let sig = signer
+                    .sign(&ring::rand::SystemRandom::new(), signing_input.as_bytes())
+                    .unwrap();
+                let token = format!("{signing_input}.{}", b64.encode(sig.as_ref()));
+                issued2.fetch_add(1, Ordering::Relaxed);
+                let body =
+                    serde_json::json!({"token": token, "access_token": token, "expires_in": 300})
+                        .to_string();
+                let _ = write!(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            }
+        });
+        TokenServer {
+            addr,
+            cert_pem,
+            stop,
+            issued,
+        }
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
