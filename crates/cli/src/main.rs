@@ -241,7 +241,7 @@ fn unpack_with_bars(
     quiet: bool,
 ) -> Result<()> {
     use registry::Progress as _;
-    let bars = progress::Bars::new(quiet);
+    let bars = progress::Bars::terminal_only(quiet);
     let diffs: Vec<image::Digest> = img.layers.iter().map(|(_, d)| d.clone()).collect();
     let chains = image::snapshot::chain_ids(&diffs);
     let mut started = vec![];

@@ -22,6 +22,17 @@ impl Bars {
     /// Bars when stdout is a terminal, lines otherwise, nothing when `quiet`.
     pub fn new(quiet: bool) -> Self {
         let tty = std::io::stdout().is_terminal();
+        Self::build(tty, quiet)
+    }
+
+    /// Bars on a terminal and nothing otherwise (`docker load` prints
+    /// only its result lines when its output is not a terminal).
+    pub fn terminal_only(quiet: bool) -> Self {
+        let tty = std::io::stdout().is_terminal();
+        Self::build(tty, quiet || !tty)
+    }
+
+    fn build(tty: bool, quiet: bool) -> Self {
         Bars {
             multi: (tty && !quiet)
                 .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stdout())),
