@@ -2,63 +2,17 @@
 //! top one) imported into the store, unpacked into snapshots, and stacked
 //! with overlayfs: the mounted root shows exactly what the image says.
 
-use std::io::Write;
 use std::path::Path;
 
 use image::layout::import_oci_layout;
 use image::snapshot::{chain_ids, mount_overlay, prepare, SnapshotError};
-use image::{ContentStore, Digest};
-use serde_json::json;
+use image::ContentStore;
 
-fn layer(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (name, data) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_path(name).unwrap();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_cksum();
-        b.append(&h, *data).unwrap();
-    }
-    b.into_inner().unwrap()
-}
+use test_support::oci::tar_layer as layer;
 
-fn gz(data: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
-}
-
-/// Writes an OCI layout of the given layers; `lie_about` corrupts one diff ID.
+/// Writes an OCI layout of `layers`; `lie_about` corrupts one diff ID.
 fn layout(dir: &Path, layers: &[Vec<u8>], lie_about: Option<usize>) {
-    let blobs = dir.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).unwrap();
-    let put = |data: &[u8]| {
-        let d = Digest::of(data);
-        std::fs::write(blobs.join(d.hex()), data).unwrap();
-        (d, data.len())
-    };
-    let mut descs = vec![];
-    let mut diffs = vec![];
-    for (i, l) in layers.iter().enumerate() {
-        let diff = if lie_about == Some(i) {
-            Digest::of(b"something else")
-        } else {
-            Digest::of(l)
-        };
-        diffs.push(diff.to_string());
-        let (d, n) = put(&gz(l));
-        descs.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d.to_string(), "size": n}));
-    }
-    let config = serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diffs}})).unwrap();
-    let (cd, cn) = put(&config);
-    let manifest = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd.to_string(), "size": cn}, "layers": descs})).unwrap();
-    let (md, mn) = put(&manifest);
-    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    std::fs::write(dir.join("index.json"), serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "digest": md.to_string(), "size": mn, "annotations": {"org.opencontainers.image.ref.name": "test:1"}}]})).unwrap()).unwrap();
+    test_support::oci::write_layout_lying(dir, "test:1", layers, lie_about);
 }
 
 fn walk(root: &Path) -> Vec<String> {

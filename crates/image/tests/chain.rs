@@ -5,7 +5,7 @@
 //! mount(2) path; past overlay's 500 layers the copy is used.
 
 use std::collections::BTreeSet;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use image::snapshot::{
@@ -145,42 +145,7 @@ fn long_image() -> Vec<Vec<Op>> {
         .collect()
 }
 
-/// Every entry's path, type, mode, owner, size (not of directories) and
-/// mtime, sorted.
-fn listing(root: &Path) -> Vec<String> {
-    fn go(base: &Path, dir: &Path, out: &mut Vec<String>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            let m = std::fs::symlink_metadata(&p).unwrap();
-            let t = m.file_type();
-            let kind = if t.is_dir() {
-                "dir"
-            } else if t.is_symlink() {
-                "link"
-            } else if t.is_char_device() {
-                "chr"
-            } else {
-                "file"
-            };
-            out.push(format!(
-                "{} {kind} {:o} {}:{} {} {}",
-                p.strip_prefix(base).unwrap().display(),
-                m.mode(),
-                m.uid(),
-                m.gid(),
-                if t.is_dir() { 0 } else { m.len() },
-                m.mtime(),
-            ));
-            if t.is_dir() {
-                go(base, &p, out);
-            }
-        }
-    }
-    let mut out = vec![];
-    go(root, root, &mut out);
-    out.sort();
-    out
-}
+use test_support::tree_listing as listing;
 
 fn paths(listing: &[String]) -> Vec<String> {
     listing
@@ -189,15 +154,7 @@ fn paths(listing: &[String]) -> Vec<String> {
         .collect()
 }
 
-fn mounts_under(dir: &Path) -> Vec<String> {
-    let d = dir.display().to_string();
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&d)))
-        .map(String::from)
-        .collect()
-}
+use test_support::mounts_under;
 
 #[test]
 fn a_chain_of_150_layers_mounts_with_the_mount_api_and_shows_what_the_layers_say() {
@@ -218,7 +175,8 @@ fn a_chain_of_150_layers_mounts_with_the_mount_api_and_shows_what_the_layers_say
     let seen = listing(&target);
     assert_eq!(paths(&seen), expected(&layers));
     assert!(
-        seen.contains(&"d3 file 100640 1000:0 2 1600000000".to_string()),
+        seen.iter()
+            .any(|l| l.starts_with("d3 file 100640 1000:0 2 1600000000 ")),
         "{seen:#?}"
     );
     assert!(

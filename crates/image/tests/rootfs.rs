@@ -27,27 +27,11 @@ impl Drop for Container<'_> {
     }
 }
 
+/// A tar of `files`, then empty whiteout entries.
 fn layer(files: &[(&str, &[u8])], whiteouts: &[&str]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (name, data) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_path(name).unwrap();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_mtime(1_600_000_000);
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_cksum();
-        b.append(&h, *data).unwrap();
-    }
-    for w in whiteouts {
-        let mut h = tar::Header::new_gnu();
-        h.set_path(w).unwrap();
-        h.set_size(0);
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_cksum();
-        b.append(&h, &[][..]).unwrap();
-    }
-    b.into_inner().unwrap()
+    let mut all = files.to_vec();
+    all.extend(whiteouts.iter().map(|w| (*w, &b""[..])));
+    test_support::oci::tar_layer(&all)
 }
 
 /// A three-layer image's snapshots under `<root>/snapshots/`.
@@ -78,44 +62,7 @@ fn image_snapshots(root: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Every path under `dir` with its type, size and content digest, sorted.
-fn tree(dir: &Path) -> Vec<String> {
-    fn go(base: &Path, dir: &Path, out: &mut Vec<String>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            let m = std::fs::symlink_metadata(&p).unwrap();
-            let body = if m.is_file() {
-                Digest::of(&std::fs::read(&p).unwrap()).to_string()
-            } else {
-                String::new()
-            };
-            out.push(format!(
-                "{} {:o} {} {}",
-                p.strip_prefix(base).unwrap().display(),
-                m.mode(),
-                m.len() * u64::from(!m.is_dir()),
-                body
-            ));
-            if m.is_dir() {
-                go(base, &p, out);
-            }
-        }
-    }
-    let mut out = vec![];
-    go(dir, dir, &mut out);
-    out.sort();
-    out
-}
-
-fn mounts_under(dir: &Path) -> Vec<String> {
-    let d = dir.display().to_string();
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&d)))
-        .map(String::from)
-        .collect()
-}
+use test_support::{mounts_under, tree_listing as tree};
 
 fn writes_land_in_upper_and_containers_are_apart(strategy: MountStrategy, want: MountKind) {
     let tmp = tempfile::tempdir().unwrap();

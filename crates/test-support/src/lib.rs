@@ -140,6 +140,61 @@ impl Bundle {
     }
 }
 
+/// The /proc/self/mountinfo lines of mounts at or under `dir`.
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let d = dir.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&d)))
+        .map(String::from)
+        .collect()
+}
+
+/// Every entry under `root`, sorted, as `path type mode uid:gid size mtime
+/// content-digest` (size 0 and no digest for directories), to compare
+/// trees or check one is unchanged.
+pub fn tree_listing(root: &Path) -> Vec<String> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    fn go(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let t = m.file_type();
+            let kind = if t.is_dir() {
+                "dir"
+            } else if t.is_symlink() {
+                "link"
+            } else if t.is_char_device() {
+                "chr"
+            } else {
+                "file"
+            };
+            let body = if t.is_file() {
+                oci::digest(&std::fs::read(&p).unwrap())
+            } else {
+                String::new()
+            };
+            out.push(format!(
+                "{} {kind} {:o} {}:{} {} {} {body}",
+                p.strip_prefix(base).unwrap().display(),
+                m.mode(),
+                m.uid(),
+                m.gid(),
+                if t.is_dir() { 0 } else { m.len() },
+                m.mtime(),
+            ));
+            if t.is_dir() {
+                go(base, &p, out);
+            }
+        }
+    }
+    let mut out = vec![];
+    go(root, root, &mut out);
+    out.sort();
+    out
+}
+
 /// Mount points (from /proc/self/mountinfo) whose path contains `needle`.
 pub fn mounts_containing(needle: &str) -> Vec<String> {
     std::fs::read_to_string("/proc/self/mountinfo")

@@ -38,21 +38,38 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
+/// Stores `data` in the layout's `blobs/sha256`; returns (digest, size).
+fn put_blob(dir: &Path, data: &[u8]) -> (String, usize) {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let d = digest(data);
+    std::fs::write(blobs.join(d.trim_start_matches("sha256:")), data).unwrap();
+    (d, data.len())
+}
+
 /// Writes an OCI layout at `dir` holding one image named `name` (the
 /// `org.opencontainers.image.ref.name` annotation) of `layers` (plain
 /// tars, stored gzip-compressed); returns the manifest digest.
 pub fn write_layout(dir: &Path, name: &str, layers: &[Vec<u8>]) -> String {
-    let blobs = dir.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).unwrap();
-    let put = |data: &[u8]| {
-        let d = digest(data);
-        std::fs::write(blobs.join(d.trim_start_matches("sha256:")), data).unwrap();
-        (d, data.len())
-    };
+    write_layout_lying(dir, name, layers, None)
+}
+
+/// [`write_layout`], with the config's diff ID of layer `lie_about` wrong.
+pub fn write_layout_lying(
+    dir: &Path,
+    name: &str,
+    layers: &[Vec<u8>],
+    lie_about: Option<usize>,
+) -> String {
+    let put = |data: &[u8]| put_blob(dir, data);
     let mut descs = vec![];
     let mut diffs = vec![];
-    for l in layers {
-        diffs.push(digest(l));
+    for (i, l) in layers.iter().enumerate() {
+        diffs.push(if lie_about == Some(i) {
+            digest(b"something else")
+        } else {
+            digest(l)
+        });
         let (d, n) = put(&gzip(l));
         descs.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": n}));
     }
@@ -79,13 +96,7 @@ pub fn write_layout(dir: &Path, name: &str, layers: &[Vec<u8>]) -> String {
 /// Writes an OCI layout whose index `name` points at a nested index of
 /// one single-layer manifest per (architecture, layer), all linux.
 pub fn write_multi_platform_layout(dir: &Path, name: &str, images: &[(&str, Vec<u8>)]) {
-    let blobs = dir.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).unwrap();
-    let put = |data: &[u8]| {
-        let d = digest(data);
-        std::fs::write(blobs.join(d.trim_start_matches("sha256:")), data).unwrap();
-        (d, data.len())
-    };
+    let put = |data: &[u8]| put_blob(dir, data);
     let mut manifests = vec![];
     for (arch, layer) in images {
         let (ld, ln) = put(&gzip(layer));
