@@ -1,8 +1,8 @@
 //! berth against a real registry (Debian's docker-registry on 127.0.0.1)
 //! and a real peer client (skopeo): push and pull with the same digests
 //! both ways, blob mounts across repositories, chunked uploads, basic
-//! auth with login/logout, platform selection, an interrupted pull, and
-//! concurrent pulls of one image.
+//! auth with login/logout, platform selection, an interrupted pull that
+//! resumes, and concurrent pulls of one image.
 
 use std::io::Write;
 use std::path::Path;
@@ -445,8 +445,18 @@ fn a_pull_killed_mid_download_leaves_no_image_and_the_next_completes() {
     let list = berth(&root, &["images", "-q"]).ok().stdout;
     assert!(list.trim().is_empty(), "no partial image: {list}");
 
+    let before = proxy.served();
     let out = berth(&root, &["pull", &image]).ok().stdout;
     assert!(out.contains("Downloaded newer image"), "{out}");
+    assert!(
+        out.contains("Resuming"),
+        "the download resumes where it stopped: {out}"
+    );
+    assert!(
+        proxy.served() - before < (24 << 20) - (2 << 20),
+        "only the rest crossed the wire: {} bytes",
+        proxy.served() - before
+    );
     assert!(
         dot_files(&root).is_empty(),
         "the partial download was reused and finished"

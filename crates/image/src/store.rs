@@ -257,7 +257,7 @@ impl ContentStore {
     /// another writer of the same blob (another pull) to finish; returns
     /// `None` when the blob is stored by then, so a blob two pulls want is
     /// fetched once. The partial content lives in `.ingest-<hex>`, which
-    /// an interrupted writer leaves and the next one truncates.
+    /// an interrupted writer leaves and the next one continues after.
     pub fn begin(&self, d: &Digest, size: Option<u64>) -> Result<Option<BlobWriter>, StoreError> {
         if self.contains(d) {
             return Ok(None);
@@ -280,18 +280,41 @@ impl ContentStore {
             return Ok(None);
         }
         let path = self.dir.join(format!(".ingest-{}", d.hex()));
-        let file = File::create(&path).map_err(io_err("create", &path))?;
-        Ok(Some(BlobWriter {
+        // What an interrupted writer left is kept (and hashed again), so
+        // the caller can resume after it; see `BlobWriter::offset`.
+        let mut file = File::options()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err("open", &path))?;
+        let mut hash = sha2::Sha256::new();
+        let mut len = 0u64;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = file.read(&mut buf).map_err(io_err("read", &path))?;
+            if n == 0 {
+                break;
+            }
+            hash.update(&buf[..n]);
+            len += n as u64;
+        }
+        let mut w = BlobWriter {
             store: self.clone(),
             digest: d.clone(),
             size,
             file: io::BufWriter::with_capacity(256 * 1024, file),
             path,
             lock_path,
-            hash: sha2::Sha256::new(),
-            len: 0,
+            hash,
+            len,
             _lock: lock,
-        }))
+        };
+        if size.is_some_and(|s| len > s) {
+            w.restart()?;
+        }
+        Ok(Some(w))
     }
 
     fn commit(&self, tmp: &Path, d: &Digest) -> Result<PathBuf, StoreError> {
@@ -324,6 +347,25 @@ impl BlobWriter {
     /// The blob being written.
     pub fn digest(&self) -> &Digest {
         &self.digest
+    }
+
+    /// How many bytes are already there (left by an interrupted writer):
+    /// the offset to resume the download at.
+    pub fn offset(&self) -> u64 {
+        self.len
+    }
+
+    /// Drops what is there and starts the blob over (the source cannot
+    /// resume).
+    pub fn restart(&mut self) -> Result<(), StoreError> {
+        self.file.flush().map_err(io_err("flush", &self.path))?;
+        self.file
+            .get_ref()
+            .set_len(0)
+            .map_err(io_err("truncate", &self.path))?;
+        self.hash = sha2::Sha256::new();
+        self.len = 0;
+        Ok(())
     }
 
     /// Appends `data`; refuses to grow past the expected size.

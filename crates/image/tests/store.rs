@@ -115,3 +115,38 @@ fn unknown_content_gets_its_digest() {
     assert_eq!(d, Digest::of(b"config json"));
     assert!(store.contains(&d));
 }
+
+#[test]
+fn a_writer_resumes_after_an_interrupted_one_and_still_verifies_the_whole_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ContentStore::open(dir.path()).unwrap();
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let d = Digest::of(&data);
+    let mut w = store.begin(&d, Some(data.len() as u64)).unwrap().unwrap();
+    w.write(&data[..40_000]).unwrap();
+    drop(w); // interrupted: the partial file stays, nothing is stored
+    assert!(!store.contains(&d));
+    let mut w = store.begin(&d, Some(data.len() as u64)).unwrap().unwrap();
+    assert_eq!(w.offset(), 40_000);
+    w.write(&data[40_000..]).unwrap();
+    w.commit().unwrap();
+    assert_eq!(std::fs::read(store.path(&d)).unwrap(), data);
+    assert!(
+        store.begin(&d, None).unwrap().is_none(),
+        "stored: nothing to write"
+    );
+
+    // A partial file that is not a prefix of the blob fails the digest
+    // check at the end and is removed, so the next try starts over.
+    let other: Vec<u8> = data.iter().map(|b| b ^ 1).collect();
+    let o = Digest::of(&other);
+    let mut w = store.begin(&o, None).unwrap().unwrap();
+    w.write(&data[..10]).unwrap();
+    drop(w);
+    let mut w = store.begin(&o, None).unwrap().unwrap();
+    w.write(&other[10..]).unwrap();
+    assert!(matches!(w.commit(), Err(StoreError::DigestMismatch { .. })));
+    assert!(!store.contains(&o));
+    let w = store.begin(&o, None).unwrap().unwrap();
+    assert_eq!(w.offset(), 0, "the bad partial file is gone");
+}

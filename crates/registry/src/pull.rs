@@ -5,7 +5,8 @@
 //! the store is not fetched, and a blob another pull is fetching is
 //! waited for, not fetched twice. Until the name is written at the very
 //! end there is no image, so an interrupted pull leaves none, only
-//! verified blobs (or a partial download the next pull restarts).
+//! verified blobs (or a partial download the next pull resumes with a
+//! Range request, verifying the whole blob as before).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use image::layout::ImportedImage;
 use image::manifest::{self, Config, Index, Manifest, Platform};
 use image::refs::{normalize, ImageRecord, Refs};
 use image::{ContentStore, Digest};
+use oci_client::client::BlobResponse;
 use oci_client::manifest::OciDescriptor;
 use oci_client::{Reference, RegistryOperation};
 
@@ -130,7 +132,6 @@ async fn fetch_blob(
         progress.done(&id, "Already exists");
         return Ok(false);
     };
-    progress.start(&id, "Downloading", Some(size));
     let oci_desc = OciDescriptor {
         media_type: desc.media_type.clone(),
         digest: desc.digest.clone(),
@@ -138,11 +139,37 @@ async fn fetch_blob(
         ..Default::default()
     };
     let what = || format!("pull blob {} of {}", desc.digest, reference.whole());
-    let mut stream = conn
-        .chunked
-        .pull_blob_stream(reference, &oci_desc)
-        .await
-        .map_err(|e| RegistryError::protocol(what(), &conn.registry, e))?;
+    let proto = |e| RegistryError::protocol(what(), &conn.registry, e);
+    let offset = writer.offset();
+    let mut stream = if offset > 0 && offset < size {
+        // An interrupted pull left the first `offset` bytes: ask for the rest.
+        match conn
+            .chunked
+            .pull_blob_stream_partial(reference, &oci_desc, offset, None)
+            .await
+            .map_err(proto)?
+        {
+            BlobResponse::Partial(s) => {
+                progress.start(&id, "Resuming", Some(size));
+                progress.advance(&id, offset);
+                s
+            }
+            BlobResponse::Full(s) => {
+                writer.restart()?;
+                progress.start(&id, "Downloading", Some(size));
+                s
+            }
+        }
+    } else {
+        if offset > 0 {
+            writer.restart()?;
+        }
+        progress.start(&id, "Downloading", Some(size));
+        conn.chunked
+            .pull_blob_stream(reference, &oci_desc)
+            .await
+            .map_err(proto)?
+    };
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| RegistryError::Protocol {
             what: what(),
