@@ -11,8 +11,9 @@ Debian packages it needs (apt-get install -y ...):
   pigz              optional: compresses the layers faster while building
 
 The image is built from host content, 5 gzip layers written as an OCI layout
-in a temp dir: /usr/lib/x86_64-linux-gnu, /usr/share, /usr/bin + /usr/sbin,
-the rest of /usr/lib (without its subdirectories over 100 MiB) and /etc. A
+in a temp dir, each from a sorted walk of its directories that takes files
+until a budget is spent (about 300 MB in all): /usr/lib/x86_64-linux-gnu,
+/usr/share, /usr/bin + /usr/sbin, the rest of /usr/lib and /etc. A
 docker-registry on 127.0.0.1 (a free port, storage in the temp dir) serves it;
 nothing is sent anywhere else. Each tool's result is checked (the largest
 file of every layer is there, with its size) so a failure is not timed as a
@@ -49,14 +50,16 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BERTH = os.path.join(ROOT, "target", "release", "berth")
-BIG_DIR = 100 << 20  # /usr/lib subdirectories over this are left out of layer 4
-# (name, directories (relative to /), excluded directories)
+# (name, directories (relative to /), excluded directories, budget in bytes of file content).
+# Each layer takes the files of its directories in sorted order until its budget is spent, so
+# the image is about 300 MB uncompressed on any host whose /usr is large enough.
+MB = 1 << 20
 LAYERS = [
-    ("libs", ["usr/lib/x86_64-linux-gnu"], []),
-    ("share", ["usr/share"], []),
-    ("bin", ["usr/bin", "usr/sbin"], []),
-    ("lib", ["usr/lib"], ["usr/lib/x86_64-linux-gnu"]),  # + subdirectories over BIG_DIR
-    ("etc", ["etc"], []),
+    ("libs", ["usr/lib/x86_64-linux-gnu"], [], 90 * MB),
+    ("share", ["usr/share"], [], 70 * MB),
+    ("bin", ["usr/bin", "usr/sbin"], [], 60 * MB),
+    ("lib", ["usr/lib"], ["usr/lib/x86_64-linux-gnu"], 50 * MB),
+    ("etc", ["etc"], [], 30 * MB),
 ]
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -82,38 +85,41 @@ def timed(argv):
     return time.perf_counter() - t0
 
 
-def dir_size(path):
-    total = 0
-    for dirpath, dirnames, filenames in os.walk(path):
-        for n in dirnames + filenames:
-            try:
-                total += os.lstat(os.path.join(dirpath, n)).st_size
-            except OSError:
-                pass
-    return total
-
-
-def largest_file(dirs, excludes):
-    """(path relative to /, size) of the largest regular file under dirs."""
-    best = ("", -1)
+def select_files(dirs, excludes, budget):
+    """The entries (relative to /) of a layer: the parents of dirs, then a
+    sorted walk of dirs taking every directory and symlink and regular files
+    until their sizes add up to budget. Returns (entries, (largest regular
+    file, its size))."""
+    parents = sorted({"/".join(d.split("/")[:i]) for d in dirs for i in range(1, d.count("/") + 1)})
+    entries, used, best = list(parents), 0, ("", -1)
     for d in dirs:
         for dirpath, dirnames, filenames in os.walk("/" + d):
             rel = dirpath[1:]
-            dirnames[:] = [n for n in dirnames if os.path.join(rel, n) not in excludes]
-            for n in filenames:
+            dirnames[:] = sorted(n for n in dirnames if os.path.join(rel, n) not in excludes)
+            entries.append(rel)
+            for n in sorted(filenames):
                 st = os.lstat(os.path.join(dirpath, n))
-                if (st.st_mode & 0o170000) == 0o100000 and st.st_size > best[1]:
-                    best = (os.path.join(rel, n), st.st_size)
-    return best
+                kind = st.st_mode & 0o170000
+                if kind == 0o100000:
+                    if used + st.st_size > budget:
+                        continue
+                    used += st.st_size
+                    if st.st_size > best[1]:
+                        best = (os.path.join(rel, n), st.st_size)
+                elif kind != 0o120000:
+                    continue  # sockets, fifos, devices: not image content
+                entries.append(os.path.join(rel, n))
+    return entries, best
 
 
-def build_layer(name, dirs, excludes, blobs, gzip):
-    """tar | gzip of dirs (with their parent directories), hashing both
-    streams. Returns the layer's descriptor fields."""
-    # The parents' own entries too (usr/, usr/lib/), as in any image's layer.
-    parents = sorted({"/".join(d.split("/")[:i]) for d in dirs for i in range(1, d.count("/") + 1)})
-    argv = ["tar", "-C", "/", "--numeric-owner", "-cf", "-"] + [f"--exclude={e}" for e in excludes]
-    argv += ["--no-recursion"] + parents + ["--recursion"] + dirs
+def build_layer(name, dirs, excludes, budget, blobs, gzip):
+    """tar | gzip of the selected entries, hashing both streams. Returns the
+    layer's descriptor fields."""
+    entries, check = select_files(dirs, excludes, budget)
+    listing = os.path.join(blobs, f"tmp-{name}.list")
+    with open(listing, "wb") as f:
+        f.write(b"\0".join(e.encode() for e in entries) + b"\0")
+    argv = ["tar", "-C", "/", "--numeric-owner", "--no-recursion", "--null", "-T", listing, "-cf", "-"]
     tmp = os.path.join(blobs, f"tmp-{name}")
     errlog = os.path.join(blobs, f"tmp-{name}.log")
     with open(tmp, "wb") as out, open(errlog, "w") as err:
@@ -130,6 +136,7 @@ def build_layer(name, dirs, excludes, blobs, gzip):
         if tar.wait() not in (0, 1) or gz.wait() != 0:
             raise SystemExit(f"building layer {name} failed: {open(errlog).read()}")
     os.unlink(errlog)
+    os.unlink(listing)
     h = hashlib.sha256()
     with open(tmp, "rb") as f:
         while chunk := f.read(1 << 20):
@@ -137,7 +144,7 @@ def build_layer(name, dirs, excludes, blobs, gzip):
     digest = "sha256:" + h.hexdigest()
     os.rename(tmp, os.path.join(blobs, h.hexdigest()))
     return {"name": name, "digest": digest, "size": os.path.getsize(os.path.join(blobs, h.hexdigest())),
-            "diff_id": "sha256:" + diff.hexdigest(), "uncompressed": size, "check": largest_file(dirs, excludes)}
+            "diff_id": "sha256:" + diff.hexdigest(), "uncompressed": size, "check": check}
 
 
 def write_blob(blobs, data):
@@ -152,13 +159,10 @@ def build_layout(layout):
     """An OCI image layout of 5 layers from host content, tagged `bench`."""
     blobs = os.path.join(layout, "blobs", "sha256")
     os.makedirs(blobs)
-    big = sorted(e.path[1:] for e in os.scandir("/usr/lib")
-                 if e.is_dir(follow_symlinks=False) and e.path != "/usr/lib/x86_64-linux-gnu" and dir_size(e.path) > BIG_DIR)
-    specs = [(n, d, x + (big if n == "lib" else [])) for n, d, x in LAYERS]
     gzip = shutil.which("pigz") or "gzip"
     with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 2) as pool:
         try:
-            layers = list(pool.map(lambda s: build_layer(*s, blobs, gzip), specs))
+            layers = list(pool.map(lambda s: build_layer(*s, blobs, gzip), LAYERS))
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             stop_children()  # the running builds see EOF or a broken pipe and end
@@ -185,7 +189,7 @@ def build_layout(layout):
     }
     json.dump(index, open(os.path.join(layout, "index.json"), "w"))
     json.dump({"imageLayoutVersion": "1.0.0"}, open(os.path.join(layout, "oci-layout"), "w"))
-    return layers, big
+    return layers
 
 
 def free_port():
@@ -433,12 +437,12 @@ def main():
     try:
         layout = os.path.join(work, "layout")
         t0 = time.perf_counter()
-        layers, big = build_layout(layout)
+        layers = build_layout(layout)
         unc = sum(lay["uncompressed"] for lay in layers)
         comp = sum(lay["size"] for lay in layers)
         print(f"berth: {BERTH}, built {time.strftime('%Y-%m-%d %H:%M', time.localtime(os.path.getmtime(BERTH)))}")
         print(f"image: {len(layers)} layers, {unc / 1e6:.0f} MB uncompressed, {comp / 1e6:.0f} MB gzip "
-              f"(built in {time.perf_counter() - t0:.0f} s; /usr/lib without {', '.join('/' + b for b in big) or 'nothing'})")
+              f"(built in {time.perf_counter() - t0:.0f} s)")
         for lay in layers:
             print(f"  {lay['name']:<6} {lay['uncompressed'] / 1e6:>7.0f} MB  {lay['size'] / 1e6:>6.0f} MB gzip  check /{lay['check'][0]}")
         registry, port = start_registry(work)

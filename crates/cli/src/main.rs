@@ -232,34 +232,25 @@ fn find<'a>(
         .with_context(|| format!("no such image: {name}"))
 }
 
-/// Unpacks the layers of `img` that are not unpacked yet, one progress
-/// bar per layer ("Loading layer", as docker load shows).
-fn unpack_with_bars(
-    store: &ContentStore,
-    root: &Path,
-    img: &image::layout::ImportedImage,
-    quiet: bool,
-) -> Result<()> {
-    use registry::Progress as _;
-    let bars = progress::Bars::terminal_only(quiet);
-    let diffs: Vec<image::Digest> = img.layers.iter().map(|(_, d)| d.clone()).collect();
-    let chains = image::snapshot::chain_ids(&diffs);
-    let mut started = vec![];
-    for ((blob, _), chain) in img.layers.iter().zip(&chains) {
-        if !root.join("snapshots").join(chain.hex()).join("fs").is_dir() {
-            let id = short_id(&blob.to_string());
-            let size = std::fs::metadata(store.path(blob)).map(|m| m.len()).ok();
-            bars.start(&id, "Loading layer", size);
-            started.push(id);
-        }
+/// Load's layers as bars (on a terminal only, as docker load).
+struct LoadBars(progress::Bars);
+
+impl image::load::LoadProgress for LoadBars {
+    fn layer_started(&self, layer: &image::Digest, size: u64) {
+        use registry::Progress as _;
+        self.0
+            .start(&short_id(&layer.to_string()), "Loading layer", Some(size));
     }
-    image::snapshot::prepare_with_progress(store, root, img, &|blob, n| {
-        bars.advance(&short_id(&blob.to_string()), n)
-    })?;
-    for id in started {
-        bars.done(&id, "Loaded");
+
+    fn layer_read(&self, layer: &image::Digest, bytes: u64) {
+        use registry::Progress as _;
+        self.0.advance(&short_id(&layer.to_string()), bytes);
     }
-    Ok(())
+
+    fn layer_done(&self, layer: &image::Digest) {
+        use registry::Progress as _;
+        self.0.done(&short_id(&layer.to_string()), "Loaded");
+    }
 }
 
 fn read_config(store: &ContentStore, rec: &ImageRecord) -> Result<serde_json::Value> {
@@ -423,23 +414,23 @@ fn run(cli: &Cli) -> Result<()> {
                 .transpose()
                 .map_err(anyhow::Error::msg)?
                 .unwrap_or_else(image::manifest::Platform::linux_amd64);
+            // Layers are stored and unpacked in one read, as docker load
+            // does, so the first container starts at once.
+            let bars = LoadBars(progress::Bars::terminal_only(*quiet));
             let images = match input {
-                Some(p) if p.is_dir() => image::layout::import_oci_layout(&store, p, &platform)
-                    .with_context(|| format!("load the OCI layout {}", p.display()))?,
-                Some(p) => image::archive::load_archive(
+                Some(p) if p.is_dir() => {
+                    image::layout::load_oci_layout(&store, root, p, &platform, &bars)
+                        .with_context(|| format!("load the OCI layout {}", p.display()))?
+                }
+                Some(p) => image::archive::load_archive_file(&store, root, p, &platform, &bars)?,
+                None => image::archive::load_archive(
                     &store,
                     root,
-                    std::fs::File::open(p).with_context(|| format!("open {}", p.display()))?,
+                    std::io::stdin().lock(),
                     &platform,
+                    &bars,
                 )?,
-                None => {
-                    image::archive::load_archive(&store, root, std::io::stdin().lock(), &platform)?
-                }
             };
-            // Unpack now, as docker load does, so the first container starts at once.
-            for img in &images {
-                unpack_with_bars(&store, root, img, *quiet)?;
-            }
             let names = refs_file
                 .update(|refs| {
                     let mut names = vec![];

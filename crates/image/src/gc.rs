@@ -95,5 +95,14 @@ pub fn collect(
             }
         }
     }
+    // Archives spooled (or, before, unpacked) by an interrupted load.
+    if let Ok(rd) = std::fs::read_dir(root) {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with(".load-") {
+                let _ =
+                    std::fs::remove_dir_all(e.path()).or_else(|_| std::fs::remove_file(e.path()));
+            }
+        }
+    }
     Ok(removed)
 }

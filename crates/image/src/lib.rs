@@ -10,6 +10,7 @@ pub mod digest;
 pub mod gc;
 pub mod import;
 pub mod layout;
+pub mod load;
 pub mod manifest;
 pub mod refs;
 pub mod rootfs;

@@ -170,8 +170,8 @@ impl<R: std::io::Read> std::io::Read for Counted<'_, R> {
     }
 }
 
-/// Unpacks one layer into a temp dir beside its snapshot and renames it
-/// into place, so a snapshot directory is always complete.
+/// Unpacks one layer from the store into a temp dir beside its snapshot
+/// and renames it into place, so a snapshot directory is always complete.
 fn unpack_one(
     store: &ContentStore,
     blob: &Digest,
@@ -179,6 +179,36 @@ fn unpack_one(
     dir: &Path,
     progress: &UnpackProgress<'_>,
 ) -> Result<(), SnapshotError> {
+    let file = store.open_blob(blob).map_err(|e| SnapshotError::Unpack {
+        layer: blob.clone(),
+        err: UnpackError::Format(e.to_string()),
+    })?;
+    let file = Counted {
+        inner: std::io::BufReader::with_capacity(256 * 1024, file),
+        blob,
+        progress,
+    };
+    unpack_pending(dir, file, blob, diff)?.install()
+}
+
+/// A layer unpacked and verified beside its snapshot directory but not yet
+/// in place: [`PendingSnapshot::install`] renames it there; dropped, it is
+/// removed. Lets a caller that unpacks a blob while it stores it (load)
+/// make the snapshot visible only once the blob is verified too.
+pub struct PendingSnapshot {
+    tmp: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+/// Unpacks the layer in `stream` into a temp dir beside snapshot `dir`
+/// (`<root>/snapshots/<chain id>`) and checks it against diff ID `diff`.
+/// `layer` names the layer in errors.
+pub fn unpack_pending(
+    dir: &Path,
+    stream: impl std::io::Read,
+    layer: &Digest,
+    diff: &Digest,
+) -> Result<PendingSnapshot, SnapshotError> {
     let io = |op: &'static str, path: &Path| {
         let path = path.to_path_buf();
         move |err| SnapshotError::Io { op, path, err }
@@ -189,45 +219,46 @@ fn unpack_one(
         .prefix(".unpack-")
         .tempdir_in(parent)
         .map_err(io("create temp dir in", parent))?;
-    let file = store.open_blob(blob).map_err(|e| SnapshotError::Unpack {
-        layer: blob.clone(),
-        err: UnpackError::Format(e.to_string()),
-    })?;
-    let file = Counted {
-        inner: std::io::BufReader::with_capacity(256 * 1024, file),
-        blob,
-        progress,
-    };
-    let stats = apply_layer(&tmp.path().join("fs"), file, MAX_LAYER_BYTES).map_err(|err| {
+    let stats = apply_layer(&tmp.path().join("fs"), stream, MAX_LAYER_BYTES).map_err(|err| {
         SnapshotError::Unpack {
-            layer: blob.clone(),
+            layer: layer.clone(),
             err,
         }
     })?;
     if &stats.diff_id != diff {
         return Err(SnapshotError::DiffIdMismatch {
-            layer: blob.clone(),
+            layer: layer.clone(),
             expected: diff.clone(),
             actual: stats.diff_id,
         });
     }
     // The layer's content size, which `images` reports as Docker does.
     let _ = std::fs::write(tmp.path().join("size"), stats.bytes.to_string());
-    let kept = tmp.keep();
-    match std::fs::rename(&kept, dir) {
-        Ok(()) => Ok(()),
-        // Another preparation of the same layer won the race: use its copy.
-        Err(_) if dir.join("fs").is_dir() => {
-            let _ = std::fs::remove_dir_all(&kept);
-            Ok(())
-        }
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&kept);
-            Err(SnapshotError::Io {
-                op: "rename into",
-                path: dir.to_path_buf(),
-                err: e,
-            })
+    Ok(PendingSnapshot {
+        tmp,
+        dir: dir.to_path_buf(),
+    })
+}
+
+impl PendingSnapshot {
+    /// Renames the unpacked layer into its snapshot directory (when another
+    /// preparation of the same layer got there first, its copy is kept).
+    pub fn install(self) -> Result<(), SnapshotError> {
+        let kept = self.tmp.keep();
+        match std::fs::rename(&kept, &self.dir) {
+            Ok(()) => Ok(()),
+            Err(_) if self.dir.join("fs").is_dir() => {
+                let _ = std::fs::remove_dir_all(&kept);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&kept);
+                Err(SnapshotError::Io {
+                    op: "rename into",
+                    path: self.dir,
+                    err: e,
+                })
+            }
         }
     }
 }

@@ -103,153 +103,39 @@ impl ContentStore {
         size: Option<u64>,
         content: impl Read,
     ) -> Result<PathBuf, StoreError> {
-        let (tmp, actual, len) = self.write_temp(content)?;
-        let check = if &actual != expected {
-            Err(StoreError::DigestMismatch {
-                expected: expected.clone(),
-                actual,
-            })
-        } else if size.is_some_and(|s| s != len) {
-            Err(StoreError::SizeMismatch {
-                digest: actual,
-                expected: size.unwrap_or(0),
-                actual: len,
-            })
-        } else {
-            Ok(())
-        };
-        if let Err(e) = check {
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
-        }
-        self.commit(&tmp, expected)
-    }
-
-    /// Takes the regular file at `path` into the store by renaming it
-    /// (no copy) after hashing it: it must have digest `expected` (and
-    /// `size` bytes) when given. For files the store's caller owns and
-    /// that live on the store's filesystem (an archive unpacked under the
-    /// root); falls back to copying across filesystems. Symlinks are
-    /// refused, never followed.
-    pub fn adopt(
-        &self,
-        path: &Path,
-        expected: Option<&Digest>,
-        size: Option<u64>,
-    ) -> Result<Digest, StoreError> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut file = File::options()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)
-            .map_err(io_err("open", path))?;
-        let meta = file.metadata().map_err(io_err("stat", path))?;
-        if !meta.is_file() {
-            return Err(StoreError::Io {
-                op: "take (not a regular file)",
-                path: path.to_path_buf(),
-                err: io::Error::from(io::ErrorKind::InvalidInput),
-            });
-        }
-        let mut hash = sha2::Sha256::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut len = 0u64;
-        loop {
-            let n = file.read(&mut buf).map_err(io_err("read", path))?;
-            if n == 0 {
-                break;
-            }
-            hash.update(&buf[..n]);
-            len += n as u64;
-        }
-        let actual = Digest::from_hash(&hash.finalize());
-        if let Some(e) = expected.filter(|e| **e != actual) {
-            return Err(StoreError::DigestMismatch {
-                expected: e.clone(),
-                actual,
-            });
-        }
-        if let Some(s) = size.filter(|s| *s != len) {
-            return Err(StoreError::SizeMismatch {
-                digest: actual,
-                expected: s,
-                actual: len,
-            });
-        }
-        if self.contains(&actual) {
-            return Ok(actual);
-        }
-        file.sync_all().map_err(io_err("fsync", path))?;
-        match fs::rename(path, self.path(&actual)) {
-            Ok(()) => {
-                if let Ok(dir) = File::open(&self.dir) {
-                    let _ = dir.sync_all();
-                }
-                Ok(actual)
-            }
-            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
-                drop(file);
-                let f = File::open(path).map_err(io_err("open", path))?;
-                self.ingest(&actual, Some(len), f)?;
-                Ok(actual)
-            }
-            Err(e) => Err(StoreError::Io {
-                op: "rename into the store",
-                path: path.to_path_buf(),
-                err: e,
-            }),
-        }
+        let mut blob = self.temp_blob()?;
+        blob.copy_from(content)?;
+        blob.finish(Some(expected), size)?;
+        Ok(self.path(expected))
     }
 
     /// Writes `content` of unknown digest and returns the digest it has.
     pub fn ingest_unknown(&self, content: impl Read) -> Result<Digest, StoreError> {
-        let (tmp, digest, _) = self.write_temp(content)?;
-        self.commit(&tmp, &digest)?;
-        Ok(digest)
+        let mut blob = self.temp_blob()?;
+        blob.copy_from(content)?;
+        blob.finish(None, None)
     }
 
-    /// Streams into a temp file, hashing; returns (temp path, digest, length).
-    fn write_temp(&self, mut content: impl Read) -> Result<(PathBuf, Digest, u64), StoreError> {
+    /// Starts a blob whose digest is learnt from its content: a private
+    /// temp file in the store that [`TempBlob::finish`] verifies and
+    /// renames into place.
+    pub fn temp_blob(&self) -> Result<TempBlob, StoreError> {
         let tmp = tempfile::Builder::new()
             .prefix(".ingest-")
             .tempfile_in(&self.dir)
             .map_err(io_err("create temp file in", &self.dir))?;
-        let (mut file, path) = tmp.keep().map_err(|e| StoreError::Io {
+        let (file, path) = tmp.keep().map_err(|e| StoreError::Io {
             op: "keep temp file in",
             path: self.dir.clone(),
             err: e.error,
         })?;
-        let result = (|| {
-            let mut hash = sha2::Sha256::new();
-            let mut buf = vec![0u8; 256 * 1024];
-            let mut len = 0u64;
-            loop {
-                let n = match content.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        return Err(StoreError::Io {
-                            op: "read content for",
-                            path: path.clone(),
-                            err: e,
-                        })
-                    }
-                };
-                hash.update(&buf[..n]);
-                file.write_all(&buf[..n]).map_err(io_err("write", &path))?;
-                len += n as u64;
-            }
-            file.sync_all().map_err(io_err("fsync", &path))?;
-            Ok((Digest::from_hash(&hash.finalize()), len))
-        })();
-        match result {
-            Ok((d, len)) => Ok((path, d, len)),
-            Err(e) => {
-                let _ = fs::remove_file(&path);
-                Err(e)
-            }
-        }
+        Ok(TempBlob {
+            store: self.clone(),
+            file: Some(io::BufWriter::with_capacity(256 * 1024, file)),
+            path,
+            hash: sha2::Sha256::new(),
+            len: 0,
+        })
     }
 
     /// Starts writing blob `d` from a stream that arrives in pieces (a
@@ -325,6 +211,101 @@ impl ContentStore {
             let _ = dir.sync_all();
         }
         Ok(dest)
+    }
+}
+
+/// A blob being written whose digest is not known yet (see
+/// [`ContentStore::temp_blob`]). Dropped without [`TempBlob::finish`], its
+/// temp file is removed and nothing is stored.
+pub struct TempBlob {
+    store: ContentStore,
+    file: Option<io::BufWriter<File>>,
+    path: PathBuf,
+    hash: sha2::Sha256,
+    len: u64,
+}
+
+impl TempBlob {
+    /// Appends `data`.
+    pub fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
+        self.hash.update(data);
+        self.len += data.len() as u64;
+        match &mut self.file {
+            Some(f) => f.write_all(data).map_err(io_err("write", &self.path)),
+            None => Ok(()),
+        }
+    }
+
+    /// Appends everything `content` yields.
+    pub fn copy_from(&mut self, mut content: impl Read) -> Result<(), StoreError> {
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = match content.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => {
+                    return Err(StoreError::Io {
+                        op: "read content for",
+                        path: self.path.clone(),
+                        err,
+                    })
+                }
+            };
+            self.write(&buf[..n])?;
+        }
+    }
+
+    /// The digest of what was written so far.
+    pub fn digest(&self) -> Digest {
+        Digest::from_hash(&self.hash.clone().finalize())
+    }
+
+    /// Checks the content against `expected` and `size` when given, then
+    /// fsyncs it and renames it into place; returns its digest.
+    pub fn finish(
+        mut self,
+        expected: Option<&Digest>,
+        size: Option<u64>,
+    ) -> Result<Digest, StoreError> {
+        let actual = self.digest();
+        if let Some(e) = expected.filter(|e| **e != actual) {
+            return Err(StoreError::DigestMismatch {
+                expected: e.clone(),
+                actual,
+            });
+        }
+        if let Some(s) = size.filter(|s| *s != self.len) {
+            return Err(StoreError::SizeMismatch {
+                digest: actual,
+                expected: s,
+                actual: self.len,
+            });
+        }
+        let file = self.file.take().map(|f| f.into_inner());
+        let file = match file {
+            Some(Ok(f)) => f,
+            Some(Err(e)) => {
+                return Err(StoreError::Io {
+                    op: "flush",
+                    path: self.path.clone(),
+                    err: e.into_error(),
+                })
+            }
+            None => unreachable!("a TempBlob is finished once"),
+        };
+        file.sync_all().map_err(io_err("fsync", &self.path))?;
+        drop(file);
+        self.store.commit(&self.path, &actual)?;
+        Ok(actual)
+    }
+}
+
+impl Drop for TempBlob {
+    fn drop(&mut self) {
+        // Not finished, or refused: the temp file goes (after a finish it
+        // was renamed away and this finds nothing).
+        let _ = fs::remove_file(&self.path);
     }
 }
 

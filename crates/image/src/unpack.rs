@@ -223,6 +223,7 @@ pub fn apply_layer(
         diff_id: crate::Digest::of(b""),
     };
     let mut dir_times: Vec<(PathBuf, u64)> = vec![];
+    let mut cached_parent: Option<(PathBuf, OwnedFd)> = None;
     let entries = archive
         .entries()
         .map_err(|e| format_or_limit(e, max_bytes))?;
@@ -238,12 +239,21 @@ pub fn apply_layer(
         let Some(name) = rel.file_name().map(|n| n.to_owned()) else {
             continue;
         };
-        let parent_rel = rel.parent().unwrap_or(Path::new("")).to_path_buf();
-        let parent = mkdir_all(root.as_raw_fd(), &parent_rel).map_err(|err| UnpackError::Io {
-            op: "create directory",
-            path: parent_rel.display().to_string(),
-            err,
-        })?;
+        let parent_rel = rel.parent().unwrap_or(Path::new(""));
+        // Entries come grouped by directory: the parent of the last entry
+        // is kept open. Only entries with another parent can replace or
+        // remove a directory, and they open theirs anew.
+        if cached_parent.as_ref().is_none_or(|(p, _)| p != parent_rel) {
+            let fd = mkdir_all(root.as_raw_fd(), parent_rel).map_err(|err| UnpackError::Io {
+                op: "create directory",
+                path: parent_rel.display().to_string(),
+                err,
+            })?;
+            cached_parent = Some((parent_rel.to_path_buf(), fd));
+        }
+        let Some((_, parent)) = cached_parent.as_ref() else {
+            unreachable!("the parent was just opened")
+        };
         let cname = CString::new(name.as_bytes()).map_err(|_| refused("NUL in name".into()))?;
         let io = |op: &'static str| {
             let p = rel.display().to_string();
@@ -260,14 +270,14 @@ pub fn apply_layer(
 
         if let Some(target) = name.to_str().and_then(|n| n.strip_prefix(".wh.")) {
             if target == ".wh..opq" {
-                set_opaque(&parent).map_err(io("mark opaque"))?;
+                set_opaque(parent).map_err(io("mark opaque"))?;
             } else {
                 let t = CString::new(target).map_err(|_| refused("NUL in name".into()))?;
-                remove_any(&parent, &t);
-                // SAFETY: valid descriptor and C string; mknodat creates a 0:0 char device.
-                if unsafe { libc::mknodat(parent.as_raw_fd(), t.as_ptr(), libc::S_IFCHR, 0) } != 0 {
-                    return Err(io("create whiteout")(io::Error::last_os_error()));
-                }
+                create_replacing(parent, &t, || {
+                    // SAFETY: valid descriptor and C string; mknodat creates a 0:0 char device.
+                    unsafe { libc::mknodat(parent.as_raw_fd(), t.as_ptr(), libc::S_IFCHR, 0) }
+                })
+                .map_err(io("create whiteout"))?;
                 stats.whiteouts += 1;
             }
             stats.entries += 1;
@@ -275,9 +285,6 @@ pub fn apply_layer(
         }
 
         let kind = header.entry_type();
-        if !kind.is_dir() {
-            remove_any(&parent, &cname);
-        }
         match kind {
             tar::EntryType::Directory => {
                 // SAFETY: valid descriptor and C string.
@@ -288,22 +295,22 @@ pub fn apply_layer(
                 dir_times.push((rel.clone(), mtime));
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                // SAFETY: valid descriptor and C string; O_NOFOLLOW|O_EXCL never follows a link.
-                let fd = unsafe {
-                    libc::openat(
-                        parent.as_raw_fd(),
-                        cname.as_ptr(),
-                        libc::O_WRONLY
-                            | libc::O_CREAT
-                            | libc::O_EXCL
-                            | libc::O_NOFOLLOW
-                            | libc::O_CLOEXEC,
-                        0o600,
-                    )
-                };
-                if fd < 0 {
-                    return Err(io("create")(io::Error::last_os_error()));
-                }
+                let fd = create_replacing(parent, &cname, || {
+                    // SAFETY: valid descriptor and C string; O_NOFOLLOW|O_EXCL never follows a link.
+                    unsafe {
+                        libc::openat(
+                            parent.as_raw_fd(),
+                            cname.as_ptr(),
+                            libc::O_WRONLY
+                                | libc::O_CREAT
+                                | libc::O_EXCL
+                                | libc::O_NOFOLLOW
+                                | libc::O_CLOEXEC,
+                            0o600,
+                        )
+                    }
+                })
+                .map_err(io("create"))?;
                 // SAFETY: a fresh descriptor.
                 let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
                 stats.bytes += io::copy(&mut entry, &mut file).map_err(|e| {
@@ -321,10 +328,11 @@ pub fn apply_layer(
                 let t = CString::new(target.as_ref())
                     .map_err(|_| refused("NUL in link target".into()))?;
                 // The target is stored as is; it is only ever followed inside the root.
-                // SAFETY: valid C strings and descriptor.
-                if unsafe { libc::symlinkat(t.as_ptr(), parent.as_raw_fd(), cname.as_ptr()) } != 0 {
-                    return Err(io("symlink")(io::Error::last_os_error()));
-                }
+                create_replacing(parent, &cname, || {
+                    // SAFETY: valid C strings and descriptor.
+                    unsafe { libc::symlinkat(t.as_ptr(), parent.as_raw_fd(), cname.as_ptr()) }
+                })
+                .map_err(io("symlink"))?;
             }
             tar::EntryType::Link => {
                 let raw_target = entry
@@ -343,23 +351,24 @@ pub fn apply_layer(
                 let tname =
                     CString::new(target.file_name().map(|n| n.as_bytes()).unwrap_or_default())
                         .map_err(|_| refused("NUL in link target".into()))?;
-                // SAFETY: valid descriptors and C strings; flags 0 never follows a symlink target.
-                if unsafe {
-                    libc::linkat(
-                        tparent.as_raw_fd(),
-                        tname.as_ptr(),
-                        parent.as_raw_fd(),
-                        cname.as_ptr(),
-                        0,
-                    )
-                } != 0
-                {
-                    return Err(refused(format!(
-                        "hardlink target {} is not in the layer: {}",
-                        target.display(),
-                        io::Error::last_os_error()
-                    )));
-                }
+                create_replacing(parent, &cname, || {
+                    // SAFETY: valid descriptors and C strings; flags 0 never follows a symlink target.
+                    unsafe {
+                        libc::linkat(
+                            tparent.as_raw_fd(),
+                            tname.as_ptr(),
+                            parent.as_raw_fd(),
+                            cname.as_ptr(),
+                            0,
+                        )
+                    }
+                })
+                .map_err(|e| {
+                    refused(format!(
+                        "hardlink target {} is not in the layer: {e}",
+                        target.display()
+                    ))
+                })?;
             }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
                 let fmt = match kind {
@@ -371,12 +380,11 @@ pub fn apply_layer(
                     header.device_major().ok().flatten().unwrap_or(0),
                     header.device_minor().ok().flatten().unwrap_or(0),
                 );
-                // SAFETY: valid descriptor and C string.
-                if unsafe { libc::mknodat(parent.as_raw_fd(), cname.as_ptr(), fmt | mode, dev) }
-                    != 0
-                {
-                    return Err(io("mknod")(io::Error::last_os_error()));
-                }
+                create_replacing(parent, &cname, || {
+                    // SAFETY: valid descriptor and C string.
+                    unsafe { libc::mknodat(parent.as_raw_fd(), cname.as_ptr(), fmt | mode, dev) }
+                })
+                .map_err(io("mknod"))?;
             }
             tar::EntryType::XGlobalHeader
             | tar::EntryType::XHeader
@@ -386,7 +394,7 @@ pub fn apply_layer(
         }
         if kind != tar::EntryType::Link {
             set_metadata(
-                &parent,
+                parent,
                 &cname,
                 kind == tar::EntryType::Symlink,
                 mode,
@@ -397,7 +405,7 @@ pub fn apply_layer(
             .map_err(io("set owner, mode and time of"))?;
             // After chown, which drops security.capability.
             for (name, value) in &pax.xattrs {
-                if set_xattr(&parent, &cname, name, value).map_err(|err| UnpackError::Xattr {
+                if set_xattr(parent, &cname, name, value).map_err(|err| UnpackError::Xattr {
                     entry: shown.clone(),
                     name: name.to_string_lossy().into_owned(),
                     err,
@@ -434,8 +442,37 @@ fn format_or_limit(e: io::Error, limit: u64) -> UnpackError {
     }
 }
 
-/// Creates `rel`'s directories inside `root` (following links only inside it).
+/// Runs `create` (a *at call making `name` in `parent`; it returns a
+/// negative value and sets errno on failure); when `name` exists, removes
+/// it and runs `create` again (a later entry replaces an earlier one).
+fn create_replacing(
+    parent: &OwnedFd,
+    name: &CString,
+    mut create: impl FnMut() -> libc::c_int,
+) -> io::Result<libc::c_int> {
+    let rc = create();
+    if rc >= 0 {
+        return Ok(rc);
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() != Some(libc::EEXIST) {
+        return Err(err);
+    }
+    remove_any(parent, name);
+    let rc = create();
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(rc)
+}
+
+/// Creates `rel`'s directories inside `root` (following links only inside
+/// it) and opens the last.
 fn mkdir_all(root: RawFd, rel: &Path) -> io::Result<OwnedFd> {
+    // Usually the directory is there already: one lookup.
+    if let Ok(fd) = open_dir_in_root(root, rel) {
+        return Ok(fd);
+    }
     let mut dir = open_dir_in_root(root, Path::new(""))?;
     let mut prefix = PathBuf::new();
     for c in rel.components() {

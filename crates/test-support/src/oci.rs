@@ -123,3 +123,59 @@ pub fn write_multi_platform_layout(dir: &Path, name: &str, images: &[(&str, Vec<
     )
     .unwrap();
 }
+
+/// A member of a hand-made tar ([`tar_of`]).
+pub enum Member<'a> {
+    /// A regular file with this content.
+    File(&'a [u8]),
+    /// A symlink to this target.
+    Symlink(&'a str),
+}
+
+/// A tar stream of the given members, in order.
+pub fn tar_of(members: &[(&str, Member)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, m) in members {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_mtime(1_700_000_000);
+        match m {
+            Member::File(data) => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(data.len() as u64);
+                b.append_data(&mut h, name, *data).unwrap();
+            }
+            Member::Symlink(target) => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_size(0);
+                b.append_link(&mut h, name, target).unwrap();
+            }
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+/// A docker-archive (`docker save`'s format: `manifest.json`, a config
+/// named by its digest, `<n>/layer.tar` per layer, uncompressed) of one
+/// image tagged `tag` with `layers` (plain tars).
+pub fn docker_archive(tag: &str, layers: &[Vec<u8>]) -> Vec<u8> {
+    let diffs: Vec<String> = layers.iter().map(|l| digest(l)).collect();
+    let config = serde_json::to_vec(&json!({
+        "created": "2024-01-02T03:04:05Z", "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": diffs}}))
+    .unwrap();
+    let config_name = format!("{}.json", digest(&config).trim_start_matches("sha256:"));
+    let names: Vec<String> = (0..layers.len())
+        .map(|i| format!("{i}/layer.tar"))
+        .collect();
+    let manifest =
+        serde_json::to_vec(&json!([{"Config": config_name, "RepoTags": [tag], "Layers": names}]))
+            .unwrap();
+    let mut members = vec![(config_name.as_str(), Member::File(&config))];
+    for (n, l) in names.iter().zip(layers) {
+        members.push((n.as_str(), Member::File(l)));
+    }
+    members.push(("manifest.json", Member::File(&manifest)));
+    tar_of(&members)
+}
