@@ -423,13 +423,21 @@ fn run(cli: &Cli) -> Result<()> {
                         .with_context(|| format!("load the OCI layout {}", p.display()))?
                 }
                 Some(p) => image::archive::load_archive_file(&store, root, p, &platform, &bars)?,
-                None => image::archive::load_archive(
-                    &store,
-                    root,
-                    std::io::stdin().lock(),
-                    &platform,
-                    &bars,
-                )?,
+                None => {
+                    use std::os::fd::AsFd;
+                    let stdin = std::io::stdin()
+                        .as_fd()
+                        .try_clone_to_owned()
+                        .context("duplicate standard input")?;
+                    image::archive::load_archive_open(
+                        &store,
+                        root,
+                        std::fs::File::from(stdin),
+                        Path::new("(standard input)"),
+                        &platform,
+                        &bars,
+                    )?
+                }
             };
             let names = refs_file
                 .update(|refs| {

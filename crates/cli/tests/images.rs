@@ -331,3 +331,84 @@ fn listing_formats_forced_removal_and_prune() {
     berth(&root, &["image", "mount", "keep:1"]).ok();
     berth(&root, &["image", "unmount", "keep:1"]).ok();
 }
+
+#[test]
+fn load_reads_standard_input_from_a_file_or_a_pipe() {
+    let layer = test_support::oci::tar_layer(&[("etc/motd", b"hello from stdin\n")]);
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("stdin.tar");
+    std::fs::write(
+        &archive,
+        test_support::oci::docker_archive("stdin-test:1", &[layer]),
+    )
+    .unwrap();
+    let run = |root: &std::path::Path,
+               stdin: std::process::Stdio,
+               pipe_from: Option<&std::path::Path>| {
+        let mut child = std::process::Command::new(BERTH)
+            .arg("--root")
+            .arg(root)
+            .arg("load")
+            .stdin(if pipe_from.is_some() {
+                std::process::Stdio::piped()
+            } else {
+                stdin
+            })
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(p) = pipe_from {
+            use std::io::Write;
+            let mut w = child.stdin.take().unwrap();
+            w.write_all(&std::fs::read(p).unwrap()).unwrap();
+        }
+        child.wait_with_output().unwrap()
+    };
+    // `berth load < FILE` (read in place) and `cat FILE | berth load` (spooled).
+    for (how, root) in [
+        ("file", dir.path().join("r1")),
+        ("pipe", dir.path().join("r2")),
+    ] {
+        let out = if how == "file" {
+            run(
+                &root,
+                std::process::Stdio::from(std::fs::File::open(&archive).unwrap()),
+                None,
+            )
+        } else {
+            run(&root, std::process::Stdio::null(), Some(&archive))
+        };
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{how}: {stderr}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "Loaded image: stdin-test:1\n",
+            "{how}"
+        );
+        let m = berth(&root, &["image", "mount", "stdin-test:1"]);
+        assert_eq!(m.code, 0, "{how}: {}", m.stderr);
+        let motd = std::fs::read(std::path::Path::new(m.stdout.trim()).join("etc/motd"));
+        berth(&root, &["image", "unmount", "stdin-test:1"]);
+        assert_eq!(motd.unwrap(), b"hello from stdin\n", "{how}");
+        // Nothing spooled is left behind.
+        let left: Vec<_> = std::fs::read_dir(&root)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".load-"))
+            .collect();
+        assert!(left.is_empty(), "{how}: {left:?}");
+    }
+    // Not an archive at all, from a pipe: a clear error, nothing kept.
+    let junk = dir.path().join("junk");
+    std::fs::write(&junk, b"not a tar").unwrap();
+    let root = dir.path().join("r3");
+    let out = run(&root, std::process::Stdio::null(), Some(&junk));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("(standard input)"), "{stderr}");
+    assert!(!std::fs::read_dir(&root)
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with(".load-")));
+}

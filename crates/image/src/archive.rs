@@ -24,6 +24,27 @@ pub fn load_archive_file(
     load(store, Some(root), &source, platform, progress)
 }
 
+/// [`load_archive_file`] for an archive on an open file, named `name` in
+/// errors (standard input redirected from a file, as in `berth load <
+/// image.tar`): read in place when it is a regular file at offset 0,
+/// spooled like a stream otherwise.
+pub fn load_archive_open(
+    store: &ContentStore,
+    root: &Path,
+    mut file: std::fs::File,
+    name: &Path,
+    platform: &Platform,
+    progress: &dyn LoadProgress,
+) -> Result<Vec<ImportedImage>, LoadError> {
+    use std::io::Seek;
+    let regular = file.metadata().is_ok_and(|m| m.is_file());
+    if regular && file.stream_position().is_ok_and(|p| p == 0) {
+        let source = TarSource::index(file, name)?;
+        return load(store, Some(root), &source, platform, progress);
+    }
+    load_archive(store, root, file, platform, progress)
+}
+
 /// [`load_archive_file`] for an archive arriving on a stream: it is
 /// written to a temp file under `root` (removed at the end) and read from
 /// there.
