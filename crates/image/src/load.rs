@@ -92,22 +92,14 @@ pub trait Source: Sync {
 
 /// Refuses member names that could leave the source: absolute paths, `..`.
 fn clean(source: &dyn Source, name: &str) -> Result<PathBuf, LoadError> {
-    let p = Path::new(name);
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::CurDir => {}
-            _ => {
-                return Err(LoadError::Member {
-                    from: source.describe(),
-                    name: name.to_string(),
-                    reason: "outside the source".into(),
-                })
-            }
-        }
+    match clean_path(name) {
+        Ok(p) if !name.starts_with('/') => Ok(p),
+        _ => Err(LoadError::Member {
+            from: source.describe(),
+            name: name.to_string(),
+            reason: "outside the source".into(),
+        }),
     }
-    Ok(out)
 }
 
 /// An OCI layout directory (the user's: read, never changed). Symlinks at
@@ -278,7 +270,8 @@ impl TarSource {
     }
 }
 
-/// `name` as a relative path with no `..`; `./` and leading `/` dropped.
+/// `name` as a relative path with no `..`; `./` and a leading `/` dropped
+/// (tar member names are relative to the archive either way).
 fn clean_path(name: &str) -> Result<PathBuf, ()> {
     let mut out = PathBuf::new();
     for c in Path::new(name).components() {
@@ -324,7 +317,7 @@ impl Source for TarSource {
     }
 
     fn has(&self, name: &str) -> bool {
-        clean_path(name).is_ok_and(|rel| self.resolve(name, &rel).is_ok())
+        clean(self, name).is_ok_and(|rel| self.resolve(name, &rel).is_ok())
     }
 
     fn open(&self, name: &str) -> Result<(Box<dyn Read + Send + '_>, u64), LoadError> {
@@ -593,7 +586,7 @@ fn plan_docker(store: &ContentStore, source: &dyn Source) -> Result<Vec<Plan>, L
 fn layer_media_type(head: &[u8]) -> &'static str {
     if head.starts_with(&[0x1f, 0x8b]) {
         "application/vnd.oci.image.layer.v1.tar+gzip"
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+    } else if head.starts_with(&crate::unpack::ZSTD_MAGIC) {
         "application/vnd.oci.image.layer.v1.tar+zstd"
     } else {
         "application/vnd.oci.image.layer.v1.tar"

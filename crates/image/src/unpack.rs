@@ -125,7 +125,7 @@ impl<R: Read> Read for Limited<R> {
 }
 
 /// The magic bytes that open a zstd frame.
-const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+pub(crate) const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
 /// What a layer's PAX records say beyond what the tar crate applies itself.
 #[derive(Default)]
