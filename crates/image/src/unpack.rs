@@ -287,11 +287,7 @@ pub fn apply_layer(
         let kind = header.entry_type();
         match kind {
             tar::EntryType::Directory => {
-                // SAFETY: valid descriptor and C string.
-                let rc = unsafe { libc::mkdirat(parent.as_raw_fd(), cname.as_ptr(), 0o700) };
-                if rc != 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST) {
-                    return Err(io("mkdir")(io::Error::last_os_error()));
-                }
+                make_directory(parent, &cname).map_err(io("mkdir"))?;
                 dir_times.push((rel.clone(), mtime));
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
@@ -320,6 +316,9 @@ pub fn apply_layer(
                         io("write")(e)
                     }
                 })?;
+                // The file's own descriptor: nothing is looked up by name.
+                set_metadata_fd(file.as_raw_fd(), false, mode, uid, gid, mtime)
+                    .map_err(io("set owner, mode and time of"))?;
             }
             tar::EntryType::Symlink => {
                 let target = entry
@@ -393,16 +392,19 @@ pub fn apply_layer(
             other => return Err(refused(format!("unsupported entry type {other:?}"))),
         }
         if kind != tar::EntryType::Link {
-            set_metadata(
-                parent,
-                &cname,
-                kind == tar::EntryType::Symlink,
-                mode,
-                uid,
-                gid,
-                mtime,
-            )
-            .map_err(io("set owner, mode and time of"))?;
+            let regular = matches!(kind, tar::EntryType::Regular | tar::EntryType::Continuous);
+            if !regular {
+                set_metadata(
+                    parent,
+                    &cname,
+                    kind == tar::EntryType::Symlink,
+                    mode,
+                    uid,
+                    gid,
+                    mtime,
+                )
+                .map_err(io("set owner, mode and time of"))?;
+            }
             // After chown, which drops security.capability.
             for (name, value) in &pax.xattrs {
                 if set_xattr(parent, &cname, name, value).map_err(|err| UnpackError::Xattr {
@@ -559,6 +561,48 @@ fn set_time(parent: &OwnedFd, name: &CString, mtime: u64) {
     };
 }
 
+/// Makes directory `name` in `parent`. An existing directory is kept (a
+/// layer may name one twice, and a later layer's entry restates a lower
+/// one); any other existing entry, a symlink above all, is replaced: a
+/// directory entry must never end up acting on what a link points to.
+fn make_directory(parent: &OwnedFd, name: &CString) -> io::Result<()> {
+    // SAFETY: valid descriptor and C string.
+    if unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), 0o700) } == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() != Some(libc::EEXIST) {
+        return Err(err);
+    }
+    // SAFETY: an all-zero stat is a valid out-buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid descriptor, C string and out-buffer; the entry itself is examined.
+    if unsafe {
+        libc::fstatat(
+            parent.as_raw_fd(),
+            name.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    } != 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+        return Ok(());
+    }
+    remove_any(parent, name);
+    // SAFETY: valid descriptor and C string.
+    if unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), 0o700) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sets owner, mode and time of `name` in `parent` without ever following
+/// it: a symlink is changed itself (its mode is not kept on Linux); any
+/// other entry is opened O_PATH|O_NOFOLLOW, checked to be what was just
+/// created, and changed through that descriptor.
 fn set_metadata(
     parent: &OwnedFd,
     name: &CString,
@@ -568,23 +612,88 @@ fn set_metadata(
     gid: u32,
     mtime: u64,
 ) -> io::Result<()> {
-    // SAFETY: valid descriptor and C string; AT_SYMLINK_NOFOLLOW acts on the entry itself.
-    unsafe {
-        if libc::fchownat(
-            parent.as_raw_fd(),
-            name.as_ptr(),
-            uid,
-            gid,
-            libc::AT_SYMLINK_NOFOLLOW,
-        ) != 0
+    if symlink {
+        // SAFETY: valid descriptor and C string; AT_SYMLINK_NOFOLLOW acts on the link itself.
+        if unsafe {
+            libc::fchownat(
+                parent.as_raw_fd(),
+                name.as_ptr(),
+                uid,
+                gid,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        } != 0
         {
             return Err(io::Error::last_os_error());
         }
-        // chmod after chown: chown clears setuid bits.
-        if !symlink && libc::fchmodat(parent.as_raw_fd(), name.as_ptr(), mode, 0) != 0 {
+        set_time(parent, name, mtime);
+        return Ok(());
+    }
+    // SAFETY: valid descriptor and C string; O_NOFOLLOW never resolves a final symlink.
+    let raw = unsafe {
+        libc::openat(
+            parent.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: an all-zero stat is a valid out-buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid descriptor and out-buffer.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "a symlink took the entry's place",
+        ));
+    }
+    set_metadata_fd(fd.as_raw_fd(), true, mode, uid, gid, mtime)
+}
+
+/// Sets owner, mode and time through `fd`, the entry's own descriptor (an
+/// O_PATH one when `o_path`: chmod and utimens then go through its
+/// /proc/self/fd link, which names the opened inode, never a path).
+fn set_metadata_fd(
+    fd: RawFd,
+    o_path: bool,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: u64,
+) -> io::Result<()> {
+    // SAFETY: valid descriptor and an empty C string with AT_EMPTY_PATH: the descriptor's own inode.
+    if unsafe { libc::fchownat(fd, c"".as_ptr(), uid, gid, libc::AT_EMPTY_PATH) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let t = libc::timespec {
+        tv_sec: mtime as libc::time_t,
+        tv_nsec: 0,
+    };
+    let times = [t, t];
+    // chmod after chown: chown clears setuid bits.
+    if o_path {
+        let link = CString::new(format!("/proc/self/fd/{fd}"))
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: valid C string; the magic link resolves to the descriptor's inode.
+        if unsafe { libc::chmod(link.as_ptr(), mode) } != 0 {
             return Err(io::Error::last_os_error());
         }
+        // SAFETY: valid C string and two timespecs.
+        unsafe { libc::utimensat(libc::AT_FDCWD, link.as_ptr(), times.as_ptr(), 0) };
+    } else {
+        // SAFETY: valid descriptor.
+        if unsafe { libc::fchmod(fd, mode) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: valid descriptor and two timespecs.
+        unsafe { libc::futimens(fd, times.as_ptr()) };
     }
-    set_time(parent, name, mtime);
     Ok(())
 }

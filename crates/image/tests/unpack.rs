@@ -257,6 +257,72 @@ fn a_symlink_cannot_replace_a_later_file_target() {
     );
 }
 
+/// Security issue 11, item 1: a directory entry named like an earlier
+/// symlink once chmod'ed the link's host target (setuid, world-writable).
+#[test]
+fn a_directory_entry_over_a_symlink_never_changes_the_link_target() {
+    for absolute in [true, false] {
+        let host = tempfile::NamedTempFile::new().unwrap();
+        std::fs::set_permissions(host.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
+        let before = std::fs::metadata(host.path()).unwrap();
+        let target = if absolute {
+            host.path().display().to_string()
+        } else {
+            format!("../../../../../../..{}", host.path().display())
+        };
+        let mut t = vec![];
+        entry(
+            &mut t,
+            b"link",
+            tar::EntryType::Symlink,
+            target.as_bytes(),
+            b"",
+            0o777,
+        );
+        entry(
+            &mut t,
+            b"link/",
+            tar::EntryType::Directory,
+            b"",
+            b"",
+            0o6777,
+        );
+        // The same through a whiteout-free second name: a device or fifo entry.
+        entry(
+            &mut t,
+            b"link2",
+            tar::EntryType::Symlink,
+            target.as_bytes(),
+            b"",
+            0o777,
+        );
+        entry(&mut t, b"link2", tar::EntryType::Fifo, b"", b"", 0o6777);
+        let snap = tempfile::tempdir().unwrap();
+        apply_layer(snap.path(), &finish(t)[..], LIMIT).unwrap();
+        let after = std::fs::metadata(host.path()).unwrap();
+        assert_eq!(
+            after.mode() & 0o7777,
+            0o600,
+            "the host file's mode changed (absolute link: {absolute})"
+        );
+        assert_eq!((after.uid(), after.gid()), (before.uid(), before.gid()));
+        assert_eq!(
+            after.mtime(),
+            before.mtime(),
+            "the host file's time changed"
+        );
+        let made = std::fs::symlink_metadata(snap.path().join("link")).unwrap();
+        assert!(made.is_dir(), "the directory entry replaces the link");
+        assert_eq!(made.mode() & 0o7777, 0o6777);
+        assert_eq!(made.uid(), 1000);
+        let fifo = std::fs::symlink_metadata(snap.path().join("link2")).unwrap();
+        assert!(
+            fifo.file_type().is_fifo(),
+            "the fifo entry replaces the link"
+        );
+    }
+}
+
 #[test]
 fn hardlinks_to_host_files_are_refused() {
     let mut t = vec![];
