@@ -2,12 +2,28 @@
 # The pure cgroup v2 lane: boots Debian's 6.1 kernel under qemu (TCG) with
 # cgroup_no_v1=all, so cgroup2 holds every controller, runs berth's
 # kernel-facing integration tests inside it from an initramfs, and fails
-# when any test fails. Usage: vm/run-v2-lane.sh [extra cargo test filters]
+# when any test fails.
+#
+# A hang can never stall CI: the guest kernel panics on a soft lockup or a
+# hung task (after printing every CPU's backtrace and the task list), each
+# test binary runs under a timeout that dumps the blocked tasks and names the
+# tests that had not finished, and each runtime command a test starts has a
+# timeout of its own (test-support, BERTH_TEST_TIMEOUT). The host then prints
+# a diagnosis naming the binary and test that hung.
+#
+# Usage: vm/run-v2-lane.sh [extra test-harness arguments, e.g. a filter]
+# Environment: LANE_BINS (space-separated test target names to run, default
+# all of them), LANE_BIN_TIMEOUT (seconds per test binary, default 120; the
+# slowest takes ~20 s), LANE_TIMEOUT (seconds for the whole guest, default
+# 600; a passing lane takes ~2 minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 cache=$root/target/vm
 mkdir -p "$cache"
+bin_timeout=${LANE_BIN_TIMEOUT:-120}
+lane_timeout=${LANE_TIMEOUT:-600}
+lane_bins=${LANE_BINS:-cgroups device_filter lifecycle isolation resources seccomp cve exec bad_input hooks console}
 
 need=()
 for p in qemu-system-x86 cpio; do
@@ -31,13 +47,14 @@ fi
 # The tests, built on the host.
 cargo build -q -p runtime-cli
 bins=$(cargo test -q --no-run -p cgroups -p runtime-cli --message-format=json 2>/dev/null \
-  | python3 -c 'import json,sys
+  | LANE_BINS="$lane_bins" python3 -c 'import json,os,sys
+wanted = os.environ["LANE_BINS"].split()
 for l in sys.stdin:
     m = json.loads(l)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
-        t = m["target"]["name"]
-        if t in ("cgroups", "device_filter", "lifecycle", "isolation", "resources", "seccomp", "cve", "exec", "bad_input", "hooks", "console"):
+        if m["target"]["name"] in wanted:
             print(m["executable"])' | tr '\n' ' ')
+[ -n "$bins" ] || { echo "cgroup v2 lane: no test binary matches LANE_BINS=$lane_bins" >&2; exit 1; }
 runtime_bin=$root/target/debug/berth-runtime
 
 # The initramfs: busybox, the libraries the binaries need, the binaries at
@@ -75,12 +92,34 @@ mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 for c in \$(cat /sys/fs/cgroup/cgroup.controllers); do echo "+\$c" > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null; done
 echo "lane: cgroup2 controllers: \$(cat /sys/fs/cgroup/cgroup.subtree_control)"
+echo "lane: kernel \$(uname -r), \$(grep -c ^processor /proc/cpuinfo) cpus"
+# A hang must end the lane quickly and say where: sysrq for task dumps, and
+# a hung task (D state for 60 s) panics, as a soft lockup does (command line).
+echo 1 > /proc/sys/kernel/sysrq
+echo 60 > /proc/sys/kernel/hung_task_timeout_secs 2>/dev/null
+echo 1 > /proc/sys/kernel/hung_task_panic 2>/dev/null
 ip link set lo up 2>/dev/null
+# Runtime commands inside tests time out sooner than the binary does.
+export BERTH_TEST_TIMEOUT=120
 status=0
 for t in $bins; do
+  name=\$(basename \$t)
   echo "lane: running \$t"
+  start=\$(date +%s)
   # ps_lists expects procps' \`ps -ef\` columns; the guest has busybox ps.
-  \$t --test-threads=2 --skip ps_lists $* || status=1
+  { timeout -s KILL $bin_timeout \$t --test-threads=2 --skip ps_lists $*; echo \$? > /tmp/rc; } 2>&1 | tee /tmp/out
+  rc=\$(cat /tmp/rc)
+  echo "lane: \$name exited \$rc after \$((\$(date +%s) - start)) s"
+  if [ "\$rc" = 137 ]; then
+    echo "lane: TIMEOUT: \$name ran past $bin_timeout s; tests that had not finished:"
+    \$t --list 2>/dev/null | sed -n 's/: test\$//p' | while read n; do
+      grep -q "^test \$n \.\.\. " /tmp/out || echo "lane: hung test: \$name \$n"
+    done
+    echo "lane: blocked tasks and CPU backtraces follow"
+    echo w > /proc/sysrq-trigger; echo l > /proc/sysrq-trigger
+    sleep 2
+  fi
+  [ "\$rc" = 0 ] || status=1
 done
 echo "BERTH-LANE-RESULT: \$status"
 poweroff -f
@@ -88,13 +127,24 @@ INIT
 chmod +x "$ir/stage2"
 (cd "$ir" && find . | cpio -o -H newc --quiet | gzip -1) > "$cache/initramfs.cpio.gz"
 
+# Kernel messages up to KERN_WARNING reach the console (stack traces print at
+# that level); a soft lockup or hung task panics with every CPU's backtrace
+# and the task list (panic_print=1), and the panic ends qemu (-no-reboot).
 log=$cache/lane.log
-timeout 900 qemu-system-x86_64 -accel tcg -m 3072 -smp 2 -nographic -no-reboot \
+started=$(date +%s)
+set +e
+timeout -k 10 "$lane_timeout" qemu-system-x86_64 -accel tcg -m 3072 -smp 2 -nographic -no-reboot \
   -kernel "$kernel" -initrd "$cache/initramfs.cpio.gz" \
-  -append "console=ttyS0 cgroup_no_v1=all panic=-1 quiet loglevel=3" </dev/null | tee "$log" | grep -E "^(lane:|test result|test .*FAILED|BERTH-LANE)" || true
+  -append "console=ttyS0 cgroup_no_v1=all panic=-1 loglevel=5 softlockup_panic=1 softlockup_all_cpu_backtrace=1 hung_task_panic=1 panic_print=1" \
+  </dev/null >"$log" 2>&1
+qemu_rc=$?
+set -e
+elapsed=$(($(date +%s) - started))
+grep -a -E "^(lane:|test result|test .*FAILED|BERTH-LANE)" "$log" || true
 result=$(grep -a "BERTH-LANE-RESULT" "$log" | tail -1 | awk '{print $2}' | tr -d '\r')
-if [ "$result" != "0" ]; then
-  echo "cgroup v2 lane FAILED (log: $log)"; grep -a -E "panicked|FAILED" "$log" | head -20
-  exit 1
+if [ "$result" = "0" ]; then
+  echo "cgroup v2 lane passed in ${elapsed} s"
+  exit 0
 fi
-echo "cgroup v2 lane passed"
+vm/lane-diagnose.py "$log" "$qemu_rc" "$elapsed" "$lane_timeout"
+exit 1
