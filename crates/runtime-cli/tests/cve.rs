@@ -36,6 +36,129 @@ fn cve_2019_5736_runtime_binary_is_unreachable() {
     assert_eq!(std::fs::metadata(BIN).unwrap().len(), before);
 }
 
+/// A copy of the runtime binary in its own temp dir, so an exploit that
+/// works can only damage the copy.
+fn runtime_copy() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("berth-runtime");
+    std::fs::copy(BIN, &bin).unwrap();
+    (dir, bin)
+}
+
+fn sha256(path: &std::path::Path) -> String {
+    let o = std::process::Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// `#!/proc/self/exe`: a script that names its exec'ing process's own
+/// executable as interpreter, plus the loader and libraries the runtime
+/// binary needs (every Debian image has them), so that the host binary
+/// would really run inside the container.
+fn plant_shebang_exploit(b: &Bundle) {
+    use std::os::unix::fs::PermissionsExt;
+    let ldd = std::process::Command::new("ldd").arg(BIN).output().unwrap();
+    for lib in String::from_utf8_lossy(&ldd.stdout)
+        .split_whitespace()
+        .filter(|w| w.starts_with('/'))
+    {
+        let dest = b.rootfs().join(lib.trim_start_matches('/'));
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(lib, &dest).unwrap();
+    }
+    let evil = b.rootfs().join("bin/evil");
+    std::fs::write(&evil, "#!/proc/self/exe\n").unwrap();
+    std::fs::set_permissions(&evil, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// CVE-2019-5736, the exploit itself: a container program whose interpreter
+/// is `/proc/self/exe` must not run the host runtime binary, as the
+/// container's entrypoint (create/start) nor through `exec`; a second
+/// container process that opens every `/proc/<pid>/exe` it sees and writes
+/// to it once that process is gone must never reach the host binary, whose
+/// hash never changes.
+#[test]
+fn cve_2019_5736_shebang_reentry_never_runs_the_host_binary() {
+    let (_keep, bin) = runtime_copy();
+    let hash = sha256(&bin);
+    let rt = RuntimeCli::new(&bin);
+
+    // The entrypoint path.
+    let (mut b, id) = bundle(&rt, &["/bin/evil", "state", "x"]);
+    plant_shebang_exploit(&b);
+    b.write();
+    let o = rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(
+        o.stderr
+            .contains("berth-exec: this program only starts a container's process"),
+        "the entrypoint ran something else: {o:?}"
+    );
+    assert_eq!(o.code, 126, "{o:?}");
+
+    // The exec path, with a watcher in the container.
+    let watcher = r#"
+        end=$(( $(date +%s) + 6 ))
+        while [ $(date +%s) -lt $end ]; do
+          for e in /proc/[0-9]*/exe; do
+            p=${e%/exe}
+            case $p in /proc/1|/proc/$$) continue;; esac
+            command exec 3<$e 2>/dev/null || continue
+            if [ /proc/self/fd/3 -ef /bin/busybox ]; then exec 3<&-; continue; fi
+            echo "opened $(readlink $e)" >> /tmp/report
+            while [ -e $p/exe ]; do :; done
+            if (echo PWNED >> /proc/self/fd/3) 2>/dev/null; then echo "WROTE $(readlink /proc/self/fd/3)" >> /tmp/report; fi
+            exec 3<&-
+          done
+        done
+        echo finished >> /tmp/report
+    "#;
+    let (mut b, id) = bundle(&rt, &["sh", "-c", watcher]);
+    b.config["root"]["readonly"] = json!(false);
+    plant_shebang_exploit(&b);
+    b.write();
+    rt.run(&["create", "--bundle", b.path().to_str().unwrap(), &id])
+        .ok();
+    rt.run(&["start", &id]).ok();
+    for _ in 0..15 {
+        let o = rt.run(&["exec", &id, "/bin/evil", "state", "x"]);
+        assert!(
+            o.stderr
+                .contains("berth-exec: this program only starts a container's process"),
+            "exec ran something else: {o:?}"
+        );
+        assert_eq!(o.code, 126, "{o:?}");
+    }
+    let report = b.rootfs().join("tmp/report");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !std::fs::read_to_string(&report)
+        .unwrap_or_default()
+        .contains("finished")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watcher did not finish"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let report = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        !report.contains("WROTE"),
+        "a container process wrote an executable: {report}"
+    );
+    assert!(
+        !report.contains(bin.to_str().unwrap()),
+        "a container process opened the host runtime binary: {report}"
+    );
+    rt.run(&["delete", "--force", &id]).ok();
+    assert_eq!(sha256(&bin), hash, "the runtime binary changed");
+}
+
 /// CVE-2024-21626: no host descriptor and no host working directory leak
 /// into the container; a cwd through /proc/self/fd is refused.
 #[test]

@@ -270,6 +270,8 @@ fn exec_steps(s: &ExecSetup) -> Result<Never> {
         );
     }
     crate::init::mark_cloexec_from(3 + s.preserve_fds as i32);
+    // Before seccomp, which may not allow memfd_create.
+    let trampoline = crate::exec_trampoline::ExecTrampoline::prepare()?;
     let nnp = p.no_new_privileges().unwrap_or(false);
     if let (Some(f), false) = (s.seccomp, nnp) {
         crate::seccomp::load(f)?;
@@ -303,6 +305,6 @@ fn exec_steps(s: &ExecSetup) -> Result<Never> {
     }
     s.channel.send(&Message::Ready)?;
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&s.mask), None);
-    crate::init::exec_program(&program, p.args().as_deref().unwrap_or(&[]), &env)?;
-    unreachable!("exec_program returns only errors")
+    trampoline.exec(&program, p.args().as_deref().unwrap_or(&[]), &env)?;
+    unreachable!("exec returns only errors")
 }

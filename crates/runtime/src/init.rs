@@ -7,7 +7,6 @@
 
 use std::ffi::CString;
 use std::os::fd::RawFd;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -195,6 +194,8 @@ fn setup(ctx: &InitContext) -> Result<Never> {
         );
     }
     mark_cloexec_from(3 + ctx.extra_fds as i32);
+    // Before seccomp, which may not allow memfd_create.
+    let trampoline = crate::exec_trampoline::ExecTrampoline::prepare()?;
 
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it
     // while we still have it. With no_new_privs, as late as possible.
@@ -244,8 +245,8 @@ fn setup(ctx: &InitContext) -> Result<Never> {
         hooks::run_all("startContainer", &h, &state(ctx, host_pid, Status::Created))?;
     }
     reset_signals(ctx.signal_mask.as_ref());
-    exec_program(&program, process.args().as_deref().unwrap_or(&[]), &env)?;
-    unreachable!("exec_program returns only errors")
+    trampoline.exec(&program, process.args().as_deref().unwrap_or(&[]), &env)?;
+    unreachable!("exec returns only errors")
 }
 
 fn state(ctx: &InitContext, pid: i32, status: Status) -> OciState {
@@ -433,21 +434,4 @@ pub(crate) fn lookup_program(p: &Process, env: &[String]) -> Result<PathBuf> {
         "process.args[0]",
         format!("{arg0}: executable file not found in $PATH"),
     ))
-}
-
-/// Replaces the process with `program`; returns only on failure (after
-/// saying so on stderr, since nobody may be listening on the channel).
-pub(crate) fn exec_program(program: &Path, args: &[String], env: &[String]) -> Result<()> {
-    let to_c = |s: &str| {
-        CString::new(s).map_err(|_| RuntimeError::spec("process", format!("{s:?} contains NUL")))
-    };
-    let prog = CString::new(program.as_os_str().as_bytes())
-        .map_err(|_| RuntimeError::spec("process.args[0]", "contains NUL"))?;
-    let argv: Vec<CString> = args.iter().map(|a| to_c(a)).collect::<Result<_>>()?;
-    let envp: Vec<CString> = env.iter().map(|e| to_c(e)).collect::<Result<_>>()?;
-    let e = nix::unistd::execve(&prog, &argv, &envp).unwrap_err();
-    let err = RuntimeError::sys("exec", program.display(), e);
-    eprintln!("berth-runtime: {err}");
-    // SAFETY: _exit in a forked child.
-    unsafe { libc::_exit(127) }
 }

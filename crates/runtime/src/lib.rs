@@ -24,6 +24,7 @@ pub mod container_run;
 pub mod container_start;
 pub mod devices;
 pub mod error;
+mod exec_trampoline;
 pub mod features;
 pub mod hooks;
 pub mod init;
