@@ -338,7 +338,7 @@ fn list(root: &Path, quiet: bool, digests: bool, format: &str) -> Result<()> {
 
 fn run(cli: &Cli) -> Result<()> {
     let root = &cli.root;
-    std::fs::create_dir_all(root).with_context(|| format!("create {}", root.display()))?;
+    // Opening the store makes the root private (0700, the caller's own).
     let store = ContentStore::open(root)?;
     let refs_file = Refs::new(root);
     // Commands that add content keep garbage collection away meanwhile.
@@ -621,9 +621,16 @@ fn run(cli: &Cli) -> Result<()> {
             let target = mount_dir(root, rec);
             if !target.exists() {
                 let lowers = image::snapshot::prepare(&store, root, &img)?;
-                std::fs::create_dir_all(&target)
+                root_path::private_dir(&root.join("mounts"))?;
+                std::fs::create_dir(&target)
                     .with_context(|| format!("create {}", target.display()))?;
                 if let Err(e) = image::snapshot::mount_overlay(&lowers, None, &target) {
+                    let _ = std::fs::remove_dir(&target);
+                    return Err(e.into());
+                }
+                // For looking at, not for running: no setuid, no device nodes.
+                if let Err(e) = image::snapshot::restrict_mount(&target) {
+                    let _ = nix::mount::umount2(&target, nix::mount::MntFlags::MNT_DETACH);
                     let _ = std::fs::remove_dir(&target);
                     return Err(e.into());
                 }

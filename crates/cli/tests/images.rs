@@ -412,3 +412,83 @@ fn load_reads_standard_input_from_a_file_or_a_pipe() {
         .flatten()
         .any(|e| e.file_name().to_string_lossy().starts_with(".load-")));
 }
+
+/// Runs `script` with busybox sh as uid/gid 65534 (nobody), a local user
+/// with no rights over berth's store.
+fn as_nobody(script: &str) -> test_support::Outcome {
+    use std::os::unix::process::CommandExt;
+    test_support::run_through_files(
+        std::process::Command::new(test_support::BUSYBOX)
+            .args(["sh", "-c", script])
+            .uid(65534)
+            .gid(65534),
+    )
+}
+
+/// Security issue 11, item 3: other local users cannot reach the store (its
+/// setuid binaries and device nodes, blobs of private images), blobs are
+/// 0600, and `image mount` is nosuid,nodev.
+#[test]
+fn the_store_is_private_to_its_owner() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    // The store's parent is open to all, as /var/lib is.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let rootfs = dir.path().join("rootfs");
+    test_support::busybox_rootfs(&rootfs);
+    let suid = rootfs.join("bin/suid-shell");
+    std::fs::copy("/bin/busybox", &suid).unwrap();
+    std::fs::set_permissions(&suid, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let root = dir.path().join("berth");
+    // A root left open by an earlier version is tightened.
+    std::fs::create_dir(&root).unwrap();
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    berth(&root, &["import", rootfs.to_str().unwrap(), "privbox:1"]).ok();
+
+    assert_eq!(std::fs::metadata(&root).unwrap().mode() & 0o777, 0o700);
+    for blob in std::fs::read_dir(root.join("blobs/sha256")).unwrap() {
+        let blob = blob.unwrap();
+        assert_eq!(
+            blob.metadata().unwrap().mode() & 0o777,
+            0o600,
+            "{}",
+            blob.path().display()
+        );
+    }
+    let snapshots: Vec<_> = std::fs::read_dir(root.join("snapshots"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("fs/bin/suid-shell"))
+        .filter(|p| p.exists())
+        .collect();
+    assert_eq!(snapshots.len(), 1, "the setuid file is unpacked");
+    let o = as_nobody(&format!(
+        "ls {root} >/dev/null 2>&1 && echo listed; {suid} id -u 2>/dev/null || echo refused",
+        root = root.display(),
+        suid = snapshots[0].display()
+    ));
+    assert_eq!(o.stdout.trim(), "refused", "{o:?}");
+
+    let mnt = berth(&root, &["image", "mount", "privbox:1"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = mountinfo
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(mnt.as_str()))
+        .unwrap_or_else(|| panic!("{mnt} not in mountinfo"))
+        .to_string();
+    berth(&root, &["image", "unmount", "privbox:1"]).ok();
+    let opts = line.split(' ').nth(5).unwrap();
+    for flag in ["ro", "nosuid", "nodev"] {
+        assert!(opts.split(',').any(|o| o == flag), "{flag} missing: {line}");
+    }
+    assert_eq!(
+        std::fs::metadata(root.join("mounts")).unwrap().mode() & 0o077,
+        0,
+        "mounts/ is not reachable by others either"
+    );
+    let _ = std::fs::metadata(&suid).unwrap().mode();
+}

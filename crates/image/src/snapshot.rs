@@ -308,6 +308,29 @@ pub enum MountKind {
     Copy,
 }
 
+/// Makes the mount at `target` read-only, nosuid and nodev (a bind
+/// remount changes only that mount's flags): for mounts that people look
+/// at rather than run, such as `berth image mount`.
+pub fn restrict_mount(target: &Path) -> Result<(), SnapshotError> {
+    use nix::mount::MsFlags;
+    nix::mount::mount(
+        None::<&str>,
+        target,
+        None::<&str>,
+        MsFlags::MS_REMOUNT
+            | MsFlags::MS_BIND
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV,
+        None::<&str>,
+    )
+    .map_err(|e| SnapshotError::Io {
+        op: "remount read-only, nosuid, nodev",
+        path: target.to_path_buf(),
+        err: e.into(),
+    })
+}
+
 /// Mounts `lowers` (bottom first) at `target`: read-only when `upper` is
 /// None, else with the given (upper, work) directories. Picks the strategy
 /// as [`MountStrategy::Auto`] says.

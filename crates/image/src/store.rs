@@ -8,6 +8,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use sha2::Digest as _;
@@ -35,6 +36,9 @@ pub enum StoreError {
         /// Actual size.
         actual: u64,
     },
+    /// The store root is not the caller's private directory.
+    #[error("store root: {0}")]
+    Root(#[from] root_path::PrivateDirError),
     /// A file operation failed.
     #[error("{op} {path}: {err}")]
     Io {
@@ -63,7 +67,12 @@ pub struct ContentStore {
 
 impl ContentStore {
     /// The store under `root` (`<root>/blobs/sha256`), created if missing.
+    /// `root` is made the caller's private directory (0700, see
+    /// [`root_path::private_dir`]): it holds unpacked images with setuid
+    /// binaries and device nodes, and blobs of private images, that no
+    /// other local user may reach.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
+        root_path::private_dir(root)?;
         let dir = root.join("blobs").join("sha256");
         fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         Ok(ContentStore { dir })
@@ -173,6 +182,8 @@ impl ContentStore {
             .truncate(false)
             .read(true)
             .append(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(io_err("open", &path))?;
         let mut hash = sha2::Sha256::new();

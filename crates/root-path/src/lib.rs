@@ -2,7 +2,11 @@
 //! RESOLVE_NO_MAGICLINKS)` keeps `..`, absolute symlinks and relative ones
 //! (even ones swapped in by a racing process) inside the root. Used for
 //! container roots by the runtime and for snapshots by the image store;
-//! it only resolves, it creates nothing.
+//! it only resolves, it creates nothing. [`private_dir`] makes and checks
+//! the directories that must be the caller's alone (stores, state roots).
+
+mod private_dir;
+pub use private_dir::{private_dir, PrivateDirError};
 
 use std::ffi::CString;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -35,7 +39,10 @@ pub fn open_in_root(root: RawFd, path: &Path, flags: i32, mode: u32) -> Result<O
         },
         resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
     };
-    loop {
+    // openat2 returns EAGAIN when a concurrent rename raced the walk (or a
+    // mount changed under it). Retrying is right, forever is not: a process
+    // that keeps renaming would hold the caller in the loop.
+    for _ in 0..OPENAT2_RETRIES {
         // SAFETY: `c` is a valid NUL-terminated string and `how` an
         // initialised open_how of the size passed; the kernel only reads them.
         let fd = unsafe {
@@ -52,12 +59,16 @@ pub fn open_in_root(root: RawFd, path: &Path, flags: i32, mode: u32) -> Result<O
             return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
         }
         match Errno::last() {
-            // openat2 returns EAGAIN when a concurrent rename raced the walk.
             Errno::EAGAIN | Errno::EINTR => continue,
             e => return Err(e),
         }
     }
+    // Still racing after every retry: EAGAIN, which callers report with the path.
+    Err(Errno::EAGAIN)
 }
+
+/// How many times [`open_in_root`] retries a walk that raced a rename.
+pub const OPENAT2_RETRIES: usize = 256;
 
 /// `path` without its root and `.` components, for `*at` calls relative to
 /// a root descriptor; `..` is kept (the kernel clamps it at the root).
