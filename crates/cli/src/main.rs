@@ -581,11 +581,18 @@ fn run(cli: &Cli) -> Result<()> {
             command: ImageCommand::Prune,
         } => {
             let (blobs, snaps) = image::gc::collect(&store, root, || {
-                refs_file
-                    .load()
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(|(k, r)| r.to_import(Some(k.clone())))
+                let refs =
+                    refs_file
+                        .load()
+                        .map_err(|err| image::gc::GcError::UnreadableReferences {
+                            path: refs_file.path().to_path_buf(),
+                            err,
+                        })?;
+                refs.iter()
+                    .map(|(k, r)| {
+                        r.to_import(Some(k.clone()))
+                            .ok_or_else(|| image::gc::GcError::CorruptReference { name: k.clone() })
+                    })
                     .collect()
             })?;
             println!("Deleted {blobs} blobs and {snaps} snapshots");

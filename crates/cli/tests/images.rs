@@ -492,3 +492,56 @@ fn the_store_is_private_to_its_owner() {
     );
     let _ = std::fs::metadata(&suid).unwrap().mode();
 }
+
+/// Security issue 11, item 5: prune fails closed. When the references are
+/// truncated, a directory, or hold a corrupt record, it says so, exits
+/// non-zero and removes nothing.
+#[test]
+fn prune_removes_nothing_when_the_references_cannot_be_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = dir.path().join("rootfs");
+    test_support::busybox_rootfs(&rootfs);
+    let root = dir.path().join("berth");
+    berth(&root, &["import", rootfs.to_str().unwrap(), "kept:1"]).ok();
+    let refs = root.join("images.json");
+    let good = std::fs::read(&refs).unwrap();
+    let listing = || test_support::tree_listing(&root);
+    let before = listing();
+    let mut record: serde_json::Value = serde_json::from_slice(&good).unwrap();
+    record["kept:1"]["layers"][0][0] = serde_json::json!("not-a-digest");
+    let corrupt = serde_json::to_vec(&record).unwrap();
+    for (what, damage) in [
+        ("truncated", Some(good[..good.len() / 2].to_vec())),
+        ("a corrupt record", Some(corrupt)),
+        ("a directory", None),
+    ] {
+        match damage {
+            Some(bytes) => std::fs::write(&refs, bytes).unwrap(),
+            None => {
+                std::fs::remove_file(&refs).unwrap();
+                std::fs::create_dir(&refs).unwrap();
+            }
+        }
+        let o = berth(&root, &["image", "prune"]);
+        assert_ne!(o.code, 0, "prune with {what} references: {o:?}");
+        assert!(
+            o.stderr.contains("nothing was removed"),
+            "{what}: {}",
+            o.stderr
+        );
+        let mut after = listing();
+        after.retain(|l| !l.contains("images.json"));
+        let mut expected = before.clone();
+        expected.retain(|l| !l.contains("images.json"));
+        assert_eq!(
+            after, expected,
+            "prune with {what} references removed something"
+        );
+        if refs.is_dir() {
+            std::fs::remove_dir(&refs).unwrap();
+        }
+        std::fs::write(&refs, &good).unwrap();
+    }
+    berth(&root, &["image", "mount", "kept:1"]).ok();
+    berth(&root, &["image", "unmount", "kept:1"]).ok();
+}

@@ -1,5 +1,6 @@
 //! Garbage collection by reference: blobs and snapshots that no named image
-//! refers to are removed (`image prune`).
+//! refers to are removed (`image prune`). It fails closed: when the set of
+//! images to keep cannot be read whole, nothing is removed.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -36,17 +37,39 @@ pub fn hold_shared(root: &Path) -> Result<nix::fcntl::Flock<File>, StoreError> {
     lock(root, nix::fcntl::FlockArg::LockShared)
 }
 
+/// Why garbage collection removed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum GcError {
+    /// The store could not be locked or listed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The image references could not be read: what is in use is unknown.
+    #[error("cannot read the image references {path}: {err}; nothing was removed")]
+    UnreadableReferences {
+        /// The references file.
+        path: std::path::PathBuf,
+        /// Why.
+        err: std::io::Error,
+    },
+    /// A reference names something that is not a digest: what it uses is unknown.
+    #[error("image {name}: its record in the references is corrupt; nothing was removed")]
+    CorruptReference {
+        /// The image's name.
+        name: String,
+    },
+}
+
 /// Removes what `keep` does not refer to; returns (blobs, snapshots)
 /// removed. Waits for commands that are adding content (see
 /// [`hold_shared`]), then asks `keep` for the images to keep, so the
-/// references it reads are current.
+/// references it reads are current. When `keep` fails, nothing is removed.
 pub fn collect(
     store: &ContentStore,
     root: &Path,
-    keep: impl FnOnce() -> Vec<ImportedImage>,
-) -> Result<(usize, usize), StoreError> {
+    keep: impl FnOnce() -> Result<Vec<ImportedImage>, GcError>,
+) -> Result<(usize, usize), GcError> {
     let _exclusive = lock(root, nix::fcntl::FlockArg::LockExclusive)?;
-    let keep = keep();
+    let keep = keep()?;
     let mut blobs: HashSet<String> = HashSet::new();
     let mut snaps: HashSet<String> = HashSet::new();
     for img in &keep {

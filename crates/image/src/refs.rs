@@ -91,6 +91,11 @@ impl Refs {
         }
     }
 
+    /// The references file (`<root>/images.json`).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// All references.
     pub fn load(&self) -> std::io::Result<BTreeMap<String, ImageRecord>> {
         match std::fs::read(&self.path) {
