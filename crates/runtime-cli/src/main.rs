@@ -456,7 +456,21 @@ fn state_root(given: Option<&std::path::Path>) -> PathBuf {
     }
     match std::env::var_os("XDG_RUNTIME_DIR") {
         Some(d) if !d.is_empty() => PathBuf::from(d).join("berth-runtime"),
-        _ => PathBuf::from(format!("/tmp/berth-runtime-{uid}")),
+        _ => {
+            // The user's own runtime directory, which nobody else can
+            // create; /tmp only as the last resort, where the state store
+            // refuses a directory another user made first.
+            let run_user = PathBuf::from(format!("/run/user/{uid}"));
+            let owned = std::fs::symlink_metadata(&run_user).is_ok_and(|m| {
+                use std::os::unix::fs::MetadataExt;
+                m.is_dir() && m.uid() == uid.as_raw()
+            });
+            if owned {
+                run_user.join("berth-runtime")
+            } else {
+                PathBuf::from(format!("/tmp/berth-runtime-{uid}"))
+            }
+        }
     }
 }
 

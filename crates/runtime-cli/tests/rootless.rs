@@ -156,3 +156,77 @@ fn unprivileged_user_maps_subordinate_ids_through_newuidmap() {
         "container uid 5 is host uid 400004"
     );
 }
+
+/// Security issue 11, item 4: a state root that another local user made
+/// (the squatted `/tmp/berth-runtime-<uid>` case) is refused before anything
+/// in it is read: its planted state can neither leak nor run its hooks as
+/// the victim.
+#[test]
+fn a_state_root_owned_by_another_user_is_refused() {
+    const ATTACKER: u32 = 65533;
+    let work = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        work.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let squatted = work.path().join("berth-runtime-65534");
+    // A real container state, then handed to the attacker as if planted,
+    // with a poststop hook that marks its run.
+    let rt = test_support::RuntimeCli::new(BIN);
+    let mut b = Bundle::new(rt.default_spec());
+    b.set_args(&["sleep", "100"]);
+    let id = unique_id("squat");
+    b.set_unique_cgroup(&id);
+    let marker = work.path().join("hook-ran");
+    b.config["hooks"] = json!({"poststop": [{"path": "/bin/sh", "args": ["sh", "-c", format!("touch {}", marker.display())]}]});
+    b.config["process"]["env"] = json!(["SECRET=planted-secret"]);
+    b.write();
+    let root_cmd = |args: &[&str]| {
+        test_support::run_through_files(
+            std::process::Command::new(BIN)
+                .arg("--root")
+                .arg(&squatted)
+                .args(args),
+        )
+    };
+    root_cmd(&["create", "--bundle", b.path().to_str().unwrap(), &id]).ok();
+    let chown = |uid: u32| {
+        std::process::Command::new("chown")
+            .args(["-R", &format!("{uid}:{uid}")])
+            .arg(&squatted)
+            .status()
+            .unwrap()
+    };
+    chown(ATTACKER);
+    std::fs::set_permissions(
+        &squatted,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+
+    for args in [
+        vec!["state", id.as_str()],
+        vec!["delete", "--force", id.as_str()],
+    ] {
+        let mut full = vec!["--root", squatted.to_str().unwrap()];
+        full.extend(&args);
+        let o = test_support::run_through_files(&mut as_nobody(&full));
+        assert_ne!(o.code, 0, "{args:?} in a squatted root: {o:?}");
+        assert!(
+            o.stderr.contains("owned by uid 65533"),
+            "{args:?}: {}",
+            o.stderr
+        );
+        assert!(!o.stdout.contains("planted-secret"), "{o:?}");
+    }
+    assert!(!marker.exists(), "the planted hook ran as the victim");
+    assert_eq!(
+        std::fs::metadata(&squatted).unwrap().uid(),
+        ATTACKER,
+        "the victim changed nothing"
+    );
+    // Clean up as root, the container's real owner.
+    chown(0);
+    root_cmd(&["delete", "--force", &id]).ok();
+}

@@ -92,6 +92,10 @@ pub enum RuntimeError {
     /// A cgroup operation failed.
     #[error(transparent)]
     Cgroup(#[from] cgroups::CgroupError),
+    /// The state root is not the caller's own directory (a symlink, or
+    /// owned by another user): what it holds may have been planted.
+    #[error("state root: {0}")]
+    StateRoot(#[from] root_path::PrivateDirError),
     /// Anything else that carries its own full description.
     #[error("{0}")]
     Other(String),

@@ -138,15 +138,9 @@ impl StateStore {
     /// returned lock is held until dropped.
     pub fn reserve(&self, id: &str) -> Result<StateLock> {
         validate_id(id)?;
-        if !self.root.exists() {
-            // The state holds each container's whole spec (environment included): owner only.
-            use std::os::unix::fs::DirBuilderExt;
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&self.root)
-                .map_err(|e| RuntimeError::io("create state root", &self.root, e))?;
-        }
+        // The state holds each container's whole spec (environment
+        // included) and the hooks that delete runs: the caller's alone.
+        root_path::private_dir(&self.root)?;
         let dir = self.dir(id);
         match fs::create_dir(&dir) {
             Ok(()) => {}
@@ -160,9 +154,23 @@ impl StateStore {
         self.lock(id)
     }
 
+    /// Checks an existing root before anything in it is believed: it must
+    /// be a directory the caller owns (not a symlink), else another user
+    /// could have planted a state whose hooks would run as the caller.
+    /// A missing root is fine (it holds nothing).
+    fn check_root(&self) -> Result<()> {
+        match fs::symlink_metadata(&self.root) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            _ => root_path::private_dir(&self.root)
+                .map(drop)
+                .map_err(RuntimeError::from),
+        }
+    }
+
     /// Takes the lock of an existing container's directory.
     pub fn lock(&self, id: &str) -> Result<StateLock> {
         validate_id(id)?;
+        self.check_root()?;
         let dir = self.dir(id);
         let fd = nix::fcntl::open(
             &dir,
@@ -210,6 +218,7 @@ impl StateStore {
     /// Reads the record of `id`.
     pub fn load(&self, id: &str) -> Result<ContainerRecord> {
         validate_id(id)?;
+        self.check_root()?;
         let path = self.dir(id).join(STATE_FILE);
         let data = match fs::read(&path) {
             Ok(d) => d,
@@ -236,6 +245,7 @@ impl StateStore {
 
     /// Ids of every container in the store, sorted.
     pub fn ids(&self) -> Result<Vec<String>> {
+        self.check_root()?;
         let rd = match fs::read_dir(&self.root) {
             Ok(rd) => rd,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
