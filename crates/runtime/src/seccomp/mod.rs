@@ -264,74 +264,54 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Program> {
     arches.retain(|a| *a != Arch::ScmpArchX32);
     arches.dedup();
 
-    // Rules per architecture, grouped by syscall number in spec order.
-    let mut blocks: Vec<(u32, Vec<Insn>)> = vec![];
+    // Rules per architecture, grouped by syscall number in spec order. x32
+    // shares x86_64's audit arch and marks its calls with a bit in nr: the
+    // x86_64 block sends those to an x32 block right after it, compiled for
+    // x32's numbers (when x32 is listed) or kills them (when it is not), so
+    // a denied call cannot be made through the other ABI.
+    let mut blocks: Vec<(Option<u32>, Vec<Insn>)> = vec![];
     for arch in &arches {
         let tbl = table(*arch).unwrap_or(syscalls::X86_64);
-        let mut groups: Vec<(u32, Vec<Vec<Insn>>)> = vec![];
-        for (si, sc) in s.syscalls().iter().flatten().enumerate() {
-            let field = format!("linux.seccomp.syscalls[{si}]");
-            let ret = action_value(sc.action(), sc.errno_ret(), &field)?;
-            notify |= sc.action() == LinuxSeccompAction::ScmpActNotify;
-            let conds: Vec<Vec<CondInsn>> = sc
-                .args()
-                .iter()
-                .flatten()
-                .enumerate()
-                .map(|(ai, a)| cond_code(a, &format!("{field}.args[{ai}]")))
-                .collect::<Result<_>>()?;
-            let code = rule_code(&conds, ret)?;
-            for name in sc.names() {
-                let Some(nr) = syscall_number(tbl, name) else {
-                    continue;
-                };
-                match groups.iter_mut().find(|(n, _)| *n == nr) {
-                    Some((_, rules)) => rules.push(code.clone()),
-                    None => groups.push((nr, vec![code.clone()])),
-                }
-            }
-        }
+        let (body, n) = arch_rules(s, default, |name| syscall_number(tbl, name))?;
+        notify |= n;
         let mut b = vec![stmt(BPF_LD_W_ABS, OFF_NR)];
         if *arch == Arch::ScmpArchX86_64 {
-            // x32 syscalls share the x86_64 audit arch, marked by a bit in nr.
             b.push(jump(BPF_JSET_K, X32_SYSCALL_BIT, 0, 1));
-            b.push(stmt(
-                BPF_RET_K,
-                if x32 { default } else { RET_KILL_PROCESS },
-            ));
-        }
-        for (nr, rules) in groups {
-            let unconditional = rules.len() == 1 && rules[0].len() == 1;
-            if unconditional {
-                b.push(jump(BPF_JEQ_K, nr, 0, 1));
-                b.push(rules[0][0]);
-                continue;
+            if x32 {
+                b.push(stmt(BPF_JMP_JA, body.len() as u32));
+            } else {
+                b.push(stmt(BPF_RET_K, RET_KILL_PROCESS));
             }
-            let body: Vec<Insn> = rules
-                .into_iter()
-                .flatten()
-                .chain([stmt(BPF_RET_K, default)])
-                .collect();
-            b.push(jump(BPF_JEQ_K, nr, 1, 0));
-            b.push(stmt(BPF_JMP_JA, body.len() as u32));
-            b.extend(body);
         }
-        b.push(stmt(BPF_RET_K, default));
-        blocks.push((*arch as u32, b));
+        b.extend(body);
+        blocks.push((Some(*arch as u32), b));
+        if *arch == Arch::ScmpArchX86_64 && x32 {
+            let (body, _) = arch_rules(s, default, |name| {
+                syscall_number(syscalls::X32, name).map(|n| n | X32_SYSCALL_BIT)
+            })?;
+            let mut b = vec![stmt(BPF_LD_W_ABS, OFF_NR)];
+            b.extend(body);
+            blocks.push((None, b));
+        }
     }
 
     // Dispatch: JEQ arch → JA to its block; unknown architectures are killed.
     let mut insns = vec![stmt(BPF_LD_W_ABS, OFF_ARCH)];
-    let dispatch_len = 2 * blocks.len() + 1;
+    let entries = blocks.iter().filter(|(a, _)| a.is_some()).count();
+    let dispatch_len = 2 * entries + 1;
     let mut offset = 0usize;
-    for (i, (arch, b)) in blocks.iter().enumerate() {
-        insns.push(jump(BPF_JEQ_K, *arch, 0, 1));
-        // Distance from after this JA to the block start.
-        let after_ja = 1 + 2 * i + 2;
-        insns.push(stmt(
-            BPF_JMP_JA,
-            (1 + dispatch_len - after_ja + offset) as u32,
-        ));
+    let mut i = 0;
+    for (arch, b) in &blocks {
+        if let Some(arch) = arch {
+            insns.push(jump(BPF_JEQ_K, *arch, 0, 1));
+            // Distance from after this JA to the block start.
+            let after_ja = 1 + 2 * i + 2;
+            insns.push(stmt(
+                BPF_JMP_JA,
+                (1 + dispatch_len - after_ja + offset) as u32,
+            ));
+            i += 1;
+        }
         offset += b.len();
     }
     insns.push(stmt(BPF_RET_K, RET_KILL_PROCESS));
@@ -366,6 +346,59 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Program> {
     })
 }
 
+/// The rules of `s` for one ABI, grouped by syscall number (from
+/// `number_of`; names it does not know are skipped) in spec order, ending
+/// with the default action. Also says whether any rule notifies.
+fn arch_rules(
+    s: &LinuxSeccomp,
+    default: u32,
+    number_of: impl Fn(&str) -> Option<u32>,
+) -> Result<(Vec<Insn>, bool)> {
+    let mut notify = false;
+    let mut groups: Vec<(u32, Vec<Vec<Insn>>)> = vec![];
+    for (si, sc) in s.syscalls().iter().flatten().enumerate() {
+        let field = format!("linux.seccomp.syscalls[{si}]");
+        let ret = action_value(sc.action(), sc.errno_ret(), &field)?;
+        notify |= sc.action() == LinuxSeccompAction::ScmpActNotify;
+        let conds: Vec<Vec<CondInsn>> = sc
+            .args()
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(ai, a)| cond_code(a, &format!("{field}.args[{ai}]")))
+            .collect::<Result<_>>()?;
+        let code = rule_code(&conds, ret)?;
+        for name in sc.names() {
+            let Some(nr) = number_of(name) else {
+                continue;
+            };
+            match groups.iter_mut().find(|(n, _)| *n == nr) {
+                Some((_, rules)) => rules.push(code.clone()),
+                None => groups.push((nr, vec![code.clone()])),
+            }
+        }
+    }
+    let mut b = vec![];
+    for (nr, rules) in groups {
+        let unconditional = rules.len() == 1 && rules[0].len() == 1;
+        if unconditional {
+            b.push(jump(BPF_JEQ_K, nr, 0, 1));
+            b.push(rules[0][0]);
+            continue;
+        }
+        let body: Vec<Insn> = rules
+            .into_iter()
+            .flatten()
+            .chain([stmt(BPF_RET_K, default)])
+            .collect();
+        b.push(jump(BPF_JEQ_K, nr, 1, 0));
+        b.push(stmt(BPF_JMP_JA, body.len() as u32));
+        b.extend(body);
+    }
+    b.push(stmt(BPF_RET_K, default));
+    Ok((b, notify))
+}
+
 /// Compiles `s`, or reads the program compiled for the same profile before
 /// from `cache_dir` (keyed by a hash of the profile's JSON; the entry also
 /// holds that JSON, compared before use, so a hash collision cannot load the
@@ -378,6 +411,7 @@ pub fn compile_cached(s: &LinuxSeccomp, cache_dir: &std::path::Path) -> Result<P
     let mut h = std::collections::hash_map::DefaultHasher::new();
     json.hash(&mut h);
     env!("CARGO_PKG_VERSION").hash(&mut h);
+    COMPILER_REVISION.hash(&mut h);
     let path = cache_dir.join(format!("{:016x}.bpf", h.finish()));
     if let Ok(data) = std::fs::read(&path) {
         if let Some(p) = decode(&data, &json) {
@@ -394,6 +428,11 @@ pub fn compile_cached(s: &LinuxSeccomp, cache_dir: &std::path::Path) -> Result<P
 }
 
 const CACHE_MAGIC: &[u8; 8] = b"BERTHBPF";
+
+/// Part of the cache key: bump it whenever [`compile`] emits different code
+/// for the same profile, so no filter from an older compiler is loaded
+/// (2: x32 calls compiled for x32's numbers).
+const COMPILER_REVISION: u32 = 2;
 
 /// magic, flags (u32), notify (u32), json length (u32), json, instructions.
 fn encode(p: &Program, json: &[u8]) -> Vec<u8> {
@@ -556,6 +595,42 @@ mod tests {
             RET_KILL_PROCESS,
             "x32 not listed"
         );
+    }
+
+    /// Security issue 11, item 7: with x32 listed, a default-allow
+    /// profile's denied calls are denied through x32's numbers too.
+    #[test]
+    fn denied_calls_stay_denied_through_the_x32_abi() {
+        let p = compile(&profile(r#"{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_X86","SCMP_ARCH_X32"],"syscalls":[{"names":["mkdir","mount","unshare","execve","ioctl"],"action":"SCMP_ACT_ERRNO","errnoRet":1}]}"#)).unwrap();
+        let denied = RET_ERRNO | 1;
+        for (name, nr64) in [("mkdir", 83), ("mount", 165), ("unshare", 272)] {
+            assert_eq!(eval(&p, X86_64, nr64, [0; 6]), denied, "{name} x86_64");
+            assert_eq!(
+                eval(&p, X86_64, X32_SYSCALL_BIT | nr64, [0; 6]),
+                denied,
+                "{name} through x32"
+            );
+        }
+        // x32's own numbers for the calls whose x86_64 entry is 64-bit only.
+        assert_eq!(
+            eval(&p, X86_64, X32_SYSCALL_BIT | 520, [0; 6]),
+            denied,
+            "x32 execve"
+        );
+        assert_eq!(
+            eval(&p, X86_64, X32_SYSCALL_BIT | 514, [0; 6]),
+            denied,
+            "x32 ioctl"
+        );
+        // Allowed calls stay allowed on x32, as on x86_64.
+        assert_eq!(
+            eval(&p, X86_64, X32_SYSCALL_BIT, [0; 6]),
+            RET_ALLOW,
+            "x32 read"
+        );
+        assert_eq!(eval(&p, X86_64, 0, [0; 6]), RET_ALLOW, "read");
+        // i386 keeps its own numbers (mkdir is 39 there).
+        assert_eq!(eval(&p, 0x4000_0003, 39, [0; 6]), denied, "i386 mkdir");
     }
 
     #[test]
