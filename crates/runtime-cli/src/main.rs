@@ -166,7 +166,11 @@ fn parse_bytes(s: &str) -> Result<i64> {
     let n: i64 = num
         .parse()
         .with_context(|| format!("{s:?} is not a size"))?;
-    Ok(n * mul)
+    if n < 0 {
+        anyhow::bail!("{s:?} is not a size (only -1, unlimited, may be negative)");
+    }
+    n.checked_mul(mul)
+        .with_context(|| format!("{s:?} is too large (the limit is {} bytes)", i64::MAX))
 }
 
 fn update_resources(a: &UpdateArgs) -> Result<oci_spec::runtime::LinuxResources> {

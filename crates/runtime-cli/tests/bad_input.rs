@@ -199,3 +199,20 @@ fn unknown_capability_is_refused() {
         b.write();
     });
 }
+
+/// Security issue 11, item 13: a size that overflows is refused, not wrapped.
+#[test]
+fn update_refuses_a_size_that_overflows() {
+    let rt = RuntimeCli::new(BIN);
+    for (size, needle) in [
+        ("17179869185g", "too large"),
+        ("9223372036854775807k", "too large"),
+        ("-5m", "not a size"),
+    ] {
+        let flag = format!("--memory={size}");
+        let o = rt.run(&["update", &flag, "no-such-container"]);
+        assert_ne!(o.code, 0, "{size}: {o:?}");
+        assert!(o.stderr.contains(needle), "{size}: {}", o.stderr);
+        assert!(o.stderr.contains(size), "{size}: {}", o.stderr);
+    }
+}

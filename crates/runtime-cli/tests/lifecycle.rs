@@ -203,6 +203,35 @@ fn pid_file_holds_the_init_pid() {
     assert_host_clean(&b, &cg);
 }
 
+/// Security issue 11, item 11: a symlink planted at the pid file's temp
+/// name is not followed: its target keeps its content.
+#[test]
+fn pid_file_never_writes_through_a_planted_link() {
+    let (rt, b, id, cg) = setup(&["sleep", "100"]);
+    let victim = b.path().join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    let pidfile = b.path().join("init.pid");
+    std::os::unix::fs::symlink(&victim, b.path().join(".init.pid.tmp")).unwrap();
+    rt.run(&[
+        "create",
+        "--pid-file",
+        pidfile.to_str().unwrap(),
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &id,
+    ])
+    .ok();
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    let pid: i64 = std::fs::read_to_string(&pidfile).unwrap().parse().unwrap();
+    assert!(pid > 0);
+    assert!(!std::fs::symlink_metadata(&pidfile)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    rt.run(&["delete", "--force", &id]).ok();
+    assert_host_clean(&b, &cg);
+}
+
 #[test]
 fn init_is_placed_in_the_spec_cgroup() {
     let (rt, b, id, cg) = setup(&["sleep", "100"]);

@@ -593,8 +593,29 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
         ".{}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("pid")
     ));
-    std::fs::write(&tmp, pid.to_string())
+    // The temp file is always new and never a symlink someone planted at
+    // its name: O_EXCL|O_NOFOLLOW; a leftover is unlinked (the name, never
+    // what a link points to) and the create tried once more.
+    let create = || {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .mode(0o644)
+            .open(&tmp)
+    };
+    let mut file = match create() {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::remove_file(&tmp).map_err(|e| RuntimeError::io("remove stale", &tmp, e))?;
+            create()
+        }
+        other => other,
+    }
+    .map_err(|e| RuntimeError::io("create pid file", &tmp, e))?;
+    std::io::Write::write_all(&mut file, pid.to_string().as_bytes())
         .map_err(|e| RuntimeError::io("write pid file", &tmp, e))?;
+    drop(file);
     std::fs::rename(&tmp, path).map_err(|e| RuntimeError::io("rename pid file", path, e))
 }
 
