@@ -73,3 +73,32 @@ fn hook_timeout_kills_the_hook_and_fails_create() {
     assert!(start.elapsed().as_secs() < 10);
     assert!(!rt.root().join(&id).exists());
 }
+
+/// Security issue 11, item 12: the timeout covers writing the state to the
+/// hook's stdin. With a state past the pipe's 64 KiB, a hook that never
+/// reads its stdin is still killed at its deadline and fails create.
+#[test]
+fn hook_timeout_holds_when_the_hook_never_reads_a_large_state() {
+    let rt = RuntimeCli::new(BIN);
+    let mut b = Bundle::new(rt.default_spec());
+    b.set_args(&["true"]);
+    let id = unique_id("hooks");
+    b.set_unique_cgroup(&id);
+    b.config["annotations"] = json!({"big": "x".repeat(200 * 1024)});
+    b.config["hooks"] =
+        json!({"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "20"], "timeout": 1}]});
+    b.write();
+    let start = std::time::Instant::now();
+    let o = rt.run(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert_ne!(
+        o.code, 0,
+        "a hook past its deadline must fail create: {o:?}"
+    );
+    assert!(o.stderr.contains("timed out"), "{}", o.stderr);
+    assert!(
+        start.elapsed().as_secs() < 10,
+        "create waited {:?} for a 1 s hook",
+        start.elapsed()
+    );
+    assert!(!rt.root().join(&id).exists());
+}

@@ -53,40 +53,62 @@ fn run_one(kind: &'static str, h: &Hook, state: &[u8]) -> Result<()> {
             cmd.env(k, v);
         }
     }
-    cmd.stdin(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| fail(format!("cannot run: {e}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A hook that does not read its stdin is fine: ignore EPIPE.
-        let _ = stdin.write_all(state);
+    if let Some(t) = h.timeout().filter(|t| *t <= 0) {
+        return Err(fail(format!("timeout must be positive, got {t}")));
     }
+    cmd.stdin(Stdio::piped());
+    // The deadline covers everything the hook does, reading its stdin
+    // included: the state goes in by non-blocking writes between checks,
+    // so a hook that never reads cannot hold the runtime past it.
     let deadline = h
         .timeout()
-        .filter(|t| *t > 0)
         .map(|t| Instant::now() + Duration::from_secs(t as u64));
-    if let Some(t) = h.timeout() {
-        if t <= 0 {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(fail(format!("timeout must be positive, got {t}")));
+    let mut child = cmd.spawn().map_err(|e| fail(format!("cannot run: {e}")))?;
+    let mut stdin = child.stdin.take();
+    if let Some(pipe) = &stdin {
+        use std::os::fd::AsRawFd;
+        // SAFETY: fcntl with integer arguments on the pipe we own.
+        unsafe {
+            let fl = libc::fcntl(pipe.as_raw_fd(), libc::F_GETFL);
+            libc::fcntl(pipe.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
         }
     }
+    let mut written = 0;
     let mut pause = Duration::from_micros(200);
     loop {
+        if let Some(pipe) = &mut stdin {
+            match pipe.write(&state[written..]) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                // A hook that does not read its stdin and exits is fine (EPIPE).
+                Err(_) => written = state.len(),
+            }
+            if written >= state.len() {
+                // Closing the pipe gives the hook its end of input.
+                stdin = None;
+            }
+        }
+        let late = deadline.is_some_and(|d| Instant::now() >= d);
         match child.try_wait() {
+            Ok(Some(_)) if late => {
+                return Err(fail(format!(
+                    "timed out after {}s (it exited only after its deadline)",
+                    h.timeout().unwrap_or(0)
+                )))
+            }
             Ok(Some(status)) if status.success() => return Ok(()),
             Ok(Some(status)) => return Err(fail(format!("exited with {status}"))),
             Ok(None) => {}
             Err(e) => return Err(fail(format!("wait: {e}"))),
         }
-        if let Some(d) = deadline {
-            if Instant::now() >= d {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(fail(format!(
-                    "timed out after {}s",
-                    h.timeout().unwrap_or(0)
-                )));
-            }
+        if late {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(fail(format!(
+                "timed out after {}s",
+                h.timeout().unwrap_or(0)
+            )));
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(20));
