@@ -546,6 +546,17 @@ impl CgroupManager {
         }
     }
 
+    /// Removes the directories [`CgroupManager::create`] made, deepest first,
+    /// killing nothing: for giving up before any process was placed. A
+    /// directory that is not empty is left alone.
+    pub fn remove_created(&self) {
+        let mut dirs: Vec<&PathBuf> = self.created.iter().collect();
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        for d in dirs {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+
     /// Kills what is left, waits for the cgroup to empty, and removes every
     /// directory this manager created. Missing directories are fine.
     pub fn destroy(&self) -> Result<()> {

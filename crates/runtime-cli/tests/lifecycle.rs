@@ -303,3 +303,29 @@ fn delete_cleans_up_after_the_runtime_is_killed_mid_create() {
     std::thread::sleep(Duration::from_millis(300));
     assert_host_clean(&b, &cg);
 }
+
+/// Security issue 11, item 10: a cgroup that already holds processes is
+/// refused at create, so deleting the container can never kill bystanders.
+#[test]
+fn a_cgroup_that_holds_processes_is_refused() {
+    let (rt, b, first, cg) = setup(&["sleep", "100"]);
+    rt.run(&["create", "--bundle", b.path().to_str().unwrap(), &first])
+        .ok();
+    let state: Value = serde_json::from_str(&rt.run(&["state", &first]).ok().stdout).unwrap();
+    let bystander = state["pid"].as_i64().unwrap();
+    let second = unique_id("lc");
+    let o = rt.run(&["create", "--bundle", b.path().to_str().unwrap(), &second]);
+    assert_ne!(o.code, 0, "{o:?}");
+    assert!(o.stderr.contains("linux.cgroupsPath"), "{}", o.stderr);
+    assert!(o.stderr.contains("already holds"), "{}", o.stderr);
+    assert!(!rt.root().join(&second).exists(), "state left behind");
+    let o = rt.run(&["delete", "--force", &second]);
+    assert_ne!(o.code, 0, "the refused container does not exist");
+    assert!(
+        std::path::Path::new(&format!("/proc/{bystander}")).exists(),
+        "the bystander was killed"
+    );
+    assert_eq!(rt.status(&first).as_deref(), Some("created"));
+    rt.run(&["delete", "--force", &first]).ok();
+    assert_host_clean(&b, &cg);
+}

@@ -419,7 +419,24 @@ fn create_cgroup(
 ) -> Result<Option<cgroups::CgroupManager>> {
     let mut cgroup = cgroups::CgroupManager::new(hier, path)?;
     match cgroup.create() {
-        Ok(()) => Ok(Some(cgroup)),
+        Ok(()) => {
+            // A cgroup that already holds processes is someone else's: a
+            // container in it would be limited, frozen and killed together
+            // with them (runc 1.2 refuses it too).
+            let pids = cgroup.pids()?;
+            if !pids.is_empty() {
+                cgroup.remove_created();
+                return Err(RuntimeError::spec(
+                    "linux.cgroupsPath",
+                    format!(
+                        "cgroup {path} already holds {} process(es) (pid {}); a container needs a cgroup of its own",
+                        pids.len(),
+                        pids[0]
+                    ),
+                ));
+            }
+            Ok(Some(cgroup))
+        }
         Err(cgroups::CgroupError::Io { err, .. })
             if !nix::unistd::geteuid().is_root()
                 && err.kind() == std::io::ErrorKind::PermissionDenied
