@@ -67,6 +67,56 @@ pub fn open_in_root(root: RawFd, path: &Path, flags: i32, mode: u32) -> Result<O
     Err(Errno::EAGAIN)
 }
 
+/// Opens `path` (relative) beneath directory `dir` without following any
+/// symlink, crossing any mount, or leaving `dir` (`RESOLVE_BENEATH |
+/// RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS`): for
+/// writes into a kernel filesystem (procfs) that a bind mount or a link
+/// must not redirect.
+pub fn open_beneath(dir: RawFd, path: &Path, flags: i32) -> Result<OwnedFd, Errno> {
+    const RESOLVE_NO_XDEV: u64 = 0x01;
+    const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+    const RESOLVE_BENEATH: u64 = 0x08;
+    let c = CString::new(relative(path).as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS,
+    };
+    for _ in 0..OPENAT2_RETRIES {
+        // SAFETY: `c` is a valid NUL-terminated string and `how` an
+        // initialised open_how of the size passed; the kernel only reads them.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dir,
+                c.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: a fresh descriptor from the kernel, owned by nobody else.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
+        }
+        match Errno::last() {
+            Errno::EAGAIN | Errno::EINTR => continue,
+            e => return Err(e),
+        }
+    }
+    Err(Errno::EAGAIN)
+}
+
+/// Whether `fd` is on procfs (its filesystem's magic is PROC_SUPER_MAGIC).
+pub fn is_procfs(fd: RawFd) -> Result<bool, Errno> {
+    // SAFETY: an all-zero statfs is a valid out-buffer.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid descriptor and out-buffer.
+    if unsafe { libc::fstatfs(fd, &mut st) } != 0 {
+        return Err(Errno::last());
+    }
+    Ok(st.f_type == libc::PROC_SUPER_MAGIC)
+}
+
 /// How many times [`open_in_root`] retries a walk that raced a rename.
 pub const OPENAT2_RETRIES: usize = 256;
 

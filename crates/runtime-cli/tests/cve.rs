@@ -259,3 +259,46 @@ fn masked_and_readonly_proc_paths_hold_through_aliases() {
         o.stdout
     );
 }
+
+/// Security issue 11, item 8 (the CVE-2019-16884 / CVE-2025-52881 class):
+/// with `/evil -> /proc` in the image, a mount at `/evil/sys` is a mount
+/// over procfs and is refused, and a bind at `/evil/sys/net` cannot turn a
+/// sysctl into a write to a host file.
+#[test]
+fn mounts_and_sysctls_cannot_reach_procfs_through_an_image_symlink() {
+    let rt = RuntimeCli::new(BIN);
+    // A tmpfs over /proc/sys, spelled through the link.
+    let (mut b, id) = bundle(&rt, &["true"]);
+    std::os::unix::fs::symlink("/proc", b.rootfs().join("evil")).unwrap();
+    let mounts = b.config["mounts"].as_array_mut().unwrap();
+    mounts.push(json!({"destination": "/evil/sys", "type": "tmpfs", "source": "tmpfs"}));
+    let index = mounts.len() - 1;
+    b.write();
+    let o = rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert_ne!(o.code, 0, "{o:?}");
+    assert!(
+        o.stderr.contains(&format!("mounts[{index}].destination")) && o.stderr.contains("procfs"),
+        "{}",
+        o.stderr
+    );
+    assert!(mounts_containing(b.path().to_str().unwrap()).is_empty());
+
+    // A bind of a host directory at /evil/sys/net, and a sysctl that would land in it.
+    let host = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(host.path().join("ipv4")).unwrap();
+    let forward = host.path().join("ipv4/ip_forward");
+    std::fs::write(&forward, "host file\n").unwrap();
+    let (mut b, id) = bundle(&rt, &["true"]);
+    std::os::unix::fs::symlink("/proc", b.rootfs().join("evil")).unwrap();
+    b.config["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/evil/sys/net", "type": "bind",
+        "source": host.path(), "options": ["rbind", "rw"]
+    }));
+    b.config["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+    b.write();
+    let o = rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert_ne!(o.code, 0, "{o:?}");
+    assert!(o.stderr.contains("procfs"), "{}", o.stderr);
+    assert_eq!(std::fs::read_to_string(&forward).unwrap(), "host file\n");
+    assert!(mounts_containing(b.path().to_str().unwrap()).is_empty());
+}

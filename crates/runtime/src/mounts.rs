@@ -219,6 +219,7 @@ pub fn mount_entry(ctx: &MountContext, m: &Mount, index: usize) -> Result<()> {
         return mount_cgroup(ctx, &dest, &opts, index);
     }
     let target = safe_path::mkdir_all_in_root(ctx.root, &dest, 0o755)?;
+    check_resolved_destination(ctx, &target, &dest, typ, false, &field("destination"))?;
     let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
     let fstype = if typ.is_empty() { None } else { Some(typ) };
     mount_api::mount(
@@ -283,6 +284,8 @@ fn bind_mount(
     } else {
         safe_path::create_file_in_root(ctx.root, dest, 0o644)?
     };
+    let field = format!("mounts[{index}].destination");
+    check_resolved_destination(ctx, &target, dest, "bind", true, &field)?;
     let tree = mount_api::open_tree(libc::AT_FDCWD, source, opts.rec)
         .map_err(|e| RuntimeError::sys("open_tree", source.display(), e))?;
     let attr = opts.bind_attr();
@@ -326,6 +329,8 @@ fn mount_cgroup(ctx: &MountContext, dest: &Path, opts: &MountOptions, index: usi
         opts.flags & (libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RELATIME);
     if hier.layout() == cgroups::Layout::Unified {
         let target = safe_path::mkdir_all_in_root(ctx.root, dest, 0o755)?;
+        let field = format!("mounts[{index}].destination");
+        check_resolved_destination(ctx, &target, dest, "cgroup", false, &field)?;
         if ctx.cgroupns {
             return mount_api::mount(
                 Some(Path::new("cgroup2")),
@@ -354,6 +359,8 @@ fn mount_cgroup(ctx: &MountContext, dest: &Path, opts: &MountOptions, index: usi
     }
     // v1 or hybrid: a tmpfs holding one mount per hierarchy.
     let target = safe_path::mkdir_all_in_root(ctx.root, dest, 0o755)?;
+    let field = format!("mounts[{index}].destination");
+    check_resolved_destination(ctx, &target, dest, "cgroup", false, &field)?;
     mount_api::mount(
         Some(Path::new("tmpfs")),
         &safe_path::proc_fd_path(&target),
@@ -450,6 +457,63 @@ fn check_proc_destination(dest: &Path, typ: &str, bind: bool, field: &str) -> Re
             field,
             format!(
                 "{} is inside /proc: mounting over procfs is not allowed",
+                dest.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The same check on where `target` (the destination resolved inside the
+/// root, symlinks followed within it) really is: an image's `/evil ->
+/// /proc` makes `/evil/sys` lexically harmless but resolve into procfs. A
+/// target on procfs is refused unless it is an allowed bind over /proc;
+/// a target whose place cannot be told is refused too.
+fn check_resolved_destination(
+    ctx: &MountContext,
+    target: &OwnedFd,
+    dest: &Path,
+    typ: &str,
+    bind: bool,
+    field: &str,
+) -> Result<()> {
+    let link = |fd: RawFd| std::fs::read_link(format!("/proc/self/fd/{fd}"));
+    let real = match (link(ctx.root), link(target.as_raw_fd())) {
+        (Ok(root), Ok(t)) => t
+            .strip_prefix(&root)
+            .ok()
+            .map(|rel| Path::new("/").join(rel)),
+        _ => None,
+    };
+    let Some(real) = real else {
+        return Err(RuntimeError::spec(
+            field,
+            format!(
+                "{} resolves outside the container root; refusing to mount there",
+                dest.display()
+            ),
+        ));
+    };
+    if real != dest {
+        check_proc_destination(&real, typ, bind, field).map_err(|_| {
+            RuntimeError::spec(
+                field,
+                format!(
+                    "{} resolves to {} (through a symlink in the root): mounting over procfs is not allowed",
+                    dest.display(),
+                    real.display()
+                ),
+            )
+        })?;
+    }
+    let on_proc = root_path::is_procfs(target.as_raw_fd())
+        .map_err(|e| RuntimeError::sys("fstatfs", dest.display(), e))?;
+    let allowed = bind && PROC_BIND_ALLOWED.iter().any(|p| real == Path::new(p));
+    if on_proc && !allowed {
+        return Err(RuntimeError::spec(
+            field,
+            format!(
+                "{} is on procfs: mounting over procfs is not allowed",
                 dest.display()
             ),
         ));

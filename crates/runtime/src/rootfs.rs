@@ -260,10 +260,42 @@ pub fn write_sysctls(spec: &Spec) -> Result<()> {
     let Some(map) = spec.linux().as_ref().and_then(|l| l.sysctl().clone()) else {
         return Ok(());
     };
+    // Every write goes through /proc/sys opened on procfs and then beneath
+    // it without following links or crossing mounts: a mount or symlink an
+    // image placed under /proc cannot turn a sysctl into a host file write
+    // (CVE-2025-52881 class).
+    let proc_sys = std::fs::File::open("/proc/sys")
+        .map_err(|e| RuntimeError::io("open", Path::new("/proc/sys"), e))?;
+    if !root_path::is_procfs(proc_sys.as_raw_fd())
+        .map_err(|e| RuntimeError::sys("fstatfs", "/proc/sys", e))?
+    {
+        return Err(RuntimeError::spec(
+            "linux.sysctl",
+            "/proc/sys in the container is not procfs; refusing to write sysctls",
+        ));
+    }
     for (k, v) in map {
-        let path = Path::new("/proc/sys").join(k.replace('.', "/"));
-        std::fs::write(&path, v.as_bytes())
-            .map_err(|e| RuntimeError::io("write sysctl", &path, e))?;
+        let rel = k.replace('.', "/");
+        let shown = format!("/proc/sys/{rel}");
+        let fd = root_path::open_beneath(proc_sys.as_raw_fd(), Path::new(&rel), libc::O_WRONLY)
+            .map_err(|e| match e {
+                nix::errno::Errno::EXDEV | nix::errno::Errno::ELOOP => RuntimeError::spec(
+                    format!("linux.sysctl.{k}"),
+                    format!("{shown} is redirected by a mount or a symlink; refusing to write it"),
+                ),
+                e => RuntimeError::sys("open sysctl", &shown, e),
+            })?;
+        if !root_path::is_procfs(fd.as_raw_fd())
+            .map_err(|e| RuntimeError::sys("fstatfs", &shown, e))?
+        {
+            return Err(RuntimeError::spec(
+                format!("linux.sysctl.{k}"),
+                format!("{shown} is not on procfs; refusing to write it"),
+            ));
+        }
+        let mut f = std::fs::File::from(fd);
+        std::io::Write::write_all(&mut f, v.as_bytes())
+            .map_err(|e| RuntimeError::io("write sysctl", Path::new(&shown), e))?;
     }
     Ok(())
 }
