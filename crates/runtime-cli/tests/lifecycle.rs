@@ -329,3 +329,49 @@ fn a_cgroup_that_holds_processes_is_refused() {
     rt.run(&["delete", "--force", &first]).ok();
     assert_host_clean(&b, &cg);
 }
+
+/// Security issue 11, item 6: the runtime killed (SIGKILL) at any point of
+/// `create` leaves a container that `delete --force` removes completely
+/// (state, cgroup, mounts, processes) and never hangs on.
+#[test]
+fn delete_force_cleans_up_after_create_is_killed_at_any_point() {
+    use std::os::unix::process::CommandExt;
+    for i in 0..24u64 {
+        let (rt, b, id, cg) = setup(&["sleep", "100"]);
+        let mut child = rt
+            .command()
+            .args(["create", "--bundle", b.path().to_str().unwrap(), &id])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_micros(300 + i * 600));
+        let _ = child.kill();
+        let _ = child.wait();
+        let o = rt.run(&["delete", "--force", &id]);
+        assert!(
+            o.code == 0 || o.stderr.contains("does not exist"),
+            "delete after a kill at {} µs: {o:?}",
+            300 + i * 600
+        );
+        assert!(
+            !rt.root().join(&id).exists(),
+            "state left after a kill at {} µs",
+            300 + i * 600
+        );
+        // What the runtime had forked notices its death and exits.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !test_support::processes_containing(&id).is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "processes left after a kill at {} µs: {:?}",
+                300 + i * 600,
+                test_support::processes_containing(&id)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_host_clean(&b, &cg);
+    }
+}

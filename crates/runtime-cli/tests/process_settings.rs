@@ -51,6 +51,9 @@ fn preserved_fds_reach_the_container_and_others_do_not() {
         cmd.pre_exec(move || {
             libc::dup2(a, 3);
             libc::dup2(c, 4);
+            // dup2 onto the same number keeps close-on-exec: clear it.
+            libc::fcntl(3, libc::F_SETFD, 0);
+            libc::fcntl(4, libc::F_SETFD, 0);
             Ok(())
         });
     }
@@ -340,6 +343,8 @@ fn listen_fds_are_passed_with_systemd_variables() {
         use std::os::unix::process::CommandExt;
         cmd.pre_exec(move || {
             libc::dup2(fd, 3);
+            // dup2 onto the same number keeps close-on-exec: clear it.
+            libc::fcntl(3, libc::F_SETFD, 0);
             Ok(())
         });
     }

@@ -26,7 +26,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult, Pid};
 use oci_spec::runtime::LinuxNamespaceType;
 
-use crate::error::{Result, RuntimeError};
+use crate::error::{CleanupError, Result, RuntimeError};
 use crate::hooks;
 use crate::init::{self, InitContext};
 use crate::namespaces;
@@ -91,9 +91,13 @@ pub fn create_from(
         Err(e) => {
             let cleanup_err = cleanup.run();
             drop(lock);
-            Err(match cleanup_err {
-                Some(c) => RuntimeError::Other(format!("{e} (and while cleaning up: {c})")),
-                None => e,
+            Err(if cleanup_err.is_empty() {
+                e
+            } else {
+                RuntimeError::WithCleanup {
+                    error: Box::new(e),
+                    cleanup: cleanup_err,
+                }
             })
         }
     }
@@ -109,9 +113,10 @@ struct Cleanup<'a> {
 }
 
 impl Cleanup<'_> {
-    fn run(&mut self) -> Option<String> {
+    /// Undoes what was made; returns what could not be undone.
+    fn run(&mut self) -> Vec<CleanupError> {
         if !self.armed {
-            return None;
+            return vec![];
         }
         self.armed = false;
         let mut errs = vec![];
@@ -120,13 +125,13 @@ impl Cleanup<'_> {
         }
         if let Some(cg) = &self.cgroup {
             if let Err(e) = cg.destroy() {
-                errs.push(e.to_string());
+                errs.push(CleanupError::Cgroup(e));
             }
         }
         if let Err(e) = self.store.remove(self.id) {
-            errs.push(e.to_string());
+            errs.push(CleanupError::State(Box::new(e)));
         }
-        (!errs.is_empty()).then(|| errs.join("; "))
+        errs
     }
 }
 
@@ -173,8 +178,12 @@ fn create_locked(
         .map(|p| p.to_string_lossy().into_owned())
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| default_cgroup_path(&opts.id));
-    let cgroup = create_cgroup(&hier, &cg_path, &linux)?;
-    cleanup.cgroup = cgroup.clone();
+    // The cgroup is recorded before it is made, so a create killed at any
+    // point leaves a state that `delete` can clean up; one that already
+    // holds processes is refused before it is recorded, so `delete` never
+    // kills what was there.
+    let planned = cgroups::CgroupManager::new(&hier, &cg_path)?;
+    refuse_shared_cgroup(&planned, &cg_path)?;
     let mut rec = ContainerRecord {
         id: opts.id.clone(),
         pid: 0,
@@ -183,10 +192,13 @@ fn create_locked(
         rootfs: bundle.rootfs.clone(),
         created: now_rfc3339(),
         owner: nix::unistd::geteuid().as_raw(),
-        cgroup: cgroup.clone(),
+        cgroup: Some(planned.clone()),
         config: spec.clone(),
     };
     store.save(&rec)?;
+    let cgroup = create_cgroup(planned, &cg_path, &linux)?;
+    cleanup.cgroup = cgroup.clone();
+    rec.cgroup = cgroup.clone();
     if let (Some(res), Some(cgroup)) = (linux.resources(), &cgroup) {
         let mut res = res.clone();
         if let Some(rules) = res.devices().clone().filter(|d| !d.is_empty()) {
@@ -269,6 +281,7 @@ fn create_locked(
     let intermediate =
         match unsafe { fork() }.map_err(|e| RuntimeError::sys("fork", "intermediate", e))? {
             ForkResult::Child => {
+                crate::state::close_inherited_lock();
                 drop(parent_end);
                 intermediate_main(&ctx);
             }
@@ -412,28 +425,34 @@ fn run_runtime_hooks(
 /// Creates the container's cgroup. An unprivileged caller without a
 /// delegated cgroup runs without one, after a one-line notice, unless the
 /// spec asks for limits (which would then silently not apply).
+/// A cgroup that already holds processes is someone else's: a container
+/// in it would be limited, frozen and killed together with them (runc 1.2
+/// refuses it too).
+fn refuse_shared_cgroup(cgroup: &cgroups::CgroupManager, path: &str) -> Result<()> {
+    let pids = cgroup.pids()?;
+    if let Some(first) = pids.first() {
+        return Err(RuntimeError::spec(
+            "linux.cgroupsPath",
+            format!(
+                "cgroup {path} already holds {} process(es) (pid {first}); a container needs a cgroup of its own",
+                pids.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn create_cgroup(
-    hier: &cgroups::Hierarchy,
+    mut cgroup: cgroups::CgroupManager,
     path: &str,
     linux: &oci_spec::runtime::Linux,
 ) -> Result<Option<cgroups::CgroupManager>> {
-    let mut cgroup = cgroups::CgroupManager::new(hier, path)?;
     match cgroup.create() {
         Ok(()) => {
-            // A cgroup that already holds processes is someone else's: a
-            // container in it would be limited, frozen and killed together
-            // with them (runc 1.2 refuses it too).
-            let pids = cgroup.pids()?;
-            if !pids.is_empty() {
+            // Checked again: a process may have been put there meanwhile.
+            if let Err(e) = refuse_shared_cgroup(&cgroup, path) {
                 cgroup.remove_created();
-                return Err(RuntimeError::spec(
-                    "linux.cgroupsPath",
-                    format!(
-                        "cgroup {path} already holds {} process(es) (pid {}); a container needs a cgroup of its own",
-                        pids.len(),
-                        pids[0]
-                    ),
-                ));
+                return Err(e);
             }
             Ok(Some(cgroup))
         }

@@ -19,10 +19,10 @@ pub fn events(
     emit: &mut dyn FnMut(&Value),
 ) -> Result<()> {
     let rec = store.load(id)?;
-    let cg = rec
-        .cgroup
-        .clone()
-        .ok_or_else(|| RuntimeError::Other(format!("container {id:?} has no cgroup")))?;
+    let cg = rec.cgroup.clone().ok_or_else(|| RuntimeError::NoCgroup {
+        id: id.to_string(),
+        operation: "report events",
+    })?;
     let stats = |cg: &cgroups::CgroupManager| -> Result<Value> {
         Ok(json!({"type": "stats", "id": id, "data": cg.stats()?}))
     };

@@ -137,6 +137,7 @@ pub fn exec(store: &StateStore, id: &str, opts: &ExecOptions) -> Result<i32> {
     let intermediate =
         match unsafe { fork() }.map_err(|e| RuntimeError::sys("fork", "exec intermediate", e))? {
             ForkResult::Child => {
+                crate::state::close_inherited_lock();
                 drop(parent);
                 exec_intermediate(&setup)
             }

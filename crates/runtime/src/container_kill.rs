@@ -13,9 +13,10 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         if (1..=64).contains(&n) {
             return Ok(n);
         }
-        return Err(RuntimeError::Other(format!(
-            "invalid signal {s:?}: out of range"
-        )));
+        return Err(RuntimeError::InvalidSignal {
+            value: s.to_string(),
+            reason: "out of range (1-64)",
+        });
     }
     let upper = s.to_ascii_uppercase();
     let name = if upper.starts_with("SIG") {
@@ -24,14 +25,18 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         format!("SIG{upper}")
     };
     if let Some(off) = name.strip_prefix("SIGRTMIN+") {
-        let off: i32 = off
-            .parse()
-            .map_err(|_| RuntimeError::Other(format!("invalid signal {s:?}")))?;
+        let off: i32 = off.parse().map_err(|_| RuntimeError::InvalidSignal {
+            value: s.to_string(),
+            reason: "not SIGRTMIN+N",
+        })?;
         return Ok(libc::SIGRTMIN() + off);
     }
     name.parse::<Signal>()
         .map(|s| s as i32)
-        .map_err(|_| RuntimeError::Other(format!("invalid signal {s:?}")))
+        .map_err(|_| RuntimeError::InvalidSignal {
+            value: s.to_string(),
+            reason: "no such signal",
+        })
 }
 
 /// Sends `signal` to container `id`.

@@ -19,8 +19,10 @@ fn cgroup_of(
             operation,
         });
     }
-    rec.cgroup
-        .ok_or_else(|| RuntimeError::Other(format!("container {id:?} has no cgroup to freeze")))
+    rec.cgroup.ok_or_else(|| RuntimeError::NoCgroup {
+        id: id.to_string(),
+        operation,
+    })
 }
 
 /// Freezes container `id`.
@@ -75,10 +77,10 @@ pub fn update(store: &StateStore, id: &str, res: &oci_spec::runtime::LinuxResour
             operation: "update",
         });
     }
-    let cg = rec
-        .cgroup
-        .clone()
-        .ok_or_else(|| RuntimeError::Other(format!("container {id:?} has no cgroup")))?;
+    let cg = rec.cgroup.clone().ok_or_else(|| RuntimeError::NoCgroup {
+        id: id.to_string(),
+        operation: "update",
+    })?;
     cg.apply(res)?;
     Ok(())
 }

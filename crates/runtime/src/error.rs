@@ -96,9 +96,53 @@ pub enum RuntimeError {
     /// owned by another user): what it holds may have been planted.
     #[error("state root: {0}")]
     StateRoot(#[from] root_path::PrivateDirError),
+    /// The container runs without a cgroup (rootless, none delegated), so
+    /// the operation, which acts on the cgroup, cannot be done.
+    #[error("container {id:?} has no cgroup: cannot {operation}")]
+    NoCgroup {
+        /// The container.
+        id: String,
+        /// What was asked.
+        operation: &'static str,
+    },
+    /// A signal given by name or number is not one.
+    #[error("invalid signal {value:?}: {reason}")]
+    InvalidSignal {
+        /// The signal as given.
+        value: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// A step failed, and undoing what it had done failed too: both are
+    /// kept, the cause first.
+    #[error("{error} (and while cleaning up: {})", join_cleanup(.cleanup))]
+    WithCleanup {
+        /// What failed first.
+        error: Box<RuntimeError>,
+        /// What failed while undoing it.
+        cleanup: Vec<CleanupError>,
+    },
     /// Anything else that carries its own full description.
     #[error("{0}")]
     Other(String),
+}
+
+/// A cleanup step that failed, with what it was cleaning up.
+#[derive(Debug, thiserror::Error)]
+pub enum CleanupError {
+    /// The container's cgroup could not be removed.
+    #[error("remove cgroup: {0}")]
+    Cgroup(#[from] cgroups::CgroupError),
+    /// The container's state directory could not be removed.
+    #[error("remove state: {0}")]
+    State(Box<RuntimeError>),
+}
+
+fn join_cleanup(errs: &[CleanupError]) -> String {
+    errs.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl RuntimeError {

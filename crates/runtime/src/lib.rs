@@ -47,5 +47,5 @@ pub use container_kill::{kill, parse_signal};
 pub use container_pause::{pause, pids, resume, update};
 pub use container_run::run;
 pub use container_start::start;
-pub use error::{Result, RuntimeError};
+pub use error::{CleanupError, Result, RuntimeError};
 pub use state::{ContainerRecord, OciState, StateStore, Status};

@@ -11,6 +11,7 @@ use std::fs;
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use nix::fcntl::{Flock, FlockArg};
 use oci_spec::runtime::Spec;
@@ -113,6 +114,28 @@ pub struct StateLock {
     _lock: Flock<OwnedFd>,
 }
 
+/// The descriptor of the lock this process holds, or -1. A flock belongs to
+/// the open file, which a fork shares: a container process that kept it
+/// would hold the lock after the runtime died (a `kill -9` during create
+/// then left `start` and `delete` waiting forever). Children close it first
+/// thing ([`close_inherited_lock`]).
+static HELD_LOCK: AtomicI32 = AtomicI32::new(-1);
+
+/// Closes, in a freshly forked child, the lock descriptor inherited from
+/// the runtime (the parent's lock stays held: its own descriptor is open).
+pub(crate) fn close_inherited_lock() {
+    let fd = HELD_LOCK.load(Ordering::Relaxed);
+    if fd >= 0 {
+        let _ = nix::unistd::close(fd);
+    }
+}
+
+impl Drop for StateLock {
+    fn drop(&mut self) {
+        HELD_LOCK.store(-1, Ordering::Relaxed);
+    }
+}
+
 impl StateStore {
     /// A store rooted at `root` (created on first use, mode 0700).
     pub fn new(root: impl Into<PathBuf>) -> Self {
@@ -187,6 +210,7 @@ impl StateStore {
         let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
         let lock = Flock::lock(fd, FlockArg::LockExclusive)
             .map_err(|(_, e)| RuntimeError::sys("flock", dir.display(), e))?;
+        HELD_LOCK.store(std::os::fd::AsRawFd::as_raw_fd(&*lock), Ordering::Relaxed);
         Ok(StateLock { _lock: lock })
     }
 
