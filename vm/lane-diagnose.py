@@ -57,21 +57,36 @@ def main():
         if names:
             print("tests in it that had not finished: " + ", ".join(names))
 
-    # The first call traces (soft lockup backtraces, blocked tasks).
-    traces = [i for i, l in enumerate(lines) if "Call Trace:" in l]
-    for i in traces[:4]:
-        start = max(0, i - 4)
-        block = []
-        for l in lines[start : i + 30]:
-            block.append(l)
-            if l.strip().endswith("</TASK>"):
-                break
-        print("---- trace ----")
-        print("\n".join(block))
+    failed = [i for i, l in enumerate(lines) if re.match(r"test .* FAILED", l) or "panicked at" in l]
+    for i in failed[:10]:
+        # The failure and the message under it.
+        print("\n".join(lines[i : i + 3]))
 
-    failed = [l for l in lines if re.match(r"test .* FAILED", l) or "panicked at" in l]
-    for l in failed[:20]:
-        print(l)
+    # For a hang, the call traces that say where: those after the lockup,
+    # hung-task or sysrq report (an OOM report's trace is a test's doing).
+    hang = bool(panic or lockups or timeouts or qemu_rc == 124)
+    if hang:
+        starts = [
+            i
+            for i, l in enumerate(lines)
+            if "soft lockup" in l or "blocked for more than" in l or "sysrq:" in l or "NMI backtrace" in l
+        ]
+        shown = 0
+        for start in starts:
+            call = next((j for j in range(start, min(start + 12, len(lines))) if "Call Trace:" in lines[j]), None)
+            if call is None:
+                continue
+            block = []
+            for l in lines[start : call + 30]:
+                block.append(l)
+                if l.strip().endswith("</TASK>"):
+                    break
+            print("---- trace ----")
+            print("\n".join(block))
+            shown += 1
+            if shown == 6:
+                break
+
     if not (panic or lockups or timeouts or failed or qemu_rc == 124):
         print("no result line from the guest; the last lines of its console:")
         print("\n".join(lines[-30:]))

@@ -100,7 +100,7 @@ echo 60 > /proc/sys/kernel/hung_task_timeout_secs 2>/dev/null
 echo 1 > /proc/sys/kernel/hung_task_panic 2>/dev/null
 ip link set lo up 2>/dev/null
 # Runtime commands inside tests time out sooner than the binary does.
-export BERTH_TEST_TIMEOUT=120
+export BERTH_TEST_TIMEOUT=60
 status=0
 for t in $bins; do
   name=\$(basename \$t)
