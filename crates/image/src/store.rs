@@ -376,6 +376,19 @@ impl BlobWriter {
             .map_err(io_err("write", &self.path))
     }
 
+    /// Gives the blob up: its partial content is removed, not kept for a
+    /// resume (for content that is known to be wrong).
+    pub fn discard(self) {
+        let _ = fs::remove_file(&self.path);
+        let _ = fs::remove_file(&self.lock_path);
+    }
+
+    /// Bytes free for blobs on the store's filesystem (for the unprivileged).
+    pub fn free_bytes(&self) -> Option<u64> {
+        let st = nix::sys::statvfs::statvfs(&self.path).ok()?;
+        Some(st.blocks_available() as u64 * st.fragment_size() as u64)
+    }
+
     /// Verifies digest and size, then makes the blob visible atomically.
     pub fn commit(self) -> Result<PathBuf, StoreError> {
         let actual = Digest::from_hash(&self.hash.clone().finalize());

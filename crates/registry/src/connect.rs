@@ -73,6 +73,15 @@ pub enum RegistryError {
     #[error(transparent)]
     Auth(#[from] AuthError),
     /// Local files (images.json, blob reads).
+    /// An HTTP request of berth's own (not through oci-client) failed:
+    /// connecting, a timeout, or a broken body.
+    #[error("{what}: {source}")]
+    Http {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: reqwest::Error,
+    },
     #[error("{op} {path}: {err}")]
     Io {
         /// What was being done.
@@ -184,6 +193,21 @@ pub struct Connection {
     pub chunked: Client,
     /// Client that uploads blobs in one request.
     pub monolithic: Client,
+    /// Client for the requests berth makes itself (bounded manifest reads).
+    pub http: reqwest::Client,
+    /// The Bearer token negotiated by [`Connection::authorize`], if any.
+    bearer: std::sync::Mutex<Option<String>>,
+}
+
+/// How long a registry may stay silent (no byte of a response) before the
+/// request fails: `BERTH_REGISTRY_IDLE_TIMEOUT` seconds, default 60.
+pub fn idle_timeout() -> std::time::Duration {
+    let secs = std::env::var("BERTH_REGISTRY_IDLE_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(60);
+    std::time::Duration::from_secs(secs)
 }
 
 /// Installs the TLS crypto provider once per process.
@@ -230,7 +254,7 @@ impl Connection {
             max_concurrent_download: 4,
             max_concurrent_upload: 4,
             connect_timeout: Some(std::time::Duration::from_secs(30)),
-            read_timeout: Some(std::time::Duration::from_secs(300)),
+            read_timeout: Some(idle_timeout()),
             user_agent: concat!("berth/", env!("CARGO_PKG_VERSION")),
             ..Default::default()
         };
@@ -240,7 +264,19 @@ impl Connection {
             auth,
             chunked: Client::new(config(false)),
             monolithic: Client::new(config(true)),
+            http: reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(30))
+                .read_timeout(idle_timeout())
+                .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .unwrap_or_default(),
+            bearer: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The Bearer token negotiated for this connection, if any.
+    pub fn bearer(&self) -> Option<String> {
+        self.bearer.lock().ok().and_then(|b| b.clone())
     }
 
     /// Negotiates access (a Bearer token, or Basic credentials) for
@@ -251,7 +287,7 @@ impl Connection {
         operation: RegistryOperation,
     ) -> Result<(), RegistryError> {
         for client in [&self.chunked, &self.monolithic] {
-            client
+            let token = client
                 .auth(reference, &self.auth, operation)
                 .await
                 .map_err(|e| {
@@ -261,6 +297,9 @@ impl Connection {
                         e,
                     )
                 })?;
+            if let (Some(t), Ok(mut b)) = (token, self.bearer.lock()) {
+                *b = Some(t);
+            }
         }
         Ok(())
     }
@@ -268,7 +307,7 @@ impl Connection {
 
 /// How oci-client names a registry in its protocol exceptions (it
 /// compares against `resolve_registry()`, which maps docker.io).
-fn reference_registry(registry: &str) -> String {
+pub(crate) fn reference_registry(registry: &str) -> String {
     match registry {
         "docker.io" => "index.docker.io".into(),
         r => r.to_string(),

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod connect;
+pub mod manifest_fetch;
 pub mod progress;
 pub mod pull;
 pub mod push;

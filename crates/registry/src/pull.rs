@@ -25,6 +25,9 @@ use crate::connect::{parse_reference, Connection, RegistryError};
 use crate::progress::{short, Progress};
 use crate::sources::Sources;
 
+/// The largest image config accepted (it is read into memory whole).
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
 /// How to pull.
 #[derive(Debug, Clone, Default)]
 pub struct PullOptions {
@@ -83,17 +86,8 @@ async fn fetch_manifest(
     store: &ContentStore,
     reference: &Reference,
 ) -> Result<(Vec<u8>, Digest), RegistryError> {
-    let (data, claimed) = conn
-        .chunked
-        .pull_manifest_raw(reference, &conn.auth, &manifest::ACCEPTED)
-        .await
-        .map_err(|e| {
-            RegistryError::protocol(
-                format!("pull manifest {}", reference.whole()),
-                &conn.registry,
-                e,
-            )
-        })?;
+    let (data, claimed) =
+        crate::manifest_fetch::fetch(conn, reference, &manifest::ACCEPTED).await?;
     let actual = Digest::of(&data);
     let expected = match reference.digest() {
         Some(d) => Some(d.to_string()),
@@ -132,6 +126,17 @@ async fn fetch_blob(
         progress.done(&id, "Already exists");
         return Ok(false);
     };
+    // A registry may declare any size: the store must have room for it.
+    if let Some(free) = writer.free_bytes() {
+        let needed = size.saturating_sub(writer.offset());
+        if needed > free {
+            writer.discard();
+            return Err(content(
+                format!("blob {}", desc.digest),
+                format!("the registry declares {size} bytes; the store has only {free} bytes free"),
+            ));
+        }
+    }
     let oci_desc = OciDescriptor {
         media_type: desc.media_type.clone(),
         digest: desc.digest.clone(),
@@ -175,7 +180,13 @@ async fn fetch_blob(
             what: what(),
             source: e.into(),
         })?;
-        writer.write(&chunk)?;
+        if let Err(e) = writer.write(&chunk) {
+            // More than the descriptor declares: wrong content, not worth resuming.
+            if matches!(e, image::StoreError::SizeMismatch { .. }) {
+                writer.discard();
+            }
+            return Err(e.into());
+        }
         progress.advance(&id, chunk.len() as u64);
     }
     blocking(move || writer.commit()).await?;
@@ -217,7 +228,9 @@ pub async fn pull(
                 .collect::<Vec<_>>()
                 .join(", "),
         })?;
-        let by_digest = r.clone_with_digest(desc.digest.clone());
+        // The index's digest goes into a request URL: only a real digest does.
+        let chosen = parse_digest(&format!("index {top} entry"), &desc.digest)?;
+        let by_digest = r.clone_with_digest(chosen.to_string());
         (data, manifest_digest) = fetch_manifest(&conn, &store, &by_digest).await?;
     } else if media_type.starts_with("application/vnd.docker.distribution.manifest.v1") {
         return Err(content(
@@ -227,6 +240,15 @@ pub async fn pull(
     }
     let m: Manifest = parse_json(&format!("manifest {manifest_digest}"), &data)?;
 
+    if m.config.size > MAX_CONFIG_BYTES {
+        return Err(content(
+            format!("config {}", m.config.digest),
+            format!(
+                "declared {} bytes; an image config may have at most {MAX_CONFIG_BYTES}",
+                m.config.size
+            ),
+        ));
+    }
     let silent: Arc<dyn Progress> = Arc::new(crate::progress::Silent);
     fetch_blob(&conn, &store, &r, &m.config, &silent).await?;
     let config_digest = parse_digest("config", &m.config.digest)?;

@@ -4,6 +4,7 @@
 //! Tests run as root against the real kernel; each uses its own ids, cgroup
 //! paths and directories so they can run in parallel.
 
+pub mod hostile_registry;
 pub mod oci;
 pub mod registry;
 
