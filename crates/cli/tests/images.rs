@@ -545,3 +545,40 @@ fn prune_removes_nothing_when_the_references_cannot_be_read() {
     berth(&root, &["image", "mount", "kept:1"]).ok();
     berth(&root, &["image", "unmount", "kept:1"]).ok();
 }
+
+/// Security issue 11, item 14: save verifies what it exports; a damaged
+/// blob fails the save, naming it, and leaves no archive.
+#[test]
+fn save_refuses_a_damaged_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = dir.path().join("rootfs");
+    test_support::busybox_rootfs(&rootfs);
+    let root = dir.path().join("berth");
+    berth(&root, &["import", rootfs.to_str().unwrap(), "damaged:1"]).ok();
+    let refs: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("images.json")).unwrap()).unwrap();
+    let layer = refs["damaged:1"]["layers"][0][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let blob = root
+        .join("blobs/sha256")
+        .join(layer.trim_start_matches("sha256:"));
+    let mut data = std::fs::read(&blob).unwrap();
+    let last = data.len() - 1;
+    data[last] ^= 0xff;
+    std::fs::write(&blob, data).unwrap();
+    let out = dir.path().join("out.tar");
+    let o = berth(&root, &["save", "-o", out.to_str().unwrap(), "damaged:1"]);
+    assert_ne!(o.code, 0, "{o:?}");
+    assert!(
+        o.stderr.contains(&layer) && o.stderr.contains("damaged"),
+        "{}",
+        o.stderr
+    );
+    assert!(!out.exists(), "an archive was written");
+    assert!(
+        !dir.path().join("out.tmp-berth").exists(),
+        "a partial archive was left"
+    );
+}

@@ -64,25 +64,10 @@ pub enum RootfsError {
     },
 }
 
-/// Checks that `id` can name the container's directory: not empty, at most
-/// 255 bytes, no `/`, no NUL, no `..`, and no leading `.`.
+/// Checks that `id` can name the container's directory (the one rule,
+/// [`root_path::check_container_id`], that the runtime applies too).
 pub fn validate_id(id: &str) -> Result<(), RootfsError> {
-    let reason = if id.is_empty() {
-        "empty"
-    } else if id.len() > 255 {
-        "longer than 255 bytes"
-    } else if id.contains('/') {
-        "contains '/'"
-    } else if id.contains('\0') {
-        "contains a NUL byte"
-    } else if id.contains("..") {
-        "contains \"..\""
-    } else if id.starts_with('.') {
-        "starts with '.'"
-    } else {
-        return Ok(());
-    };
-    Err(RootfsError::InvalidId {
+    root_path::check_container_id(id).map_err(|reason| RootfsError::InvalidId {
         id: id.to_string(),
         reason,
     })

@@ -18,6 +18,30 @@ pub enum SaveError {
     /// Reading a blob.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A stored blob (or a layer's uncompressed content) no longer has the
+    /// digest it is stored under: the store is damaged, nothing is exported.
+    #[error("{what} {expected} in the store has digest {actual}: the store is damaged (pull or load the image again)")]
+    Corrupt {
+        /// Blob, or layer content (diff ID).
+        what: &'static str,
+        /// The digest it should have.
+        expected: crate::Digest,
+        /// The digest it has.
+        actual: crate::Digest,
+    },
+}
+
+/// Refuses `data` unless it hashes to `expected`.
+fn verify(what: &'static str, expected: &crate::Digest, data: &[u8]) -> Result<(), SaveError> {
+    let actual = crate::Digest::of(data);
+    if &actual != expected {
+        return Err(SaveError::Corrupt {
+            what,
+            expected: expected.clone(),
+            actual,
+        });
+    }
+    Ok(())
 }
 
 fn append(b: &mut tar::Builder<impl Write>, name: &str, data: &[u8]) -> Result<(), SaveError> {
@@ -44,6 +68,7 @@ pub fn save_docker_archive(
             .open_blob(&img.config)?
             .read_to_end(&mut config)
             .map_err(SaveError::Write)?;
+        verify("config", &img.config, &config)?;
         let config_name = format!("{}.json", img.config.hex());
         if written.insert(config_name.clone()) {
             append(&mut b, &config_name, &config)?;
@@ -58,6 +83,7 @@ pub fn save_docker_archive(
                     .open_blob(blob)?
                     .read_to_end(&mut raw)
                     .map_err(SaveError::Write)?;
+                verify("blob", blob, &raw)?;
                 let data = if raw.starts_with(&[0x1f, 0x8b]) {
                     let mut out = vec![];
                     flate2::read::GzDecoder::new(&raw[..])
@@ -67,6 +93,7 @@ pub fn save_docker_archive(
                 } else {
                     raw
                 };
+                verify("layer content", diff, &data)?;
                 append(&mut b, &name, &data)?;
             }
             layers.push(name);

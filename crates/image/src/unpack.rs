@@ -271,6 +271,10 @@ pub fn apply_layer(
         if let Some(target) = name.to_str().and_then(|n| n.strip_prefix(".wh.")) {
             if target == ".wh..opq" {
                 set_opaque(parent).map_err(io("mark opaque"))?;
+            } else if target.is_empty() || target == "." || target == ".." {
+                return Err(refused(format!(
+                    "a whiteout must name the file it deletes (\".wh.NAME\"), not {target:?}"
+                )));
             } else {
                 let t = CString::new(target).map_err(|_| refused("NUL in name".into()))?;
                 create_replacing(parent, &t, || {

@@ -323,6 +323,25 @@ fn a_directory_entry_over_a_symlink_never_changes_the_link_target() {
     }
 }
 
+/// Security issue 11, item 14: a whiteout that names no file is refused
+/// with a message that says so.
+#[test]
+fn a_whiteout_naming_nothing_is_refused_clearly() {
+    for name in [&b"etc/.wh."[..], b".wh.", b"etc/.wh.."] {
+        let mut t = vec![];
+        entry(&mut t, b"etc/", tar::EntryType::Directory, b"", b"", 0o755);
+        entry(&mut t, name, tar::EntryType::Regular, b"", b"", 0o644);
+        let snap = tempfile::tempdir().unwrap();
+        let e = apply_layer(snap.path(), &finish(t)[..], LIMIT).unwrap_err();
+        assert!(
+            matches!(e, UnpackError::Refused { .. })
+                && e.to_string().contains("must name the file"),
+            "{:?}: {e}",
+            String::from_utf8_lossy(name)
+        );
+    }
+}
+
 #[test]
 fn hardlinks_to_host_files_are_refused() {
     let mut t = vec![];

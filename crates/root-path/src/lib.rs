@@ -5,7 +5,9 @@
 //! it only resolves, it creates nothing. [`private_dir`] makes and checks
 //! the directories that must be the caller's alone (stores, state roots).
 
+mod container_id;
 mod private_dir;
+pub use container_id::{check_container_id, MAX_ID_LEN};
 pub use private_dir::{private_dir, PrivateDirError};
 
 use std::ffi::CString;

@@ -182,6 +182,18 @@ fn malformed_id_is_refused() {
     let o = rt.run(&["state", "../escape"]);
     assert_ne!(o.code, 0);
     assert!(o.stderr.contains("invalid container id"), "{}", o.stderr);
+    // Security issue 11, item 14: an id too long for a directory name is
+    // refused up front with the rule, not by mkdir.
+    let mut b = Bundle::new(rt.default_spec());
+    b.set_args(&["true"]);
+    let long = "a".repeat(300);
+    let o = rt.run(&["create", "--bundle", b.path().to_str().unwrap(), &long]);
+    assert_ne!(o.code, 0);
+    assert!(
+        o.stderr.contains("invalid container id") && o.stderr.contains("longer than 255 bytes"),
+        "{}",
+        o.stderr
+    );
 }
 
 #[test]
@@ -215,4 +227,25 @@ fn update_refuses_a_size_that_overflows() {
         assert!(o.stderr.contains(needle), "{size}: {}", o.stderr);
         assert!(o.stderr.contains(size), "{size}: {}", o.stderr);
     }
+}
+
+/// Security issue 11, item 14: the host's / as the container root is
+/// refused up front, as runc does.
+#[test]
+fn host_root_as_rootfs_is_refused() {
+    refused("root.path", |b| {
+        b.config["root"]["path"] = json!("/");
+        b.write();
+    });
+}
+
+/// Security issue 11, item 14: a 100,000-character hostname is refused with
+/// its field named (it once hid the real error behind an undecodable
+/// message from the init).
+#[test]
+fn overlong_hostname_is_refused() {
+    refused("hostname", |b| {
+        b.config["hostname"] = json!("h".repeat(100_000));
+        b.write();
+    });
 }

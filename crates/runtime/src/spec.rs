@@ -71,6 +71,25 @@ pub fn validate(dir: &Path, spec: Spec) -> Result<Bundle> {
     };
     let rootfs = std::fs::canonicalize(&rootfs)
         .map_err(|e| RuntimeError::spec("root.path", format!("{}: {e}", rootfs.display())))?;
+    if rootfs == Path::new("/") {
+        // As runc: the host's own root is never a container's.
+        return Err(RuntimeError::spec(
+            "root.path",
+            "resolves to the host's / (a container needs a root of its own)",
+        ));
+    }
+    for (field, value) in [
+        ("hostname", spec.hostname().as_deref()),
+        ("domainname", spec.domainname().as_deref()),
+    ] {
+        // HOST_NAME_MAX: sethostname/setdomainname refuse more.
+        if let Some(v) = value.filter(|v| v.len() > 64) {
+            return Err(RuntimeError::spec(
+                field,
+                format!("{} bytes long; at most 64 are allowed", v.len()),
+            ));
+        }
+    }
     if !rootfs.is_dir() {
         return Err(RuntimeError::spec(
             "root.path",

@@ -320,28 +320,10 @@ impl StateStore {
 
 /// Refuses ids that could name a path outside the store or be confused with a flag.
 pub fn validate_id(id: &str) -> Result<()> {
-    let bad = |reason| {
-        Err(RuntimeError::InvalidId {
-            id: id.to_string(),
-            reason,
-        })
-    };
-    if id.is_empty() {
-        return bad("empty");
-    }
-    if id.len() > 1024 {
-        return bad("longer than 1024 bytes");
-    }
-    if id.starts_with('.') {
-        return bad("must not start with '.'");
-    }
-    if !id
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b))
-    {
-        return bad("only letters, digits, '_', '+', '-' and '.' are allowed");
-    }
-    Ok(())
+    root_path::check_container_id(id).map_err(|reason| RuntimeError::InvalidId {
+        id: id.to_string(),
+        reason,
+    })
 }
 
 /// Start time of `pid` (field 22 of /proc/PID/stat) and whether it is a zombie.

@@ -44,11 +44,31 @@ pub fn pair() -> Result<(Channel, Channel)> {
     Ok((Channel { fd: a }, Channel { fd: b }))
 }
 
+/// The largest message either side sends (the receive buffer's size).
+const MAX_MESSAGE: usize = 64 * 1024;
+
 impl Channel {
     /// Sends one message.
     pub fn send(&self, m: &Message) -> Result<()> {
-        let data = serde_json::to_vec(m)
+        let mut data = serde_json::to_vec(m)
             .map_err(|e| RuntimeError::Other(format!("encode sync message: {e}")))?;
+        if data.len() > MAX_MESSAGE {
+            // An error must arrive whole enough to be read: shorten its text
+            // (a 100,000-character hostname once made it undecodable).
+            let Message::Error(text) = m else {
+                return Err(RuntimeError::Other(format!(
+                    "sync message of {} bytes is larger than {MAX_MESSAGE}",
+                    data.len()
+                )));
+            };
+            let mut keep = MAX_MESSAGE / 2;
+            while !text.is_char_boundary(keep) {
+                keep -= 1;
+            }
+            let short = format!("{}… ({} more bytes cut)", &text[..keep], text.len() - keep);
+            data = serde_json::to_vec(&Message::Error(short))
+                .map_err(|e| RuntimeError::Other(format!("encode sync message: {e}")))?;
+        }
         send(self.fd.as_raw_fd(), &data, MsgFlags::MSG_NOSIGNAL)
             .map_err(|e| RuntimeError::sys("send", "create channel", e))?;
         Ok(())
@@ -56,7 +76,7 @@ impl Channel {
 
     /// Receives one message; `None` when the other side closed.
     pub fn recv(&self) -> Result<Option<Message>> {
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut buf = vec![0u8; MAX_MESSAGE];
         loop {
             match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
                 Ok(0) => return Ok(None),
@@ -89,5 +109,25 @@ impl Channel {
     /// The raw descriptor.
     pub fn raw(&self) -> i32 {
         self.fd.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_past_the_message_size_arrives_shortened() {
+        let (a, b) = pair().unwrap();
+        let long = format!("sethostname {}: EINVAL", "h".repeat(100_000));
+        a.send(&Message::Error(long)).unwrap();
+        match b.recv().unwrap() {
+            Some(Message::Error(e)) => {
+                assert!(e.starts_with("sethostname hhh"), "{}", &e[..40]);
+                assert!(e.ends_with("more bytes cut)"), "{}", &e[e.len() - 40..]);
+                assert!(e.len() < MAX_MESSAGE);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
