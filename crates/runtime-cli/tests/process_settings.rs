@@ -73,19 +73,48 @@ fn preserved_fds_reach_the_container_and_others_do_not() {
     assert_eq!(fds.len(), 5, "{fds:?}");
 }
 
+/// With --no-pivot the container's / is still its rootfs (the same inode
+/// as the bundle's rootfs directory, holding the bundle's marker file),
+/// `/..` does not lead out of it, and pid 1 is the container's program.
 #[test]
 fn no_pivot_still_isolates_the_root() {
-    let o = run_with(
-        "ls /; cat /proc/1/cmdline | tr '\\0' ' '",
-        |_| {},
-        &["--no-pivot"],
-    )
-    .ok();
-    assert!(
-        o.stdout.contains("bin") && !o.stdout.contains("work"),
+    use std::os::unix::fs::MetadataExt;
+    let rt = RuntimeCli::new(BIN);
+    let mut b = Bundle::new(rt.default_spec());
+    let id = unique_id("ps");
+    let marker = format!("marker-{id}");
+    std::fs::write(b.rootfs().join(&marker), "").unwrap();
+    b.set_args(&[
+        "sh",
+        "-c",
+        "stat -c %i /; ls /..; echo; cat /proc/1/cmdline | tr '\\0' ' '",
+    ]);
+    let cg = b.set_unique_cgroup(&id);
+    b.write();
+    let o = rt
+        .run(&[
+            "run",
+            "--no-pivot",
+            "--bundle",
+            b.path().to_str().unwrap(),
+            &id,
+        ])
+        .ok();
+    assert!(cgroup_dirs(&cg).is_empty());
+    let mut lines = o.stdout.lines();
+    let inode: u64 = lines.next().unwrap().trim().parse().unwrap();
+    assert_eq!(
+        inode,
+        std::fs::metadata(b.rootfs()).unwrap().ino(),
         "{}",
         o.stdout
     );
+    assert!(
+        o.stdout.contains(&marker),
+        "/.. left the rootfs: {}",
+        o.stdout
+    );
+    assert!(o.stdout.contains("sh -c stat"), "pid 1: {}", o.stdout);
 }
 
 #[test]
@@ -228,15 +257,37 @@ fn domainname_applies() {
     );
 }
 
+/// `linux.rootfsPropagation` decides the root mount's propagation, as the
+/// container's own mountinfo shows it: shared, slave (master:) or private.
 #[test]
-fn rootfs_propagation_private_runs() {
-    let o = run_with(
-        "awk '$5 == \"/\"' /proc/self/mountinfo",
-        |c| c["linux"]["rootfsPropagation"] = json!("rprivate"),
-        &[],
-    )
-    .ok();
-    assert!(!o.stdout.contains("shared:"), "{}", o.stdout);
+fn rootfs_propagation_is_applied() {
+    let root_line = |prop: &str| {
+        let o = run_with(
+            "awk '$5 == \"/\"' /proc/self/mountinfo",
+            |c| c["linux"]["rootfsPropagation"] = json!(prop),
+            &[],
+        )
+        .ok();
+        o.stdout
+    };
+    let shared = root_line("rshared");
+    assert!(shared.contains("shared:"), "rshared: {shared}");
+    let slave = root_line("rslave");
+    assert!(!slave.contains("shared:"), "rslave: {slave}");
+    // A slave needs a shared master: only where the host's mounts are
+    // shared (systemd hosts) can the container's root show one.
+    let host_shared = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some("/") && l.contains("shared:"));
+    if host_shared {
+        assert!(slave.contains("master:"), "rslave: {slave}");
+    }
+    let private = root_line("rprivate");
+    assert!(
+        !private.contains("shared:") && !private.contains("master:"),
+        "rprivate: {private}"
+    );
 }
 
 #[test]

@@ -92,7 +92,7 @@ fn setup(ctx: &InitContext) -> Result<Never> {
     let host_pid = host_pid();
 
     rootfs::isolate_mount_tree(spec)?;
-    rootfs::bind_rootfs(&ctx.bundle.rootfs)?;
+    rootfs::bind_rootfs(&ctx.bundle.rootfs, spec)?;
     rootfs::mount_all(spec, &ctx.bundle.rootfs, ns, ctx.cgroup)?;
 
     if ctx.runtime_hooks {
@@ -117,6 +117,7 @@ fn setup(ctx: &InitContext) -> Result<Never> {
         rootfs::move_root(&ctx.bundle.rootfs)?;
     } else {
         rootfs::pivot_root(&ctx.bundle.rootfs)?;
+        rootfs::apply_root_propagation(spec)?;
     }
 
     if process.terminal().unwrap_or(false) {

@@ -43,7 +43,7 @@ pub fn isolate_mount_tree(spec: &Spec) -> Result<()> {
 }
 
 /// Binds the rootfs onto itself: pivot_root needs the new root to be a mount point.
-pub fn bind_rootfs(rootfs: &Path) -> Result<()> {
+pub fn bind_rootfs(rootfs: &Path, spec: &Spec) -> Result<()> {
     mount_api::mount(
         Some(rootfs),
         rootfs,
@@ -52,10 +52,66 @@ pub fn bind_rootfs(rootfs: &Path) -> Result<()> {
         None,
     )
     .map_err(|e| RuntimeError::sys("bind rootfs onto itself", rootfs.display(), e))?;
-    // pivot_root refuses a new root whose parent mount is shared; the bind
-    // inherits shared propagation when rootfsPropagation asks for it.
+    // pivot_root refuses a new root, its parent mount, or the current
+    // root's parent that is shared, which all are when rootfsPropagation
+    // asks for "shared": they become private here, and the propagation is
+    // set on / after the pivot ([`apply_root_propagation`]). A slave or
+    // private tree (the default is a slave of the host's) passes as it is,
+    // and the rootfs keeps that propagation.
+    let prop = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().clone());
+    if propagation_flags(prop.as_deref()) & libc::MS_SHARED == 0 {
+        return Ok(());
+    }
     mount_api::mount(None, rootfs, None, libc::MS_PRIVATE, None)
-        .map_err(|e| RuntimeError::sys("make rootfs mount private", rootfs.display(), e))
+        .map_err(|e| RuntimeError::sys("make rootfs mount private", rootfs.display(), e))?;
+    if let Some(parent) = rootfs.parent().and_then(mount_point_of) {
+        mount_api::mount(None, &parent, None, libc::MS_PRIVATE, None).map_err(|e| {
+            RuntimeError::sys(
+                "make the rootfs's parent mount private",
+                parent.display(),
+                e,
+            )
+        })?;
+    }
+    mount_api::mount(None, Path::new("/"), None, libc::MS_PRIVATE, None)
+        .map_err(|e| RuntimeError::sys("make the old root's mount private", "/", e))?;
+    Ok(())
+}
+
+/// The mount point of the mount that holds `path` (the longest mount
+/// point in this namespace's mountinfo that is a prefix of it).
+fn mount_point_of(path: &Path) -> Option<std::path::PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| std::path::PathBuf::from(m.replace("\\040", " ")))
+        .filter(|m| path.starts_with(m))
+        .max_by_key(|m| m.as_os_str().len())
+}
+
+/// Gives the container's / the propagation `linux.rootfsPropagation` asks
+/// for, once it is the root (before the pivot the mounts involved had to be
+/// private). Without the field, the tree stays as [`isolate_mount_tree`]
+/// left it: a slave of the host's.
+pub fn apply_root_propagation(spec: &Spec) -> Result<()> {
+    let Some(prop) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().clone())
+    else {
+        return Ok(());
+    };
+    mount_api::mount(
+        None,
+        Path::new("/"),
+        None,
+        propagation_flags(Some(&prop)),
+        None,
+    )
+    .map_err(|e| RuntimeError::sys("set rootfsPropagation on /", prop, e))
 }
 
 /// Mounts everything the spec lists, then devices and /dev links.
