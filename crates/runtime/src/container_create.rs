@@ -655,38 +655,24 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| RuntimeError::io("rename pid file", path, e))
 }
 
-/// The current time as RFC 3339 in UTC with nanoseconds, as runc prints it.
+/// The current time as RFC 3339 in UTC, with the fraction of a second as
+/// runc (Go's RFC3339Nano) prints it.
 pub fn now_rfc3339() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = now.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        now.subsec_nanos()
-    )
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
-    fn rfc3339_has_the_right_shape() {
+    fn now_rfc3339_is_now_in_utc() {
+        use time::format_description::well_known::Rfc3339;
+        let before = time::OffsetDateTime::now_utc();
         let s = super::now_rfc3339();
-        assert_eq!(s.len(), 30, "{s}");
-        assert!(s.starts_with("20") && s.ends_with('Z'));
+        let after = time::OffsetDateTime::now_utc();
+        let t = time::OffsetDateTime::parse(&s, &Rfc3339).unwrap();
+        assert!(s.ends_with('Z'), "{s}");
+        assert!(before <= t && t <= after, "{before} <= {s} <= {after}");
     }
 }
