@@ -183,3 +183,67 @@ fn exec_flags_for_capabilities_groups_and_no_new_privs() {
     assert!(plain.stdout.trim().ends_with('0'), "{}", plain.stdout);
     rt.run(&["delete", "--force", &id]).ok();
 }
+
+/// The init and an exec'd process go through the same set-up: the same
+/// probe, run as the container's program and through `exec --process` with
+/// the same process, sees the same personality, user, groups, umask,
+/// rlimits, cwd, HOME default, capabilities, no_new_privs, seccomp mode and
+/// CPU affinity (exec once skipped personality, the final CPU affinity and
+/// the HOME default).
+#[test]
+fn init_and_exec_set_up_the_process_alike() {
+    let probe = "uname -m; id -u; id -G; umask; ulimit -n; pwd; echo HOME=$HOME; \
+        grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp|Cpus_allowed_list):' /proc/self/status";
+    let rt = RuntimeCli::new(BIN);
+    let mut b = Bundle::new(rt.default_spec());
+    let id = unique_id("alike");
+    b.set_unique_cgroup(&id);
+    b.config["linux"]["personality"] = json!({"domain": "LINUX32"});
+    b.config["process"]["user"] =
+        json!({"uid": 1000, "gid": 1000, "additionalGids": [65534], "umask": 23});
+    b.config["process"]["cwd"] = json!("/tmp");
+    b.config["process"]["env"] = json!(["PATH=/bin:/usr/bin"]);
+    b.config["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": 512, "soft": 512}]);
+    b.config["process"]["execCPUAffinity"] = json!({"final": "0"});
+    b.config["process"]["noNewPrivileges"] = json!(true);
+    b.config["process"]["terminal"] = json!(false);
+    b.config["process"]["args"] = json!(["sh", "-c", probe]);
+    b.write();
+    let from_init = rt
+        .run(&["run", "--bundle", b.path().to_str().unwrap(), &id])
+        .ok()
+        .stdout;
+
+    let id2 = unique_id("alike");
+    b.config["process"]["args"] = json!(["sleep", "100"]);
+    b.write();
+    rt.run(&[
+        "run",
+        "--detach",
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &id2,
+    ])
+    .ok();
+    let mut process = b.config["process"].clone();
+    process["args"] = json!(["sh", "-c", probe]);
+    let pfile = b.path().join("process.json");
+    std::fs::write(&pfile, serde_json::to_vec(&process).unwrap()).unwrap();
+    let from_exec = rt
+        .run(&["exec", "--process", pfile.to_str().unwrap(), &id2])
+        .ok()
+        .stdout;
+    rt.run(&["delete", "--force", &id2]).ok();
+
+    assert_eq!(from_init, from_exec, "init and exec differ");
+    let lines: Vec<&str> = from_init.lines().collect();
+    assert_eq!(lines[0], "i686", "personality: {from_init}");
+    assert_eq!(lines[1], "1000", "{from_init}");
+    assert_eq!(lines[3], "0027", "umask: {from_init}");
+    assert_eq!(lines[4], "512", "rlimit: {from_init}");
+    assert_eq!(lines[5], "/tmp", "{from_init}");
+    assert_eq!(lines[6], "HOME=/home/user", "{from_init}");
+    assert!(from_init.contains("NoNewPrivs:\t1"), "{from_init}");
+    assert!(from_init.contains("Seccomp:\t2"), "{from_init}");
+    assert!(from_init.contains("Cpus_allowed_list:\t0\n"), "{from_init}");
+}

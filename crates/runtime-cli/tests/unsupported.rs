@@ -7,8 +7,11 @@ use test_support::{unique_id, Bundle, RuntimeCli};
 
 const BIN: &str = env!("CARGO_BIN_EXE_berth-runtime");
 
+/// A change that asks the spec for an unsupported feature.
+type Edit = Box<dyn Fn(&mut Value)>;
+
 /// (the name docs/architecture.md uses, the field the error names, the change to the spec).
-fn listed() -> Vec<(&'static str, &'static str, Box<dyn Fn(&mut Value)>)> {
+fn listed() -> Vec<(&'static str, &'static str, Edit)> {
     vec![
         (
             "AppArmor",

@@ -68,11 +68,15 @@ pub fn create(store: &StateStore, opts: &CreateOptions) -> Result<ContainerRecor
 }
 
 /// Creates the container from a bundle the caller has already loaded.
+///
+/// It forks: the caller must be single-threaded, and an error says so
+/// otherwise ([`RuntimeError::NotSingleThreaded`]).
 pub fn create_from(
     store: &StateStore,
     opts: &CreateOptions,
     bundle: &Bundle,
 ) -> Result<ContainerRecord> {
+    crate::fork_guard::ensure_single_threaded("create")?;
     let lock = store.reserve(&opts.id)?;
     let mut cleanup = Cleanup {
         store,
@@ -276,8 +280,8 @@ fn create_locked(
         seccomp_listener: seccomp_listener.as_ref().map(|s| s.as_raw_fd()),
     };
 
-    // SAFETY: the runtime is single-threaded, so the child may allocate and
-    // run arbitrary code after fork.
+    // SAFETY: create_from checked that this process is single-threaded
+    // (fork_guard), so the child may allocate and run arbitrary code.
     let intermediate =
         match unsafe { fork() }.map_err(|e| RuntimeError::sys("fork", "intermediate", e))? {
             ForkResult::Child => {
@@ -603,7 +607,7 @@ fn intermediate_main(ctx: &InitContext) -> ! {
         {
             crate::process_attrs::set_affinity(&list, "process.execCPUAffinity.initial")?;
         }
-        // SAFETY: single-threaded process; the child runs the init.
+        // SAFETY: a fork of the single-threaded runtime (fork_guard) is single-threaded too.
         match unsafe { fork() }.map_err(|e| RuntimeError::sys("fork", "init", e))? {
             ForkResult::Child => init::run(ctx),
             ForkResult::Parent { child } => Ok(child),

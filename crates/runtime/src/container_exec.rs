@@ -15,11 +15,12 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 use oci_spec::runtime::{LinuxNamespaceType, Process};
 
-use crate::capabilities::{self, CapSets};
+use crate::capabilities::CapSets;
 use crate::console;
 use crate::error::{Result, RuntimeError};
 use crate::namespaces::{self, NamespacePlan};
 use crate::process_attrs;
+use crate::process_setup::ProcessSetup;
 use crate::state::{StateStore, Status};
 use crate::sync::{self, Channel, Message};
 
@@ -52,7 +53,11 @@ fn join_plan(pid: i32) -> NamespacePlan {
 }
 
 /// Runs `opts.process` in container `id`; returns its exit code (0 when detached).
+///
+/// It forks: the caller must be single-threaded, and an error says so
+/// otherwise ([`RuntimeError::NotSingleThreaded`]).
 pub fn exec(store: &StateStore, id: &str, opts: &ExecOptions) -> Result<i32> {
+    crate::fork_guard::ensure_single_threaded("exec")?;
     let rec = store.load(id)?;
     let status = store.status(&rec);
     if matches!(status, Status::Stopped | Status::Paused) {
@@ -67,11 +72,17 @@ pub fn exec(store: &StateStore, id: &str, opts: &ExecOptions) -> Result<i32> {
         Some(a) if !a.is_empty() && !a[0].is_empty() => {}
         _ => return Err(RuntimeError::spec("process.args", "must name a program")),
     }
-    let caps = p
-        .capabilities()
+    // Checked here, where an error reaches the caller directly; the process
+    // set-up applies them.
+    p.capabilities()
         .as_ref()
         .map(CapSets::from_spec)
         .transpose()?;
+    let personality = rec
+        .config
+        .linux()
+        .as_ref()
+        .and_then(|l| l.personality().clone());
     let terminal = p.terminal().unwrap_or(false);
     let console = match (&opts.console_socket, terminal) {
         (Some(s), true) => Some(
@@ -124,7 +135,6 @@ pub fn exec(store: &StateStore, id: &str, opts: &ExecOptions) -> Result<i32> {
     let (parent, child) = sync::pair()?;
     let setup = ExecSetup {
         process: p,
-        caps,
         plan: &plan,
         ns_fds: &ns_fds,
         channel: &child,
@@ -132,8 +142,9 @@ pub fn exec(store: &StateStore, id: &str, opts: &ExecOptions) -> Result<i32> {
         preserve_fds: opts.preserve_fds,
         mask: old_mask,
         seccomp: seccomp.as_ref(),
+        personality: personality.as_ref(),
     };
-    // SAFETY: the runtime is single-threaded.
+    // SAFETY: exec checked that this process is single-threaded (fork_guard).
     let intermediate =
         match unsafe { fork() }.map_err(|e| RuntimeError::sys("fork", "exec intermediate", e))? {
             ForkResult::Child => {
@@ -192,7 +203,6 @@ pub fn exec(store: &StateStore, id: &str, opts: &ExecOptions) -> Result<i32> {
 
 struct ExecSetup<'a> {
     process: &'a Process,
-    caps: Option<CapSets>,
     plan: &'a NamespacePlan,
     ns_fds: &'a [(LinuxNamespaceType, OwnedFd)],
     channel: &'a Channel,
@@ -200,13 +210,14 @@ struct ExecSetup<'a> {
     preserve_fds: u32,
     mask: SigSet,
     seccomp: Option<&'a crate::seccomp::Program>,
+    personality: Option<&'a oci_spec::runtime::LinuxPersonality>,
 }
 
 fn exec_intermediate(s: &ExecSetup) -> ! {
     let r = (|| -> Result<Pid> {
         s.channel.expect(&Message::Go)?;
         namespaces::join(s.ns_fds, s.plan)?;
-        // SAFETY: single-threaded; the child becomes the exec'd process.
+        // SAFETY: a fork of the single-threaded runtime (fork_guard); the child becomes the exec'd process.
         match unsafe { fork() }.map_err(|e| RuntimeError::sys("fork", "exec process", e))? {
             ForkResult::Child => exec_process(s),
             ForkResult::Parent { child } => Ok(child),
@@ -258,54 +269,22 @@ fn exec_steps(s: &ExecSetup) -> Result<Never> {
     if let Some(fd) = s.console {
         let _ = nix::unistd::close(fd);
     }
-    process_attrs::set_rlimits(p)?;
+    // Before the shared set-up: oom_score_adj is written through /proc,
+    // as the init does before its mounts.
     process_attrs::set_oom_score_adj(p)?;
-    process_attrs::set_scheduler(p)?;
-    process_attrs::set_io_priority(p)?;
-    let env = p.env().clone().unwrap_or_default();
-    let program = crate::init::lookup_program(p, &env)?;
-    for fd in 3..3 + s.preserve_fds as i32 {
-        let _ = nix::fcntl::fcntl(
-            fd,
-            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
-        );
-    }
-    crate::init::mark_cloexec_from(3 + s.preserve_fds as i32);
-    // Before seccomp, which may not allow memfd_create.
-    let trampoline = crate::exec_trampoline::ExecTrampoline::prepare()?;
-    let nnp = p.no_new_privileges().unwrap_or(false);
-    if let (Some(f), false) = (s.seccomp, nnp) {
-        crate::seccomp::load(f)?;
-    }
-    if let Some(c) = &s.caps {
-        capabilities::drop_bounding(c)?;
-    }
-    let setgroups = std::fs::read_to_string("/proc/self/setgroups")
-        .map(|v| v.trim() != "deny")
-        .unwrap_or(true);
-    process_attrs::set_user(p, setgroups)?;
-    if let Some(c) = &s.caps {
-        capabilities::apply(c)?;
-    }
-    if let Some(mask) = p.user().umask() {
-        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
-    }
-    crate::init::enter_cwd(p.cwd())?;
-    if p.no_new_privileges().unwrap_or(false) {
-        // SAFETY: prctl with integer arguments.
-        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-            return Err(RuntimeError::sys(
-                "prctl(PR_SET_NO_NEW_PRIVS)",
-                "exec",
-                nix::errno::Errno::last(),
-            ));
-        }
-        if let Some(f) = s.seccomp {
-            crate::seccomp::load(f)?;
-        }
-    }
+    let setup = ProcessSetup {
+        process: p,
+        personality: s.personality,
+        extra_env: &[],
+        preserved_fds: s.preserve_fds,
+        role: "exec",
+    };
+    let prepared = setup.become_process(|| match s.seccomp {
+        Some(f) => crate::seccomp::load(f).map(drop),
+        None => Ok(()),
+    })?;
     s.channel.send(&Message::Ready)?;
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&s.mask), None);
-    trampoline.exec(&program, p.args().as_deref().unwrap_or(&[]), &env)?;
+    prepared.exec()?;
     unreachable!("exec returns only errors")
 }

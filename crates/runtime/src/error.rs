@@ -113,6 +113,15 @@ pub enum RuntimeError {
         /// Why it is refused.
         reason: &'static str,
     },
+    /// create, run and exec fork and run code in the child, which is only
+    /// sound in a single-threaded caller.
+    #[error("{operation} must be called from a single-threaded process (this one has {threads} threads): run it in a child process")]
+    NotSingleThreaded {
+        /// What was asked.
+        operation: &'static str,
+        /// How many threads the process has.
+        threads: usize,
+    },
     /// A step failed, and undoing what it had done failed too: both are
     /// kept, the cause first.
     #[error("{error} (and while cleaning up: {})", join_cleanup(.cleanup))]
