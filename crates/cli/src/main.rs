@@ -628,7 +628,7 @@ fn run(cli: &Cli) -> Result<()> {
             let target = mount_dir(root, rec);
             if !target.exists() {
                 let lowers = image::snapshot::prepare(&store, root, &img)?;
-                root_path::private_dir(&root.join("mounts"))?;
+                berth_fs::private_dir(&root.join("mounts"))?;
                 std::fs::create_dir(&target)
                     .with_context(|| format!("create {}", target.display()))?;
                 if let Err(e) = image::snapshot::mount_overlay(&lowers, None, &target) {

@@ -65,9 +65,9 @@ pub enum RootfsError {
 }
 
 /// Checks that `id` can name the container's directory (the one rule,
-/// [`root_path::check_container_id`], that the runtime applies too).
+/// [`berth_fs::check_container_id`], that the runtime applies too).
 pub fn validate_id(id: &str) -> Result<(), RootfsError> {
-    root_path::check_container_id(id).map_err(|reason| RootfsError::InvalidId {
+    berth_fs::check_container_id(id).map_err(|reason| RootfsError::InvalidId {
         id: id.to_string(),
         reason,
     })

@@ -12,11 +12,13 @@
 //! bound at the target.
 
 use std::collections::HashMap;
-use std::ffi::{CStr, CString};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::ffi::CString;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+use berth_fs::xattr;
 
 use crate::digest::Digest;
 use crate::layout::ImportedImage;
@@ -506,13 +508,8 @@ enum ApiFailure {
     Failed(SnapshotError),
 }
 
-// The new mount API's constants (include/uapi/linux/mount.h).
-const FSOPEN_CLOEXEC: libc::c_uint = 0x1;
-const FSCONFIG_SET_STRING: libc::c_uint = 1;
-const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
-const FSMOUNT_CLOEXEC: libc::c_uint = 0x1;
-const MOUNT_ATTR_RDONLY: libc::c_uint = 0x1;
-const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+/// `MOUNT_ATTR_RDONLY` for fsmount.
+const MOUNT_ATTR_RDONLY: u64 = berth_fs::mount_api::MOUNT_ATTR_RDONLY;
 
 /// A path as fsconfig takes it: itself when short enough, else
 /// `/proc/self/fd/N` of an O_PATH descriptor kept in `held`.
@@ -538,28 +535,10 @@ fn fsconfig_path(p: &Path, held: &mut Vec<OwnedFd>) -> std::io::Result<CString> 
     Ok(CString::new(format!("/proc/self/fd/{fd}")).expect("no NUL in a number"))
 }
 
-/// The messages the kernel left in a filesystem context's log, joined.
-fn fs_context_log(fsfd: &OwnedFd) -> String {
-    let mut out = vec![];
-    let mut buf = [0u8; 1024];
-    loop {
-        // SAFETY: a valid descriptor and a buffer of buf.len() bytes.
-        let n = unsafe { libc::read(fsfd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n <= 0 {
-            break;
-        }
-        out.push(
-            String::from_utf8_lossy(&buf[..n as usize])
-                .trim_end()
-                .to_string(),
-        );
-    }
-    out.join("; ")
-}
-
 /// The error `err` with the context's log appended, if it has one.
-fn with_log(fsfd: &OwnedFd, err: std::io::Error) -> std::io::Error {
-    let log = fs_context_log(fsfd);
+fn with_log(fsfd: &OwnedFd, err: impl Into<std::io::Error>) -> std::io::Error {
+    let err = err.into();
+    let log = berth_fs::mount_api::fs_context_log(fsfd);
     if log.is_empty() {
         err
     } else {
@@ -574,6 +553,7 @@ fn mount_api(
     upper: Option<(&Path, &Path)>,
     target: &Path,
 ) -> Result<(), ApiFailure> {
+    use berth_fs::mount_api::{fsconfig_create, fsconfig_set_string, fsmount, fsopen};
     let failed = |op: &'static str| {
         move |err: std::io::Error| {
             ApiFailure::Failed(SnapshotError::Io {
@@ -583,40 +563,16 @@ fn mount_api(
             })
         }
     };
-    // SAFETY: a valid C string; the result is checked.
-    let fd = unsafe { libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), FSOPEN_CLOEXEC) };
-    if fd < 0 {
-        let err = std::io::Error::last_os_error();
-        return Err(match err.raw_os_error() {
-            Some(libc::ENOSYS) | Some(libc::ENODEV) => ApiFailure::Unsupported(err),
-            _ => failed("open an overlay filesystem context for")(err),
-        });
-    }
-    // SAFETY: a fresh descriptor that nothing else owns.
-    let fsfd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
-    let set = |key: &CStr, value: &CStr| -> std::io::Result<()> {
-        // SAFETY: a valid descriptor and C strings; aux is unused for strings.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_fsconfig,
-                fsfd.as_raw_fd(),
-                FSCONFIG_SET_STRING,
-                key.as_ptr(),
-                value.as_ptr(),
-                0,
-            )
-        };
-        if rc < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(())
-    };
+    let fsfd = fsopen(c"overlay").map_err(|e| match e {
+        nix::errno::Errno::ENOSYS | nix::errno::Errno::ENODEV => ApiFailure::Unsupported(e.into()),
+        e => failed("open an overlay filesystem context for")(e.into()),
+    })?;
     let mut held = vec![];
     for (i, lower) in lowers.iter().rev().enumerate() {
         let value = fsconfig_path(lower, &mut held).map_err(failed("open a layer for"))?;
-        if let Err(err) = set(c"lowerdir+", &value) {
+        if let Err(err) = fsconfig_set_string(&fsfd, c"lowerdir+", &value) {
             // Before Linux 6.8 the parameter is unknown: EINVAL on the first one.
-            if i == 0 && err.raw_os_error() == Some(libc::EINVAL) {
+            if i == 0 && err == nix::errno::Errno::EINVAL {
                 return Err(ApiFailure::Unsupported(with_log(&fsfd, err)));
             }
             return Err(failed("add a layer (lowerdir+) for")(with_log(&fsfd, err)));
@@ -625,58 +581,20 @@ fn mount_api(
     if let Some((u, w)) = upper {
         let u = fsconfig_path(u, &mut held).map_err(failed("open the upper directory for"))?;
         let w = fsconfig_path(w, &mut held).map_err(failed("open the work directory for"))?;
-        set(c"upperdir", &u)
-            .and_then(|_| set(c"workdir", &w))
+        fsconfig_set_string(&fsfd, c"upperdir", &u)
+            .and_then(|_| fsconfig_set_string(&fsfd, c"workdir", &w))
             .map_err(|e| failed("set the upper and work directories for")(with_log(&fsfd, e)))?;
     }
-    // SAFETY: a valid descriptor; CMD_CREATE takes no key or value.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            fsfd.as_raw_fd(),
-            FSCONFIG_CMD_CREATE,
-            std::ptr::null::<libc::c_char>(),
-            std::ptr::null::<libc::c_void>(),
-            0,
-        )
-    };
-    if rc < 0 {
-        let err = std::io::Error::last_os_error();
-        return Err(failed("create the overlay for")(with_log(&fsfd, err)));
-    }
+    fsconfig_create(&fsfd).map_err(|e| failed("create the overlay for")(with_log(&fsfd, e)))?;
     let attrs = if upper.is_none() {
         MOUNT_ATTR_RDONLY
     } else {
         0
     };
-    // SAFETY: a valid descriptor; the result is checked.
-    let mfd = unsafe { libc::syscall(libc::SYS_fsmount, fsfd.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) };
-    if mfd < 0 {
-        let err = std::io::Error::last_os_error();
-        return Err(failed("make a mount of the overlay for")(with_log(
-            &fsfd, err,
-        )));
-    }
-    // SAFETY: a fresh descriptor that nothing else owns.
-    let mfd = unsafe { OwnedFd::from_raw_fd(mfd as RawFd) };
-    let t = CString::new(target.as_os_str().as_bytes())
-        .map_err(|_| failed("mount on")(std::io::ErrorKind::InvalidInput.into()))?;
-    // SAFETY: valid descriptors and C strings; the empty path names mfd itself.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            mfd.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            t.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    };
-    if rc < 0 {
-        return Err(failed("attach the overlay on")(
-            std::io::Error::last_os_error(),
-        ));
-    }
+    let mfd = fsmount(&fsfd, attrs)
+        .map_err(|e| failed("make a mount of the overlay for")(with_log(&fsfd, e)))?;
+    berth_fs::mount_api::move_mount_to_path(&mfd, target)
+        .map_err(|e| failed("attach the overlay on")(e.into()))?;
     Ok(())
 }
 
@@ -842,7 +760,7 @@ impl Flattener<'_> {
             if ft.is_dir() {
                 match existing {
                     Some(m) if m.is_dir() => {
-                        if get_xattr(&src, c"trusted.overlay.opaque")
+                        if xattr::get(&src, c"trusted.overlay.opaque")
                             .map_err(io("read the opaque marker of", &src))?
                             .as_deref()
                             == Some(b"y")
@@ -918,12 +836,12 @@ impl Flattener<'_> {
                 .map_err(io("set the mode of"))?;
         }
         let names =
-            list_xattrs(&src).map_err(io("list the extended attributes of the source of"))?;
+            xattr::list(&src).map_err(io("list the extended attributes of the source of"))?;
         if dir {
             // An earlier layer's directory may have had attributes this one has not.
-            for old in list_xattrs(&dst).map_err(io("list the extended attributes of"))? {
+            for old in xattr::list(&dst).map_err(io("list the extended attributes of"))? {
                 if !names.contains(&old) {
-                    remove_xattr(&dst, &old).map_err(io("remove an extended attribute of"))?;
+                    xattr::remove(&dst, &old).map_err(io("remove an extended attribute of"))?;
                 }
             }
         }
@@ -932,9 +850,11 @@ impl Flattener<'_> {
                 continue;
             }
             if let Some(value) =
-                get_xattr(&src, name).map_err(io("read an extended attribute for"))?
+                xattr::get(&src, name).map_err(io("read an extended attribute for"))?
             {
-                set_xattr(&dst, name, &value).map_err(io("set an extended attribute of"))?;
+                xattr::set(&dst, name, &value)
+                    .map(drop)
+                    .map_err(io("set an extended attribute of"))?;
             }
         }
         let times = (
@@ -990,96 +910,6 @@ fn set_times(path: &Path, atime: libc::timespec, mtime: libc::timespec) -> std::
     } != 0
     {
         return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// The names of `path`'s extended attributes (of the path itself, not
-/// followed); none where the filesystem has no xattrs.
-fn list_xattrs(path: &Path) -> std::io::Result<Vec<CString>> {
-    let c = cpath(path)?;
-    let mut buf = vec![0u8; 256];
-    loop {
-        // SAFETY: a valid C string and a buffer of buf.len() bytes.
-        let n = unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n >= 0 {
-            buf.truncate(n as usize);
-            break;
-        }
-        let err = std::io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::ERANGE) => buf.resize(buf.len() * 4, 0),
-            Some(libc::EOPNOTSUPP) => return Ok(vec![]),
-            _ => return Err(err),
-        }
-    }
-    Ok(buf
-        .split(|b| *b == 0)
-        .filter(|n| !n.is_empty())
-        .map(|n| CString::new(n).expect("split on NUL"))
-        .collect())
-}
-
-/// `path`'s attribute `name` (not followed), or None if it has none.
-fn get_xattr(path: &Path, name: &CStr) -> std::io::Result<Option<Vec<u8>>> {
-    let c = cpath(path)?;
-    let mut buf = vec![0u8; 256];
-    loop {
-        // SAFETY: valid C strings and a buffer of buf.len() bytes.
-        let n = unsafe {
-            libc::lgetxattr(
-                c.as_ptr(),
-                name.as_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
-        };
-        if n >= 0 {
-            buf.truncate(n as usize);
-            return Ok(Some(buf));
-        }
-        let err = std::io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::ERANGE) => buf.resize(buf.len() * 4, 0),
-            Some(libc::ENODATA) | Some(libc::EOPNOTSUPP) => return Ok(None),
-            _ => return Err(err),
-        }
-    }
-}
-
-/// Sets `path`'s attribute `name` (not followed); a destination without
-/// xattr support skips it, as the unpacker does.
-fn set_xattr(path: &Path, name: &CStr, value: &[u8]) -> std::io::Result<()> {
-    let c = cpath(path)?;
-    // SAFETY: valid C strings and a buffer of value.len() bytes.
-    if unsafe {
-        libc::lsetxattr(
-            c.as_ptr(),
-            name.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    } != 0
-    {
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EOPNOTSUPP) {
-            return Err(err);
-        }
-    }
-    Ok(())
-}
-
-/// Removes `path`'s attribute `name` (not followed). Labels a security
-/// module put there itself (`security.*`) may be refused: they stay.
-fn remove_xattr(path: &Path, name: &CStr) -> std::io::Result<()> {
-    let c = cpath(path)?;
-    // SAFETY: valid C strings.
-    if unsafe { libc::lremovexattr(c.as_ptr(), name.as_ptr()) } != 0 {
-        let err = std::io::Error::last_os_error();
-        if !name.to_bytes().starts_with(b"security.") && err.raw_os_error() != Some(libc::ENODATA) {
-            return Err(err);
-        }
     }
     Ok(())
 }

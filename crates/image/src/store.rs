@@ -38,7 +38,7 @@ pub enum StoreError {
     },
     /// The store root is not the caller's private directory.
     #[error("store root: {0}")]
-    Root(#[from] root_path::PrivateDirError),
+    Root(#[from] berth_fs::PrivateDirError),
     /// A file operation failed.
     #[error("{op} {path}: {err}")]
     Io {
@@ -68,11 +68,11 @@ pub struct ContentStore {
 impl ContentStore {
     /// The store under `root` (`<root>/blobs/sha256`), created if missing.
     /// `root` is made the caller's private directory (0700, see
-    /// [`root_path::private_dir`]): it holds unpacked images with setuid
+    /// [`berth_fs::private_dir`]): it holds unpacked images with setuid
     /// binaries and device nodes, and blobs of private images, that no
     /// other local user may reach.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
-        root_path::private_dir(root)?;
+        berth_fs::private_dir(root)?;
         let dir = root.join("blobs").join("sha256");
         fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         Ok(ContentStore { dir })

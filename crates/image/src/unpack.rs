@@ -79,9 +79,9 @@ pub struct LayerStats {
     pub diff_id: crate::Digest,
 }
 
-/// Opens a directory of the snapshot, resolving inside it (root_path).
+/// Opens a directory of the snapshot, resolving inside it (berth_fs).
 fn open_dir_in_root(root: RawFd, rel: &Path) -> io::Result<OwnedFd> {
-    root_path::open_in_root(root, rel, libc::O_PATH | libc::O_DIRECTORY, 0).map_err(io::Error::from)
+    berth_fs::open_in_root(root, rel, libc::O_PATH | libc::O_DIRECTORY, 0).map_err(io::Error::from)
 }
 
 /// The entry's name as a relative path without `.` components; refuses
@@ -502,50 +502,16 @@ fn remove_any(parent: &OwnedFd, name: &CString) {
 }
 
 fn set_opaque(dir: &OwnedFd) -> io::Result<()> {
-    let path = CString::new(format!("/proc/self/fd/{}", dir.as_raw_fd()))
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: valid C strings and buffer.
-    let rc = unsafe {
-        libc::setxattr(
-            path.as_ptr(),
-            c"trusted.overlay.opaque".as_ptr(),
-            b"y".as_ptr().cast(),
-            1,
-            0,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    berth_fs::xattr::set_on_fd(dir, c"trusted.overlay.opaque", b"y")
 }
 
 /// Sets one extended attribute on `name` in `parent` without following it if
-/// it is a symlink (lsetxattr through the directory's /proc/self/fd link).
-/// Returns false when the filesystem does not store extended attributes.
+/// it is a symlink (through the directory's /proc/self/fd link). Returns
+/// false when the filesystem does not store extended attributes.
 fn set_xattr(parent: &OwnedFd, name: &CString, attr: &CString, value: &[u8]) -> io::Result<bool> {
     let mut path = format!("/proc/self/fd/{}/", parent.as_raw_fd()).into_bytes();
     path.extend_from_slice(name.as_bytes());
-    let path = CString::new(path).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: valid C strings, and a buffer of value.len() bytes.
-    let rc = unsafe {
-        libc::lsetxattr(
-            path.as_ptr(),
-            attr.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    if rc != 0 {
-        let err = io::Error::last_os_error();
-        // As containerd does: a filesystem without xattr support is not an error.
-        if err.raw_os_error() == Some(libc::EOPNOTSUPP) {
-            return Ok(false);
-        }
-        return Err(err);
-    }
-    Ok(true)
+    berth_fs::xattr::set(Path::new(std::ffi::OsStr::from_bytes(&path)), attr, value)
 }
 
 fn set_time(parent: &OwnedFd, name: &CString, mtime: u64) {

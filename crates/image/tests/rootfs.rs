@@ -168,7 +168,7 @@ fn prepare_rootfs_returns_the_mounted_root() {
 fn bad_ids_are_refused_and_nothing_is_made() {
     let tmp = tempfile::tempdir().unwrap();
     let lowers = image_snapshots(tmp.path());
-    // The runtime's rule (root_path::check_container_id); "a..b" is a plain name there.
+    // The runtime's rule (berth_fs::check_container_id); "a..b" is a plain name there.
     let long = "a".repeat(256);
     for id in [
         "",

@@ -95,7 +95,7 @@ pub enum RuntimeError {
     /// The state root is not the caller's own directory (a symlink, or
     /// owned by another user): what it holds may have been planted.
     #[error("state root: {0}")]
-    StateRoot(#[from] root_path::PrivateDirError),
+    StateRoot(#[from] berth_fs::PrivateDirError),
     /// The container runs without a cgroup (rootless, none delegated), so
     /// the operation, which acts on the cgroup, cannot be done.
     #[error("container {id:?} has no cgroup: cannot {operation}")]

@@ -29,7 +29,8 @@ pub mod features;
 mod fork_guard;
 pub mod hooks;
 pub mod init;
-pub mod mount_api;
+/// The mount system calls (one copy, in the shared `berth-fs` crate).
+pub use berth_fs::mount_api;
 pub mod mounts;
 pub mod namespaces;
 pub mod process_attrs;

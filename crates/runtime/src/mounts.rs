@@ -506,7 +506,7 @@ fn check_resolved_destination(
             )
         })?;
     }
-    let on_proc = root_path::is_procfs(target.as_raw_fd())
+    let on_proc = berth_fs::is_procfs(target.as_raw_fd())
         .map_err(|e| RuntimeError::sys("fstatfs", dest.display(), e))?;
     let allowed = bind && PROC_BIND_ALLOWED.iter().any(|p| real == Path::new(p));
     if on_proc && !allowed {

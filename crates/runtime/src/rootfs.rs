@@ -322,7 +322,7 @@ pub fn write_sysctls(spec: &Spec) -> Result<()> {
     // (CVE-2025-52881 class).
     let proc_sys = std::fs::File::open("/proc/sys")
         .map_err(|e| RuntimeError::io("open", Path::new("/proc/sys"), e))?;
-    if !root_path::is_procfs(proc_sys.as_raw_fd())
+    if !berth_fs::is_procfs(proc_sys.as_raw_fd())
         .map_err(|e| RuntimeError::sys("fstatfs", "/proc/sys", e))?
     {
         return Err(RuntimeError::spec(
@@ -333,7 +333,7 @@ pub fn write_sysctls(spec: &Spec) -> Result<()> {
     for (k, v) in map {
         let rel = k.replace('.', "/");
         let shown = format!("/proc/sys/{rel}");
-        let fd = root_path::open_beneath(proc_sys.as_raw_fd(), Path::new(&rel), libc::O_WRONLY)
+        let fd = berth_fs::open_beneath(proc_sys.as_raw_fd(), Path::new(&rel), libc::O_WRONLY)
             .map_err(|e| match e {
                 nix::errno::Errno::EXDEV | nix::errno::Errno::ELOOP => RuntimeError::spec(
                     format!("linux.sysctl.{k}"),
@@ -341,7 +341,7 @@ pub fn write_sysctls(spec: &Spec) -> Result<()> {
                 ),
                 e => RuntimeError::sys("open sysctl", &shown, e),
             })?;
-        if !root_path::is_procfs(fd.as_raw_fd())
+        if !berth_fs::is_procfs(fd.as_raw_fd())
             .map_err(|e| RuntimeError::sys("fstatfs", &shown, e))?
         {
             return Err(RuntimeError::spec(

@@ -17,7 +17,7 @@ use nix::sys::stat::Mode;
 
 use crate::error::{Result, RuntimeError};
 
-pub use root_path::{open_in_root, relative};
+pub use berth_fs::{open_in_root, relative};
 
 /// Creates every missing directory of `path` inside `root` and returns an
 /// `O_PATH` descriptor of the last one. Symlinks met on the way are followed

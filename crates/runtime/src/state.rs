@@ -163,7 +163,7 @@ impl StateStore {
         validate_id(id)?;
         // The state holds each container's whole spec (environment
         // included) and the hooks that delete runs: the caller's alone.
-        root_path::private_dir(&self.root)?;
+        berth_fs::private_dir(&self.root)?;
         let dir = self.dir(id);
         match fs::create_dir(&dir) {
             Ok(()) => {}
@@ -184,7 +184,7 @@ impl StateStore {
     fn check_root(&self) -> Result<()> {
         match fs::symlink_metadata(&self.root) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            _ => root_path::private_dir(&self.root)
+            _ => berth_fs::private_dir(&self.root)
                 .map(drop)
                 .map_err(RuntimeError::from),
         }
@@ -320,7 +320,7 @@ impl StateStore {
 
 /// Refuses ids that could name a path outside the store or be confused with a flag.
 pub fn validate_id(id: &str) -> Result<()> {
-    root_path::check_container_id(id).map_err(|reason| RuntimeError::InvalidId {
+    berth_fs::check_container_id(id).map_err(|reason| RuntimeError::InvalidId {
         id: id.to_string(),
         reason,
     })

@@ -1,8 +1,10 @@
-//! Thin, documented wrappers over the kernel's mount system calls: the
-//! classic `mount(2)`/`umount2(2)` and the fd-based API (`open_tree`,
-//! `mount_setattr`, `move_mount`) that lets berth prepare a bind mount as a
-//! detached tree, set its flags, and attach it to a descriptor obtained by
-//! safe resolution, with no path re-walk in between.
+//! Thin, documented wrappers over the kernel's mount system calls, the one
+//! copy the runtime and the image store share: the classic `mount(2)` and
+//! the fd-based API: `open_tree`, `mount_setattr` and `move_mount`, which
+//! let the runtime prepare a bind mount as a detached tree, set its flags,
+//! and attach it to a descriptor obtained by safe resolution, with no path
+//! re-walk in between; and `fsopen`, `fsconfig`, `fsmount`, with which the
+//! image store builds overlays of any number of layers.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -146,4 +148,117 @@ pub fn mount(
         nix::mount::MsFlags::from_bits_retain(flags),
         data,
     )
+}
+
+/// `fsopen` flag: close on exec.
+const FSOPEN_CLOEXEC: libc::c_uint = 0x1;
+/// `fsconfig` command: set a string parameter.
+const FSCONFIG_SET_STRING: libc::c_uint = 1;
+/// `fsconfig` command: create the superblock.
+const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+/// `fsmount` flag: close on exec.
+const FSMOUNT_CLOEXEC: libc::c_uint = 0x1;
+
+/// Opens a filesystem context for `fstype` (`fsopen(2)`).
+pub fn fsopen(fstype: &std::ffi::CStr) -> Result<OwnedFd, Errno> {
+    // SAFETY: a valid C string; the result is checked.
+    let fd = unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC) };
+    if fd < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Sets string parameter `key` of filesystem context `fs` (`fsconfig(2)`).
+pub fn fsconfig_set_string(
+    fs: &OwnedFd,
+    key: &std::ffi::CStr,
+    value: &std::ffi::CStr,
+) -> Result<(), Errno> {
+    // SAFETY: a valid descriptor and C strings; aux is unused for strings.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_SET_STRING,
+            key.as_ptr(),
+            value.as_ptr(),
+            0,
+        )
+    };
+    if rc < 0 {
+        return Err(Errno::last());
+    }
+    Ok(())
+}
+
+/// Creates the superblock of filesystem context `fs` (`FSCONFIG_CMD_CREATE`).
+pub fn fsconfig_create(fs: &OwnedFd) -> Result<(), Errno> {
+    // SAFETY: a valid descriptor; CMD_CREATE takes no key or value.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    };
+    if rc < 0 {
+        return Err(Errno::last());
+    }
+    Ok(())
+}
+
+/// Makes a detached mount of the created context `fs` with mount
+/// attributes `attrs` (`MOUNT_ATTR_*`, `fsmount(2)`).
+pub fn fsmount(fs: &OwnedFd, attrs: u64) -> Result<OwnedFd, Errno> {
+    // SAFETY: a valid descriptor; the result is checked.
+    let fd = unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) };
+    if fd < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Attaches the detached mount `from` at the path `target`.
+pub fn move_mount_to_path(from: &OwnedFd, target: &Path) -> Result<(), Errno> {
+    let t = cstr(target)?;
+    // SAFETY: valid descriptors and C strings; the empty path names `from` itself.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            from.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if rc < 0 {
+        return Err(Errno::last());
+    }
+    Ok(())
+}
+
+/// The messages the kernel left in filesystem context `fs`'s log, joined.
+pub fn fs_context_log(fs: &OwnedFd) -> String {
+    let mut out = vec![];
+    let mut buf = [0u8; 1024];
+    loop {
+        // SAFETY: a valid descriptor and a buffer of buf.len() bytes.
+        let n = unsafe { libc::read(fs.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            break;
+        }
+        out.push(
+            String::from_utf8_lossy(&buf[..n as usize])
+                .trim_end()
+                .to_string(),
+        );
+    }
+    out.join("; ")
 }

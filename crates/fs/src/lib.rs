@@ -3,10 +3,14 @@
 //! (even ones swapped in by a racing process) inside the root. Used for
 //! container roots by the runtime and for snapshots by the image store;
 //! it only resolves, it creates nothing. [`private_dir`] makes and checks
-//! the directories that must be the caller's alone (stores, state roots).
+//! the directories that must be the caller's alone (stores, state roots);
+//! [`mount_api`] wraps the mount system calls, old and new, once for the
+//! runtime and the image store; [`check_container_id`] is the one id rule.
 
 mod container_id;
+pub mod mount_api;
 mod private_dir;
+pub mod xattr;
 pub use container_id::{check_container_id, MAX_ID_LEN};
 pub use private_dir::{private_dir, PrivateDirError};
 
