@@ -631,12 +631,12 @@ fn run(cli: &Cli) -> Result<()> {
                 berth_fs::private_dir(&root.join("mounts"))?;
                 std::fs::create_dir(&target)
                     .with_context(|| format!("create {}", target.display()))?;
-                if let Err(e) = image::snapshot::mount_overlay(&lowers, None, &target) {
+                if let Err(e) = image::overlay::mount_overlay(&lowers, None, &target) {
                     let _ = std::fs::remove_dir(&target);
                     return Err(e.into());
                 }
                 // For looking at, not for running: no setuid, no device nodes.
-                if let Err(e) = image::snapshot::restrict_mount(&target) {
+                if let Err(e) = image::overlay::restrict_mount(&target) {
                     let _ = nix::mount::umount2(&target, nix::mount::MntFlags::MNT_DETACH);
                     let _ = std::fs::remove_dir(&target);
                     return Err(e.into());

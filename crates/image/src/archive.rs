@@ -6,7 +6,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use crate::layout::ImportedImage;
+use crate::imported::ImportedImage;
 use crate::load::{load, LoadError, LoadProgress, TarSource};
 use crate::manifest::Platform;
 use crate::store::ContentStore;

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::path::Path;
 
-use crate::layout::ImportedImage;
+use crate::imported::ImportedImage;
 use crate::snapshot::chain_ids;
 use crate::store::{ContentStore, StoreError};
 

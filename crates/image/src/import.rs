@@ -8,7 +8,7 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use crate::digest::Digest;
-use crate::layout::ImportedImage;
+use crate::imported::ImportedImage;
 use crate::store::{ContentStore, StoreError};
 
 /// Why an import failed.

@@ -4,23 +4,11 @@
 
 use std::path::Path;
 
-use crate::digest::Digest;
 use crate::load::{load, DirSource, LoadError, LoadProgress};
 use crate::manifest::Platform;
 use crate::store::ContentStore;
 
-/// An image now in the store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImportedImage {
-    /// The reference name from the layout (`org.opencontainers.image.ref.name`), if any.
-    pub name: Option<String>,
-    /// The manifest blob.
-    pub manifest: Digest,
-    /// The config blob.
-    pub config: Digest,
-    /// Each layer: (blob digest, digest of its uncompressed tar).
-    pub layers: Vec<(Digest, Digest)>,
-}
+pub use crate::imported::ImportedImage;
 
 /// Imports every image named in `dir/index.json` (for multi-platform
 /// indexes, the manifest for `platform`) into the store, verifying each

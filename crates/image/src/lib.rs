@@ -7,11 +7,14 @@
 
 pub mod archive;
 pub mod digest;
+pub mod flatten;
 pub mod gc;
 pub mod import;
+pub mod imported;
 pub mod layout;
 pub mod load;
 pub mod manifest;
+pub mod overlay;
 pub mod refs;
 pub mod rootfs;
 pub mod save;

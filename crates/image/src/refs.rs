@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
-use crate::layout::ImportedImage;
+use crate::imported::ImportedImage;
 
 /// A stored image as the reference file records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

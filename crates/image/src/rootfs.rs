@@ -15,7 +15,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::snapshot::{mount_overlay_with, MountKind, MountStrategy, SnapshotError};
+use crate::overlay::{mount_overlay_with, MountKind, MountStrategy};
+use crate::snapshot::SnapshotError;
 
 /// Why a container root could not be prepared or torn down.
 #[derive(Debug, thiserror::Error)]

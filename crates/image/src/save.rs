@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 
 use serde_json::json;
 
-use crate::layout::ImportedImage;
+use crate::imported::ImportedImage;
 use crate::store::{ContentStore, StoreError};
 
 /// Why a save failed.

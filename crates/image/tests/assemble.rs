@@ -5,7 +5,8 @@
 use std::path::Path;
 
 use image::layout::import_oci_layout;
-use image::snapshot::{chain_ids, mount_overlay, prepare, SnapshotError};
+use image::overlay::mount_overlay;
+use image::snapshot::{chain_ids, prepare, SnapshotError};
 use image::ContentStore;
 
 use test_support::oci::tar_layer as layer;

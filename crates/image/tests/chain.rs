@@ -8,10 +8,11 @@ use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use image::snapshot::{
-    chain_ids, flatten_layers, mount_overlay, mount_overlay_with, MountKind, MountStrategy,
-    SnapshotError, OVERLAY_MAX_LOWERS,
+use image::flatten::flatten_layers;
+use image::overlay::{
+    mount_overlay, mount_overlay_with, MountKind, MountStrategy, OVERLAY_MAX_LOWERS,
 };
+use image::snapshot::{chain_ids, SnapshotError};
 use image::{apply_layer, Digest};
 
 /// Unmounts its path when dropped, so a failing test leaves no mount.
