@@ -21,7 +21,10 @@ use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
 
+const RESOLVE_NO_XDEV: u64 = 0x01;
 const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+const RESOLVE_BENEATH: u64 = 0x08;
 const RESOLVE_IN_ROOT: u64 = 0x10;
 
 #[repr(C)]
@@ -34,43 +37,14 @@ struct OpenHow {
 /// Opens `path` (taken as inside `root` whether absolute or relative) with
 /// `flags` (close-on-exec added) and, with O_CREAT, `mode`.
 pub fn open_in_root(root: RawFd, path: &Path, flags: i32, mode: u32) -> Result<OwnedFd, Errno> {
-    let rel = relative(path);
-    let c = CString::new(rel.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
-    let how = OpenHow {
-        flags: (flags | libc::O_CLOEXEC) as u64,
-        mode: if flags & libc::O_CREAT != 0 {
-            mode as u64
-        } else {
-            0
-        },
-        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
-    };
-    // openat2 returns EAGAIN when a concurrent rename raced the walk (or a
-    // mount changed under it). Retrying is right, forever is not: a process
-    // that keeps renaming would hold the caller in the loop.
-    for _ in 0..OPENAT2_RETRIES {
-        // SAFETY: `c` is a valid NUL-terminated string and `how` an
-        // initialised open_how of the size passed; the kernel only reads them.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                root,
-                c.as_ptr(),
-                &how as *const OpenHow,
-                std::mem::size_of::<OpenHow>(),
-            )
-        };
-        if fd >= 0 {
-            // SAFETY: a fresh descriptor from the kernel, owned by nobody else.
-            return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
-        }
-        match Errno::last() {
-            Errno::EAGAIN | Errno::EINTR => continue,
-            e => return Err(e),
-        }
-    }
-    // Still racing after every retry: EAGAIN, which callers report with the path.
-    Err(Errno::EAGAIN)
+    let mode = if flags & libc::O_CREAT != 0 { mode } else { 0 };
+    openat2(
+        root,
+        path,
+        flags,
+        mode,
+        RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    )
 }
 
 /// Opens `path` (relative) beneath directory `dir` without following any
@@ -79,15 +53,27 @@ pub fn open_in_root(root: RawFd, path: &Path, flags: i32, mode: u32) -> Result<O
 /// writes into a kernel filesystem (procfs) that a bind mount or a link
 /// must not redirect.
 pub fn open_beneath(dir: RawFd, path: &Path, flags: i32) -> Result<OwnedFd, Errno> {
-    const RESOLVE_NO_XDEV: u64 = 0x01;
-    const RESOLVE_NO_SYMLINKS: u64 = 0x04;
-    const RESOLVE_BENEATH: u64 = 0x08;
+    openat2(
+        dir,
+        path,
+        flags,
+        0,
+        RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS,
+    )
+}
+
+/// openat2(2) of `path` (made relative) under `dir` with `resolve`, with
+/// close-on-exec added to `flags`.
+fn openat2(dir: RawFd, path: &Path, flags: i32, mode: u32, resolve: u64) -> Result<OwnedFd, Errno> {
     let c = CString::new(relative(path).as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
     let how = OpenHow {
         flags: (flags | libc::O_CLOEXEC) as u64,
-        mode: 0,
-        resolve: RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS,
+        mode: mode as u64,
+        resolve,
     };
+    // openat2 returns EAGAIN when a concurrent rename raced the walk (or a
+    // mount changed under it). Retrying is right, forever is not: a process
+    // that keeps renaming would hold the caller in the loop.
     for _ in 0..OPENAT2_RETRIES {
         // SAFETY: `c` is a valid NUL-terminated string and `how` an
         // initialised open_how of the size passed; the kernel only reads them.
@@ -109,6 +95,7 @@ pub fn open_beneath(dir: RawFd, path: &Path, flags: i32) -> Result<OwnedFd, Errn
             e => return Err(e),
         }
     }
+    // Still racing after every retry: EAGAIN, which callers report with the path.
     Err(Errno::EAGAIN)
 }
 
