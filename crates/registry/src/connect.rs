@@ -94,27 +94,30 @@ pub enum RegistryError {
 }
 
 impl RegistryError {
+    /// `registry` refused the credentials (or wants some).
+    pub fn unauthorized(registry: &str) -> Self {
+        RegistryError::Unauthorized {
+            registry: registry.to_string(),
+            hint: format!(" (log in with `berth login {registry}`)"),
+        }
+    }
+
     /// Wraps a protocol error from doing `what` against `registry`,
     /// turning 401s and unknown manifests into their own errors.
     pub fn protocol(what: String, registry: &str, e: OciDistributionError) -> Self {
         match &e {
             OciDistributionError::UnauthorizedError { .. }
-            | OciDistributionError::AuthenticationFailure(_) => RegistryError::Unauthorized {
-                registry: registry.to_string(),
-                hint: format!(" (log in with `berth login {registry}`)"),
-            },
+            | OciDistributionError::AuthenticationFailure(_) => {
+                RegistryError::unauthorized(registry)
+            }
             OciDistributionError::RequestError(r)
                 if r.status() == Some(reqwest::StatusCode::UNAUTHORIZED) =>
             {
-                RegistryError::Unauthorized {
-                    registry: registry.to_string(),
-                    hint: format!(" (log in with `berth login {registry}`)"),
-                }
+                RegistryError::unauthorized(registry)
             }
-            OciDistributionError::ServerError { code: 401, .. } => RegistryError::Unauthorized {
-                registry: registry.to_string(),
-                hint: format!(" (log in with `berth login {registry}`)"),
-            },
+            OciDistributionError::ServerError { code: 401, .. } => {
+                RegistryError::unauthorized(registry)
+            }
             OciDistributionError::ImageManifestNotFoundError(_) => RegistryError::NotFound {
                 reference: what.rsplit(' ').next().unwrap_or(&what).to_string(),
             },
@@ -134,10 +137,7 @@ impl RegistryError {
                     .iter()
                     .any(|e| format!("{:?}", e.code).contains("Unauthorized")) =>
             {
-                RegistryError::Unauthorized {
-                    registry: registry.to_string(),
-                    hint: format!(" (log in with `berth login {registry}`)"),
-                }
+                RegistryError::unauthorized(registry)
             }
             _ => RegistryError::Protocol { what, source: e },
         }

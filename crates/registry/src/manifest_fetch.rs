@@ -60,10 +60,7 @@ pub async fn fetch(
         }
         body.truncate(MAX_ERROR_BODY);
         return Err(match status.as_u16() {
-            401 | 403 => RegistryError::Unauthorized {
-                registry: conn.registry.clone(),
-                hint: format!(" (log in with `berth login {}`)", conn.registry),
-            },
+            401 | 403 => RegistryError::unauthorized(&conn.registry),
             404 => RegistryError::NotFound {
                 reference: reference.whole(),
             },
