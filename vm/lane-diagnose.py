@@ -69,11 +69,11 @@ def main():
         starts = [
             i
             for i, l in enumerate(lines)
-            if "soft lockup" in l or "blocked for more than" in l or "sysrq:" in l or "NMI backtrace" in l
+            if "soft lockup" in l or "blocked for more than" in l or "sysrq:" in l or "NMI backtrace" in l or "rcu: INFO" in l
         ]
         shown = 0
         for start in starts:
-            call = next((j for j in range(start, min(start + 12, len(lines))) if "Call Trace:" in lines[j]), None)
+            call = next((j for j in range(start, min(start + 40, len(lines))) if "Call Trace:" in lines[j]), None)
             if call is None:
                 continue
             block = []
