@@ -15,11 +15,13 @@
 # Environment: LANE_BINS (space-separated test target names to run, default
 # all of them), LANE_BIN_TIMEOUT (seconds per test binary, default 120; the
 # slowest takes ~20 s), LANE_TIMEOUT (seconds for the whole guest, default
-# 600; a passing lane takes ~2 minutes).
+# 600; a passing lane takes ~3.5 minutes), LANE_CACHE (where the kernel,
+# the initramfs and the console log go, default target/vm; two lanes can
+# run side by side with two).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-cache=$root/target/vm
+cache=${LANE_CACHE:-$root/target/vm}
 mkdir -p "$cache"
 bin_timeout=${LANE_BIN_TIMEOUT:-120}
 lane_timeout=${LANE_TIMEOUT:-600}
