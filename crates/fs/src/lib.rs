@@ -12,7 +12,7 @@ pub mod mount_api;
 mod private_dir;
 pub mod xattr;
 pub use container_id::{check_container_id, MAX_ID_LEN};
-pub use private_dir::{private_dir, PrivateDirError};
+pub use private_dir::{check_private_dir, private_dir, PrivateDirError};
 
 use std::ffi::CString;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};

@@ -65,6 +65,18 @@ pub fn private_dir(path: &Path) -> Result<OwnedFd, PrivateDirError> {
     if unsafe { libc::mkdir(c.as_ptr(), 0o700) } != 0 && Errno::last() != Errno::EEXIST {
         return Err(sys("mkdir")(Errno::last()));
     }
+    check_private_dir(path)?.ok_or_else(|| sys("open")(Errno::ENOENT))
+}
+
+/// Checks an existing `path` as [`private_dir`] does, without creating
+/// anything: opened without following a symlink, refused unless the
+/// caller owns it, tightened to 0700. `None` when there is nothing there.
+pub fn check_private_dir(path: &Path) -> Result<Option<OwnedFd>, PrivateDirError> {
+    let sys = |call: &'static str| {
+        let path = path.to_path_buf();
+        move |errno: Errno| PrivateDirError::Sys { call, path, errno }
+    };
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| sys("open")(Errno::EINVAL))?;
     // SAFETY: a valid C string; O_NOFOLLOW refuses a symlink in the last component.
     let raw = unsafe {
         libc::open(
@@ -73,12 +85,13 @@ pub fn private_dir(path: &Path) -> Result<OwnedFd, PrivateDirError> {
         )
     };
     if raw < 0 {
-        return Err(match Errno::last() {
-            Errno::ELOOP | Errno::ENOTDIR => PrivateDirError::NotADirectory {
+        return match Errno::last() {
+            Errno::ENOENT => Ok(None),
+            Errno::ELOOP | Errno::ENOTDIR => Err(PrivateDirError::NotADirectory {
                 path: path.to_path_buf(),
-            },
-            e => sys("open")(e),
-        });
+            }),
+            e => Err(sys("open")(e)),
+        };
     }
     // SAFETY: a fresh descriptor that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
@@ -97,7 +110,7 @@ pub fn private_dir(path: &Path) -> Result<OwnedFd, PrivateDirError> {
             return Err(sys("fchmod")(Errno::last()));
         }
     }
-    Ok(fd)
+    Ok(Some(fd))
 }
 
 #[cfg(test)]

@@ -106,6 +106,9 @@ pub struct OciState {
 #[derive(Debug, Clone)]
 pub struct StateStore {
     root: PathBuf,
+    /// Set once the root has passed [`StateStore::check_root`]: one check
+    /// per command, not one per step.
+    checked: std::sync::OnceLock<()>,
 }
 
 /// An exclusive lock on one container's state directory, held for the
@@ -139,7 +142,10 @@ impl Drop for StateLock {
 impl StateStore {
     /// A store rooted at `root` (created on first use, mode 0700).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        StateStore { root: root.into() }
+        StateStore {
+            root: root.into(),
+            checked: std::sync::OnceLock::new(),
+        }
     }
 
     /// The store's root directory.
@@ -164,6 +170,7 @@ impl StateStore {
         // The state holds each container's whole spec (environment
         // included) and the hooks that delete runs: the caller's alone.
         berth_fs::private_dir(&self.root)?;
+        let _ = self.checked.set(());
         let dir = self.dir(id);
         match fs::create_dir(&dir) {
             Ok(()) => {}
@@ -182,12 +189,13 @@ impl StateStore {
     /// could have planted a state whose hooks would run as the caller.
     /// A missing root is fine (it holds nothing).
     fn check_root(&self) -> Result<()> {
-        match fs::symlink_metadata(&self.root) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            _ => berth_fs::private_dir(&self.root)
-                .map(drop)
-                .map_err(RuntimeError::from),
+        if self.checked.get().is_some() {
+            return Ok(());
         }
+        if berth_fs::check_private_dir(&self.root)?.is_some() {
+            let _ = self.checked.set(());
+        }
+        Ok(())
     }
 
     /// Takes the lock of an existing container's directory.
