@@ -61,7 +61,8 @@ pub enum CgroupError {
     },
 }
 
-type Result<T> = std::result::Result<T, CgroupError>;
+/// A result with a [`CgroupError`].
+pub type Result<T> = std::result::Result<T, CgroupError>;
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> CgroupError + 'a {
     move |source| CgroupError::Io {
@@ -310,6 +311,23 @@ impl CgroupManager {
 
     /// Creates the cgroup in every hierarchy, recording what it made.
     pub fn create(&mut self) -> Result<()> {
+        // A parent removed by another container's delete between the walk
+        // and the mkdir below ([`CgroupManager::remove_parent_if_empty`]):
+        // walk again.
+        let mut tries = 0;
+        loop {
+            match self.create_once() {
+                Err(CgroupError::Io {
+                    op: "mkdir", err, ..
+                }) if err.kind() == std::io::ErrorKind::NotFound && tries < 10 => {
+                    tries += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn create_once(&mut self) -> Result<()> {
         for dir in self.dirs.clone() {
             let mut missing = vec![];
             let mut p = dir.as_path();
@@ -396,6 +414,16 @@ impl CgroupManager {
         let mut i = 0;
         while i < writes.len() {
             let (controller, file, value) = &writes[i];
+            // An unlimited swap on a host without swap accounting is already true.
+            if (file == "memory.memsw.limit_in_bytes" || file == "memory.swap.max")
+                && (value == "-1" || value == "max")
+                && self
+                    .controller_dir(controller)
+                    .is_some_and(|d| !d.join(file).exists())
+            {
+                i += 1;
+                continue;
+            }
             // v1 refuses a memory limit above memory+swap and vice versa:
             // when raising both, the swap limit has to go first.
             if file == "memory.limit_in_bytes" {
@@ -609,6 +637,19 @@ impl CgroupManager {
             }
         }
         Ok(())
+    }
+
+    /// Removes the leaf's parent directory in every hierarchy if it is
+    /// empty (the kernel refuses otherwise: no child cgroup, no process).
+    /// For a parent that berth owns whoever created it, such as the
+    /// default `/berth`; another container's create that races with the
+    /// removal walks again.
+    pub fn remove_parent_if_empty(&self) {
+        for d in &self.dirs {
+            if let Some(parent) = d.parent() {
+                let _ = std::fs::remove_dir(parent);
+            }
+        }
     }
 
     /// The host layout this manager was made for.

@@ -2,6 +2,14 @@
 //! spec section in, `(controller, file, value)` triples out, in the order
 //! they must be written. The v1 → v2 conversions follow runc's published
 //! formulas (see docs/cgroups.md).
+//!
+//! Zero means "not set" wherever runc reads it so: Docker sends every
+//! resource field, most of them 0, on create and on `docker update`
+//! (`cpu.shares: 0`, `blockIO.weight: 0`, `memory.limit: 0`, …), and
+//! writing those zeros would give every container the minimum CPU weight
+//! or a zero memory limit. Kernel memory limits (`memory.kernel`,
+//! `memory.kernelTCP`) are ignored with a debug line, as runc ignores them
+//! on kernels without kmem accounting (every kernel since 6.1).
 
 use oci_spec::runtime::LinuxResources;
 
@@ -63,6 +71,37 @@ fn rdma_max(dev: &str, l: &oci_spec::runtime::LinuxRdma) -> String {
     parts.join(" ")
 }
 
+/// `Some(v)` unless `v` is absent or zero ("not set", as runc reads it).
+fn set<T: Default + PartialEq>(v: Option<T>) -> Option<T> {
+    v.filter(|v| *v != T::default())
+}
+
+/// Logs, at debug level, kernel memory fields that are present and ignored.
+fn ignore_kernel_memory(m: &oci_spec::runtime::LinuxMemory) {
+    if let Some(k) = m.kernel() {
+        tracing::debug!(
+            value = k,
+            "memory.kernel ignored: kernel memory limits were removed from Linux"
+        );
+    }
+    if let Some(k) = m.kernel_tcp() {
+        tracing::debug!(
+            value = k,
+            "memory.kernelTCP ignored: kernel memory limits were removed from Linux"
+        );
+    }
+}
+
+/// pids.max for a `pids.limit`: nothing for 0 (unset), the limit when
+/// positive, "max" when negative.
+fn pids_max(limit: i64) -> Option<String> {
+    match limit {
+        0 => None,
+        l if l > 0 => Some(l.to_string()),
+        _ => Some("max".into()),
+    }
+}
+
 fn limit(v: i64) -> String {
     if v < 0 {
         "-1".into()
@@ -84,16 +123,26 @@ pub fn v1_writes(r: &LinuxResources) -> Result<Vec<Write>, CgroupError> {
     let mut w: Vec<Write> = vec![];
     let mut push = |c: &'static str, f: &str, v: String| w.push((c, f.to_string(), v));
     if let Some(m) = r.memory() {
-        if let Some(l) = m.limit() {
+        let mem = set(m.limit());
+        let mut swap = set(m.swap());
+        // runc: an unlimited memory with swap unset makes swap unlimited too.
+        if mem == Some(-1) && swap.is_none() {
+            swap = Some(-1);
+        }
+        if let Some(l) = mem {
             push("memory", "memory.limit_in_bytes", limit(l));
         }
-        if let Some(s) = m.swap() {
+        if let Some(s) = swap {
             push("memory", "memory.memsw.limit_in_bytes", limit(s));
         }
-        if let Some(res) = m.reservation() {
+        if let Some(res) = set(m.reservation()) {
             push("memory", "memory.soft_limit_in_bytes", limit(res));
         }
-        if let Some(s) = m.swappiness() {
+        // Swappiness: absent, or -1 as a u64 (Docker's "unset"), writes nothing.
+        if let Some(s) = m
+            .swappiness()
+            .filter(|s| *s != u64::MAX && *s != u32::MAX as u64)
+        {
             if s > 100 {
                 return Err(unsupported(
                     "memory.swappiness",
@@ -105,30 +154,25 @@ pub fn v1_writes(r: &LinuxResources) -> Result<Vec<Write>, CgroupError> {
         if m.disable_oom_killer() == Some(true) {
             push("memory", "memory.oom_control", "1".into());
         }
-        if m.kernel().is_some() || m.kernel_tcp().is_some() {
-            return Err(unsupported(
-                "memory.kernel",
-                "kernel memory limits were removed from Linux",
-            ));
-        }
+        ignore_kernel_memory(m);
     }
     if let Some(c) = r.cpu() {
-        if let Some(s) = c.shares() {
+        if let Some(s) = set(c.shares()) {
             push("cpu", "cpu.shares", s.to_string());
         }
-        if let Some(p) = c.period() {
+        if let Some(p) = set(c.period()) {
             push("cpu", "cpu.cfs_period_us", p.to_string());
         }
-        if let Some(q) = c.quota() {
+        if let Some(q) = set(c.quota()) {
             push("cpu", "cpu.cfs_quota_us", limit(q));
         }
         if let Some(b) = c.burst() {
             push("cpu", "cpu.cfs_burst_us", b.to_string());
         }
-        if let Some(p) = c.realtime_period() {
+        if let Some(p) = set(c.realtime_period()) {
             push("cpu", "cpu.rt_period_us", p.to_string());
         }
-        if let Some(rt) = c.realtime_runtime() {
+        if let Some(rt) = set(c.realtime_runtime()) {
             push("cpu", "cpu.rt_runtime_us", rt.to_string());
         }
         if let Some(cpus) = c.cpus().as_ref().filter(|s| !s.is_empty()) {
@@ -141,18 +185,14 @@ pub fn v1_writes(r: &LinuxResources) -> Result<Vec<Write>, CgroupError> {
             return Err(unsupported("cpu.idle", "cpu.idle exists only on cgroup v2"));
         }
     }
-    if let Some(p) = r.pids() {
-        push(
-            "pids",
-            "pids.max",
-            max(if p.limit() > 0 { p.limit() } else { -1 }),
-        );
+    if let Some(v) = r.pids().as_ref().and_then(|p| pids_max(p.limit())) {
+        push("pids", "pids.max", v);
     }
     if let Some(b) = r.block_io() {
-        if let Some(wt) = b.weight() {
+        if let Some(wt) = set(b.weight()) {
             push("blkio", "blkio.weight", wt.to_string());
         }
-        if let Some(lw) = b.leaf_weight() {
+        if let Some(lw) = set(b.leaf_weight()) {
             push("blkio", "blkio.leaf_weight", lw.to_string());
         }
         for d in b.weight_device().iter().flatten() {
@@ -228,16 +268,22 @@ pub fn v2_writes(r: &LinuxResources) -> Result<Vec<Write>, CgroupError> {
     let mut w: Vec<Write> = vec![];
     let mut push = |f: &str, v: String| w.push(("", f.to_string(), v));
     if let Some(m) = r.memory() {
-        if let Some(l) = m.limit() {
+        let mem = set(m.limit());
+        if let Some(l) = mem {
             push("memory.max", max(l));
         }
-        if let Some(s) = m.swap() {
-            push("memory.swap.max", memsw_to_swap_max(s, m.limit())?);
+        match (set(m.swap()), mem) {
+            // runc: an unlimited memory with swap unset makes swap unlimited too.
+            (None, Some(-1)) => push("memory.swap.max", "max".into()),
+            (None, _) => {}
+            (Some(s), _) => push("memory.swap.max", memsw_to_swap_max(s, mem)?),
         }
-        if let Some(res) = m.reservation() {
+        if let Some(res) = set(m.reservation()) {
             push("memory.low", max(res));
         }
-        if m.swappiness().is_some_and(|s| s != 0 && s != 60) {
+        if m.swappiness()
+            .is_some_and(|s| s != 0 && s != 60 && s != u64::MAX && s != u32::MAX as u64)
+        {
             return Err(unsupported(
                 "memory.swappiness",
                 "cgroup v2 has no per-cgroup swappiness",
@@ -249,25 +295,28 @@ pub fn v2_writes(r: &LinuxResources) -> Result<Vec<Write>, CgroupError> {
                 "cgroup v2 cannot disable the OOM killer",
             ));
         }
-        if m.kernel().is_some() || m.kernel_tcp().is_some() {
-            return Err(unsupported(
-                "memory.kernel",
-                "kernel memory limits were removed from Linux",
-            ));
-        }
+        ignore_kernel_memory(m);
     }
     if let Some(c) = r.cpu() {
-        if let Some(s) = c.shares() {
+        if let Some(s) = set(c.shares()) {
             push("cpu.weight", shares_to_weight(s).to_string());
         }
-        if c.quota().is_some() || c.period().is_some() {
-            let q = c.quota().map(max).unwrap_or_else(|| "max".into());
-            push("cpu.max", format!("{q} {}", c.period().unwrap_or(100_000)));
+        // As runc: quota (or "max") then the period only when one is set,
+        // so an update of the quota alone keeps the cgroup's period.
+        let (quota, period) = (set(c.quota()), set(c.period()));
+        if quota.is_some() || period.is_some() {
+            let mut v = quota
+                .filter(|q| *q > 0)
+                .map_or_else(|| "max".to_string(), |q| q.to_string());
+            if let Some(p) = period {
+                v.push_str(&format!(" {p}"));
+            }
+            push("cpu.max", v);
         }
         if let Some(b) = c.burst() {
             push("cpu.max.burst", b.to_string());
         }
-        if c.realtime_period().is_some() || c.realtime_runtime().is_some() {
+        if set(c.realtime_period()).is_some() || set(c.realtime_runtime()).is_some() {
             return Err(unsupported(
                 "cpu.realtimeRuntime",
                 "realtime CPU limits exist only on cgroup v1",
@@ -283,17 +332,17 @@ pub fn v2_writes(r: &LinuxResources) -> Result<Vec<Write>, CgroupError> {
             push("cpu.idle", i.to_string());
         }
     }
-    if let Some(p) = r.pids() {
-        push("pids.max", max(if p.limit() > 0 { p.limit() } else { -1 }));
+    if let Some(v) = r.pids().as_ref().and_then(|p| pids_max(p.limit())) {
+        push("pids.max", v);
     }
     if let Some(b) = r.block_io() {
-        if let Some(wt) = b.weight() {
+        if let Some(wt) = set(b.weight()) {
             push(
                 "io.weight",
                 format!("default {}", blkio_weight_to_io_weight(wt)),
             );
         }
-        if b.leaf_weight().is_some() {
+        if set(b.leaf_weight()).is_some() {
             return Err(unsupported(
                 "blockIO.leafWeight",
                 "cgroup v2 has no leaf weight",
@@ -414,5 +463,98 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("disableOOMKiller"), "{e}");
+    }
+
+    /// Docker 20.10's create config: every field present, most of them 0.
+    const DOCKER_ZEROS: &str = r#"{"memory":{"limit":0,"reservation":0,"swap":0,"kernel":0,"kernelTCP":0},
+        "cpu":{"shares":0,"quota":0,"period":0,"realtimeRuntime":0,"realtimePeriod":0,"cpus":"","mems":""},
+        "pids":{"limit":0},"blockIO":{"weight":0,"leafWeight":0}}"#;
+
+    #[test]
+    fn zero_means_unset_on_both_layouts() {
+        assert_eq!(v1_writes(&res(DOCKER_ZEROS)).unwrap(), vec![]);
+        assert_eq!(v2_writes(&res(DOCKER_ZEROS)).unwrap(), vec![]);
+        // And each field alone at zero.
+        for one in [
+            r#"{"memory":{"limit":0}}"#,
+            r#"{"memory":{"reservation":0}}"#,
+            r#"{"memory":{"swap":0}}"#,
+            r#"{"cpu":{"shares":0}}"#,
+            r#"{"cpu":{"quota":0}}"#,
+            r#"{"cpu":{"period":0}}"#,
+            r#"{"cpu":{"realtimeRuntime":0,"realtimePeriod":0}}"#,
+            r#"{"pids":{"limit":0}}"#,
+            r#"{"blockIO":{"weight":0}}"#,
+            r#"{"blockIO":{"leafWeight":0}}"#,
+        ] {
+            assert_eq!(v1_writes(&res(one)).unwrap(), vec![], "v1 {one}");
+            assert_eq!(v2_writes(&res(one)).unwrap(), vec![], "v2 {one}");
+        }
+    }
+
+    #[test]
+    fn docker_update_of_the_cpus_alone_writes_only_the_quota() {
+        // `docker update --cpus 0.5` sends memory 0 and period 100000.
+        let r = res(
+            r#"{"memory":{"limit":0,"reservation":0,"swap":0,"kernel":0},"cpu":{"shares":0,"quota":50000,"period":100000},"pids":{"limit":0},"blockIO":{"weight":0}}"#,
+        );
+        let v1: Vec<String> = v1_writes(&r)
+            .unwrap()
+            .into_iter()
+            .map(|(_, f, v)| format!("{f}={v}"))
+            .collect();
+        assert_eq!(v1, ["cpu.cfs_period_us=100000", "cpu.cfs_quota_us=50000"]);
+        let v2: Vec<String> = v2_writes(&r)
+            .unwrap()
+            .into_iter()
+            .map(|(_, f, v)| format!("{f}={v}"))
+            .collect();
+        assert_eq!(v2, ["cpu.max=50000 100000"]);
+        // A quota alone keeps the period the cgroup has (v2 writes no period).
+        let q = v2_writes(&res(r#"{"cpu":{"quota":20000}}"#)).unwrap();
+        assert_eq!(q[0].1, "cpu.max");
+        assert_eq!(q[0].2, "20000");
+    }
+
+    #[test]
+    fn kernel_memory_is_ignored_not_refused() {
+        for m in [
+            r#"{"memory":{"kernel":104857600}}"#,
+            r#"{"memory":{"kernelTCP":104857600}}"#,
+            r#"{"memory":{"kernel":-1,"kernelTCP":-1}}"#,
+        ] {
+            assert_eq!(v1_writes(&res(m)).unwrap(), vec![], "v1 {m}");
+            assert_eq!(v2_writes(&res(m)).unwrap(), vec![], "v2 {m}");
+        }
+        let with_limit = res(r#"{"memory":{"limit":1048576,"kernel":1048576}}"#);
+        assert_eq!(v1_writes(&with_limit).unwrap().len(), 1);
+        assert_eq!(v2_writes(&with_limit).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn unlimited_memory_makes_swap_unlimited_and_negative_pids_is_max() {
+        let r = res(r#"{"memory":{"limit":-1},"pids":{"limit":-1}}"#);
+        let v1: Vec<String> = v1_writes(&r)
+            .unwrap()
+            .into_iter()
+            .map(|(_, f, v)| format!("{f}={v}"))
+            .collect();
+        assert_eq!(
+            v1,
+            [
+                "memory.limit_in_bytes=-1",
+                "memory.memsw.limit_in_bytes=-1",
+                "pids.max=max"
+            ]
+        );
+        let v2: Vec<String> = v2_writes(&r)
+            .unwrap()
+            .into_iter()
+            .map(|(_, f, v)| format!("{f}={v}"))
+            .collect();
+        assert_eq!(
+            v2,
+            ["memory.max=max", "memory.swap.max=max", "pids.max=max"]
+        );
     }
 }

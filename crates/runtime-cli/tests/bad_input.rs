@@ -66,6 +66,19 @@ fn unknown_namespace_type() {
     });
 }
 
+/// Issue 13, item 5: runc mounts on the host when a config has no mount
+/// namespace; berth refuses and says why and what to add.
+#[test]
+fn no_mount_namespace_is_refused_with_the_reason() {
+    refused("host's mount table", |b| {
+        b.config["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|n| n["type"] != "mount");
+        b.write();
+    });
+}
+
 #[test]
 fn duplicate_namespace() {
     refused("linux.namespaces[6].type", |b| {

@@ -166,6 +166,69 @@ fn delete_force_kills_a_running_container() {
     assert_host_clean(&b, &cg);
 }
 
+/// As runc: deleting with --force what does not exist succeeds quietly
+/// (containerd's shim and Podman do it after every exit); without --force
+/// it is an error naming the container.
+#[test]
+fn delete_force_of_a_missing_container_succeeds() {
+    let rt = RuntimeCli::new(BIN);
+    let id = unique_id("gone");
+    let o = rt.run(&["delete", "--force", &id]);
+    assert_eq!((o.code, o.stderr.as_str()), (0, ""), "{o:?}");
+    let o = rt.run(&["delete", &id]);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains(&id), "{o:?}");
+    // An invalid id stays an error, forced or not.
+    let o = rt.run(&["delete", "--force", "../etc"]);
+    assert_ne!(o.code, 0, "{o:?}");
+}
+
+/// A container without a cgroupsPath lives in berth's own `/berth/<id>`;
+/// once the last such container is deleted, `/berth` goes too, whichever
+/// container created it (here: the first of two, deleted first).
+#[test]
+fn the_default_cgroup_parent_goes_with_its_last_container() {
+    let rt = RuntimeCli::new(BIN);
+    let ids = [unique_id("dflt"), unique_id("dflt")];
+    let mut bundles = vec![];
+    for id in &ids {
+        let mut b = Bundle::new(rt.default_spec());
+        b.set_args(&["sleep", "100"]);
+        b.config["linux"]
+            .as_object_mut()
+            .unwrap()
+            .remove("cgroupsPath");
+        b.write();
+        rt.run(&[
+            "run",
+            "--detach",
+            "--bundle",
+            b.path().to_str().unwrap(),
+            id,
+        ])
+        .ok();
+        assert!(
+            !cgroup_dirs(&format!("/berth/{id}")).is_empty(),
+            "{id} is in /berth"
+        );
+        bundles.push(b);
+    }
+    for id in &ids {
+        rt.run(&["delete", "--force", id]).ok();
+        assert!(cgroup_dirs(&format!("/berth/{id}")).is_empty());
+    }
+    // Other tests may have containers in /berth right now: then it stays,
+    // but never empty.
+    for parent in cgroup_dirs("/berth") {
+        let children = std::fs::read_dir(&parent)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .count();
+        assert!(children > 0, "{} left empty", parent.display());
+    }
+}
+
 #[test]
 fn list_shows_containers_as_table_and_json() {
     let (rt, b, id, cg) = setup(&["sleep", "100"]);

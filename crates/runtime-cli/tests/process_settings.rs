@@ -288,6 +288,20 @@ fn rootfs_propagation_is_applied() {
         !private.contains("shared:") && !private.contains("master:"),
         "rprivate: {private}"
     );
+    // Every other value the spec allows, non-recursive forms included.
+    let shared = root_line("shared");
+    assert!(shared.contains("shared:"), "shared: {shared}");
+    let slave = root_line("slave");
+    assert!(!slave.contains("shared:"), "slave: {slave}");
+    let private = root_line("private");
+    assert!(
+        !private.contains("shared:") && !private.contains("master:"),
+        "private: {private}"
+    );
+    for prop in ["unbindable", "runbindable"] {
+        let line = root_line(prop);
+        assert!(line.contains("unbindable"), "{prop}: {line}");
+    }
 }
 
 #[test]

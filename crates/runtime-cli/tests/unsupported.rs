@@ -33,13 +33,6 @@ fn listed() -> Vec<(&'static str, &'static str, Edit)> {
             }),
         ),
         (
-            "`tmpcopyup`",
-            "tmpcopyup",
-            Box::new(|c: &mut Value| {
-                c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/etc", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup"]}));
-            }),
-        ),
-        (
             "`linux.netDevices`",
             "linux.netDevices",
             Box::new(|c: &mut Value| c["linux"]["netDevices"] = json!({"dummy0": {}})),

@@ -59,7 +59,27 @@ pub struct CreateOptions {
 
 /// The default cgroup of a container whose spec names none.
 pub fn default_cgroup_path(id: &str) -> String {
-    format!("/berth/{id}")
+    format!("{DEFAULT_CGROUP_PARENT}{id}")
+}
+
+/// The parent of every default cgroup: berth's own, whichever container
+/// made it.
+const DEFAULT_CGROUP_PARENT: &str = "/berth/";
+
+/// Destroys a container's cgroup (see [`cgroups::CgroupManager::destroy`]),
+/// then berth's default parent if that is now empty. A parent the caller
+/// chose (`/docker`, a kubepods slice) is the caller's: it goes only when
+/// this very container created it and nothing else is in it.
+pub(crate) fn destroy_cgroup(cg: &cgroups::CgroupManager) -> cgroups::Result<()> {
+    cg.destroy()?;
+    let path = cg.path();
+    if path
+        .strip_prefix(DEFAULT_CGROUP_PARENT)
+        .is_some_and(|leaf| !leaf.is_empty() && !leaf.contains('/'))
+    {
+        cg.remove_parent_if_empty();
+    }
+    Ok(())
 }
 
 /// Creates the container and returns its record.
@@ -128,7 +148,7 @@ impl Cleanup<'_> {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
         if let Some(cg) = &self.cgroup {
-            if let Err(e) = cg.destroy() {
+            if let Err(e) = destroy_cgroup(cg) {
                 errs.push(CleanupError::Cgroup(e));
             }
         }

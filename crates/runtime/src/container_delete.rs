@@ -10,10 +10,13 @@ use crate::error::{Result, RuntimeError};
 use crate::hooks;
 use crate::state::{process_matches, StateStore, Status};
 
-/// Deletes container `id`.
+/// Deletes container `id`. With `force`, a container that does not exist
+/// is already deleted: success, as runc answers (containerd's shim and
+/// Podman force-delete after every exit and log runc's answer otherwise).
 pub fn delete(store: &StateStore, id: &str, force: bool) -> Result<()> {
     let lock = match store.lock(id) {
         Ok(l) => l,
+        Err(RuntimeError::NotFound(_)) if force => return Ok(()),
         Err(RuntimeError::NotFound(_)) => return Err(RuntimeError::NotFound(id.to_string())),
         Err(e) => return Err(e),
     };
@@ -50,7 +53,7 @@ pub fn delete(store: &StateStore, id: &str, force: bool) -> Result<()> {
     }
     let state = store.oci_state(&rec);
     if let Some(cg) = &rec.cgroup {
-        cg.destroy()?;
+        crate::container_create::destroy_cgroup(cg)?;
     }
     store.remove(id)?;
     drop(lock);

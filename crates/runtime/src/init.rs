@@ -116,7 +116,6 @@ fn setup(ctx: &InitContext) -> Result<Never> {
         rootfs::move_root(&ctx.bundle.rootfs)?;
     } else {
         rootfs::pivot_root(&ctx.bundle.rootfs)?;
-        rootfs::apply_root_propagation(spec)?;
     }
 
     if process.terminal().unwrap_or(false) {
@@ -163,6 +162,10 @@ fn setup(ctx: &InitContext) -> Result<Never> {
         .unwrap_or(false)
     {
         rootfs::readonly_root()?;
+    }
+    // Last of the mount steps: an unbindable tree refuses the binds above.
+    if !ctx.no_pivot {
+        rootfs::apply_root_propagation(spec)?;
     }
 
     let setup = ProcessSetup {

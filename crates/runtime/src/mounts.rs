@@ -14,6 +14,7 @@ use oci_spec::runtime::Mount;
 use crate::error::{Result, RuntimeError};
 use crate::mount_api::{self, MountAttr};
 use crate::safe_path;
+use crate::tmpcopyup;
 
 /// A mount entry's options, split into what each system call needs.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -222,12 +223,38 @@ pub fn mount_entry(ctx: &MountContext, m: &Mount, index: usize) -> Result<()> {
     check_resolved_destination(ctx, &target, &dest, typ, false, &field("destination"))?;
     let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
     let fstype = if typ.is_empty() { None } else { Some(typ) };
+    let copyup = opts.tmpcopyup && typ == "tmpfs";
+    if opts.tmpcopyup && !copyup {
+        return Err(RuntimeError::spec(
+            field("options"),
+            format!("tmpcopyup applies to tmpfs mounts, not {typ:?}"),
+        ));
+    }
+    // What the tmpfs will cover, opened while it is still visible; a
+    // read-only tmpfs is made read-only after the copy.
+    let covered = copyup
+        .then(|| tmpcopyup::open_covered(&target, &dest))
+        .transpose()?;
+    let mut flags = opts.flags & !libc::MS_REMOUNT;
+    let mut data = opts.data();
+    if let Some(c) = &covered {
+        flags &= !libc::MS_RDONLY;
+        // As runc: the new root takes the covered directory's mode unless
+        // the options give one (a later mode= wins).
+        let st = nix::sys::stat::fstat(c.as_raw_fd())
+            .map_err(|e| RuntimeError::sys("stat", dest.display(), e))?;
+        let mode = format!("mode={:04o}", st.st_mode & 0o7777);
+        data = Some(match data {
+            Some(d) if !d.is_empty() => format!("{mode},{d}"),
+            _ => mode,
+        });
+    }
     mount_api::mount(
         Some(&source),
         &safe_path::proc_fd_path(&target),
         fstype,
-        opts.flags & !libc::MS_REMOUNT,
-        opts.data().as_deref(),
+        flags,
+        data.as_deref(),
     )
     .or_else(|e| {
         // sysfs cannot be mounted without a network namespace of our own:
@@ -245,11 +272,18 @@ pub fn mount_entry(ctx: &MountContext, m: &Mount, index: usize) -> Result<()> {
         }
     })
     .map_err(|e| RuntimeError::sys(mount_call(typ), dest.display(), e))?;
-    if opts.tmpcopyup {
-        return Err(RuntimeError::unsupported(
-            field("options"),
-            "tmpcopyup is not supported yet",
-        ));
+    if let Some(covered) = covered {
+        let root = safe_path::open_in_root(ctx.root, &dest, libc::O_RDONLY | libc::O_DIRECTORY, 0)
+            .map_err(|e| RuntimeError::sys("open new tmpfs", dest.display(), e))?;
+        tmpcopyup::copy_into(&covered, &root, &dest)?;
+        if opts.flags & libc::MS_RDONLY != 0 {
+            let attr = MountAttr {
+                attr_set: mount_api::MOUNT_ATTR_RDONLY,
+                ..Default::default()
+            };
+            mount_api::mount_setattr(&root, &attr, false)
+                .map_err(|e| RuntimeError::sys("make tmpfs read-only", dest.display(), e))?;
+        }
     }
     if !opts.propagation.is_empty() || !opts.recursive.is_empty() {
         let mounted = safe_path::open_in_root(ctx.root, &dest, libc::O_PATH, 0)

@@ -31,13 +31,18 @@ fn propagation_flags(p: Option<&str>) -> c_ulong {
 }
 
 /// Stops mount events from reaching the host: the whole copied tree becomes
-/// a slave (or what `linux.rootfsPropagation` says).
+/// a slave (or what `linux.rootfsPropagation` says, unbindable excepted).
 pub fn isolate_mount_tree(spec: &Spec) -> Result<()> {
     let prop = spec
         .linux()
         .as_ref()
         .and_then(|l| l.rootfs_propagation().clone());
-    let flags = propagation_flags(prop.as_deref());
+    let mut flags = propagation_flags(prop.as_deref());
+    // An unbindable tree could not be bound onto itself below: it stays a
+    // slave until after the pivot ([`apply_root_propagation`]).
+    if flags & libc::MS_UNBINDABLE != 0 {
+        flags = libc::MS_SLAVE | libc::MS_REC;
+    }
     mount_api::mount(None, Path::new("/"), None, flags, None)
         .map_err(|e| RuntimeError::sys("make / private to the container", "/", e))
 }
@@ -93,9 +98,10 @@ fn mount_point_of(path: &Path) -> Option<std::path::PathBuf> {
 }
 
 /// Gives the container's / the propagation `linux.rootfsPropagation` asks
-/// for, once it is the root (before the pivot the mounts involved had to be
-/// private). Without the field, the tree stays as [`isolate_mount_tree`]
-/// left it: a slave of the host's.
+/// for, as the last mount step: after the pivot (before it, the mounts
+/// involved had to be private) and after the masks and read-only binds (an
+/// unbindable tree refuses them). Without the field, the tree stays as
+/// [`isolate_mount_tree`] left it: a slave of the host's.
 pub fn apply_root_propagation(spec: &Spec) -> Result<()> {
     let Some(prop) = spec
         .linux()

@@ -244,7 +244,10 @@ pub fn validate(dir: &Path, spec: Spec) -> Result<Bundle> {
     if !namespaces.has(LinuxNamespaceType::Mount) {
         return Err(RuntimeError::unsupported(
             "linux.namespaces",
-            "a container without a mount namespace is not supported",
+            "a container without a mount namespace of its own is refused: every mount made \
+             for it (the rootfs bind, linux.mounts, /dev, masked and read-only paths) would \
+             land in the host's mount table and outlive the container; add {\"type\": \"mount\"} \
+             (runc accepts this and mounts on the host; see docs/interop.md)",
         ));
     }
     Ok(Bundle {

@@ -5,7 +5,9 @@
 //! paths and directories so they can run in parallel.
 
 mod command;
+pub mod engines;
 pub mod hostile_registry;
+pub mod interop;
 pub mod oci;
 pub mod registry;
 
@@ -367,6 +369,7 @@ pub struct Podman {
     dir: tempfile::TempDir,
     runtime: PathBuf,
     cgroup_parent: String,
+    fixed: engines::FixedDirs,
     _serial: nix::fcntl::Flock<std::fs::File>,
 }
 
@@ -400,6 +403,8 @@ impl Podman {
             dir,
             runtime: runtime.into(),
             cgroup_parent: format!("/{}", unique_id("berth-test-podman")),
+            // runc's default root, where podman has runc keep its state.
+            fixed: engines::FixedDirs::note(&["/run/runc"]),
             _serial: serial,
         };
         let rootfs = p.dir.path().join("rootfs");
@@ -421,6 +426,12 @@ impl Podman {
 
     /// A podman command with the store, runtime and host flags set.
     pub fn command(&self) -> Command {
+        self.command_using(&self.runtime)
+    }
+
+    /// [`Podman::command`] with another OCI runtime (a container keeps
+    /// the runtime it was created with).
+    pub fn command_using(&self, runtime: impl AsRef<Path>) -> Command {
         let mut c = Command::new("podman");
         c.arg("--root")
             .arg(self.dir.path().join("store"))
@@ -435,8 +446,13 @@ impl Podman {
                 "none",
             ])
             .arg("--runtime")
-            .arg(&self.runtime);
+            .arg(runtime.as_ref());
         c
+    }
+
+    /// Runs podman with `args` and another OCI runtime.
+    pub fn run_using(&self, runtime: impl AsRef<Path>, args: &[&str]) -> Outcome {
+        run_through_files(self.command_using(runtime).args(args))
     }
 
     /// Runs podman with `args`; output through files (see [`RuntimeCli::run`]).
@@ -475,6 +491,7 @@ impl Drop for Podman {
         for dir in cgroup_dirs(&self.cgroup_parent) {
             remove_cgroup_tree(&dir);
         }
+        self.fixed.remove_empty();
     }
 }
 
