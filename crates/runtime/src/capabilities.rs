@@ -201,9 +201,10 @@ pub fn apply(sets: &CapSets) -> Result<()> {
             if rc != 0 {
                 // runc and crun accept specs whose ambient set is not also
                 // inheritable (their own default specs are such); the kernel
-                // refuses the raise, so say so and go on, as they do.
-                eprintln!(
-                    "berth-runtime: warning: ambient capability {n} not raised ({}): it must also be permitted and inheritable",
+                // refuses the raise, so say so and go on, as they do: in
+                // the runtime's log (--log), not the container's output.
+                tracing::warn!(
+                    "ambient capability {n} not raised ({}): it must also be permitted and inheritable",
                     nix::errno::Errno::last()
                 );
             }

@@ -1,7 +1,9 @@
 //! Container state persisted under the runtime root (`--root`).
 //!
 //! Each container owns `<root>/<id>/`: `state.json` (written atomically:
-//! temp file, fsync, rename) and, between create and start, `exec.fifo`,
+//! temp file, rename; no fsync, as runc: the record describes processes
+//! that a host crash ends anyway, and a crashed runtime loses nothing the
+//! kernel has) and, between create and start, `exec.fifo`,
 //! which the container's init blocks on. The status is never stored: it is
 //! derived from the init process (alive? same start time?), the fifo and the
 //! cgroup freezer, so it cannot go stale after a crash.
@@ -242,8 +244,6 @@ impl StateStore {
         };
         f.write_all(&data)
             .map_err(|e| RuntimeError::io("write", &tmp, e))?;
-        f.sync_all()
-            .map_err(|e| RuntimeError::io("fsync", &tmp, e))?;
         fs::rename(&tmp, &path).map_err(|e| RuntimeError::io("rename", &path, e))
     }
 
