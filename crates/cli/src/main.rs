@@ -6,6 +6,7 @@
 mod format;
 mod progress;
 mod remote;
+mod run;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -36,6 +37,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a command in a new container (foreground, with --rm, so far).
+    Run(run::RunArgs),
     /// Download an image from a registry.
     Pull {
         /// The image (`[registry/]name[:tag|@digest]`).
@@ -213,7 +216,7 @@ fn short_id(config: &str) -> String {
         .collect()
 }
 
-fn find<'a>(
+pub(crate) fn find<'a>(
     refs: &'a std::collections::BTreeMap<String, ImageRecord>,
     name: &str,
 ) -> Result<(String, &'a ImageRecord)> {
@@ -644,6 +647,8 @@ fn run(cli: &Cli) -> Result<()> {
             }
             println!("{}", target.display());
         }
+        // Exits with the container's status: handled by main.
+        Command::Run(_) => bail!("berth run is dispatched before the image commands"),
         Command::Image {
             command: ImageCommand::Unmount { name },
         } => {
@@ -663,6 +668,9 @@ fn run(cli: &Cli) -> Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Run(args) = &cli.command {
+        return run::main(&cli.root, args);
+    }
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -266,9 +266,12 @@ fn wait_for_start(state_dir: RawFd) -> Result<()> {
         .map_err(|e| RuntimeError::sys("write", EXEC_FIFO, e))
 }
 
+/// The container starts with the mask `run` saved, or none blocked: a
+/// mask the caller of `create` had (an engine forwarding signals blocks
+/// them) must not follow the program, or the signals it forwards would
+/// stay pending (crun unblocks every signal likewise).
 fn reset_signals(mask: Option<&nix::sys::signal::SigSet>) {
-    if let Some(m) = mask {
-        let _ =
-            nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(m), None);
-    }
+    let none = nix::sys::signal::SigSet::empty();
+    let m = mask.unwrap_or(&none);
+    let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(m), None);
 }

@@ -1,0 +1,208 @@
+//! `berth run --rm` in the foreground (the engine's first slice): a busybox
+//! image imported by berth runs with Docker's exit codes, options and
+//! signal forwarding, and leaves nothing behind (container directory,
+//! mounts, runtime state; the runtime's own tests cover its cgroup).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use test_support::{busybox_rootfs, mounts_containing, run_through_files, Outcome};
+
+const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+
+/// A berth root with a busybox image imported as `bb:1`.
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let runtime = Path::new(BERTH).with_file_name("berth-runtime");
+        assert!(
+            runtime.exists(),
+            "{} missing: cargo build -p runtime-cli",
+            runtime.display()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path().join("rootfs");
+        busybox_rootfs(&rootfs);
+        let f = Fixture { dir };
+        f.berth(&["import", rootfs.to_str().unwrap(), "bb:1"]).ok();
+        f
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("berth")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BERTH);
+        c.arg("--root").arg(self.root()).args(args);
+        c
+    }
+
+    fn berth(&self, args: &[&str]) -> Outcome {
+        run_through_files(&mut self.command(args))
+    }
+
+    fn run(&self, args: &[&str]) -> Outcome {
+        let mut full = vec!["run", "--rm"];
+        full.extend_from_slice(args);
+        self.berth(&full)
+    }
+
+    /// No container directory, mount, runtime state or cgroup is left.
+    fn assert_clean(&self) {
+        let containers = self.root().join("containers");
+        let left: Vec<_> = std::fs::read_dir(&containers)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "containers left: {left:?}");
+        let runtime: Vec<_> = std::fs::read_dir(self.root().join("runtime"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| !p.ends_with(".seccomp-cache"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(runtime.is_empty(), "runtime state left: {runtime:?}");
+        let m = mounts_containing(self.root().to_str().unwrap());
+        assert!(m.is_empty(), "mounts left: {m:?}");
+    }
+}
+
+#[test]
+fn run_prints_and_exits_as_docker_does() {
+    let f = Fixture::new();
+    let o = f.run(&[
+        "bb:1",
+        "sh",
+        "-c",
+        "echo hi from $$; echo to-stderr >&2; exit 7",
+    ]);
+    assert_eq!(o.code, 7, "{o:?}");
+    assert_eq!(o.stdout.trim(), "hi from 1");
+    assert_eq!(o.stderr.trim(), "to-stderr");
+    // Docker's codes when the program cannot run: 127 not found, 126 not
+    // executable, 125 berth's own failure; each with a message naming it.
+    let o = f.run(&["bb:1", "no-such-program"]);
+    assert_eq!(o.code, 127, "{o:?}");
+    assert!(o.stderr.contains("no-such-program"), "{}", o.stderr);
+    let o = f.run(&["bb:1", "/etc"]);
+    assert_eq!(o.code, 126, "{o:?}");
+    let o = f.run(&["no-such-image:1"]);
+    assert_eq!(o.code, 125, "{o:?}");
+    assert!(
+        o.stderr.contains("no such image: no-such-image:1"),
+        "{}",
+        o.stderr
+    );
+    let o = f.run(&["-u", "nobody-here", "bb:1", "true"]);
+    assert_eq!(o.code, 125, "{o:?}");
+    assert!(o.stderr.contains("nobody-here"), "{}", o.stderr);
+    f.assert_clean();
+}
+
+#[test]
+fn options_reach_the_container() {
+    let f = Fixture::new();
+    let env_file = f.dir.path().join("env");
+    std::fs::write(&env_file, "# comment\nFROM_FILE=file\n\nB=file\n").unwrap();
+    let o = f
+        .berth(&[
+            "run",
+            "--rm",
+            "-e",
+            "B=flag",
+            "--env-file",
+            env_file.to_str().unwrap(),
+            "-w",
+            "/srv/work",
+            "-u",
+            "user",
+            "--hostname",
+            "box1",
+            "bb:1",
+            "sh",
+            "-c",
+            "echo $FROM_FILE $B $PWD $(id -u):$(id -g) $HOME $(hostname) $(cat /etc/hostname) $HOSTNAME",
+        ])
+        .ok();
+    assert_eq!(
+        o.stdout.trim(),
+        "file flag /srv/work 1000:1000 /home/user box1 box1 box1"
+    );
+    // --entrypoint replaces the program, and a command after the image
+    // keeps its own flags.
+    let o = f
+        .berth(&[
+            "run",
+            "--rm",
+            "--entrypoint",
+            "echo",
+            "bb:1",
+            "-n",
+            "x",
+            "y",
+        ])
+        .ok();
+    assert_eq!(o.stdout, "x y");
+    // No network of its own: only loopback, as --network none.
+    let o = f.run(&["bb:1", "sh", "-c", "ls /sys/class/net"]).ok();
+    assert_eq!(o.stdout.split_whitespace().collect::<Vec<_>>(), ["lo"]);
+    f.assert_clean();
+}
+
+#[test]
+fn signals_reach_the_container_and_it_is_removed() {
+    let f = Fixture::new();
+    let out = f.dir.path().join("out");
+    let mut child = f
+        .command(&[
+            "run",
+            "--rm",
+            "bb:1",
+            "sh",
+            "-c",
+            "trap 'echo got TERM; exit 3' TERM; echo ready; while :; do sleep 0.1; done",
+        ])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&out).unwrap().contains("ready") {
+        assert!(Instant::now() < end, "the container never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = test_support::wait_timeout(&mut child, Duration::from_secs(30))
+        .expect("berth run did not end after SIGTERM");
+    assert_eq!(status.code(), Some(3));
+    assert!(std::fs::read_to_string(&out).unwrap().contains("got TERM"));
+    f.assert_clean();
+}
+
+#[test]
+fn what_is_not_there_yet_says_so() {
+    let f = Fixture::new();
+    for (args, needle) in [
+        (vec!["run", "bb:1", "true"], "--rm"),
+        (vec!["run", "--rm", "-d", "bb:1", "true"], "berth-shim"),
+        (vec!["run", "--rm", "-it", "bb:1", "sh"], "berth-shim"),
+    ] {
+        let o = f.berth(&args);
+        assert_eq!(o.code, 125, "{args:?}: {o:?}");
+        assert!(
+            o.stderr.contains(needle) && o.stderr.contains("not implemented yet"),
+            "{args:?}: {}",
+            o.stderr
+        );
+    }
+    f.assert_clean();
+}

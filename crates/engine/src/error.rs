@@ -1,0 +1,93 @@
+//! The engine's errors, each naming what it was about, and the exit code
+//! Docker gives each kind.
+
+use std::path::PathBuf;
+
+/// Why the engine could not run a container.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A file operation failed.
+    #[error("{op} {path}: {err}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// The error.
+        err: std::io::Error,
+    },
+    /// No image has this name.
+    #[error("no such image: {0}")]
+    NoSuchImage(String),
+    /// The image's records or config are unusable.
+    #[error("image {name}: {reason}")]
+    BadImage {
+        /// The image.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A `--user` (or the image's `USER`) that cannot be resolved.
+    #[error("unable to find user {user:?}: {reason}")]
+    User {
+        /// The user as given.
+        user: String,
+        /// Why.
+        reason: String,
+    },
+    /// An option value that is not acceptable.
+    #[error("invalid {option} {value:?}: {reason}")]
+    InvalidOption {
+        /// The option (`--env`, `--workdir`, …).
+        option: &'static str,
+        /// The value given.
+        value: String,
+        /// Why.
+        reason: String,
+    },
+    /// A feature of `docker run` that berth does not have yet.
+    #[error("{0} is not implemented yet (see docs/engine.md)")]
+    NotImplemented(&'static str),
+    /// Neither the image nor the command line gives a program to run.
+    #[error("no command specified: the image has no CMD or ENTRYPOINT")]
+    NoCommand,
+    /// The program is not in the container (Docker: 127).
+    #[error("exec: {0:?}: executable file not found in $PATH")]
+    NotFound(String),
+    /// The program cannot be executed (Docker: 126).
+    #[error("exec: {0:?}: permission denied")]
+    NotExecutable(String),
+    /// The image store failed.
+    #[error(transparent)]
+    Store(#[from] image::StoreError),
+    /// Preparing or removing the container's root failed.
+    #[error(transparent)]
+    Rootfs(#[from] image::rootfs::RootfsError),
+    /// Snapshots could not be prepared.
+    #[error(transparent)]
+    Snapshot(#[from] image::snapshot::SnapshotError),
+    /// The OCI runtime failed (its own message, not the container's).
+    #[error("OCI runtime {step} failed: {message}")]
+    Runtime {
+        /// `create`, `start`, `delete`, …
+        step: &'static str,
+        /// What the runtime said.
+        message: String,
+    },
+    /// The spec could not be built.
+    #[error("container spec: {0}")]
+    Spec(String),
+}
+
+impl EngineError {
+    /// The exit status `docker run` gives this error: 127 when the program
+    /// is not there, 126 when it cannot run, 125 for everything else
+    /// (berth itself failed).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            EngineError::NotFound(_) => 127,
+            EngineError::NotExecutable(_) => 126,
+            _ => 125,
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! `run --rm` in the foreground: the first slice of the engine, before the
+//! container store and berth-shim exist. The calling process plays the
+//! shim's part for the container's life: it prepares the root (the
+//! image's snapshots under a fresh overlay upper), writes the bundle, runs
+//! the OCI runtime binary (`create`, `start`), becomes the init's reaper,
+//! forwards the signals it gets to the container, and when the container
+//! exits, deletes it and removes everything it made. The container's
+//! output goes straight to the caller's stdout and stderr; its stdin is
+//! /dev/null, as with `docker run` without `-i`.
+//!
+//! While a container runs, image garbage collection waits (the shared gc
+//! lock is held), so `image prune` cannot take its layers away.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use image::imported::ImportedImage;
+use image::ContentStore;
+
+use crate::error::EngineError;
+use crate::spec::RunOptions;
+use crate::{image_config, lookup, spec, user};
+
+/// Signals the caller forwards to the container, as `docker run`'s
+/// sig-proxy does.
+const FORWARDED: [nix::sys::signal::Signal; 6] = [
+    nix::sys::signal::Signal::SIGINT,
+    nix::sys::signal::Signal::SIGTERM,
+    nix::sys::signal::Signal::SIGHUP,
+    nix::sys::signal::Signal::SIGQUIT,
+    nix::sys::signal::Signal::SIGUSR1,
+    nix::sys::signal::Signal::SIGUSR2,
+];
+
+/// Where the engine keeps things and which runtime it drives.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    /// berth's root (the image store's root; containers under `containers/`).
+    pub root: PathBuf,
+    /// The OCI runtime binary (berth-runtime by default; runc and crun work too).
+    pub runtime: PathBuf,
+}
+
+/// A new container id: 64 hex digits, as Docker's.
+pub fn new_id() -> Result<String, EngineError> {
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| EngineError::Io {
+            op: "read",
+            path: "/dev/urandom".into(),
+            err: e,
+        })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+impl Engine {
+    /// The runtime's state root: private to the engine.
+    fn runtime_root(&self) -> Result<PathBuf, EngineError> {
+        let dir = self.root.join("runtime");
+        berth_fs::private_dir(&dir).map_err(|e| EngineError::Io {
+            op: "create",
+            path: dir.clone(),
+            err: std::io::Error::other(e.to_string()),
+        })?;
+        Ok(dir)
+    }
+
+    fn runtime_cmd(&self, runtime_root: &Path, log: &Path) -> Command {
+        let mut c = Command::new(&self.runtime);
+        c.arg("--root")
+            .arg(runtime_root)
+            .arg("--log")
+            .arg(log)
+            .arg("--log-format")
+            .arg("json");
+        c
+    }
+
+    /// Runs `image` (named `name`) with `opts` in the foreground and
+    /// removes the container when it exits. Returns the container's exit
+    /// status as `docker run` reports it (128+N for signal N).
+    ///
+    /// Sets the calling process as a child subreaper and blocks the
+    /// forwarded signals in the calling thread: call it from the main
+    /// thread of a process that has nothing else to reap.
+    pub fn run_foreground(
+        &self,
+        store: &ContentStore,
+        name: &str,
+        image: &ImportedImage,
+        opts: &RunOptions,
+    ) -> Result<i32, EngineError> {
+        let _no_gc = image::gc::hold_shared(&self.root)?;
+        let blob = std::fs::read(store.path(&image.config)).map_err(|e| EngineError::Io {
+            op: "read image config",
+            path: store.path(&image.config),
+            err: e,
+        })?;
+        let defaults = image_config::parse(&blob).map_err(|e| EngineError::BadImage {
+            name: name.to_string(),
+            reason: format!("config {} is not an image config: {e}", image.config),
+        })?;
+        let argv = spec::argv(&defaults, opts)?;
+        let cwd = spec::workdir(&defaults, opts)?;
+        let lowers = image::snapshot::prepare(store, &self.root, image)?;
+        let id = new_id()?;
+        let rootfs = image::rootfs::prepare_rootfs(&self.root, &id, &lowers)?;
+        let mut container = Container {
+            engine: self,
+            id: id.clone(),
+            bundle: image::rootfs::container_dir(&self.root, &id)?.join("bundle"),
+            runtime_root: None,
+            created: false,
+        };
+        let result = container.run(&defaults, opts, &rootfs, argv, cwd);
+        let cleanup = container.remove();
+        let code = result?;
+        cleanup?;
+        Ok(code)
+    }
+}
+
+/// One foreground container, removed by [`Container::remove`] whatever happened.
+struct Container<'a> {
+    engine: &'a Engine,
+    id: String,
+    bundle: PathBuf,
+    runtime_root: Option<PathBuf>,
+    created: bool,
+}
+
+impl Container<'_> {
+    fn log(&self) -> PathBuf {
+        self.bundle.join("runtime.log")
+    }
+
+    /// The last error the runtime logged.
+    fn runtime_error(&self, step: &'static str) -> EngineError {
+        let log = std::fs::read_to_string(self.log()).unwrap_or_default();
+        let message = log
+            .lines()
+            .rev()
+            .find_map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).ok()?;
+                (v["level"] == "error").then(|| v["msg"].as_str().unwrap_or("").to_string())
+            })
+            .unwrap_or_else(|| "no error in its log".into());
+        EngineError::Runtime { step, message }
+    }
+
+    fn run(
+        &mut self,
+        defaults: &image_config::RunDefaults,
+        opts: &RunOptions,
+        rootfs: &Path,
+        argv: Vec<String>,
+        cwd: String,
+    ) -> Result<i32, EngineError> {
+        let user_spec = opts
+            .user
+            .clone()
+            .or_else(|| defaults.user.clone())
+            .unwrap_or_default();
+        let user = user::resolve(rootfs, &user_spec)?;
+        let hostname = opts
+            .hostname
+            .clone()
+            .unwrap_or_else(|| self.id[..12].to_string());
+        let env = spec::environment(defaults, opts, &hostname, &user, |k| std::env::var(k).ok())?;
+        lookup::check_program(rootfs, &argv[0], &env, &cwd)?;
+        let io = |op: &'static str, path: &Path| {
+            let path = path.to_path_buf();
+            move |err| EngineError::Io { op, path, err }
+        };
+        std::fs::create_dir(&self.bundle).map_err(io("create", &self.bundle))?;
+        let files = &self.bundle;
+        std::fs::write(files.join("hostname"), format!("{hostname}\n"))
+            .map_err(io("write", &files.join("hostname")))?;
+        std::fs::write(files.join("hosts"), spec::hosts_file(&hostname))
+            .map_err(io("write", &files.join("hosts")))?;
+        let spec = spec::container_spec(rootfs, files, &hostname, argv, env, cwd, &user)?;
+        let config = self.bundle.join("config.json");
+        spec.save(&config)
+            .map_err(|e| EngineError::Spec(format!("write {}: {e}", config.display())))?;
+        let runtime_root = self.engine.runtime_root()?;
+        self.runtime_root = Some(runtime_root.clone());
+
+        // SAFETY: prctl with integer arguments only.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        let mut forwarded = nix::sys::signal::SigSet::empty();
+        for s in FORWARDED {
+            forwarded.add(s);
+        }
+        // Blocked here, taken by the forwarding thread below; the runtime
+        // unblocks them for the container (it resets the mask it inherits).
+        forwarded
+            .thread_block()
+            .map_err(|e| io("block signals", Path::new("sigprocmask"))(e.into()))?;
+
+        let pid_file = self.bundle.join("init.pid");
+        let created = self
+            .engine
+            .runtime_cmd(&runtime_root, &self.log())
+            .arg("create")
+            .arg("--bundle")
+            .arg(&self.bundle)
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .arg(&self.id)
+            .stdin(Stdio::null())
+            .status()
+            .map_err(io("run", &self.engine.runtime))?;
+        if !created.success() {
+            return Err(self.runtime_error("create"));
+        }
+        self.created = true;
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .map_err(io("read", &pid_file))?
+            .trim()
+            .parse()
+            .map_err(|_| self.runtime_error("create"))?;
+        self.forward_signals(forwarded, runtime_root.clone());
+        let started = self
+            .engine
+            .runtime_cmd(&runtime_root, &self.log())
+            .arg("start")
+            .arg(&self.id)
+            .stdin(Stdio::null())
+            .status()
+            .map_err(io("run", &self.engine.runtime))?;
+        if !started.success() {
+            return Err(self.runtime_error("start"));
+        }
+        wait_exit(pid)
+    }
+
+    /// Forwards the blocked signals to the container, from a thread that
+    /// lives as long as the process.
+    fn forward_signals(&self, set: nix::sys::signal::SigSet, runtime_root: PathBuf) {
+        let engine = self.engine.clone();
+        let (id, log) = (self.id.clone(), self.log());
+        std::thread::spawn(move || loop {
+            let Ok(sig) = set.wait() else { return };
+            let _ = engine
+                .runtime_cmd(&runtime_root, &log)
+                .arg("kill")
+                .arg(&id)
+                .arg((sig as i32).to_string())
+                .stdin(Stdio::null())
+                .status();
+        });
+    }
+
+    /// Deletes the container from the runtime and removes its bundle and root.
+    fn remove(&mut self) -> Result<(), EngineError> {
+        if let (true, Some(root)) = (self.created, &self.runtime_root) {
+            let out = self
+                .engine
+                .runtime_cmd(root, &self.log())
+                .arg("delete")
+                .arg("--force")
+                .arg(&self.id)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            if !out.is_ok_and(|s| s.success()) {
+                return Err(self.runtime_error("delete"));
+            }
+            self.created = false;
+        }
+        match std::fs::remove_dir_all(&self.bundle) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(EngineError::Io {
+                    op: "remove",
+                    path: self.bundle.clone(),
+                    err: e,
+                })
+            }
+        }
+        image::rootfs::teardown_rootfs(&self.engine.root, &self.id)?;
+        Ok(())
+    }
+}
+
+/// Waits for the container's init (our child, as subreaper) and returns
+/// its status as Docker reports it. Reaps other orphans on the way.
+fn wait_exit(pid: i32) -> Result<i32, EngineError> {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    loop {
+        match waitpid(nix::unistd::Pid::from_raw(-1), None) {
+            Ok(WaitStatus::Exited(p, code)) if p.as_raw() == pid => return Ok(code),
+            Ok(WaitStatus::Signaled(p, sig, _)) if p.as_raw() == pid => return Ok(128 + sig as i32),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => {
+                return Err(EngineError::Io {
+                    op: "wait for",
+                    path: format!("container init {pid}").into(),
+                    err: e.into(),
+                })
+            }
+        }
+    }
+}
