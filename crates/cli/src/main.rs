@@ -38,7 +38,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a command in a new container (foreground, with --rm, so far).
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Download an image from a registry.
     Pull {
         /// The image (`[registry/]name[:tag|@digest]`).

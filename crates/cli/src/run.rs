@@ -44,6 +44,69 @@ pub struct RunArgs {
     /// The container's host name (default: the first 12 digits of its id).
     #[arg(long)]
     hostname: Option<String>,
+    /// Bind a host path: `/host:/container[:ro|rw|z|Z]` (named volumes: not yet).
+    #[arg(short = 'v', long = "volume")]
+    volume: Vec<String>,
+    /// A mount: `type=bind|tmpfs,source=…,target=…[,readonly][,tmpfs-size=…]`.
+    #[arg(long)]
+    mount: Vec<String>,
+    /// A tmpfs: `/container[:options]`.
+    #[arg(long)]
+    tmpfs: Vec<String>,
+    /// Make the container's root filesystem read-only.
+    #[arg(long)]
+    read_only: bool,
+    /// Memory limit (`64m`, `1g`, …).
+    #[arg(short = 'm', long)]
+    memory: Option<String>,
+    /// Memory plus swap limit (`-1`: unlimited swap).
+    #[arg(long, allow_hyphen_values = true)]
+    memory_swap: Option<String>,
+    /// Memory soft limit.
+    #[arg(long)]
+    memory_reservation: Option<String>,
+    /// Number of CPUs (`0.5`, `2`).
+    #[arg(long)]
+    cpus: Option<String>,
+    /// CPU weight (relative; 1024 is the default).
+    #[arg(short = 'c', long)]
+    cpu_shares: Option<u64>,
+    /// CFS period (µs).
+    #[arg(long)]
+    cpu_period: Option<u64>,
+    /// CFS quota (µs per period).
+    #[arg(long, allow_hyphen_values = true)]
+    cpu_quota: Option<i64>,
+    /// CPUs the container may use (`0-1`, `0,2`).
+    #[arg(long)]
+    cpuset_cpus: Option<String>,
+    /// Memory nodes the container may use.
+    #[arg(long)]
+    cpuset_mems: Option<String>,
+    /// Process limit (`-1`: unlimited).
+    #[arg(long, allow_hyphen_values = true)]
+    pids_limit: Option<i64>,
+    /// A resource limit: `NAME=SOFT[:HARD]`.
+    #[arg(long)]
+    ulimit: Vec<String>,
+    /// Add a capability (`NET_ADMIN`, `ALL`).
+    #[arg(long)]
+    cap_add: Vec<String>,
+    /// Drop a capability (`CHOWN`, `ALL`).
+    #[arg(long)]
+    cap_drop: Vec<String>,
+    /// Security options: `no-new-privileges`, `seccomp=unconfined`, `apparmor=…`, `label=…`.
+    #[arg(long)]
+    security_opt: Vec<String>,
+    /// Give extended privileges (not implemented yet).
+    #[arg(long)]
+    privileged: bool,
+    /// Add a supplementary group (numeric gid).
+    #[arg(long)]
+    group_add: Vec<String>,
+    /// A namespaced kernel parameter: `KEY=VALUE`.
+    #[arg(long)]
+    sysctl: Vec<String>,
     /// The OCI runtime binary (default: berth-runtime beside this program).
     #[arg(long, env = "BERTH_RUNTIME")]
     runtime: Option<PathBuf>,
@@ -116,6 +179,33 @@ fn run(root: &Path, args: &RunArgs) -> anyhow::Result<i32> {
         workdir: args.workdir.clone(),
         user: args.user.clone(),
         hostname: args.hostname.clone(),
+        limits: engine::limits::Limits {
+            memory: args.memory.clone(),
+            memory_swap: args.memory_swap.clone(),
+            memory_reservation: args.memory_reservation.clone(),
+            cpus: args.cpus.clone(),
+            cpu_shares: args.cpu_shares,
+            cpu_period: args.cpu_period,
+            cpu_quota: args.cpu_quota,
+            cpuset_cpus: args.cpuset_cpus.clone(),
+            cpuset_mems: args.cpuset_mems.clone(),
+            pids_limit: args.pids_limit,
+            ulimits: args.ulimit.clone(),
+        },
+        mounts: engine::mounts::MountFlags {
+            volumes: args.volume.clone(),
+            mounts: args.mount.clone(),
+            tmpfs: args.tmpfs.clone(),
+            read_only: args.read_only,
+        },
+        confinement: engine::confine::Confinement {
+            cap_add: args.cap_add.clone(),
+            cap_drop: args.cap_drop.clone(),
+            security_opt: args.security_opt.clone(),
+            group_add: args.group_add.clone(),
+            sysctl: args.sysctl.clone(),
+            privileged: args.privileged,
+        },
     };
     Ok(engine.run_foreground(&store, &key, &img, &opts)?)
 }

@@ -206,3 +206,82 @@ fn what_is_not_there_yet_says_so() {
     }
     f.assert_clean();
 }
+
+/// Docker's resource, mount and confinement flags, each checked from
+/// inside the container (the kernel's view, not the spec's).
+#[test]
+fn resource_mount_and_confinement_flags_take_effect() {
+    let f = Fixture::new();
+    let cgroup = |v2: &str, v1: &str| {
+        format!("cat /sys/fs/cgroup/{v2} 2>/dev/null || cat /sys/fs/cgroup/{v1}")
+    };
+    let script = format!(
+        "{}; {}; {}; ulimit -n; ulimit -Hn",
+        cgroup("memory.max", "memory/memory.limit_in_bytes"),
+        cgroup("cpu.max", "cpu/cpu.cfs_quota_us"),
+        cgroup("pids.max", "pids/pids.max"),
+    );
+    let o = f
+        .run(&[
+            "--memory",
+            "64m",
+            "--cpus",
+            "0.5",
+            "--pids-limit",
+            "20",
+            "--ulimit",
+            "nofile=100:200",
+            "bb:1",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .ok();
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    assert_eq!(lines[0], "67108864");
+    assert!(lines[1].starts_with("50000"), "{lines:?}");
+    assert_eq!(&lines[2..], ["20", "100", "200"]);
+
+    let host = f.dir.path().join("host");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("f"), "from the host").unwrap();
+    let volume = format!("{}:/h:ro", host.display());
+    let o = f
+        .run(&[
+            "--cap-drop", "ALL", "--cap-add", "CHOWN", "--read-only", "--tmpfs", "/data:size=1m",
+            "-v", &volume, "--security-opt", "no-new-privileges", "--group-add", "4242",
+            "bb:1", "sh", "-c",
+            "grep -E 'CapEff|NoNewPrivs' /proc/self/status | tr -s '\\t' ' '; \
+             touch /x 2>/dev/null || echo root-ro; echo > /data/y && echo tmpfs-rw; cat /h/f; echo; \
+             touch /h/g 2>/dev/null || echo volume-ro; id -G",
+        ])
+        .ok();
+    assert_eq!(
+        o.stdout.lines().collect::<Vec<_>>(),
+        [
+            "CapEff: 0000000000000001",
+            "NoNewPrivs: 1",
+            "root-ro",
+            "tmpfs-rw",
+            "from the host",
+            "volume-ro",
+            "0 4242"
+        ]
+    );
+    assert!(!host.join("g").exists());
+    for (args, needle) in [
+        (vec!["--memory", "lots"], "--memory"),
+        (vec!["--cap-add", "NOT_A_CAP"], "--cap-add"),
+        (vec!["-v", "/no/such/host/dir:/d"], "--volume"),
+        (vec!["-v", "named:/d"], "named volumes"),
+        (vec!["--privileged"], "--privileged"),
+    ] {
+        let mut full = args.clone();
+        full.extend(["bb:1", "true"]);
+        let o = f.run(&full);
+        assert_eq!(o.code, 125, "{args:?}: {o:?}");
+        assert!(o.stderr.contains(needle), "{args:?}: {}", o.stderr);
+    }
+    f.assert_clean();
+}

@@ -7,12 +7,17 @@
 //! - [`image_config`]: how the image says its containers run.
 //! - [`user`]: `--user` against the image's /etc/passwd and /etc/group.
 //! - [`spec`]: the OCI spec from the runtime's defaults, the image and the options.
+//! - [`limits`], [`mounts`], [`confine`]: Docker's resource, mount and
+//!   confinement flags as spec edits.
 //! - [`lookup`]: the program checked before start (Docker's 126 and 127).
 //! - [`run`]: the foreground run itself.
 
+pub mod confine;
 pub mod error;
 pub mod image_config;
+pub mod limits;
 pub mod lookup;
+pub mod mounts;
 pub mod run;
 pub mod spec;
 pub mod user;

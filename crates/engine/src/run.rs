@@ -104,6 +104,7 @@ impl Engine {
         })?;
         let argv = spec::argv(&defaults, opts)?;
         let cwd = spec::workdir(&defaults, opts)?;
+        spec::check_flags(opts)?;
         let lowers = image::snapshot::prepare(store, &self.root, image)?;
         let id = new_id()?;
         let rootfs = image::rootfs::prepare_rootfs(&self.root, &id, &lowers)?;
@@ -180,7 +181,8 @@ impl Container<'_> {
             .map_err(io("write", &files.join("hostname")))?;
         std::fs::write(files.join("hosts"), spec::hosts_file(&hostname))
             .map_err(io("write", &files.join("hosts")))?;
-        let spec = spec::container_spec(rootfs, files, &hostname, argv, env, cwd, &user)?;
+        let mut spec = spec::container_spec(rootfs, files, &hostname, argv, env, cwd, &user)?;
+        spec::apply_flags(&mut spec, opts)?;
         let config = self.bundle.join("config.json");
         spec.save(&config)
             .map_err(|e| EngineError::Spec(format!("write {}: {e}", config.display())))?;

@@ -26,6 +26,28 @@ pub struct RunOptions {
     pub user: Option<String>,
     /// `-h`.
     pub hostname: Option<String>,
+    /// Resource flags.
+    pub limits: crate::limits::Limits,
+    /// Mount flags.
+    pub mounts: crate::mounts::MountFlags,
+    /// Confinement flags.
+    pub confinement: crate::confine::Confinement,
+}
+
+/// Applies the resource, mount and confinement flags to `spec` (after the
+/// user is set: `--group-add` adds to its groups).
+pub fn apply_flags(spec: &mut Spec, opts: &RunOptions) -> Result<(), EngineError> {
+    crate::limits::apply(spec, &opts.limits)?;
+    crate::mounts::apply(spec, &opts.mounts)?;
+    crate::confine::apply(spec, &opts.confinement)
+}
+
+/// Checks every flag before anything is made, so a bad one leaves nothing
+/// to clean up.
+pub fn check_flags(opts: &RunOptions) -> Result<(), EngineError> {
+    let mut spec =
+        runtime::spec_default::default_spec(false).map_err(|e| EngineError::Spec(e.to_string()))?;
+    apply_flags(&mut spec, opts)
 }
 
 /// The process's argv: ENTRYPOINT then CMD, each replaced by the option

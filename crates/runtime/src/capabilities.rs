@@ -54,6 +54,54 @@ pub fn number(cap: Capability) -> u32 {
     }
 }
 
+/// Every capability oci-spec names, in the kernel's order (number = index).
+pub const ALL: [Capability; 41] = {
+    use Capability::*;
+    [
+        Chown,
+        DacOverride,
+        DacReadSearch,
+        Fowner,
+        Fsetid,
+        Kill,
+        Setgid,
+        Setuid,
+        Setpcap,
+        LinuxImmutable,
+        NetBindService,
+        NetBroadcast,
+        NetAdmin,
+        NetRaw,
+        IpcLock,
+        IpcOwner,
+        SysModule,
+        SysRawio,
+        SysChroot,
+        SysPtrace,
+        SysPacct,
+        SysAdmin,
+        SysBoot,
+        SysNice,
+        SysResource,
+        SysTime,
+        SysTtyConfig,
+        Mknod,
+        Lease,
+        AuditWrite,
+        AuditControl,
+        Setfcap,
+        MacOverride,
+        MacAdmin,
+        Syslog,
+        WakeAlarm,
+        BlockSuspend,
+        AuditRead,
+        Perfmon,
+        Bpf,
+        CheckpointRestore,
+    ]
+};
+
 /// The highest capability number this kernel knows (/proc/sys/kernel/cap_last_cap).
 pub fn last_cap() -> u32 {
     std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
@@ -234,6 +282,13 @@ pub const DOCKER_DEFAULT: &[Capability] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_is_in_kernel_order() {
+        for (i, c) in ALL.iter().enumerate() {
+            assert_eq!(number(*c), i as u32, "{c:?}");
+        }
+    }
 
     #[test]
     fn numbers_match_the_kernel_header() {
