@@ -320,6 +320,19 @@ fn bind_mount(
     };
     let field = format!("mounts[{index}].destination");
     check_resolved_destination(ctx, &target, dest, "bind", true, &field)?;
+    bind_onto(source, &target, dest, opts, index)
+}
+
+/// Binds `source` onto the already resolved `target` (`dest` names it in
+/// errors): a detached clone of the source, its attributes set, moved
+/// into place.
+fn bind_onto(
+    source: &Path,
+    target: &OwnedFd,
+    dest: &Path,
+    opts: &MountOptions,
+    index: usize,
+) -> Result<()> {
     let tree = mount_api::open_tree(libc::AT_FDCWD, source, opts.rec)
         .map_err(|e| RuntimeError::sys("open_tree", source.display(), e))?;
     let attr = opts.bind_attr();
@@ -403,9 +416,34 @@ fn mount_cgroup(ctx: &MountContext, dest: &Path, opts: &MountOptions, index: usi
         Some("mode=755"),
     )
     .map_err(|e| RuntimeError::sys("mount cgroup tmpfs", dest.display(), e))?;
+    // The tmpfs just mounted is empty and no container process runs yet:
+    // its mount points are made directly in it, one mkdirat each.
+    let tmpfs = safe_path::open_in_root(ctx.root, dest, libc::O_PATH | libc::O_DIRECTORY, 0)
+        .map_err(|e| RuntimeError::sys("open cgroup tmpfs", dest.display(), e))?;
+    let subdir = |name: &str| -> Result<OwnedFd> {
+        let sub = dest.join(name);
+        nix::sys::stat::mkdirat(
+            Some(tmpfs.as_raw_fd()),
+            name,
+            nix::sys::stat::Mode::from_bits_truncate(0o755),
+        )
+        .map_err(|e| RuntimeError::sys("mkdir", sub.display(), e))?;
+        let fd = nix::fcntl::openat(
+            Some(tmpfs.as_raw_fd()),
+            name,
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_NOFOLLOW
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| RuntimeError::sys("open", sub.display(), e))?;
+        // SAFETY: a fresh descriptor from openat.
+        Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+    };
     for (name, host_mount, options) in hier.v1_mounts() {
         let sub = dest.join(&name);
-        let t = safe_path::mkdir_all_in_root(ctx.root, &sub, 0o755)?;
+        let t = subdir(&name)?;
         if ctx.cgroupns {
             mount_api::mount(
                 Some(Path::new("cgroup")),
@@ -426,12 +464,12 @@ fn mount_cgroup(ctx: &MountContext, dest: &Path, opts: &MountOptions, index: usi
                 rec: false,
                 ..Default::default()
             };
-            bind_mount(ctx, &src, &sub, &o, index)?;
+            bind_onto(&src, &t, &sub, &o, index)?;
         }
     }
     if let Some(unified) = hier.unified_mount() {
         let sub = dest.join("unified");
-        let t = safe_path::mkdir_all_in_root(ctx.root, &sub, 0o755)?;
+        let t = subdir("unified")?;
         if ctx.cgroupns {
             mount_api::mount(
                 Some(Path::new("cgroup2")),
@@ -451,7 +489,7 @@ fn mount_cgroup(ctx: &MountContext, dest: &Path, opts: &MountOptions, index: usi
                 bind: true,
                 ..Default::default()
             };
-            bind_mount(ctx, &src, &sub, &o, index)?;
+            bind_onto(&src, &t, &sub, &o, index)?;
         }
     }
     if ro != 0 {
