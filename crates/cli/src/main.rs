@@ -3,7 +3,9 @@
 //! prune, image mount/unmount. Parsing and printing only; the work is in
 //! the `image` and `registry` libraries.
 
+mod containers;
 mod format;
+mod images;
 mod progress;
 mod remote;
 mod run;
@@ -37,8 +39,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a command in a new container (foreground, with --rm, so far).
+    /// Run a command in a new container (in the foreground, so far).
     Run(Box<run::RunArgs>),
+    /// List containers.
+    Ps(containers::PsArgs),
+    /// Remove containers.
+    Rm(containers::RmArgs),
+    /// Container commands.
+    Container {
+        #[command(subcommand)]
+        command: containers::ContainerCommand,
+    },
     /// Download an image from a registry.
     Pull {
         /// The image (`[registry/]name[:tag|@digest]`).
@@ -206,138 +217,7 @@ enum ImageCommand {
     },
 }
 
-use format::human;
-
-fn short_id(config: &str) -> String {
-    config
-        .trim_start_matches("sha256:")
-        .chars()
-        .take(12)
-        .collect()
-}
-
-pub(crate) fn find<'a>(
-    refs: &'a std::collections::BTreeMap<String, ImageRecord>,
-    name: &str,
-) -> Result<(String, &'a ImageRecord)> {
-    let n = normalize(name);
-    if let Some(r) = refs.get(&n) {
-        return Ok((n, r));
-    }
-    // A short name matches a stored name under any registry (`localhost/x:1` for `x:1`).
-    let mut suffix = refs.iter().filter(|(k, _)| k.ends_with(&format!("/{n}")));
-    if let (Some((k, r)), None) = (suffix.next(), suffix.next()) {
-        return Ok((k.clone(), r));
-    }
-    refs.iter()
-        .find(|(_, r)| short_id(&r.config).starts_with(name) && name.len() >= 4)
-        .map(|(k, r)| (k.clone(), r))
-        .with_context(|| format!("no such image: {name}"))
-}
-
-/// Load's layers as bars (on a terminal only, as docker load).
-struct LoadBars(progress::Bars);
-
-impl image::load::LoadProgress for LoadBars {
-    fn layer_started(&self, layer: &image::Digest, size: u64) {
-        use registry::Progress as _;
-        self.0
-            .start(&short_id(&layer.to_string()), "Loading layer", Some(size));
-    }
-
-    fn layer_read(&self, layer: &image::Digest, bytes: u64) {
-        use registry::Progress as _;
-        self.0.advance(&short_id(&layer.to_string()), bytes);
-    }
-
-    fn layer_done(&self, layer: &image::Digest) {
-        use registry::Progress as _;
-        self.0.done(&short_id(&layer.to_string()), "Loaded");
-    }
-}
-
-fn read_config(store: &ContentStore, rec: &ImageRecord) -> Result<serde_json::Value> {
-    let d: image::Digest = rec.config.parse().context("corrupt images.json")?;
-    let data = std::fs::read(store.path(&d)).with_context(|| format!("read config {d}"))?;
-    serde_json::from_slice(&data).with_context(|| format!("config {d} is not JSON"))
-}
-
-fn mount_dir(root: &Path, rec: &ImageRecord) -> PathBuf {
-    root.join("mounts").join(short_id(&rec.config))
-}
-
-fn list(root: &Path, quiet: bool, digests: bool, format: &str) -> Result<()> {
-    let refs = Refs::new(root).load().context("read images.json")?;
-    if quiet {
-        for r in refs.values() {
-            println!("{}", short_id(&r.config));
-        }
-        return Ok(());
-    }
-    let store = ContentStore::open(root)?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let created = |r: &ImageRecord| -> (String, String) {
-        let stamp = read_config(&store, r)
-            .ok()
-            .and_then(|c| c["created"].as_str().map(str::to_string))
-            .unwrap_or_default();
-        let ago = format::parse_rfc3339(&stamp)
-            .map(|t| format::ago(t, now))
-            .unwrap_or_else(|| "N/A".into());
-        (stamp, ago)
-    };
-    if format == "json" {
-        let v: Vec<serde_json::Value> = refs
-            .iter()
-            .map(|(name, r)| {
-                let (repo, tag) = name.rsplit_once(':').unwrap_or((name, "latest"));
-                let (stamp, ago) = created(r);
-                serde_json::json!({"Repository": repo, "Tag": tag, "ID": short_id(&r.config), "Digest": r.manifest, "CreatedAt": stamp, "CreatedSince": ago, "Size": human(r.size)})
-            })
-            .collect();
-        println!("{}", serde_json::to_string(&v)?);
-        return Ok(());
-    }
-    if digests {
-        println!(
-            "{:<30} {:<10} {:<72} {:<14} {:<20} SIZE",
-            "REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "CREATED"
-        );
-    } else {
-        println!(
-            "{:<30} {:<10} {:<14} {:<20} SIZE",
-            "REPOSITORY", "TAG", "IMAGE ID", "CREATED"
-        );
-    }
-    for (name, r) in &refs {
-        let (repo, tag) = name.rsplit_once(':').unwrap_or((name, "latest"));
-        let (_, ago) = created(r);
-        if digests {
-            println!(
-                "{:<30} {:<10} {:<72} {:<14} {:<20} {}",
-                repo,
-                tag,
-                r.manifest,
-                short_id(&r.config),
-                ago,
-                human(r.size)
-            );
-        } else {
-            println!(
-                "{:<30} {:<10} {:<14} {:<20} {}",
-                repo,
-                tag,
-                short_id(&r.config),
-                ago,
-                human(r.size)
-            );
-        }
-    }
-    Ok(())
-}
+use images::{find, list, mount_dir, read_config, short_id, LoadBars};
 
 fn run(cli: &Cli) -> Result<()> {
     let root = &cli.root;
@@ -647,8 +527,10 @@ fn run(cli: &Cli) -> Result<()> {
             }
             println!("{}", target.display());
         }
-        // Exits with the container's status: handled by main.
-        Command::Run(_) => bail!("berth run is dispatched before the image commands"),
+        // Container commands: handled by main.
+        Command::Run(_) | Command::Ps(_) | Command::Rm(_) | Command::Container { .. } => {
+            bail!("container commands are dispatched before the image commands")
+        }
         Command::Image {
             command: ImageCommand::Unmount { name },
         } => {
@@ -668,8 +550,21 @@ fn run(cli: &Cli) -> Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Run(args) = &cli.command {
-        return run::main(&cli.root, args);
+    let containers = match &cli.command {
+        Command::Run(args) => return run::main(&cli.root, args),
+        Command::Ps(a) => Some(containers::ps_main(&cli.root, a)),
+        Command::Rm(a) => Some(containers::rm_main(&cli.root, a)),
+        Command::Container { command } => Some(containers::container_main(&cli.root, command)),
+        _ => None,
+    };
+    if let Some(result) = containers {
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("berth: {e:#}");
+                ExitCode::from(1)
+            }
+        };
     }
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,16 +7,19 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use engine::{Engine, EngineError, RunOptions};
+use engine::{EngineError, RunOptions};
 use image::refs::Refs;
 use image::ContentStore;
 
 /// `docker run`'s flags that berth has so far.
 #[derive(Args)]
 pub struct RunArgs {
-    /// Remove the container when it exits (required for now: see docs/engine.md).
+    /// Remove the container when it exits.
     #[arg(long)]
     rm: bool,
+    /// The container's name (default: a generated one).
+    #[arg(long)]
+    name: Option<String>,
     /// Run in the background (not implemented yet).
     #[arg(short = 'd', long)]
     detach: bool,
@@ -145,11 +148,6 @@ fn run(root: &Path, args: &RunArgs) -> anyhow::Result<i32> {
             "berth run -i/-t (stdin and terminals need berth-shim)",
         ));
     }
-    if !args.rm {
-        return Err(not_yet(
-            "berth run without --rm (keeping a stopped container needs the container store)",
-        ));
-    }
     let mut env = vec![];
     for f in &args.env_file {
         env.extend(env_file(f)?);
@@ -162,17 +160,10 @@ fn run(root: &Path, args: &RunArgs) -> anyhow::Result<i32> {
     let img = rec
         .to_import(Some(key.clone()))
         .context("corrupt images.json")?;
-    let runtime = match &args.runtime {
-        Some(r) => r.clone(),
-        None => std::env::current_exe()
-            .context("find berth's own path")?
-            .with_file_name("berth-runtime"),
-    };
-    let engine = Engine {
-        root: root.to_path_buf(),
-        runtime,
-    };
+    let engine = crate::containers::engine(root, args.runtime.clone())?;
     let opts = RunOptions {
+        name: args.name.clone(),
+        auto_remove: args.rm,
         cmd: args.command.clone(),
         entrypoint: args.entrypoint.clone(),
         env,

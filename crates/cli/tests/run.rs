@@ -1,7 +1,9 @@
-//! `berth run --rm` in the foreground (the engine's first slice): a busybox
-//! image imported by berth runs with Docker's exit codes, options and
-//! signal forwarding, and leaves nothing behind (container directory,
-//! mounts, runtime state; the runtime's own tests cover its cgroup).
+//! `berth run` in the foreground, and the container store behind `ps`,
+//! `rm` and `container prune`: a busybox image imported by berth runs with
+//! Docker's exit codes, options and signal forwarding; a container is kept
+//! (stopped, listed) unless `--rm`, and once removed nothing is left
+//! behind (container directory, mounts, runtime state; the runtime's own
+//! tests cover its cgroup).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -192,7 +194,6 @@ fn signals_reach_the_container_and_it_is_removed() {
 fn what_is_not_there_yet_says_so() {
     let f = Fixture::new();
     for (args, needle) in [
-        (vec!["run", "bb:1", "true"], "--rm"),
         (vec!["run", "--rm", "-d", "bb:1", "true"], "berth-shim"),
         (vec!["run", "--rm", "-it", "bb:1", "sh"], "berth-shim"),
     ] {
@@ -283,5 +284,98 @@ fn resource_mount_and_confinement_flags_take_effect() {
         assert_eq!(o.code, 125, "{args:?}: {o:?}");
         assert!(o.stderr.contains(needle), "{args:?}: {}", o.stderr);
     }
+    f.assert_clean();
+}
+
+/// Without --rm a container is kept: listed by `ps -a` with its exit
+/// status, found by name, id or id prefix, removed by `rm` (a running one
+/// only with -f) or `container prune`; names are unique.
+#[test]
+fn containers_are_kept_listed_and_removed() {
+    let f = Fixture::new();
+    let o = f.berth(&[
+        "run",
+        "--name",
+        "first",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo one; exit 3",
+    ]);
+    assert_eq!((o.code, o.stdout.trim()), (3, "one"), "{o:?}");
+    f.berth(&["run", "bb:1", "true"]).ok();
+    let o = f.berth(&["run", "--name", "first", "bb:1", "true"]);
+    assert_eq!(o.code, 125, "{o:?}");
+    assert!(
+        o.stderr.contains("\"first\" is already in use"),
+        "{}",
+        o.stderr
+    );
+    let ps = f.berth(&["ps", "-a"]).ok().stdout;
+    let lines: Vec<&str> = ps.lines().collect();
+    assert_eq!(lines.len(), 3, "{ps}");
+    assert!(
+        lines[0].starts_with("CONTAINER ID   IMAGE   COMMAND"),
+        "{ps}"
+    );
+    let first = lines
+        .iter()
+        .find(|l| l.ends_with("first"))
+        .expect("first listed");
+    assert!(first.contains("Exited (3)"), "{first}");
+    assert!(first.contains("\"sh -c echo one; exi…\""), "{first}");
+    // Nothing runs: plain `ps` has only its header.
+    assert_eq!(f.berth(&["ps"]).ok().stdout.lines().count(), 1);
+    let ids = f.berth(&["ps", "-aq"]).ok().stdout;
+    assert_eq!(ids.lines().count(), 2);
+    assert!(ids.lines().all(|l| l.len() == 12));
+    // A running container: rm refuses, rm -f kills and removes it.
+    let out = f.dir.path().join("sleeper.out");
+    let mut sleeper = f
+        .command(&[
+            "run",
+            "--name",
+            "sleeper",
+            "bb:1",
+            "sh",
+            "-c",
+            "echo up; sleep 60",
+        ])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&out).unwrap().contains("up") {
+        assert!(Instant::now() < end, "the sleeper never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let up = f.berth(&["ps"]).ok().stdout;
+    assert!(
+        up.lines()
+            .any(|l| l.ends_with("sleeper") && l.contains("Up ")),
+        "{up}"
+    );
+    let o = f.berth(&["rm", "sleeper"]);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("is running"), "{}", o.stderr);
+    assert_eq!(
+        f.berth(&["rm", "-f", "sleeper"]).ok().stdout.trim(),
+        "sleeper"
+    );
+    let status = test_support::wait_timeout(&mut sleeper, Duration::from_secs(30))
+        .expect("berth run did not end after rm -f");
+    assert_eq!(status.code(), Some(137));
+    // By id prefix, then prune for the rest.
+    let first_id = f.berth(&["ps", "-aq", "--no-trunc"]).ok().stdout;
+    let first_id = first_id.lines().last().unwrap();
+    f.berth(&["rm", &first_id[..8]]).ok();
+    let o = f.berth(&["container", "prune", "-f"]).ok();
+    assert!(o.stdout.starts_with("Deleted Containers:"), "{o:?}");
+    assert_eq!(f.berth(&["ps", "-aq"]).ok().stdout, "");
+    let o = f.berth(&["rm", "nothing-here"]);
+    assert!(
+        o.stderr.contains("no such container: nothing-here"),
+        "{o:?}"
+    );
     f.assert_clean();
 }

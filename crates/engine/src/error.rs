@@ -59,7 +59,7 @@ pub enum EngineError {
     NotExecutable(String),
     /// The image store failed.
     #[error(transparent)]
-    Store(#[from] image::StoreError),
+    ImageStore(#[from] image::StoreError),
     /// Preparing or removing the container's root failed.
     #[error(transparent)]
     Rootfs(#[from] image::rootfs::RootfsError),
@@ -74,6 +74,28 @@ pub enum EngineError {
         /// What the runtime said.
         message: String,
     },
+    /// The container database failed.
+    #[error("container store {path}: {err}")]
+    ContainerStore {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        err: String,
+    },
+    /// Another container has this name.
+    #[error(
+        "the container name {0:?} is already in use: remove that container or choose another name"
+    )]
+    NameInUse(String),
+    /// No container has this id, id prefix or name.
+    #[error("no such container: {0}")]
+    NoSuchContainer(String),
+    /// An id prefix that more than one container has.
+    #[error("{0} matches more than one container: give more of the id")]
+    Ambiguous(String),
+    /// An operation that needs a stopped container.
+    #[error("container {0} is running: stop it first or use --force")]
+    Running(String),
     /// The spec could not be built.
     #[error("container spec: {0}")]
     Spec(String),

@@ -1,6 +1,7 @@
 //! berth's container engine: an image plus Docker's `run` options become a
-//! container. This first slice runs a container in the foreground and
-//! removes it when it exits (`berth run --rm`); the container store,
+//! container. So far a container runs in the foreground (`berth run`), is
+//! kept in the container store (SQLite) when it exits unless `--rm` says
+//! otherwise, and is listed (`ps`) and removed (`rm`, `container prune`);
 //! berth-shim, detached containers and the rest of the lifecycle come next
 //! (see docs/engine.md for what works today).
 //!
@@ -11,15 +12,20 @@
 //!   confinement flags as spec edits.
 //! - [`lookup`]: the program checked before start (Docker's 126 and 127).
 //! - [`run`]: the foreground run itself.
+//! - [`store`], [`names`]: the container database and container names.
+//! - [`containers`]: listing, removing and pruning containers.
 
 pub mod confine;
+pub mod containers;
 pub mod error;
 pub mod image_config;
 pub mod limits;
 pub mod lookup;
 pub mod mounts;
+pub mod names;
 pub mod run;
 pub mod spec;
+pub mod store;
 pub mod user;
 
 pub use error::EngineError;

@@ -20,7 +20,8 @@ use image::ContentStore;
 
 use crate::error::EngineError;
 use crate::spec::RunOptions;
-use crate::{image_config, lookup, spec, user};
+use crate::store::{Record, State, Store};
+use crate::{image_config, lookup, names, spec, user};
 
 /// Signals the caller forwards to the container, as `docker run`'s
 /// sig-proxy does.
@@ -105,27 +106,77 @@ impl Engine {
         let argv = spec::argv(&defaults, opts)?;
         let cwd = spec::workdir(&defaults, opts)?;
         spec::check_flags(opts)?;
-        let lowers = image::snapshot::prepare(store, &self.root, image)?;
+        let wanted = opts.name.as_deref().map(names::check).transpose()?;
+        let db = Store::open(&self.root)?;
         let id = new_id()?;
-        let rootfs = image::rootfs::prepare_rootfs(&self.root, &id, &lowers)?;
+        let mut record = Record {
+            id: id.clone(),
+            name: String::new(),
+            image: name.to_string(),
+            image_id: image.config.to_string(),
+            command: argv.clone(),
+            created: now(),
+            state: State::Created,
+            pid: 0,
+            pid_start: 0,
+            exit_code: 0,
+            started: 0,
+            finished: 0,
+            auto_remove: opts.auto_remove,
+            config: "{}".into(),
+        };
+        // A generated name that is taken gets a number added.
+        for attempt in 0.. {
+            record.name = wanted
+                .clone()
+                .unwrap_or_else(|| names::generate(&id, attempt));
+            match db.insert(&record) {
+                Err(EngineError::NameInUse(_)) if wanted.is_none() && attempt < 100 => continue,
+                other => other?,
+            }
+            break;
+        }
+        let lowers = image::snapshot::prepare(store, &self.root, image);
+        let rootfs = lowers
+            .map_err(EngineError::from)
+            .and_then(|l| Ok(image::rootfs::prepare_rootfs(&self.root, &id, &l)?));
+        let rootfs = match rootfs {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = db.remove(&id);
+                return Err(e);
+            }
+        };
         let mut container = Container {
             engine: self,
+            db: &db,
             id: id.clone(),
             bundle: image::rootfs::container_dir(&self.root, &id)?.join("bundle"),
             runtime_root: None,
             created: false,
         };
         let result = container.run(&defaults, opts, &rootfs, argv, cwd);
-        let cleanup = container.remove();
+        let cleanup = if opts.auto_remove {
+            container.remove()
+        } else {
+            container.stop_keeping_layer()
+        };
         let code = result?;
         cleanup?;
         Ok(code)
     }
 }
 
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// One foreground container, removed by [`Container::remove`] whatever happened.
 struct Container<'a> {
     engine: &'a Engine,
+    db: &'a Store,
     id: String,
     bundle: PathBuf,
     runtime_root: Option<PathBuf>,
@@ -223,6 +274,9 @@ impl Container<'_> {
             .trim()
             .parse()
             .map_err(|_| self.runtime_error("create"))?;
+        let start_time = crate::store::process_start(pid).unwrap_or(0);
+        self.db
+            .set_running(&self.id, pid as i64, start_time, now())?;
         self.forward_signals(forwarded, runtime_root.clone());
         let started = self
             .engine
@@ -235,7 +289,9 @@ impl Container<'_> {
         if !started.success() {
             return Err(self.runtime_error("start"));
         }
-        wait_exit(pid)
+        let code = wait_exit(pid)?;
+        self.db.set_exited(&self.id, code as i64, now())?;
+        Ok(code)
     }
 
     /// Forwards the blocked signals to the container, from a thread that
@@ -255,8 +311,9 @@ impl Container<'_> {
         });
     }
 
-    /// Deletes the container from the runtime and removes its bundle and root.
-    fn remove(&mut self) -> Result<(), EngineError> {
+    /// Deletes the container from the runtime (its processes, cgroup and
+    /// state).
+    fn delete_from_runtime(&mut self) -> Result<(), EngineError> {
         if let (true, Some(root)) = (self.created, &self.runtime_root) {
             let out = self
                 .engine
@@ -273,20 +330,42 @@ impl Container<'_> {
             }
             self.created = false;
         }
-        match std::fs::remove_dir_all(&self.bundle) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(EngineError::Io {
-                    op: "remove",
-                    path: self.bundle.clone(),
-                    err: e,
-                })
-            }
-        }
-        image::rootfs::teardown_rootfs(&self.engine.root, &self.id)?;
         Ok(())
     }
+
+    /// What a stopped container keeps: its record, bundle and writable
+    /// layer; the root is unmounted.
+    fn stop_keeping_layer(&mut self) -> Result<(), EngineError> {
+        self.delete_from_runtime()?;
+        image::rootfs::unmount_rootfs(&self.engine.root, &self.id)?;
+        Ok(())
+    }
+
+    /// Deletes the container from the runtime and removes its bundle,
+    /// root and record.
+    fn remove(&mut self) -> Result<(), EngineError> {
+        self.delete_from_runtime()?;
+        remove_files(&self.engine.root, &self.id)?;
+        self.db.remove(&self.id)
+    }
+}
+
+/// Removes a container's bundle and its root (writable layer included).
+pub(crate) fn remove_files(root: &Path, id: &str) -> Result<(), EngineError> {
+    let bundle = image::rootfs::container_dir(root, id)?.join("bundle");
+    match std::fs::remove_dir_all(&bundle) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(EngineError::Io {
+                op: "remove",
+                path: bundle,
+                err: e,
+            })
+        }
+    }
+    image::rootfs::teardown_rootfs(root, id)?;
+    Ok(())
 }
 
 /// Waits for the container's init (our child, as subreaper) and returns

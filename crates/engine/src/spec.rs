@@ -14,6 +14,10 @@ use crate::user::ResolvedUser;
 /// What a `run` asks for beyond the image.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
+    /// `--name` (default: a generated one).
+    pub name: Option<String>,
+    /// `--rm`: remove the container when it exits.
+    pub auto_remove: bool,
     /// The command (replaces the image's CMD).
     pub cmd: Vec<String>,
     /// `--entrypoint` (replaces the image's ENTRYPOINT; "" clears it).

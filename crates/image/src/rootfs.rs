@@ -153,19 +153,7 @@ pub fn teardown_rootfs(root: &Path, id: &str) -> Result<(), RootfsError> {
         Ok(_) => {}
     }
     let rootfs = dir.join("rootfs");
-    // Stacked mounts (a retried mount) come off one at a time.
-    for _ in 0..16 {
-        if !is_mount_point(&rootfs).map_err(io("check the mounts of", &rootfs))? {
-            break;
-        }
-        if let Err(e) = nix::mount::umount2(&rootfs, nix::mount::MntFlags::empty()) {
-            let err = io::Error::from(e);
-            return Err(match e {
-                nix::Error::EBUSY => RootfsError::Busy { path: rootfs, err },
-                _ => io("unmount", &rootfs)(err),
-            });
-        }
-    }
+    unmount(&rootfs)?;
     // rmdir, never a recursive removal: an empty mount point is all preparation made.
     match std::fs::remove_dir(&rootfs) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io("remove", &rootfs)(e)),
@@ -185,6 +173,58 @@ pub fn teardown_rootfs(root: &Path, id: &str) -> Result<(), RootfsError> {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io("remove", &dir)(e)),
         _ => Ok(()),
     }
+}
+
+/// Unmounts `rootfs` (every stacked mount on it); nothing if it is not mounted.
+fn unmount(rootfs: &Path) -> Result<(), RootfsError> {
+    let io = |op: &'static str| {
+        let path = rootfs.to_path_buf();
+        move |err| RootfsError::Io { op, path, err }
+    };
+    // Stacked mounts (a retried mount) come off one at a time.
+    for _ in 0..16 {
+        if !is_mount_point(rootfs).map_err(io("check the mounts of"))? {
+            break;
+        }
+        if let Err(e) = nix::mount::umount2(rootfs, nix::mount::MntFlags::empty()) {
+            let err = io::Error::from(e);
+            return Err(match e {
+                nix::Error::EBUSY => RootfsError::Busy {
+                    path: rootfs.to_path_buf(),
+                    err,
+                },
+                _ => io("unmount")(err),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Unmounts container `id`'s root and keeps its writable layer (`upper`)
+/// for a later [`remount_rootfs`]: what a stopped container keeps.
+pub fn unmount_rootfs(root: &Path, id: &str) -> Result<(), RootfsError> {
+    unmount(&container_dir(root, id)?.join("rootfs"))
+}
+
+/// Mounts container `id`'s root again over its kept writable layer (after
+/// [`unmount_rootfs`]); returns the root's path. Nothing if it is mounted.
+pub fn remount_rootfs(root: &Path, id: &str, lowers: &[PathBuf]) -> Result<PathBuf, RootfsError> {
+    let dir = container_dir(root, id)?;
+    let (upper, work, rootfs) = (dir.join("upper"), dir.join("work"), dir.join("rootfs"));
+    if is_mount_point(&rootfs).map_err(|err| RootfsError::Io {
+        op: "check the mounts of",
+        path: rootfs.clone(),
+        err,
+    })? {
+        return Ok(rootfs);
+    }
+    mount_overlay_with(lowers, Some((&upper, &work)), &rootfs, MountStrategy::Auto).map_err(
+        |err| RootfsError::Mount {
+            id: id.to_string(),
+            err,
+        },
+    )?;
+    Ok(rootfs)
 }
 
 /// Whether something is mounted at `path` (statx's mount-root attribute, or

@@ -1,0 +1,144 @@
+//! The image side of the command line: finding an image by name, id
+//! prefix or short name, `images` (table and JSON), load progress bars, an
+//! image's config and its read-only mount directory.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use image::refs::{normalize, ImageRecord, Refs};
+use image::ContentStore;
+
+use crate::progress;
+
+use crate::format::{self, human};
+
+pub(crate) fn short_id(config: &str) -> String {
+    config
+        .trim_start_matches("sha256:")
+        .chars()
+        .take(12)
+        .collect()
+}
+
+pub(crate) fn find<'a>(
+    refs: &'a std::collections::BTreeMap<String, ImageRecord>,
+    name: &str,
+) -> Result<(String, &'a ImageRecord)> {
+    let n = normalize(name);
+    if let Some(r) = refs.get(&n) {
+        return Ok((n, r));
+    }
+    // A short name matches a stored name under any registry (`localhost/x:1` for `x:1`).
+    let mut suffix = refs.iter().filter(|(k, _)| k.ends_with(&format!("/{n}")));
+    if let (Some((k, r)), None) = (suffix.next(), suffix.next()) {
+        return Ok((k.clone(), r));
+    }
+    refs.iter()
+        .find(|(_, r)| short_id(&r.config).starts_with(name) && name.len() >= 4)
+        .map(|(k, r)| (k.clone(), r))
+        .with_context(|| format!("no such image: {name}"))
+}
+
+/// Load's layers as bars (on a terminal only, as docker load).
+pub(crate) struct LoadBars(pub(crate) progress::Bars);
+
+impl image::load::LoadProgress for LoadBars {
+    fn layer_started(&self, layer: &image::Digest, size: u64) {
+        use registry::Progress as _;
+        self.0
+            .start(&short_id(&layer.to_string()), "Loading layer", Some(size));
+    }
+
+    fn layer_read(&self, layer: &image::Digest, bytes: u64) {
+        use registry::Progress as _;
+        self.0.advance(&short_id(&layer.to_string()), bytes);
+    }
+
+    fn layer_done(&self, layer: &image::Digest) {
+        use registry::Progress as _;
+        self.0.done(&short_id(&layer.to_string()), "Loaded");
+    }
+}
+
+pub(crate) fn read_config(store: &ContentStore, rec: &ImageRecord) -> Result<serde_json::Value> {
+    let d: image::Digest = rec.config.parse().context("corrupt images.json")?;
+    let data = std::fs::read(store.path(&d)).with_context(|| format!("read config {d}"))?;
+    serde_json::from_slice(&data).with_context(|| format!("config {d} is not JSON"))
+}
+
+pub(crate) fn mount_dir(root: &Path, rec: &ImageRecord) -> PathBuf {
+    root.join("mounts").join(short_id(&rec.config))
+}
+
+pub(crate) fn list(root: &Path, quiet: bool, digests: bool, format: &str) -> Result<()> {
+    let refs = Refs::new(root).load().context("read images.json")?;
+    if quiet {
+        for r in refs.values() {
+            println!("{}", short_id(&r.config));
+        }
+        return Ok(());
+    }
+    let store = ContentStore::open(root)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let created = |r: &ImageRecord| -> (String, String) {
+        let stamp = read_config(&store, r)
+            .ok()
+            .and_then(|c| c["created"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        let ago = format::parse_rfc3339(&stamp)
+            .map(|t| format::ago(t, now))
+            .unwrap_or_else(|| "N/A".into());
+        (stamp, ago)
+    };
+    if format == "json" {
+        let v: Vec<serde_json::Value> = refs
+            .iter()
+            .map(|(name, r)| {
+                let (repo, tag) = name.rsplit_once(':').unwrap_or((name, "latest"));
+                let (stamp, ago) = created(r);
+                serde_json::json!({"Repository": repo, "Tag": tag, "ID": short_id(&r.config), "Digest": r.manifest, "CreatedAt": stamp, "CreatedSince": ago, "Size": human(r.size)})
+            })
+            .collect();
+        println!("{}", serde_json::to_string(&v)?);
+        return Ok(());
+    }
+    if digests {
+        println!(
+            "{:<30} {:<10} {:<72} {:<14} {:<20} SIZE",
+            "REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "CREATED"
+        );
+    } else {
+        println!(
+            "{:<30} {:<10} {:<14} {:<20} SIZE",
+            "REPOSITORY", "TAG", "IMAGE ID", "CREATED"
+        );
+    }
+    for (name, r) in &refs {
+        let (repo, tag) = name.rsplit_once(':').unwrap_or((name, "latest"));
+        let (_, ago) = created(r);
+        if digests {
+            println!(
+                "{:<30} {:<10} {:<72} {:<14} {:<20} {}",
+                repo,
+                tag,
+                r.manifest,
+                short_id(&r.config),
+                ago,
+                human(r.size)
+            );
+        } else {
+            println!(
+                "{:<30} {:<10} {:<14} {:<20} {}",
+                repo,
+                tag,
+                short_id(&r.config),
+                ago,
+                human(r.size)
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,384 @@
+//! The container store: one SQLite database, `<root>/engine.db` (0600,
+//! WAL, schema version in `user_version`), one transaction per change.
+//! Names are unique by the database's own constraint, so two concurrent
+//! `berth run --name x` cannot both get `x`.
+//!
+//! A record's state says what the engine last did; whether a "running"
+//! container still runs is checked against its init process (pid and
+//! start time), so a record cannot claim a container that a crash ended.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::error::EngineError;
+
+/// The schema this build reads and writes.
+const SCHEMA_VERSION: i64 = 1;
+
+/// Where a container is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Made, not started (or being started).
+    Created,
+    /// Its process runs (as far as the record knows: see [`Record::is_running`]).
+    Running,
+    /// Its process ended.
+    Exited,
+}
+
+impl State {
+    fn as_str(self) -> &'static str {
+        match self {
+            State::Created => "created",
+            State::Running => "running",
+            State::Exited => "exited",
+        }
+    }
+
+    fn parse(s: &str) -> State {
+        match s {
+            "running" => State::Running,
+            "exited" => State::Exited,
+            _ => State::Created,
+        }
+    }
+}
+
+/// One container as the store keeps it.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// 64 hex digits.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// The image as the user named it.
+    pub image: String,
+    /// The image's config digest.
+    pub image_id: String,
+    /// The process's argv.
+    pub command: Vec<String>,
+    /// Creation time (Unix seconds).
+    pub created: i64,
+    /// Last state the engine recorded.
+    pub state: State,
+    /// The init's host pid while running.
+    pub pid: i64,
+    /// The init's start time (clock ticks since boot), to tell pid reuse.
+    pub pid_start: i64,
+    /// Exit status once exited.
+    pub exit_code: i64,
+    /// Start and finish times (Unix seconds, 0: never).
+    pub started: i64,
+    /// See `started`.
+    pub finished: i64,
+    /// Remove when it exits (`--rm`).
+    pub auto_remove: bool,
+    /// The engine's options, as JSON (for `start` and `inspect`).
+    pub config: String,
+}
+
+impl Record {
+    /// Whether the container's init is alive: the record says running and
+    /// the process with that pid has the recorded start time.
+    pub fn is_running(&self) -> bool {
+        self.state == State::Running
+            && self.pid > 0
+            && process_start(self.pid as i32) == Some(self.pid_start)
+    }
+}
+
+/// The start time (field 22 of /proc/PID/stat) of a live process.
+pub fn process_start(pid: i32) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(") ")?.1;
+    let fields: Vec<&str> = rest.split(' ').collect();
+    // A zombie has ended: it is not running.
+    if fields.first() == Some(&"Z") {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}
+
+/// The engine's database.
+pub struct Store {
+    db: Connection,
+    path: PathBuf,
+}
+
+fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> EngineError + '_ {
+    move |e| EngineError::ContainerStore {
+        path: path.to_path_buf(),
+        err: e.to_string(),
+    }
+}
+
+const COLUMNS: &str = "id, name, image, image_id, command, created, state, pid, pid_start, \
+                       exit_code, started, finished, auto_remove, config";
+
+fn row(r: &rusqlite::Row) -> rusqlite::Result<Record> {
+    let command: String = r.get(4)?;
+    let state: String = r.get(6)?;
+    Ok(Record {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        image: r.get(2)?,
+        image_id: r.get(3)?,
+        command: serde_json::from_str(&command).unwrap_or_default(),
+        created: r.get(5)?,
+        state: State::parse(&state),
+        pid: r.get(7)?,
+        pid_start: r.get(8)?,
+        exit_code: r.get(9)?,
+        started: r.get(10)?,
+        finished: r.get(11)?,
+        auto_remove: r.get(12)?,
+        config: r.get(13)?,
+    })
+}
+
+impl Store {
+    /// Opens (creating on first use) `<root>/engine.db`.
+    pub fn open(root: &Path) -> Result<Store, EngineError> {
+        let path = root.join("engine.db");
+        let fresh = !path.exists();
+        let db = Connection::open(&path).map_err(sql(&path))?;
+        if fresh {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(
+                |e| EngineError::Io {
+                    op: "chmod",
+                    path: path.clone(),
+                    err: e,
+                },
+            )?;
+        }
+        db.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(sql(&path))?;
+        db.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql(&path))?;
+        let version: i64 = db
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(sql(&path))?;
+        match version {
+            0 => {
+                db.execute_batch(
+                    "BEGIN;
+                     CREATE TABLE IF NOT EXISTS containers (
+                         id TEXT PRIMARY KEY,
+                         name TEXT NOT NULL UNIQUE,
+                         image TEXT NOT NULL,
+                         image_id TEXT NOT NULL,
+                         command TEXT NOT NULL,
+                         created INTEGER NOT NULL,
+                         state TEXT NOT NULL,
+                         pid INTEGER NOT NULL DEFAULT 0,
+                         pid_start INTEGER NOT NULL DEFAULT 0,
+                         exit_code INTEGER NOT NULL DEFAULT 0,
+                         started INTEGER NOT NULL DEFAULT 0,
+                         finished INTEGER NOT NULL DEFAULT 0,
+                         auto_remove INTEGER NOT NULL DEFAULT 0,
+                         config TEXT NOT NULL DEFAULT '{}'
+                     );
+                     PRAGMA user_version = 1;
+                     COMMIT;",
+                )
+                .map_err(sql(&path))?;
+            }
+            SCHEMA_VERSION => {}
+            v => {
+                return Err(EngineError::ContainerStore {
+                    path,
+                    err: format!(
+                        "schema version {v} is newer than this berth reads ({SCHEMA_VERSION})"
+                    ),
+                })
+            }
+        }
+        Ok(Store { db, path })
+    }
+
+    /// Adds a new container; a taken name is an error naming it.
+    pub fn insert(&self, r: &Record) -> Result<(), EngineError> {
+        let command = serde_json::to_string(&r.command).unwrap_or_default();
+        self.db
+            .execute(
+                &format!("INSERT INTO containers ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+                params![
+                    r.id, r.name, r.image, r.image_id, command, r.created, r.state.as_str(),
+                    r.pid, r.pid_start, r.exit_code, r.started, r.finished, r.auto_remove, r.config
+                ],
+            )
+            .map(|_| ())
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    EngineError::NameInUse(r.name.clone())
+                }
+                e => sql(&self.path)(e),
+            })
+    }
+
+    /// Records that the container runs as `pid`.
+    pub fn set_running(
+        &self,
+        id: &str,
+        pid: i64,
+        pid_start: i64,
+        now: i64,
+    ) -> Result<(), EngineError> {
+        self.db
+            .execute(
+                "UPDATE containers SET state = 'running', pid = ?2, pid_start = ?3, started = ?4, \
+                 exit_code = 0, finished = 0 WHERE id = ?1",
+                params![id, pid, pid_start, now],
+            )
+            .map(|_| ())
+            .map_err(sql(&self.path))
+    }
+
+    /// Records that the container exited with `code`.
+    pub fn set_exited(&self, id: &str, code: i64, now: i64) -> Result<(), EngineError> {
+        self.db
+            .execute(
+                "UPDATE containers SET state = 'exited', pid = 0, pid_start = 0, exit_code = ?2, \
+                 finished = ?3 WHERE id = ?1",
+                params![id, code, now],
+            )
+            .map(|_| ())
+            .map_err(sql(&self.path))
+    }
+
+    /// Removes the record (none: nothing to do).
+    pub fn remove(&self, id: &str) -> Result<(), EngineError> {
+        self.db
+            .execute("DELETE FROM containers WHERE id = ?1", params![id])
+            .map(|_| ())
+            .map_err(sql(&self.path))
+    }
+
+    /// Every container, newest first.
+    pub fn list(&self) -> Result<Vec<Record>, EngineError> {
+        let mut st = self
+            .db
+            .prepare(&format!(
+                "SELECT {COLUMNS} FROM containers ORDER BY created DESC, rowid DESC"
+            ))
+            .map_err(sql(&self.path))?;
+        let rows = st.query_map([], row).map_err(sql(&self.path))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(sql(&self.path))
+    }
+
+    /// The container `key` names: its full id, its name, or a unique id
+    /// prefix, as Docker resolves them.
+    pub fn find(&self, key: &str) -> Result<Record, EngineError> {
+        let exact = self
+            .db
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM containers WHERE id = ?1 OR name = ?1"),
+                params![key],
+                row,
+            )
+            .optional()
+            .map_err(sql(&self.path))?;
+        if let Some(r) = exact {
+            return Ok(r);
+        }
+        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(EngineError::NoSuchContainer(key.to_string()));
+        }
+        let mut st = self
+            .db
+            .prepare(&format!(
+                "SELECT {COLUMNS} FROM containers WHERE substr(id, 1, ?2) = ?1"
+            ))
+            .map_err(sql(&self.path))?;
+        let found: Vec<Record> = st
+            .query_map(params![key, key.len() as i64], row)
+            .map_err(sql(&self.path))?
+            .collect::<Result<_, _>>()
+            .map_err(sql(&self.path))?;
+        match found.len() {
+            1 => Ok(found.into_iter().next().expect("one")),
+            0 => Err(EngineError::NoSuchContainer(key.to_string())),
+            _ => Err(EngineError::Ambiguous(key.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(id: &str, name: &str) -> Record {
+        Record {
+            id: id.into(),
+            name: name.into(),
+            image: "busybox".into(),
+            image_id: "sha256:x".into(),
+            command: vec!["sh".into()],
+            created: 1,
+            state: State::Created,
+            pid: 0,
+            pid_start: 0,
+            exit_code: 0,
+            started: 0,
+            finished: 0,
+            auto_remove: false,
+            config: "{}".into(),
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_names_are_unique() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.insert(&rec("abcdef01", "one")).unwrap();
+        s.insert(&rec("abcdef02", "two")).unwrap();
+        assert!(matches!(
+            s.insert(&rec("ffff", "one")),
+            Err(EngineError::NameInUse(_))
+        ));
+        assert_eq!(s.find("one").unwrap().id, "abcdef01");
+        assert_eq!(s.find("abcdef02").unwrap().name, "two");
+        assert!(matches!(s.find("abcdef"), Err(EngineError::Ambiguous(_))));
+        assert_eq!(s.find("abcdef01").unwrap().name, "one");
+        assert!(matches!(
+            s.find("nope"),
+            Err(EngineError::NoSuchContainer(_))
+        ));
+        s.set_running("abcdef01", std::process::id() as i64, 0, 5)
+            .unwrap();
+        let r = s.find("one").unwrap();
+        assert_eq!((r.state, r.started), (State::Running, 5));
+        // A wrong start time: not this process, so not running.
+        assert!(!r.is_running());
+        s.set_exited("abcdef01", 3, 9).unwrap();
+        let r = s.find("one").unwrap();
+        assert_eq!((r.state, r.exit_code, r.finished), (State::Exited, 3, 9));
+        s.remove("abcdef01").unwrap();
+        assert_eq!(s.list().unwrap().len(), 1);
+        // Reopening keeps everything; the file is the owner's only.
+        drop(s);
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.list().unwrap()[0].name, "two");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("engine.db"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let db = Connection::open(dir.path().join("engine.db")).unwrap();
+        db.pragma_update(None, "user_version", 99).unwrap();
+        drop(db);
+        let e = Store::open(dir.path()).err().unwrap().to_string();
+        assert!(e.contains("schema version 99"), "{e}");
+    }
+}
