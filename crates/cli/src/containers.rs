@@ -1,5 +1,6 @@
-//! `berth ps`, `berth rm` and `berth container ls|rm|prune`: parse, call
-//! the engine, print Docker's table and messages.
+//! The container commands (`ps`, `rm`, `start`, `stop`, `kill`, `wait`,
+//! `inspect`, and their `container …` forms, with `container prune`):
+//! parse, call the engine, print Docker's tables and messages.
 
 use std::path::{Path, PathBuf};
 
@@ -41,9 +42,73 @@ pub struct RmArgs {
     containers: Vec<String>,
 }
 
+/// `docker start` flags.
+#[derive(Args)]
+pub struct StartArgs {
+    /// Attach to the container's output (required so far: detached needs berth-shim).
+    #[arg(short, long)]
+    attach: bool,
+    /// The container.
+    container: String,
+}
+
+/// `docker stop` flags.
+#[derive(Args)]
+pub struct StopArgs {
+    /// Seconds to wait before SIGKILL.
+    #[arg(short = 't', long = "time", default_value_t = 10)]
+    time: u64,
+    /// The signal to send first (default SIGTERM).
+    #[arg(short, long)]
+    signal: Option<String>,
+    /// Containers.
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// `docker kill` flags.
+#[derive(Args)]
+pub struct KillArgs {
+    /// The signal (default SIGKILL).
+    #[arg(short, long, default_value = "KILL")]
+    signal: String,
+    /// Containers.
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// Containers named on the command line.
+#[derive(Args)]
+pub struct Targets {
+    /// Containers.
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// `docker inspect` flags (containers).
+#[derive(Args)]
+pub struct InspectArgs {
+    /// Format each with a template (`{{.State.Pid}}`, `{{json .State}}`).
+    #[arg(short, long)]
+    format: Option<String>,
+    /// Containers.
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
 /// `berth container …`.
 #[derive(Subcommand)]
 pub enum ContainerCommand {
+    /// Run a stopped container again (attached).
+    Start(StartArgs),
+    /// Stop running containers.
+    Stop(StopArgs),
+    /// Signal running containers.
+    Kill(KillArgs),
+    /// Wait for containers to stop and print their exit codes.
+    Wait(Targets),
+    /// Show containers as JSON.
+    Inspect(InspectArgs),
     /// List containers.
     #[command(visible_aliases = ["ps", "list"])]
     Ls(PsArgs),
@@ -203,6 +268,71 @@ fn prune(engine: &Engine, force: bool) -> Result<()> {
     Ok(())
 }
 
+/// Runs `each` for every container named, printing what it returns;
+/// errors are printed and make the command fail at the end, as Docker's.
+fn for_each(containers: &[String], mut each: impl FnMut(&str) -> Result<String>) -> Result<()> {
+    let mut failed = false;
+    for c in containers {
+        match each(c) {
+            Ok(line) => println!("{line}"),
+            Err(e) => {
+                eprintln!("berth: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        bail!("the command failed for some containers");
+    }
+    Ok(())
+}
+
+fn inspect(engine: &Engine, a: &InspectArgs) -> Result<()> {
+    let mut all = vec![];
+    let mut failed = false;
+    for c in &a.containers {
+        match engine.container(c) {
+            Ok(r) => all.push(engine::inspect::container_json(&r)),
+            Err(e) => {
+                eprintln!("berth: {e}");
+                failed = true;
+            }
+        }
+    }
+    match &a.format {
+        Some(t) => {
+            for v in &all {
+                println!("{}", engine::inspect::format(t, v)?);
+            }
+        }
+        None => println!("{}", serde_json::to_string_pretty(&all)?),
+    }
+    if failed {
+        bail!("some containers were not found");
+    }
+    Ok(())
+}
+
+/// The commands that exit with a status of their own (`start -a`).
+pub fn start_main(root: &Path, a: &StartArgs) -> std::process::ExitCode {
+    let result = if !a.attach {
+        Err(engine::EngineError::NotImplemented(
+            "berth start without -a (detached containers need berth-shim)",
+        ))
+    } else {
+        engine(root, None)
+            .map_err(|e| engine::EngineError::Spec(e.to_string()))
+            .and_then(|e| e.start_foreground(&a.container))
+    };
+    match result {
+        Ok(code) => std::process::ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("berth: {e}");
+            std::process::ExitCode::from(e.exit_code())
+        }
+    }
+}
+
 /// `berth ps`.
 pub fn ps_main(root: &Path, a: &PsArgs) -> Result<()> {
     ps(&engine(root, None)?, a)
@@ -213,10 +343,48 @@ pub fn rm_main(root: &Path, a: &RmArgs) -> Result<()> {
     rm(&engine(root, None)?, a)
 }
 
+/// `berth stop`.
+pub fn stop_main(root: &Path, a: &StopArgs) -> Result<()> {
+    let e = engine(root, None)?;
+    for_each(&a.containers, |c| {
+        e.stop_container(
+            c,
+            std::time::Duration::from_secs(a.time),
+            a.signal.as_deref(),
+        )?;
+        Ok(c.to_string())
+    })
+}
+
+/// `berth kill`.
+pub fn kill_main(root: &Path, a: &KillArgs) -> Result<()> {
+    let e = engine(root, None)?;
+    for_each(&a.containers, |c| {
+        e.kill_container(c, &a.signal)?;
+        Ok(c.to_string())
+    })
+}
+
+/// `berth wait`.
+pub fn wait_main(root: &Path, a: &Targets) -> Result<()> {
+    let e = engine(root, None)?;
+    for_each(&a.containers, |c| Ok(e.wait_container(c)?.to_string()))
+}
+
+/// `berth inspect` (containers).
+pub fn inspect_main(root: &Path, a: &InspectArgs) -> Result<()> {
+    inspect(&engine(root, None)?, a)
+}
+
 /// `berth container …`.
 pub fn container_main(root: &Path, c: &ContainerCommand) -> Result<()> {
     let engine = engine(root, None)?;
     match c {
+        ContainerCommand::Start(_) => bail!("container start is dispatched by main"),
+        ContainerCommand::Stop(a) => stop_main(root, a),
+        ContainerCommand::Kill(a) => kill_main(root, a),
+        ContainerCommand::Wait(a) => wait_main(root, a),
+        ContainerCommand::Inspect(a) => inspect(&engine, a),
         ContainerCommand::Ls(a) => ps(&engine, a),
         ContainerCommand::Rm(a) => rm(&engine, a),
         ContainerCommand::Prune { force } => prune(&engine, *force),

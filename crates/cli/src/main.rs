@@ -45,6 +45,16 @@ enum Command {
     Ps(containers::PsArgs),
     /// Remove containers.
     Rm(containers::RmArgs),
+    /// Run a stopped container again (attached).
+    Start(containers::StartArgs),
+    /// Stop running containers (SIGTERM, then SIGKILL).
+    Stop(containers::StopArgs),
+    /// Signal running containers.
+    Kill(containers::KillArgs),
+    /// Wait for containers to stop; print their exit codes.
+    Wait(containers::Targets),
+    /// Show containers as JSON.
+    Inspect(containers::InspectArgs),
     /// Container commands.
     Container {
         #[command(subcommand)]
@@ -528,7 +538,15 @@ fn run(cli: &Cli) -> Result<()> {
             println!("{}", target.display());
         }
         // Container commands: handled by main.
-        Command::Run(_) | Command::Ps(_) | Command::Rm(_) | Command::Container { .. } => {
+        Command::Run(_)
+        | Command::Ps(_)
+        | Command::Rm(_)
+        | Command::Start(_)
+        | Command::Stop(_)
+        | Command::Kill(_)
+        | Command::Wait(_)
+        | Command::Inspect(_)
+        | Command::Container { .. } => {
             bail!("container commands are dispatched before the image commands")
         }
         Command::Image {
@@ -554,6 +572,14 @@ fn main() -> ExitCode {
         Command::Run(args) => return run::main(&cli.root, args),
         Command::Ps(a) => Some(containers::ps_main(&cli.root, a)),
         Command::Rm(a) => Some(containers::rm_main(&cli.root, a)),
+        Command::Start(a)
+        | Command::Container {
+            command: containers::ContainerCommand::Start(a),
+        } => return containers::start_main(&cli.root, a),
+        Command::Stop(a) => Some(containers::stop_main(&cli.root, a)),
+        Command::Kill(a) => Some(containers::kill_main(&cli.root, a)),
+        Command::Wait(a) => Some(containers::wait_main(&cli.root, a)),
+        Command::Inspect(a) => Some(containers::inspect_main(&cli.root, a)),
         Command::Container { command } => Some(containers::container_main(&cli.root, command)),
         _ => None,
     };

@@ -379,3 +379,90 @@ fn containers_are_kept_listed_and_removed() {
     );
     f.assert_clean();
 }
+
+/// A kept container starts again over its own writable layer (`start -a`);
+/// a running one is inspected, stopped (its SIGTERM handler runs), killed
+/// and waited for, with Docker's exit codes.
+#[test]
+fn containers_start_stop_kill_wait_and_inspect() {
+    let f = Fixture::new();
+    let script = "echo run $(cat /counter 2>/dev/null); echo x >> /counter; exit 4";
+    let o = f.berth(&["run", "--name", "again", "bb:1", "sh", "-c", script]);
+    assert_eq!((o.code, o.stdout.trim()), (4, "run"), "{o:?}");
+    let o = f.berth(&["start", "-a", "again"]);
+    assert_eq!(
+        (o.code, o.stdout.trim()),
+        (4, "run x"),
+        "the layer was kept: {o:?}"
+    );
+    let o = f.berth(&["start", "again"]);
+    assert_eq!(o.code, 125);
+    assert!(o.stderr.contains("not implemented yet"), "{}", o.stderr);
+    let o = f
+        .berth(&[
+            "inspect",
+            "-f",
+            "{{.Name}} {{.State.Status}} {{.State.ExitCode}} {{json .Path}}",
+            "again",
+        ])
+        .ok();
+    assert_eq!(o.stdout.trim(), "/again exited 4 \"sh\"");
+
+    let spawn = |name: &str, script: &str| {
+        let out = f.dir.path().join(format!("{name}.out"));
+        let child = f
+            .command(&["run", "--name", name, "bb:1", "sh", "-c", script])
+            .stdout(std::fs::File::create(&out).unwrap())
+            .spawn()
+            .unwrap();
+        let end = Instant::now() + Duration::from_secs(30);
+        while !std::fs::read_to_string(&out).unwrap().contains("up") {
+            assert!(Instant::now() < end, "{name} never started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
+    };
+    let mut polite = spawn(
+        "polite",
+        "trap 'exit 9' TERM; echo up; while :; do sleep 0.1; done",
+    );
+    let o = f
+        .berth(&[
+            "inspect",
+            "-f",
+            "{{.State.Running}} {{.State.Pid}}",
+            "polite",
+        ])
+        .ok();
+    let pid: i32 = o
+        .stdout
+        .trim()
+        .strip_prefix("true ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    let t = Instant::now();
+    assert_eq!(f.berth(&["stop", "polite"]).ok().stdout.trim(), "polite");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "stop waited for SIGKILL"
+    );
+    assert_eq!(f.berth(&["wait", "polite"]).ok().stdout.trim(), "9");
+    let status = test_support::wait_timeout(&mut polite, Duration::from_secs(30)).unwrap();
+    assert_eq!(status.code(), Some(9));
+
+    let mut stubborn = spawn("stubborn", "echo up; exec sleep 100");
+    // PID 1 ignores a signal it has no handler for: TERM does nothing,
+    // KILL (kill's default) ends it.
+    f.berth(&["kill", "-s", "TERM", "stubborn"]).ok();
+    assert!(f.berth(&["ps", "-q"]).ok().stdout.lines().count() == 1);
+    f.berth(&["kill", "stubborn"]).ok();
+    assert_eq!(f.berth(&["wait", "stubborn"]).ok().stdout.trim(), "137");
+    let status = test_support::wait_timeout(&mut stubborn, Duration::from_secs(30)).unwrap();
+    assert_eq!(status.code(), Some(137));
+    let o = f.berth(&["kill", "stubborn"]);
+    assert!(o.stderr.contains("is not running"), "{o:?}");
+    f.berth(&["rm", "again", "polite", "stubborn"]).ok();
+    f.assert_clean();
+}

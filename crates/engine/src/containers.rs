@@ -1,5 +1,5 @@
-//! Containers in the store: listing, removing (`rm`, `rm -f`) and
-//! pruning the stopped ones. Removal deletes the container from the
+//! Containers in the store: listing, stopping, signalling, waiting for,
+//! removing (`rm`, `rm -f`) and pruning the stopped ones. Removal deletes the container from the
 //! runtime, then its bundle and writable layer, then its record, so a
 //! failure half-way leaves a record that a second `rm` finishes.
 
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::EngineError;
 use crate::run::{remove_files, Engine};
-use crate::store::{Record, Store};
+use crate::store::{Record, State, Store};
 
 impl Engine {
     /// Every container, newest first.
@@ -69,6 +69,84 @@ impl Engine {
         Ok(rec)
     }
 
+    /// Waits until container `id` no longer runs, at most `limit`; whether it stopped.
+    fn wait_stopped(&self, db: &Store, id: &str, limit: Duration) -> bool {
+        let end = Instant::now().checked_add(limit);
+        loop {
+            match db.find(id) {
+                Ok(r) if r.is_running() => {}
+                _ => return true,
+            }
+            if end.is_some_and(|end| Instant::now() > end) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sends `signal` (a name such as `TERM`/`SIGTERM`, or a number) to a
+    /// running container's init.
+    pub fn kill_container(&self, key: &str, signal: &str) -> Result<Record, EngineError> {
+        let sig = parse_signal(signal)?;
+        let rec = self.container(key)?;
+        if !rec.is_running() {
+            return Err(EngineError::NotRunning(rec.name.clone()));
+        }
+        if !self.runtime_quiet(&["kill", &rec.id, &sig.to_string()]) {
+            return Err(EngineError::Runtime {
+                step: "kill",
+                message: format!("could not signal container {}", rec.name),
+            });
+        }
+        Ok(rec)
+    }
+
+    /// Stops container `key` as `docker stop` does: `signal` (default
+    /// SIGTERM), then SIGKILL after `timeout`. A stopped container is left as it is.
+    pub fn stop_container(
+        &self,
+        key: &str,
+        timeout: Duration,
+        signal: Option<&str>,
+    ) -> Result<Record, EngineError> {
+        let db = Store::open(&self.root)?;
+        let rec = db.find(key)?;
+        if !rec.is_running() {
+            return Ok(rec);
+        }
+        let sig = parse_signal(signal.unwrap_or("TERM"))?;
+        self.runtime_quiet(&["kill", &rec.id, &sig.to_string()]);
+        if !self.wait_stopped(&db, &rec.id, timeout) {
+            self.runtime_quiet(&["kill", &rec.id, "9"]);
+            if !self.wait_stopped(&db, &rec.id, Duration::from_secs(10)) {
+                return Err(EngineError::Runtime {
+                    step: "kill",
+                    message: format!("container {} still runs 10 s after SIGKILL", rec.name),
+                });
+            }
+        }
+        Ok(rec)
+    }
+
+    /// Blocks until container `key` is not running; returns its exit status
+    /// (255 when its `berth run` ended without recording one).
+    pub fn wait_container(&self, key: &str) -> Result<i64, EngineError> {
+        let db = Store::open(&self.root)?;
+        let rec = db.find(key)?;
+        self.wait_stopped(&db, &rec.id, Duration::MAX);
+        // The run records the status right after the init ends.
+        let end = Instant::now() + Duration::from_secs(5);
+        loop {
+            let r = db.find(&rec.id)?;
+            match r.state {
+                State::Exited => return Ok(r.exit_code),
+                State::Created => return Ok(0),
+                State::Running if Instant::now() > end => return Ok(255),
+                State::Running => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    }
+
     /// Removes every container that is not running; returns their ids.
     pub fn prune_containers(&self) -> Result<Vec<String>, EngineError> {
         let mut removed = vec![];
@@ -78,5 +156,41 @@ impl Engine {
             }
         }
         Ok(removed)
+    }
+}
+
+/// A signal as Docker takes it (`KILL`, `SIGKILL`, `9`): its number.
+pub fn parse_signal(s: &str) -> Result<i32, EngineError> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+    }
+    let name = s.to_ascii_uppercase();
+    let name = if name.starts_with("SIG") {
+        name
+    } else {
+        format!("SIG{name}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|sig| sig as i32)
+        .map_err(|_| EngineError::InvalidOption {
+            option: "--signal",
+            value: s.to_string(),
+            reason: "not a signal name or number".into(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_parse_as_docker_takes_them() {
+        assert_eq!(parse_signal("KILL").unwrap(), 9);
+        assert_eq!(parse_signal("sigterm").unwrap(), 15);
+        assert_eq!(parse_signal("10").unwrap(), 10);
+        assert!(parse_signal("NOPE").is_err());
+        assert!(parse_signal("0").is_err());
     }
 }

@@ -93,6 +93,9 @@ pub enum EngineError {
     /// An id prefix that more than one container has.
     #[error("{0} matches more than one container: give more of the id")]
     Ambiguous(String),
+    /// An operation that needs a running container.
+    #[error("container {0} is not running")]
+    NotRunning(String),
     /// An operation that needs a stopped container.
     #[error("container {0} is running: stop it first or use --force")]
     Running(String),

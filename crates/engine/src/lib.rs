@@ -13,12 +13,14 @@
 //! - [`lookup`]: the program checked before start (Docker's 126 and 127).
 //! - [`run`]: the foreground run itself.
 //! - [`store`], [`names`]: the container database and container names.
-//! - [`containers`]: listing, removing and pruning containers.
+//! - [`containers`]: listing, stopping, signalling, waiting for, removing
+//!   and pruning containers; [`inspect`]: their JSON and `--format`.
 
 pub mod confine;
 pub mod containers;
 pub mod error;
 pub mod image_config;
+pub mod inspect;
 pub mod limits;
 pub mod lookup;
 pub mod mounts;

@@ -136,11 +136,10 @@ impl Engine {
             }
             break;
         }
-        let lowers = image::snapshot::prepare(store, &self.root, image);
-        let rootfs = lowers
+        let prepared = image::snapshot::prepare(store, &self.root, image)
             .map_err(EngineError::from)
-            .and_then(|l| Ok(image::rootfs::prepare_rootfs(&self.root, &id, &l)?));
-        let rootfs = match rootfs {
+            .and_then(|l| Ok((image::rootfs::prepare_rootfs(&self.root, &id, &l)?, l)));
+        let (rootfs, lowers) = match prepared {
             Ok(r) => r,
             Err(e) => {
                 let _ = db.remove(&id);
@@ -155,8 +154,63 @@ impl Engine {
             runtime_root: None,
             created: false,
         };
-        let result = container.run(&defaults, opts, &rootfs, argv, cwd);
+        let result = container.run(&defaults, opts, &rootfs, &lowers, argv, cwd);
         let cleanup = if opts.auto_remove {
+            container.remove()
+        } else {
+            container.stop_keeping_layer()
+        };
+        let code = result?;
+        cleanup?;
+        Ok(code)
+    }
+}
+
+impl Engine {
+    /// Starts the stopped container `key` again in the foreground (`start
+    /// -a`): its root is mounted over its kept writable layer and its
+    /// bundle runs as at `run`. Returns the exit status.
+    pub fn start_foreground(&self, key: &str) -> Result<i32, EngineError> {
+        let _no_gc = image::gc::hold_shared(&self.root)?;
+        let db = Store::open(&self.root)?;
+        let rec = db.find(key)?;
+        if rec.is_running() {
+            return Err(EngineError::Running(rec.name.clone()));
+        }
+        let bundle = image::rootfs::container_dir(&self.root, &rec.id)?.join("bundle");
+        let lowers_file = bundle.join("lowers.json");
+        let lowers: Vec<PathBuf> = std::fs::read(&lowers_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| EngineError::BadImage {
+                name: rec.image.clone(),
+                reason: format!(
+                    "container {} was never set up completely ({} is missing): remove it",
+                    rec.name,
+                    lowers_file.display()
+                ),
+            })?;
+        if let Some(gone) = lowers.iter().find(|l| !l.is_dir()) {
+            return Err(EngineError::BadImage {
+                name: rec.image.clone(),
+                reason: format!("its layer {} is gone", gone.display()),
+            });
+        }
+        image::rootfs::remount_rootfs(&self.root, &rec.id, &lowers)?;
+        let mut container = Container {
+            engine: self,
+            db: &db,
+            id: rec.id.clone(),
+            bundle,
+            runtime_root: None,
+            created: false,
+        };
+        // A stale runtime state (a crashed run) would make create fail.
+        container.created = true;
+        container.runtime_root = Some(self.runtime_root()?);
+        container.delete_from_runtime()?;
+        let result = container.supervise();
+        let cleanup = if rec.auto_remove {
             container.remove()
         } else {
             container.stop_keeping_layer()
@@ -202,11 +256,13 @@ impl Container<'_> {
         EngineError::Runtime { step, message }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn run(
         &mut self,
         defaults: &image_config::RunDefaults,
         opts: &RunOptions,
         rootfs: &Path,
+        lowers: &[PathBuf],
         argv: Vec<String>,
         cwd: String,
     ) -> Result<i32, EngineError> {
@@ -228,6 +284,10 @@ impl Container<'_> {
         };
         std::fs::create_dir(&self.bundle).map_err(io("create", &self.bundle))?;
         let files = &self.bundle;
+        // The image layers under the root, for a later `start`.
+        let lowers_json = serde_json::to_vec(lowers).unwrap_or_default();
+        std::fs::write(files.join("lowers.json"), lowers_json)
+            .map_err(io("write", &files.join("lowers.json")))?;
         std::fs::write(files.join("hostname"), format!("{hostname}\n"))
             .map_err(io("write", &files.join("hostname")))?;
         std::fs::write(files.join("hosts"), spec::hosts_file(&hostname))
@@ -237,6 +297,16 @@ impl Container<'_> {
         let config = self.bundle.join("config.json");
         spec.save(&config)
             .map_err(|e| EngineError::Spec(format!("write {}: {e}", config.display())))?;
+        self.supervise()
+    }
+
+    /// Runs the bundle: `create`, `start`, forwards signals, waits for the
+    /// init and records each step; returns the exit status.
+    fn supervise(&mut self) -> Result<i32, EngineError> {
+        let io = |op: &'static str, path: &Path| {
+            let path = path.to_path_buf();
+            move |err| EngineError::Io { op, path, err }
+        };
         let runtime_root = self.engine.runtime_root()?;
         self.runtime_root = Some(runtime_root.clone());
 

@@ -1,0 +1,134 @@
+//! `inspect` for containers: the record in Docker's JSON shape (the fields
+//! berth knows so far), and Docker's `--format` for the templates people
+//! use most: `{{.Path.To.Field}}`, `{{json .Path}}` and literal text
+//! between them. Anything else in a template is an error naming it.
+
+use serde_json::{json, Value};
+
+use crate::error::EngineError;
+use crate::store::{Record, State};
+
+fn rfc3339(secs: i64) -> String {
+    if secs <= 0 {
+        return "0001-01-01T00:00:00Z".into();
+    }
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| "0001-01-01T00:00:00Z".into())
+}
+
+/// The container as `docker inspect` shows it.
+pub fn container_json(r: &Record) -> Value {
+    let running = r.is_running();
+    let status = match r.state {
+        State::Running if running => "running",
+        State::Running | State::Exited => "exited",
+        State::Created => "created",
+    };
+    let exit_code = match r.state {
+        State::Running if !running => 255,
+        _ => r.exit_code,
+    };
+    json!({
+        "Id": r.id,
+        "Created": rfc3339(r.created),
+        "Path": r.command.first().cloned().unwrap_or_default(),
+        "Args": r.command.iter().skip(1).collect::<Vec<_>>(),
+        "State": {
+            "Status": status,
+            "Running": running,
+            "Paused": false,
+            "Restarting": false,
+            "OOMKilled": false,
+            "Dead": false,
+            "Pid": if running { r.pid } else { 0 },
+            "ExitCode": exit_code,
+            "Error": "",
+            "StartedAt": rfc3339(r.started),
+            "FinishedAt": rfc3339(r.finished),
+        },
+        "Image": r.image_id,
+        "Name": format!("/{}", r.name),
+        "RestartCount": 0,
+        "Driver": "overlay",
+        "Platform": "linux",
+        "HostConfig": {"AutoRemove": r.auto_remove, "NetworkMode": "none"},
+        "Config": {"Image": r.image, "Cmd": r.command},
+    })
+}
+
+/// Evaluates a `--format` template against `v`.
+pub fn format(template: &str, v: &Value) -> Result<String, EngineError> {
+    let bad = |why: &str| EngineError::InvalidOption {
+        option: "--format",
+        value: template.to_string(),
+        reason: why.to_string(),
+    };
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(open) = rest.find("{{") {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 2..];
+        let close = after.find("}}").ok_or_else(|| bad("a {{ without }}"))?;
+        let action = after[..close].trim();
+        let (as_json, path) = match action.strip_prefix("json ") {
+            Some(p) => (true, p.trim()),
+            None => (false, action),
+        };
+        if !path.starts_with('.') {
+            return Err(bad(&format!(
+                "only {{{{.Field}}}} and {{{{json .Field}}}} are supported so far, not {{{{{action}}}}}"
+            )));
+        }
+        let mut cur = v;
+        for part in path[1..].split('.').filter(|p| !p.is_empty()) {
+            cur = cur
+                .get(part)
+                .ok_or_else(|| bad(&format!("no field {part:?} in {path}")))?;
+        }
+        if as_json {
+            out.push_str(&cur.to_string());
+        } else {
+            match cur {
+                Value::String(s) => out.push_str(s),
+                Value::Null => out.push_str("<no value>"),
+                Value::Array(a) => out.push_str(&format!(
+                    "[{}]",
+                    a.iter()
+                        .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                )),
+                other => out.push_str(&other.to_string()),
+            }
+        }
+        rest = &after[close + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_read_fields_as_docker_prints_them() {
+        let v = json!({"State": {"Pid": 42, "Running": true, "Status": "running"}, "Name": "/web", "Args": ["-c", "x"]});
+        assert_eq!(format("{{.State.Pid}}", &v).unwrap(), "42");
+        assert_eq!(
+            format("{{.Name}} is {{.State.Status}}", &v).unwrap(),
+            "/web is running"
+        );
+        assert_eq!(format("{{json .State.Running}}", &v).unwrap(), "true");
+        assert_eq!(format("{{.Args}}", &v).unwrap(), "[-c x]");
+        assert_eq!(format("{{json .Args}}", &v).unwrap(), r#"["-c","x"]"#);
+        assert!(format("{{.Nope}}", &v).is_err());
+        assert!(format("{{range .Args}}", &v).is_err());
+        assert!(format("{{.Name", &v).is_err());
+    }
+}
