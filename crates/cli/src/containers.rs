@@ -96,6 +96,22 @@ pub struct InspectArgs {
     containers: Vec<String>,
 }
 
+/// `docker logs` flags.
+#[derive(Args)]
+pub struct LogsArgs {
+    /// Keep printing output as it comes, until the container stops.
+    #[arg(short, long)]
+    follow: bool,
+    /// Only the last N lines (`all`: every line).
+    #[arg(short = 'n', long, default_value = "all")]
+    tail: String,
+    /// Show each line's time.
+    #[arg(short, long)]
+    timestamps: bool,
+    /// The container.
+    container: String,
+}
+
 /// `berth container …`.
 #[derive(Subcommand)]
 pub enum ContainerCommand {
@@ -109,6 +125,14 @@ pub enum ContainerCommand {
     Wait(Targets),
     /// Show containers as JSON.
     Inspect(InspectArgs),
+    /// Show a detached container's output.
+    Logs(LogsArgs),
+    /// Record a detached container's exit and take it down (berth-shim calls this).
+    #[command(hide = true)]
+    Cleanup {
+        /// The container id.
+        id: String,
+    },
     /// List containers.
     #[command(visible_aliases = ["ps", "list"])]
     Ls(PsArgs),
@@ -125,13 +149,13 @@ pub enum ContainerCommand {
 /// The engine over `root` with the runtime `runtime` (default:
 /// berth-runtime beside this program).
 pub fn engine(root: &Path, runtime: Option<PathBuf>) -> Result<Engine> {
-    let runtime = match runtime {
-        Some(r) => r,
-        None => std::env::current_exe()?.with_file_name("berth-runtime"),
-    };
+    let berth = std::env::current_exe()?;
+    let runtime = runtime.unwrap_or_else(|| berth.with_file_name("berth-runtime"));
     Ok(Engine {
         root: root.to_path_buf(),
         runtime,
+        shim: berth.with_file_name("berth-shim"),
+        berth,
     })
 }
 
@@ -333,6 +357,91 @@ pub fn start_main(root: &Path, a: &StartArgs) -> std::process::ExitCode {
     }
 }
 
+/// Prints one json-file log line to stdout or stderr.
+fn print_log_line(line: &str, timestamps: bool) -> Result<()> {
+    use std::io::Write;
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+        return Ok(());
+    };
+    let text = v["log"].as_str().unwrap_or("");
+    let prefix = if timestamps {
+        format!("{} ", v["time"].as_str().unwrap_or(""))
+    } else {
+        String::new()
+    };
+    if v["stream"] == "stderr" {
+        write!(std::io::stderr(), "{prefix}{text}")?;
+    } else {
+        let mut out = std::io::stdout();
+        write!(out, "{prefix}{text}")?;
+        out.flush()?;
+    }
+    Ok(())
+}
+
+fn logs(engine: &Engine, a: &LogsArgs) -> Result<()> {
+    use std::io::{BufRead, Seek};
+    let path = engine.log_path(&a.container)?;
+    let tail: Option<usize> = match a.tail.as_str() {
+        "all" => None,
+        n => Some(
+            n.parse()
+                .map_err(|_| anyhow::anyhow!("--tail {n:?}: a number or all"))?,
+        ),
+    };
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        // A foreground container's output went to its terminal only.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut reader = std::io::BufReader::new(file);
+    let mut lines: Vec<String> = vec![];
+    let mut line = String::new();
+    while reader.read_line(&mut line)? > 0 {
+        lines.push(std::mem::take(&mut line));
+    }
+    let skip = tail.map_or(0, |n| lines.len().saturating_sub(n));
+    for l in &lines[skip..] {
+        print_log_line(l, a.timestamps)?;
+    }
+    if !a.follow {
+        return Ok(());
+    }
+    let mut pos = reader.stream_position()?;
+    loop {
+        let running = engine.container(&a.container).is_ok_and(|r| r.is_running());
+        // Removed (--rm) once it stopped: nothing more will come.
+        let mut f = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        f.seek(std::io::SeekFrom::Start(pos))?;
+        let mut r = std::io::BufReader::new(f);
+        let mut got = false;
+        loop {
+            let mut l = String::new();
+            let n = r.read_line(&mut l)?;
+            if n == 0 || !l.ends_with('\n') {
+                break;
+            }
+            pos += n as u64;
+            print_log_line(&l, a.timestamps)?;
+            got = true;
+        }
+        if !running && !got {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// `berth logs`.
+pub fn logs_main(root: &Path, a: &LogsArgs) -> Result<()> {
+    logs(&engine(root, None)?, a)
+}
+
 /// `berth ps`.
 pub fn ps_main(root: &Path, a: &PsArgs) -> Result<()> {
     ps(&engine(root, None)?, a)
@@ -385,6 +494,8 @@ pub fn container_main(root: &Path, c: &ContainerCommand) -> Result<()> {
         ContainerCommand::Kill(a) => kill_main(root, a),
         ContainerCommand::Wait(a) => wait_main(root, a),
         ContainerCommand::Inspect(a) => inspect(&engine, a),
+        ContainerCommand::Logs(a) => logs(&engine, a),
+        ContainerCommand::Cleanup { id } => Ok(engine.cleanup_container(id)?),
         ContainerCommand::Ls(a) => ps(&engine, a),
         ContainerCommand::Rm(a) => rm(&engine, a),
         ContainerCommand::Prune { force } => prune(&engine, *force),

@@ -55,6 +55,8 @@ enum Command {
     Wait(containers::Targets),
     /// Show containers as JSON.
     Inspect(containers::InspectArgs),
+    /// Show a detached container's output.
+    Logs(containers::LogsArgs),
     /// Container commands.
     Container {
         #[command(subcommand)]
@@ -546,6 +548,7 @@ fn run(cli: &Cli) -> Result<()> {
         | Command::Kill(_)
         | Command::Wait(_)
         | Command::Inspect(_)
+        | Command::Logs(_)
         | Command::Container { .. } => {
             bail!("container commands are dispatched before the image commands")
         }
@@ -580,6 +583,7 @@ fn main() -> ExitCode {
         Command::Kill(a) => Some(containers::kill_main(&cli.root, a)),
         Command::Wait(a) => Some(containers::wait_main(&cli.root, a)),
         Command::Inspect(a) => Some(containers::inspect_main(&cli.root, a)),
+        Command::Logs(a) => Some(containers::logs_main(&cli.root, a)),
         Command::Container { command } => Some(containers::container_main(&cli.root, command)),
         _ => None,
     };

@@ -20,7 +20,7 @@ pub struct RunArgs {
     /// The container's name (default: a generated one).
     #[arg(long)]
     name: Option<String>,
-    /// Run in the background (not implemented yet).
+    /// Run in the background under berth-shim; print the container's id.
     #[arg(short = 'd', long)]
     detach: bool,
     /// Keep stdin open (not implemented yet).
@@ -138,14 +138,9 @@ fn not_yet(what: &'static str) -> anyhow::Error {
 }
 
 fn run(root: &Path, args: &RunArgs) -> anyhow::Result<i32> {
-    if args.detach {
-        return Err(not_yet(
-            "berth run -d (detached containers need berth-shim)",
-        ));
-    }
     if args.interactive || args.tty {
         return Err(not_yet(
-            "berth run -i/-t (stdin and terminals need berth-shim)",
+            "berth run -i/-t (stdin and terminals: berth-shim does not serve them yet)",
         ));
     }
     let mut env = vec![];
@@ -164,6 +159,7 @@ fn run(root: &Path, args: &RunArgs) -> anyhow::Result<i32> {
     let opts = RunOptions {
         name: args.name.clone(),
         auto_remove: args.rm,
+        detach: args.detach,
         cmd: args.command.clone(),
         entrypoint: args.entrypoint.clone(),
         env,
@@ -198,7 +194,11 @@ fn run(root: &Path, args: &RunArgs) -> anyhow::Result<i32> {
             privileged: args.privileged,
         },
     };
-    Ok(engine.run_foreground(&store, &key, &img, &opts)?)
+    let (id, code) = engine.run_foreground(&store, &key, &img, &opts)?;
+    if args.detach {
+        println!("{id}");
+    }
+    Ok(code)
 }
 
 /// Runs `berth run` and returns the exit status: the container's, or 125

@@ -20,12 +20,14 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
-        let runtime = Path::new(BERTH).with_file_name("berth-runtime");
-        assert!(
-            runtime.exists(),
-            "{} missing: cargo build -p runtime-cli",
-            runtime.display()
-        );
+        for (bin, package) in [("berth-runtime", "runtime-cli"), ("berth-shim", "shim")] {
+            let path = Path::new(BERTH).with_file_name(bin);
+            assert!(
+                path.exists(),
+                "{} missing: cargo build -p {package}",
+                path.display()
+            );
+        }
         let dir = tempfile::tempdir().unwrap();
         let rootfs = dir.path().join("rootfs");
         busybox_rootfs(&rootfs);
@@ -193,14 +195,14 @@ fn signals_reach_the_container_and_it_is_removed() {
 #[test]
 fn what_is_not_there_yet_says_so() {
     let f = Fixture::new();
-    for (args, needle) in [
-        (vec!["run", "--rm", "-d", "bb:1", "true"], "berth-shim"),
-        (vec!["run", "--rm", "-it", "bb:1", "sh"], "berth-shim"),
+    for args in [
+        vec!["run", "--rm", "-it", "bb:1", "sh"],
+        vec!["start", "bb-never-made"],
     ] {
         let o = f.berth(&args);
         assert_eq!(o.code, 125, "{args:?}: {o:?}");
         assert!(
-            o.stderr.contains(needle) && o.stderr.contains("not implemented yet"),
+            o.stderr.contains("berth-shim") && o.stderr.contains("not implemented yet"),
             "{args:?}: {}",
             o.stderr
         );
@@ -464,5 +466,112 @@ fn containers_start_stop_kill_wait_and_inspect() {
     let o = f.berth(&["kill", "stubborn"]);
     assert!(o.stderr.contains("is not running"), "{o:?}");
     f.berth(&["rm", "again", "polite", "stubborn"]).ok();
+    f.assert_clean();
+}
+
+/// `run -d` hands the container to berth-shim: the id is printed at once,
+/// the output goes to a json-file log (`logs`, `--tail`, `-f`, stdout and
+/// stderr apart), and the exit is recorded by the shim's callback: `wait`,
+/// `ps -a`, `stop` (its SIGTERM handler runs), `rm -f`, and `--rm`.
+#[test]
+fn detached_containers_log_and_exit_under_the_shim() {
+    let f = Fixture::new();
+    let o = f
+        .berth(&[
+            "run",
+            "-d",
+            "--name",
+            "bg",
+            "bb:1",
+            "sh",
+            "-c",
+            "echo out-1; echo err-1 >&2; echo out-2; sleep 0.3; exit 5",
+        ])
+        .ok();
+    let id = o.stdout.trim().to_string();
+    assert_eq!(id.len(), 64, "{o:?}");
+    assert_eq!(f.berth(&["wait", "bg"]).ok().stdout.trim(), "5");
+    let logs = f.berth(&["logs", "bg"]).ok();
+    assert_eq!(logs.stdout, "out-1\nout-2\n");
+    assert_eq!(logs.stderr, "err-1\n");
+    // --tail counts the lines of both streams together, as Docker's.
+    let tail = f.berth(&["logs", "--tail", "1", "bg"]).ok();
+    assert_eq!(
+        format!("{}{}", tail.stdout, tail.stderr).lines().count(),
+        1,
+        "{tail:?}"
+    );
+    let ps = f.berth(&["ps", "-a"]).ok().stdout;
+    assert!(
+        ps.lines()
+            .any(|l| l.ends_with("bg") && l.contains("Exited (5)")),
+        "{ps}"
+    );
+    // The shim has gone, and the root is unmounted until rm.
+    assert!(test_support::processes_containing(&id).is_empty());
+    assert!(mounts_containing(&id).is_empty());
+    f.berth(&["rm", "bg"]).ok();
+
+    // stop: SIGTERM reaches the handler, the exit is 0; logs -f ends with it.
+    f.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "polite",
+        "bb:1",
+        "sh",
+        "-c",
+        "trap 'echo bye; exit 0' TERM; echo up; while :; do sleep 0.1; done",
+    ])
+    .ok();
+    let end = Instant::now() + Duration::from_secs(30);
+    while !f.berth(&["logs", "polite"]).ok().stdout.contains("up") {
+        assert!(Instant::now() < end, "polite never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut follow = f.command(&["logs", "-f", "polite"]);
+    let out = f.dir.path().join("follow.out");
+    let mut follower = follow
+        .stdout(std::fs::File::create(&out).unwrap())
+        .spawn()
+        .unwrap();
+    f.berth(&["stop", "polite"]).ok();
+    assert_eq!(
+        f.berth(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "polite"
+        ])
+        .ok()
+        .stdout
+        .trim(),
+        "exited 0"
+    );
+    let status = test_support::wait_timeout(&mut follower, Duration::from_secs(30))
+        .expect("logs -f did not end with the container");
+    assert!(status.success());
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "up\nbye\n");
+    f.berth(&["rm", "polite"]).ok();
+
+    // rm -f of a running one; --rm removes itself.
+    let id = f.berth(&["run", "-d", "bb:1", "sleep", "100"]).ok().stdout;
+    f.berth(&["rm", "-f", id.trim()]).ok();
+    f.berth(&["run", "-d", "--rm", "bb:1", "true"]).ok();
+    let end = Instant::now() + Duration::from_secs(30);
+    while !f.berth(&["ps", "-aq"]).ok().stdout.is_empty() {
+        assert!(Instant::now() < end, "--rm did not remove the container");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A program that is not there: 127, the container stays Created.
+    let o = f.berth(&["run", "-d", "--name", "missing", "bb:1", "nope"]);
+    assert_eq!(o.code, 127, "{o:?}");
+    let ps = f.berth(&["ps", "-a"]).ok().stdout;
+    assert!(
+        ps.lines()
+            .any(|l| l.ends_with("missing") && l.contains("Created")),
+        "{ps}"
+    );
+    f.berth(&["rm", "missing"]).ok();
     f.assert_clean();
 }

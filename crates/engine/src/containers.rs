@@ -13,12 +13,35 @@ use crate::store::{Record, State, Store};
 impl Engine {
     /// Every container, newest first.
     pub fn containers(&self) -> Result<Vec<Record>, EngineError> {
-        Store::open(&self.root)?.list()
+        let db = Store::open(&self.root)?;
+        let list = db.list()?;
+        if list.iter().any(|r| self.needs_cleanup(r)) {
+            for r in list.iter().filter(|r| self.needs_cleanup(r)) {
+                let _ = self.cleanup_container(&r.id);
+            }
+            return db.list();
+        }
+        Ok(list)
     }
 
     /// The container `key` (id, id prefix or name) names.
     pub fn container(&self, key: &str) -> Result<Record, EngineError> {
-        Store::open(&self.root)?.find(key)
+        let db = Store::open(&self.root)?;
+        let r = db.find(key)?;
+        if self.needs_cleanup(&r) {
+            let _ = self.cleanup_container(&r.id);
+            return db.find(&r.id);
+        }
+        Ok(r)
+    }
+
+    /// A detached container whose shim recorded an exit that the store
+    /// does not have yet (the shim's callback failed or is running).
+    fn needs_cleanup(&self, r: &Record) -> bool {
+        r.state == State::Running
+            && !r.is_running()
+            && image::rootfs::container_dir(&self.root, &r.id)
+                .is_ok_and(|d| d.join("bundle").join(crate::detach::EXIT_FILE).exists())
     }
 
     /// Runs `<runtime> --root <engine's> ARGS` quietly; whether it succeeded.
@@ -125,7 +148,11 @@ impl Engine {
                 });
             }
         }
-        Ok(rec)
+        match self.settled(&rec.id) {
+            // Removed meanwhile (--rm): stopped all the same.
+            Err(EngineError::NoSuchContainer(_)) => Ok(rec),
+            other => other,
+        }
     }
 
     /// Blocks until container `key` is not running; returns its exit status
@@ -134,16 +161,26 @@ impl Engine {
         let db = Store::open(&self.root)?;
         let rec = db.find(key)?;
         self.wait_stopped(&db, &rec.id, Duration::MAX);
-        // The run records the status right after the init ends.
+        let r = self.settled(&rec.id)?;
+        Ok(match r.state {
+            State::Exited => r.exit_code,
+            State::Created => 0,
+            State::Running => 255,
+        })
+    }
+
+    /// The record of a container whose process has ended, once its
+    /// supervisor (`berth run` or berth-shim) has recorded the exit: that
+    /// follows the end of the process by a moment. After 5 s a record
+    /// still saying running is returned as it is.
+    fn settled(&self, id: &str) -> Result<Record, EngineError> {
         let end = Instant::now() + Duration::from_secs(5);
         loop {
-            let r = db.find(&rec.id)?;
-            match r.state {
-                State::Exited => return Ok(r.exit_code),
-                State::Created => return Ok(0),
-                State::Running if Instant::now() > end => return Ok(255),
-                State::Running => std::thread::sleep(Duration::from_millis(10)),
+            let r = self.container(id)?;
+            if r.state != State::Running || Instant::now() > end {
+                return Ok(r);
             }
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 

@@ -11,13 +11,14 @@
 //! - [`limits`], [`mounts`], [`confine`]: Docker's resource, mount and
 //!   confinement flags as spec edits.
 //! - [`lookup`]: the program checked before start (Docker's 126 and 127).
-//! - [`run`]: the foreground run itself.
+//! - [`run`]: the foreground run itself; [`detach`]: `run -d` through berth-shim.
 //! - [`store`], [`names`]: the container database and container names.
 //! - [`containers`]: listing, stopping, signalling, waiting for, removing
 //!   and pruning containers; [`inspect`]: their JSON and `--format`.
 
 pub mod confine;
 pub mod containers;
+pub mod detach;
 pub mod error;
 pub mod image_config;
 pub mod inspect;

@@ -41,6 +41,10 @@ pub struct Engine {
     pub root: PathBuf,
     /// The OCI runtime binary (berth-runtime by default; runc and crun work too).
     pub runtime: PathBuf,
+    /// berth-shim, which supervises detached containers.
+    pub shim: PathBuf,
+    /// The `berth` binary, which the shim calls back to record an exit.
+    pub berth: PathBuf,
 }
 
 /// A new container id: 64 hex digits, as Docker's.
@@ -58,7 +62,7 @@ pub fn new_id() -> Result<String, EngineError> {
 
 impl Engine {
     /// The runtime's state root: private to the engine.
-    fn runtime_root(&self) -> Result<PathBuf, EngineError> {
+    pub(crate) fn runtime_root(&self) -> Result<PathBuf, EngineError> {
         let dir = self.root.join("runtime");
         berth_fs::private_dir(&dir).map_err(|e| EngineError::Io {
             op: "create",
@@ -79,9 +83,10 @@ impl Engine {
         c
     }
 
-    /// Runs `image` (named `name`) with `opts` in the foreground and
-    /// removes the container when it exits. Returns the container's exit
-    /// status as `docker run` reports it (128+N for signal N).
+    /// Runs `image` (named `name`) with `opts`: in the foreground until it
+    /// exits (then kept, or removed with `auto_remove`), or handed to
+    /// berth-shim with `detach`. Returns the container's id and exit status
+    /// as `docker run` reports it (128+N for signal N; 0 when detached).
     ///
     /// Sets the calling process as a child subreaper and blocks the
     /// forwarded signals in the calling thread: call it from the main
@@ -92,7 +97,7 @@ impl Engine {
         name: &str,
         image: &ImportedImage,
         opts: &RunOptions,
-    ) -> Result<i32, EngineError> {
+    ) -> Result<(String, i32), EngineError> {
         let _no_gc = image::gc::hold_shared(&self.root)?;
         let blob = std::fs::read(store.path(&image.config)).map_err(|e| EngineError::Io {
             op: "read image config",
@@ -154,7 +159,19 @@ impl Engine {
             runtime_root: None,
             created: false,
         };
-        let result = container.run(&defaults, opts, &rootfs, &lowers, argv, cwd);
+        let result = container
+            .write_bundle(&defaults, opts, &rootfs, &lowers, argv, cwd)
+            .and_then(|()| {
+                if opts.detach {
+                    container.spawn_shim().map(|_| 0)
+                } else {
+                    container.supervise()
+                }
+            });
+        if opts.detach && result.is_ok() {
+            // The shim has the container now.
+            return Ok((id, 0));
+        }
         let cleanup = if opts.auto_remove {
             container.remove()
         } else {
@@ -162,7 +179,7 @@ impl Engine {
         };
         let code = result?;
         cleanup?;
-        Ok(code)
+        Ok((id, code))
     }
 }
 
@@ -209,6 +226,7 @@ impl Engine {
         container.created = true;
         container.runtime_root = Some(self.runtime_root()?);
         container.delete_from_runtime()?;
+        db.set_created(&rec.id)?;
         let result = container.supervise();
         let cleanup = if rec.auto_remove {
             container.remove()
@@ -221,20 +239,22 @@ impl Engine {
     }
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// One foreground container, removed by [`Container::remove`] whatever happened.
-struct Container<'a> {
-    engine: &'a Engine,
-    db: &'a Store,
-    id: String,
-    bundle: PathBuf,
-    runtime_root: Option<PathBuf>,
-    created: bool,
+/// One container being run: what was made for it, so that whatever
+/// happens it can be taken down ([`Container::remove`]) or stopped
+/// keeping its layer.
+pub(crate) struct Container<'a> {
+    pub(crate) engine: &'a Engine,
+    pub(crate) db: &'a Store,
+    pub(crate) id: String,
+    pub(crate) bundle: PathBuf,
+    pub(crate) runtime_root: Option<PathBuf>,
+    pub(crate) created: bool,
 }
 
 impl Container<'_> {
@@ -243,7 +263,7 @@ impl Container<'_> {
     }
 
     /// The last error the runtime logged.
-    fn runtime_error(&self, step: &'static str) -> EngineError {
+    pub(crate) fn runtime_error(&self, step: &'static str) -> EngineError {
         let log = std::fs::read_to_string(self.log()).unwrap_or_default();
         let message = log
             .lines()
@@ -256,8 +276,10 @@ impl Container<'_> {
         EngineError::Runtime { step, message }
     }
 
+    /// Writes the bundle: config.json, /etc/hostname and /etc/hosts, and
+    /// the list of image layers (for `start`).
     #[allow(clippy::too_many_arguments)]
-    fn run(
+    fn write_bundle(
         &mut self,
         defaults: &image_config::RunDefaults,
         opts: &RunOptions,
@@ -265,7 +287,7 @@ impl Container<'_> {
         lowers: &[PathBuf],
         argv: Vec<String>,
         cwd: String,
-    ) -> Result<i32, EngineError> {
+    ) -> Result<(), EngineError> {
         let user_spec = opts
             .user
             .clone()
@@ -296,8 +318,7 @@ impl Container<'_> {
         spec::apply_flags(&mut spec, opts)?;
         let config = self.bundle.join("config.json");
         spec.save(&config)
-            .map_err(|e| EngineError::Spec(format!("write {}: {e}", config.display())))?;
-        self.supervise()
+            .map_err(|e| EngineError::Spec(format!("write {}: {e}", config.display())))
     }
 
     /// Runs the bundle: `create`, `start`, forwards signals, waits for the
@@ -405,7 +426,7 @@ impl Container<'_> {
 
     /// What a stopped container keeps: its record, bundle and writable
     /// layer; the root is unmounted.
-    fn stop_keeping_layer(&mut self) -> Result<(), EngineError> {
+    pub(crate) fn stop_keeping_layer(&mut self) -> Result<(), EngineError> {
         self.delete_from_runtime()?;
         image::rootfs::unmount_rootfs(&self.engine.root, &self.id)?;
         Ok(())
@@ -413,7 +434,7 @@ impl Container<'_> {
 
     /// Deletes the container from the runtime and removes its bundle,
     /// root and record.
-    fn remove(&mut self) -> Result<(), EngineError> {
+    pub(crate) fn remove(&mut self) -> Result<(), EngineError> {
         self.delete_from_runtime()?;
         remove_files(&self.engine.root, &self.id)?;
         self.db.remove(&self.id)

@@ -18,6 +18,8 @@ pub struct RunOptions {
     pub name: Option<String>,
     /// `--rm`: remove the container when it exits.
     pub auto_remove: bool,
+    /// `-d`: hand the container to berth-shim and return.
+    pub detach: bool,
     /// The command (replaces the image's CMD).
     pub cmd: Vec<String>,
     /// `--entrypoint` (replaces the image's ENTRYPOINT; "" clears it).

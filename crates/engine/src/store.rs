@@ -220,7 +220,8 @@ impl Store {
             })
     }
 
-    /// Records that the container runs as `pid`.
+    /// Records that the container runs as `pid`, unless something already
+    /// recorded a later state (a detached container that exited at once).
     pub fn set_running(
         &self,
         id: &str,
@@ -231,8 +232,19 @@ impl Store {
         self.db
             .execute(
                 "UPDATE containers SET state = 'running', pid = ?2, pid_start = ?3, started = ?4, \
-                 exit_code = 0, finished = 0 WHERE id = ?1",
+                 exit_code = 0, finished = 0 WHERE id = ?1 AND state = 'created'",
                 params![id, pid, pid_start, now],
+            )
+            .map(|_| ())
+            .map_err(sql(&self.path))
+    }
+
+    /// Sets a container back to created (before it is started again).
+    pub fn set_created(&self, id: &str) -> Result<(), EngineError> {
+        self.db
+            .execute(
+                "UPDATE containers SET state = 'created', pid = 0, pid_start = 0 WHERE id = ?1",
+                params![id],
             )
             .map(|_| ())
             .map_err(sql(&self.path))

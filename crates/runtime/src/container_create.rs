@@ -324,7 +324,13 @@ fn create_locked(
         cgroup.as_ref(),
         &hooks,
     );
-    // The intermediate exits on its own once it has reported; reap it either way.
+    // The intermediate exits on its own once it has reported. If driving
+    // it failed before that, it may still wait for a message: end it, and
+    // close our end, before reaping it (else both wait forever).
+    if result.is_err() {
+        let _ = nix::sys::signal::kill(intermediate, nix::sys::signal::Signal::SIGKILL);
+    }
+    drop(parent_end);
     let _ = waitpid(intermediate, None);
     let init_pid = match result {
         Ok(pid) => pid,

@@ -1,0 +1,118 @@
+//! Detached containers (`run -d`): the bundle made as for a foreground
+//! run is handed to berth-shim, which creates and starts the container,
+//! answers `ok <pid>` (or `error: …`) and then supervises it on its own
+//! (see the shim crate). When the container exits, the shim calls back
+//! `berth container cleanup ID`, which is [`Engine::cleanup_container`].
+
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+
+use crate::error::EngineError;
+use crate::run::{now, Container, Engine};
+use crate::store::{process_start, Store};
+
+/// The bundle file names the shim and the engine share.
+pub(crate) const LOG_FILE: &str = "json.log";
+/// See [`LOG_FILE`].
+pub(crate) const EXIT_FILE: &str = "exit-status";
+
+impl Container<'_> {
+    /// Starts berth-shim for this container and waits for its answer;
+    /// returns the init's pid.
+    pub(crate) fn spawn_shim(&mut self) -> Result<i32, EngineError> {
+        let runtime_root = self.engine.runtime_root()?;
+        // From here on a failure deletes whatever the runtime has.
+        self.runtime_root = Some(runtime_root.clone());
+        self.created = true;
+        let mut child = Command::new(&self.engine.shim)
+            .arg(&self.engine.runtime)
+            .arg(&runtime_root)
+            .arg(&self.id)
+            .arg(&self.bundle)
+            .arg(self.bundle.join(LOG_FILE))
+            .arg(self.bundle.join(EXIT_FILE))
+            .arg("--")
+            .arg(&self.engine.berth)
+            .arg("--root")
+            .arg(&self.engine.root)
+            .args(["container", "cleanup", &self.id])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| EngineError::Io {
+                op: "run",
+                path: self.engine.shim.clone(),
+                err: e,
+            })?;
+        let mut answer = String::new();
+        if let Some(out) = child.stdout.take() {
+            let _ = std::io::BufReader::new(out).read_line(&mut answer);
+        }
+        let answer = answer.trim();
+        if let Some(pid) = answer
+            .strip_prefix("ok ")
+            .and_then(|p| p.parse::<i32>().ok())
+        {
+            let start = process_start(pid).unwrap_or(0);
+            self.db.set_running(&self.id, pid as i64, start, now())?;
+            // The shim lives on; whoever outlives us reaps it.
+            std::mem::forget(child);
+            return Ok(pid);
+        }
+        let _ = child.wait();
+        Err(EngineError::Runtime {
+            step: "start",
+            message: answer
+                .strip_prefix("error: ")
+                .unwrap_or("berth-shim ended without an answer")
+                .to_string(),
+        })
+    }
+}
+
+impl Engine {
+    /// What berth-shim calls when its container has exited: records the
+    /// exit status, deletes the container from the runtime and unmounts
+    /// its root (or removes it all, with `--rm`). Also run by hand, it
+    /// finishes what a crashed shim left. A container no longer in the
+    /// store is nothing to do.
+    pub fn cleanup_container(&self, id: &str) -> Result<(), EngineError> {
+        let db = Store::open(&self.root)?;
+        let rec = match db.find(id) {
+            Ok(r) => r,
+            Err(EngineError::NoSuchContainer(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if rec.is_running() {
+            return Err(EngineError::Running(rec.name));
+        }
+        let bundle = image::rootfs::container_dir(&self.root, &rec.id)?.join("bundle");
+        let code = std::fs::read_to_string(bundle.join(EXIT_FILE))
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .unwrap_or(255);
+        let mut c = Container {
+            engine: self,
+            db: &db,
+            id: rec.id.clone(),
+            bundle,
+            runtime_root: Some(self.runtime_root()?),
+            created: true,
+        };
+        db.set_exited(&rec.id, code, now())?;
+        if rec.auto_remove {
+            c.remove()
+        } else {
+            c.stop_keeping_layer()
+        }
+    }
+
+    /// The json-file log of container `key` (written for detached containers).
+    pub fn log_path(&self, key: &str) -> Result<std::path::PathBuf, EngineError> {
+        let rec = Store::open(&self.root)?.find(key)?;
+        Ok(image::rootfs::container_dir(&self.root, &rec.id)?
+            .join("bundle")
+            .join(LOG_FILE))
+    }
+}
