@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""The engine end to end: `run --rm busybox echo hi` through `berth run`,
+`podman run` and `docker run` (each engine on its default runtime: berth
+on berth-runtime, Podman and Docker on runc), and `run -d` + `rm -f` of a
+`sleep`, alternating in one run; prints medians and berth / peer.
+
+Podman and dockerd are started as bench/engines.py starts them (their own
+directories under a temp dir, no network set-up) and stopped at the end;
+berth gets a store of its own. Every command's exit status and output are
+checked: a fast failure is not a result.
+
+Usage (root): bench/run.py [--iterations N] [--json FILE]
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import engines  # noqa: E402  (bench/engines.py: the engine fixtures)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BERTH_BIN = os.path.join(ROOT, "target", "release", "berth")
+
+
+class Berth:
+    name = "berth"
+
+    def __init__(self, work):
+        self.root = os.path.join(work, "berth")
+        archive = os.path.join(work, "berth.tar")
+        engines.busybox_archive(archive, "busybox:bench")
+        engines.check([BERTH_BIN, "--root", self.root, "load", "-q", "-i", archive])
+        self.env = None
+
+    def cmd(self, args):
+        return [BERTH_BIN, "--root", self.root] + args
+
+    def close(self):
+        subprocess.call(self.cmd(["container", "prune", "-f"]), stdout=subprocess.DEVNULL)
+
+
+class PodmanRun(engines.Podman):
+    def __init__(self, work):
+        super().__init__(work)
+        self.env = None
+
+    def cmd(self, args):
+        base = self.base(engines.RUNC)
+        if args[0] == "run":
+            return base + ["run", "--network", "none", "--cgroup-parent", self.cgroup,
+                           "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"] + args[1:]
+        if args[:2] == ["rm", "-f"]:
+            # Podman's rm -f waits the stop timeout (10 s) first; Docker's and berth's kill at once.
+            return base + ["rm", "-f", "--time", "0"] + args[2:]
+        return base + args
+
+    def image(self):
+        return "localhost/busybox:bench"
+
+
+class DockerRun(engines.Docker):
+    def cmd(self, args):
+        return ["docker"] + args
+
+    def image(self):
+        return "busybox:bench"
+
+
+def image(engine):
+    return engine.image() if hasattr(engine, "image") else "busybox:bench"
+
+
+def run_rm(engine):
+    t = time.perf_counter()
+    r = subprocess.run(engine.cmd(["run", "--rm", image(engine), "echo", "hi"]), env=engine.env,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+    dt = time.perf_counter() - t
+    if r.returncode != 0 or r.stdout.decode().strip() != "hi":
+        raise SystemExit(f"{engine.name} run --rm failed ({r.returncode}): {r.stderr.decode()}")
+    return dt
+
+
+def detached(engine):
+    """run -d of a sleep, then rm -f: start and tear-down of a detached container."""
+    t = time.perf_counter()
+    r = subprocess.run(engine.cmd(["run", "-d", image(engine), "sleep", "100"]), env=engine.env,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+    if r.returncode != 0:
+        raise SystemExit(f"{engine.name} run -d failed ({r.returncode}): {r.stderr.decode()}")
+    cid = r.stdout.decode().strip()
+    r = subprocess.run(engine.cmd(["rm", "-f", cid]), env=engine.env,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+    if r.returncode != 0:
+        raise SystemExit(f"{engine.name} rm -f failed ({r.returncode}): {r.stderr.decode()}")
+    return time.perf_counter() - t
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--iterations", type=int, default=10)
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("run as root")
+    for b in [BERTH_BIN, engines.BERTH]:
+        if not os.path.exists(b):
+            raise SystemExit(f"{b} missing: cargo build --release")
+    work = tempfile.mkdtemp(prefix="berth-bench-run-")
+    made = []
+    try:
+        for cls in [Berth, PodmanRun, DockerRun]:
+            made.append(cls(work))
+        times = {e.name: {"run --rm": [], "run -d + rm -f": []} for e in made}
+        for e in made:  # warm-up, not measured
+            run_rm(e)
+            detached(e)
+        for i in range(args.iterations):
+            for e in (made if i % 2 == 0 else made[::-1]):
+                times[e.name]["run --rm"].append(run_rm(e))
+                times[e.name]["run -d + rm -f"].append(detached(e))
+    finally:
+        for e in made:
+            e.close()
+        shutil.rmtree(work, ignore_errors=True)
+    summary = {}
+    print(f"busybox, {args.iterations} alternating runs each; medians")
+    for what in ["run --rm", "run -d + rm -f"]:
+        med = {n: statistics.median(t[what]) * 1000 for n, t in times.items()}
+        summary[what] = med
+        peers = ", ".join(f"berth/{p} {med['berth'] / med[p]:.2f}" for p in med if p != "berth")
+        cells = ", ".join(f"{n} {m:.1f} ms" for n, m in med.items())
+        print(f"{what:<16} {cells}; {peers}")
+    if args.json:
+        json.dump(summary, open(args.json, "w"), indent=2)
+
+
+if __name__ == "__main__":
+    main()
