@@ -238,6 +238,34 @@ fn own_cgroup(key: &str) -> String {
     "/".to_string()
 }
 
+/// A v1 cpuset cgroup starts with no cpus and no mems, and takes no
+/// process until it has both: `dir` gets its parent's where it has none
+/// (on v2 an empty cpuset means "the parent's"). Nothing for another
+/// controller's directory.
+fn inherit_cpuset(dir: &Path) -> Result<()> {
+    if !dir.join("cpuset.cpus").exists() {
+        return Ok(());
+    }
+    for f in ["cpuset.cpus", "cpuset.mems"] {
+        let own = dir.join(f);
+        let current = std::fs::read_to_string(&own).map_err(io("read", &own))?;
+        if !current.trim().is_empty() {
+            continue;
+        }
+        let parent_dir = dir.parent().unwrap_or(Path::new("/"));
+        let parent = parent_dir.join(f);
+        let mut v = std::fs::read_to_string(&parent).map_err(io("read", &parent))?;
+        if v.trim().is_empty() {
+            // The parent is new too (another container is making it):
+            // fill it first, from its own parent up.
+            inherit_cpuset(parent_dir)?;
+            v = std::fs::read_to_string(&parent).map_err(io("read", &parent))?;
+        }
+        std::fs::write(&own, v.trim()).map_err(io("write", &own))?;
+    }
+    Ok(())
+}
+
 impl CgroupManager {
     /// Resolves `cgroups_path` as runc's cgroupfs driver does: an absolute
     /// path from each hierarchy's root, or a path relative to the caller's
@@ -342,19 +370,17 @@ impl CgroupManager {
                 match std::fs::create_dir(&d) {
                     Ok(()) => {
                         self.created.push(d.clone());
-                        // A new v1 cpuset cgroup has no cpus or mems: inherit the
-                        // parent's. (On v2 an empty cpuset means "the parent's".)
-                        if self.layout != Layout::Unified && d.join("cpuset.cpus").exists() {
-                            for f in ["cpuset.cpus", "cpuset.mems"] {
-                                let parent = d.parent().unwrap_or(Path::new("/")).join(f);
-                                let v = std::fs::read_to_string(&parent)
-                                    .map_err(io("read", &parent))?;
-                                let own = d.join(f);
-                                std::fs::write(&own, v.trim()).map_err(io("write", &own))?;
-                            }
+                        if self.layout != Layout::Unified {
+                            inherit_cpuset(&d)?;
                         }
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    // Made by another container at this moment: its cpuset
+                    // may still be empty; inherit_cpuset of the leaf fills it.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        if self.layout != Layout::Unified {
+                            inherit_cpuset(&d)?;
+                        }
+                    }
                     Err(e) => return Err(io("mkdir", &d)(e)),
                 }
                 // v2: a directory we made above the leaf passes every controller

@@ -443,3 +443,28 @@ fn delete_force_cleans_up_after_create_is_killed_at_any_point() {
         assert_host_clean(&b, &cg);
     }
 }
+
+/// A v1 cpuset parent that another container has just made has no cpus
+/// or mems yet (it takes no process until it has both): the new
+/// container's cgroup fills the chain from the first ancestor that has
+/// them, instead of failing with ENOSPC (or leaving create hung).
+#[test]
+fn a_parent_cpuset_made_by_someone_else_is_filled_in() {
+    let cpuset = std::path::Path::new("/sys/fs/cgroup/cpuset");
+    if !cpuset.join("cpuset.cpus").exists() {
+        return; // Not a v1 host: an empty v2 cpuset means "the parent's".
+    }
+    let (rt, mut b, id, _) = setup(&["true"]);
+    let parent = format!("/{}", unique_id("berth-test-cpuset"));
+    // Made as a racing container's create makes it: the directory only.
+    std::fs::create_dir(cpuset.join(parent.trim_start_matches('/'))).unwrap();
+    let cg = format!("{parent}/leaf");
+    b.config["linux"]["cgroupsPath"] = json!(cg);
+    b.write();
+    let o = rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
+    for d in cgroup_dirs(&parent) {
+        test_support::remove_cgroup_tree(&d);
+    }
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(cgroup_dirs(&parent).is_empty());
+}
