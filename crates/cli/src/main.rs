@@ -493,10 +493,23 @@ fn run(cli: &Cli) -> Result<()> {
             println!("Deleted {blobs} blobs and {snaps} snapshots");
         }
         Command::Rmi { names, force } => {
+            let used = containers::engine(root, None)?.containers()?;
             refs_file
                 .update(|refs| {
                     for n in names {
                         let (key, rec) = find(refs, n)?;
+                        // The last name of an image that containers use:
+                        // kept (its layers are their roots), as Docker keeps it.
+                        let last_name = refs.values().filter(|r| r.config == rec.config).count() == 1;
+                        let users: Vec<_> = used.iter().filter(|c| c.image_id == rec.config).collect();
+                        if last_name && !users.is_empty() {
+                            if let Some(c) = users.iter().find(|c| c.is_running()) {
+                                bail!("image {n} is used by running container {} ({}): stop it first", c.name, &c.id[..12]);
+                            }
+                            if !force {
+                                bail!("image {n} is used by container {} ({}): remove it first (or rmi -f)", users[0].name, &users[0].id[..12]);
+                            }
+                        }
                         let mounted = mount_dir(root, rec);
                         if mounted.exists() {
                             if !force {

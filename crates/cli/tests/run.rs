@@ -575,3 +575,34 @@ fn detached_containers_log_and_exit_under_the_shim() {
     f.berth(&["rm", "missing"]).ok();
     f.assert_clean();
 }
+
+/// The last name of an image that containers use cannot be removed: a
+/// stopped container's user needs -f, a running one's cannot be forced;
+/// another name for the same image can go.
+#[test]
+fn an_image_in_use_keeps_its_last_name() {
+    let f = Fixture::new();
+    f.berth(&["tag", "bb:1", "bb:other"]).ok();
+    f.berth(&["run", "--name", "user1", "bb:1", "true"]).ok();
+    f.berth(&["rmi", "bb:other"]).ok();
+    let o = f.berth(&["rmi", "bb:1"]);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("used by container user1"), "{}", o.stderr);
+    let id = f.berth(&["run", "-d", "bb:1", "sleep", "100"]).ok().stdout;
+    let o = f.berth(&["rmi", "-f", "bb:1"]);
+    assert_ne!(o.code, 0);
+    assert!(
+        o.stderr.contains("used by running container"),
+        "{}",
+        o.stderr
+    );
+    f.berth(&["rm", "-f", id.trim()]).ok();
+    f.berth(&["rmi", "-f", "bb:1"]).ok();
+    // Its stopped user cannot start without the image's layers once pruned.
+    f.berth(&["image", "prune"]).ok();
+    let o = f.berth(&["start", "-a", "user1"]);
+    assert_eq!(o.code, 125, "{o:?}");
+    assert!(o.stderr.contains("is gone"), "{}", o.stderr);
+    f.berth(&["rm", "user1"]).ok();
+    f.assert_clean();
+}
