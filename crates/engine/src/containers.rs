@@ -79,6 +79,11 @@ impl Engine {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
+        // Its supervisor may be taking it down right now: one at a time.
+        let Some(_lock) = crate::run::teardown_lock(&self.root, &rec.id)? else {
+            db.remove(&rec.id)?;
+            return Ok(rec);
+        };
         // Whatever the runtime still holds (nothing, when the container's
         // own `berth run` cleaned up): --force of a missing one succeeds.
         if !self.runtime_quiet(&["delete", "--force", &rec.id]) {

@@ -101,11 +101,7 @@ impl Engine {
             created: true,
         };
         db.set_exited(&rec.id, code, now())?;
-        if rec.auto_remove {
-            c.remove()
-        } else {
-            c.stop_keeping_layer()
-        }
+        c.finish(rec.auto_remove)
     }
 
     /// The json-file log of container `key` (written for detached containers).

@@ -172,11 +172,7 @@ impl Engine {
             // The shim has the container now.
             return Ok((id, 0));
         }
-        let cleanup = if opts.auto_remove {
-            container.remove()
-        } else {
-            container.stop_keeping_layer()
-        };
+        let cleanup = container.finish(opts.auto_remove);
         let code = result?;
         cleanup?;
         Ok((id, code))
@@ -228,11 +224,7 @@ impl Engine {
         container.delete_from_runtime()?;
         db.set_created(&rec.id)?;
         let result = container.supervise();
-        let cleanup = if rec.auto_remove {
-            container.remove()
-        } else {
-            container.stop_keeping_layer()
-        };
+        let cleanup = container.finish(rec.auto_remove);
         let code = result?;
         cleanup?;
         Ok(code)
@@ -424,6 +416,25 @@ impl Container<'_> {
         Ok(())
     }
 
+    /// Takes the container down once it has exited: removes it all with
+    /// `auto_remove`, else keeps its layer. Under the container's teardown
+    /// lock, and nothing to do if an `rm -f` has removed it meanwhile.
+    pub(crate) fn finish(&mut self, auto_remove: bool) -> Result<(), EngineError> {
+        let Some(_lock) = teardown_lock(&self.engine.root, &self.id)? else {
+            return Ok(());
+        };
+        match self.db.find(&self.id) {
+            Err(EngineError::NoSuchContainer(_)) => return Ok(()),
+            Err(e) => return Err(e),
+            Ok(_) => {}
+        }
+        if auto_remove {
+            self.remove()
+        } else {
+            self.stop_keeping_layer()
+        }
+    }
+
     /// What a stopped container keeps: its record, bundle and writable
     /// layer; the root is unmounted.
     pub(crate) fn stop_keeping_layer(&mut self) -> Result<(), EngineError> {
@@ -439,6 +450,35 @@ impl Container<'_> {
         remove_files(&self.engine.root, &self.id)?;
         self.db.remove(&self.id)
     }
+}
+
+/// The lock that serialises taking container `id` down between its
+/// supervisor (`berth run`, or the shim's callback) and `rm -f`: an
+/// exclusive flock on the container's directory. None when the directory
+/// is gone (the other side finished).
+pub(crate) fn teardown_lock(
+    root: &Path,
+    id: &str,
+) -> Result<Option<nix::fcntl::Flock<std::fs::File>>, EngineError> {
+    let dir = image::rootfs::container_dir(root, id)?;
+    let file = match std::fs::File::open(&dir) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(EngineError::Io {
+                op: "open",
+                path: dir,
+                err: e,
+            })
+        }
+    };
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map(Some)
+        .map_err(|(_, e)| EngineError::Io {
+            op: "lock",
+            path: dir,
+            err: e.into(),
+        })
 }
 
 /// Removes a container's bundle and its root (writable layer included).

@@ -179,12 +179,11 @@ pub fn supervise(c: &Config, pid: i32, out: OwnedFd, err: OwnedFd) -> i32 {
             if !open[i] {
                 continue;
             }
-            let mut chunk = [0u8; 16384];
-            // Non-blocking check through poll above; read what is there.
-            let mut p = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-            if poll(&mut p, PollTimeout::ZERO).unwrap_or(0) == 0 {
+            // Only what is there: a read must not block the reaping below.
+            if !readable(fd) {
                 continue;
             }
+            let mut chunk = [0u8; 16384];
             match nix::unistd::read(fd.as_raw_fd(), &mut chunk) {
                 Ok(0) | Err(_) => open[i] = false,
                 Ok(n) => bufs[i].extend_from_slice(&chunk[..n]),
@@ -204,9 +203,14 @@ pub fn supervise(c: &Config, pid: i32, out: OwnedFd, err: OwnedFd) -> i32 {
                 Ok(_) => {}
             }
         }
-        // Done when the init has exited and its output is drained (or
-        // nothing else holds the pipes open for long).
-        if status.is_some() && (!open[0] && !open[1] || fds_idle(&streams, &open)) {
+        // Done when the init has exited and its output is drained (a
+        // process it left behind may hold the pipes open: no data waiting
+        // is enough).
+        let idle = streams
+            .iter()
+            .zip(open)
+            .all(|((fd, _), o)| !o || !readable(fd));
+        if status.is_some() && idle {
             break;
         }
     }
@@ -218,17 +222,11 @@ pub fn supervise(c: &Config, pid: i32, out: OwnedFd, err: OwnedFd) -> i32 {
     status.unwrap_or(255)
 }
 
-/// Whether no open stream has data waiting (a process the init left
-/// behind may hold the pipes; the container is over all the same).
-fn fds_idle(streams: &[(OwnedFd, &str); 2], open: &[bool; 2]) -> bool {
+/// Whether `fd` has data or its end waiting (a read will not block).
+fn readable(fd: &OwnedFd) -> bool {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let mut fds: Vec<PollFd> = streams
-        .iter()
-        .zip(open)
-        .filter(|(_, o)| **o)
-        .map(|((fd, _), _)| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
-        .collect();
-    poll(&mut fds, PollTimeout::ZERO).unwrap_or(0) == 0
+    let mut p = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+    poll(&mut p, PollTimeout::ZERO).unwrap_or(0) > 0
 }
 
 /// Writes the exit status atomically.
