@@ -39,7 +39,7 @@ def busybox_archive(path, tag):
             info.type, info.mode = tarfile.DIRTYPE, 0o755
             t.addfile(info)
         t.add("/bin/busybox", arcname="bin/busybox")
-        for applet in ["sh", "echo", "true", "sleep"]:
+        for applet in ["sh", "echo", "true", "sleep", "cat"]:
             info = tarfile.TarInfo("bin/" + applet)
             info.type, info.linkname = tarfile.SYMTYPE, "busybox"
             t.addfile(info)

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """The engine end to end: `run --rm busybox echo hi` through `berth run`,
 `podman run` and `docker run` (each engine on its default runtime: berth
-on berth-runtime, Podman and Docker on runc), and `run -d` + `rm -f` of a
-`sleep`, alternating in one run; prints medians and berth / peer.
+on berth-runtime, Podman and Docker on runc), `run -d` + `rm -f` of a
+`sleep`, `run --rm -i` of a `cat` fed 64 KiB on stdin, and `exec` of an
+`echo` in a running container, alternating in one run; prints medians and
+berth / peer.
 
 Podman and dockerd are started as bench/engines.py starts them (their own
 directories under a temp dir, no network set-up) and stopped at the end;
@@ -101,6 +103,39 @@ def detached(engine):
     return time.perf_counter() - t
 
 
+def start_sleeper(engine):
+    """A detached container for the exec rows; returns its id."""
+    r = subprocess.run(engine.cmd(["run", "-d", image(engine), "sleep", "1000"]), env=engine.env,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+    if r.returncode != 0:
+        raise SystemExit(f"{engine.name} run -d failed ({r.returncode}): {r.stderr.decode()}")
+    return r.stdout.decode().strip()
+
+
+def exec_echo(engine, cid):
+    """exec of an echo in a running container."""
+    t = time.perf_counter()
+    r = subprocess.run(engine.cmd(["exec", cid, "echo", "hi"]), env=engine.env,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+    dt = time.perf_counter() - t
+    if r.returncode != 0 or r.stdout.decode().strip() != "hi":
+        raise SystemExit(f"{engine.name} exec failed ({r.returncode}): {r.stderr.decode()}")
+    return dt
+
+
+def run_stdin(engine):
+    """run --rm -i: the container reads our stdin (64 KiB through cat)."""
+    data = b"x" * 65536
+    t = time.perf_counter()
+    r = subprocess.run(engine.cmd(["run", "--rm", "-i", image(engine), "cat"]), env=engine.env,
+                       input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+    dt = time.perf_counter() - t
+    if r.returncode != 0 or r.stdout != data:
+        raise SystemExit(f"{engine.name} run -i failed ({r.returncode}, {len(r.stdout)} bytes back): "
+                         f"{r.stderr.decode()}")
+    return dt
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--iterations", type=int, default=10)
@@ -116,21 +151,31 @@ def main():
     try:
         for cls in [Berth, PodmanRun, DockerRun]:
             made.append(cls(work))
-        times = {e.name: {"run --rm": [], "run -d + rm -f": []} for e in made}
+        rows = ["run --rm", "run -d + rm -f", "run --rm -i", "exec"]
+        times = {e.name: {row: [] for row in rows} for e in made}
+        sleepers = {}
         for e in made:  # warm-up, not measured
             run_rm(e)
             detached(e)
+            run_stdin(e)
+            sleepers[e.name] = start_sleeper(e)
+            exec_echo(e, sleepers[e.name])
         for i in range(args.iterations):
             for e in (made if i % 2 == 0 else made[::-1]):
                 times[e.name]["run --rm"].append(run_rm(e))
                 times[e.name]["run -d + rm -f"].append(detached(e))
+                times[e.name]["run --rm -i"].append(run_stdin(e))
+                times[e.name]["exec"].append(exec_echo(e, sleepers[e.name]))
     finally:
         for e in made:
+            if e.name in sleepers:
+                subprocess.run(e.cmd(["rm", "-f", sleepers[e.name]]), env=e.env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
             e.close()
         shutil.rmtree(work, ignore_errors=True)
     summary = {}
     print(f"busybox, {args.iterations} alternating runs each; medians")
-    for what in ["run --rm", "run -d + rm -f"]:
+    for what in rows:
         med = {n: statistics.median(t[what]) * 1000 for n, t in times.items()}
         summary[what] = med
         peers = ", ".join(f"berth/{p} {med['berth'] / med[p]:.2f}" for p in med if p != "berth")

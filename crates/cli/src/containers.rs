@@ -127,6 +127,8 @@ pub enum ContainerCommand {
     Inspect(InspectArgs),
     /// Show a detached container's output.
     Logs(LogsArgs),
+    /// Run a command in a running container.
+    Exec(Box<crate::exec::ExecArgs>),
     /// Record a detached container's exit and take it down (berth-shim calls this).
     #[command(hide = true)]
     Cleanup {
@@ -489,7 +491,9 @@ pub fn inspect_main(root: &Path, a: &InspectArgs) -> Result<()> {
 pub fn container_main(root: &Path, c: &ContainerCommand) -> Result<()> {
     let engine = engine(root, None)?;
     match c {
-        ContainerCommand::Start(_) => bail!("container start is dispatched by main"),
+        ContainerCommand::Start(_) | ContainerCommand::Exec(_) => {
+            bail!("container start and exec are dispatched by main")
+        }
         ContainerCommand::Stop(a) => stop_main(root, a),
         ContainerCommand::Kill(a) => kill_main(root, a),
         ContainerCommand::Wait(a) => wait_main(root, a),

@@ -4,6 +4,7 @@
 //! the `image` and `registry` libraries.
 
 mod containers;
+mod exec;
 mod format;
 mod images;
 mod progress;
@@ -57,6 +58,8 @@ enum Command {
     Inspect(containers::InspectArgs),
     /// Show a detached container's output.
     Logs(containers::LogsArgs),
+    /// Run a command in a running container.
+    Exec(Box<exec::ExecArgs>),
     /// Container commands.
     Container {
         #[command(subcommand)]
@@ -562,6 +565,7 @@ fn run(cli: &Cli) -> Result<()> {
         | Command::Wait(_)
         | Command::Inspect(_)
         | Command::Logs(_)
+        | Command::Exec(_)
         | Command::Container { .. } => {
             bail!("container commands are dispatched before the image commands")
         }
@@ -586,6 +590,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let containers = match &cli.command {
         Command::Run(args) => return run::main(&cli.root, args),
+        Command::Exec(a)
+        | Command::Container {
+            command: containers::ContainerCommand::Exec(a),
+        } => return exec::main(&cli.root, a),
         Command::Ps(a) => Some(containers::ps_main(&cli.root, a)),
         Command::Rm(a) => Some(containers::rm_main(&cli.root, a)),
         Command::Start(a)

@@ -23,10 +23,10 @@ pub struct RunArgs {
     /// Run in the background under berth-shim; print the container's id.
     #[arg(short = 'd', long)]
     detach: bool,
-    /// Keep stdin open (not implemented yet).
+    /// Keep stdin open: ours goes to the container (not with -d yet).
     #[arg(short = 'i', long)]
     interactive: bool,
-    /// Allocate a terminal (not implemented yet).
+    /// Allocate a terminal, copied to ours (not with -d yet).
     #[arg(short = 't', long)]
     tty: bool,
     /// Set an environment variable (`KEY=value`, or `KEY` to take it from here).
@@ -122,7 +122,7 @@ pub struct RunArgs {
 
 /// Reads an `--env-file`: `KEY=value` or `KEY` lines; blank lines and `#`
 /// comments skipped, as Docker reads them.
-fn env_file(path: &Path) -> anyhow::Result<Vec<String>> {
+pub(crate) fn env_file(path: &Path) -> anyhow::Result<Vec<String>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("--env-file {}", path.display()))?;
     Ok(text
@@ -133,16 +133,7 @@ fn env_file(path: &Path) -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
-fn not_yet(what: &'static str) -> anyhow::Error {
-    EngineError::NotImplemented(what).into()
-}
-
 fn run(root: &Path, args: &RunArgs) -> anyhow::Result<i32> {
-    if args.interactive || args.tty {
-        return Err(not_yet(
-            "berth run -i/-t (stdin and terminals: berth-shim does not serve them yet)",
-        ));
-    }
     let mut env = vec![];
     for f in &args.env_file {
         env.extend(env_file(f)?);
@@ -160,6 +151,8 @@ fn run(root: &Path, args: &RunArgs) -> anyhow::Result<i32> {
         name: args.name.clone(),
         auto_remove: args.rm,
         detach: args.detach,
+        interactive: args.interactive,
+        tty: args.tty,
         cmd: args.command.clone(),
         entrypoint: args.entrypoint.clone(),
         env,

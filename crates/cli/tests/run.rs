@@ -5,77 +5,13 @@
 //! behind (container directory, mounts, runtime state; the runtime's own
 //! tests cover its cgroup).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use test_support::{busybox_rootfs, mounts_containing, run_through_files, Outcome};
+use test_support::mounts_containing;
 
-const BERTH: &str = env!("CARGO_BIN_EXE_berth");
-
-/// A berth root with a busybox image imported as `bb:1`.
-struct Fixture {
-    dir: tempfile::TempDir,
-}
-
-impl Fixture {
-    fn new() -> Fixture {
-        for (bin, package) in [("berth-runtime", "runtime-cli"), ("berth-shim", "shim")] {
-            let path = Path::new(BERTH).with_file_name(bin);
-            assert!(
-                path.exists(),
-                "{} missing: cargo build -p {package}",
-                path.display()
-            );
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let rootfs = dir.path().join("rootfs");
-        busybox_rootfs(&rootfs);
-        let f = Fixture { dir };
-        f.berth(&["import", rootfs.to_str().unwrap(), "bb:1"]).ok();
-        f
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("berth")
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BERTH);
-        c.arg("--root").arg(self.root()).args(args);
-        c
-    }
-
-    fn berth(&self, args: &[&str]) -> Outcome {
-        run_through_files(&mut self.command(args))
-    }
-
-    fn run(&self, args: &[&str]) -> Outcome {
-        let mut full = vec!["run", "--rm"];
-        full.extend_from_slice(args);
-        self.berth(&full)
-    }
-
-    /// No container directory, mount, runtime state or cgroup is left.
-    fn assert_clean(&self) {
-        let containers = self.root().join("containers");
-        let left: Vec<_> = std::fs::read_dir(&containers)
-            .map(|d| d.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        assert!(left.is_empty(), "containers left: {left:?}");
-        let runtime: Vec<_> = std::fs::read_dir(self.root().join("runtime"))
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.path())
-                    .filter(|p| !p.ends_with(".seccomp-cache"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        assert!(runtime.is_empty(), "runtime state left: {runtime:?}");
-        let m = mounts_containing(self.root().to_str().unwrap());
-        assert!(m.is_empty(), "mounts left: {m:?}");
-    }
-}
+mod common;
+use common::Fixture;
 
 #[test]
 fn run_prints_and_exits_as_docker_does() {
@@ -196,7 +132,7 @@ fn signals_reach_the_container_and_it_is_removed() {
 fn what_is_not_there_yet_says_so() {
     let f = Fixture::new();
     for args in [
-        vec!["run", "--rm", "-it", "bb:1", "sh"],
+        vec!["run", "--rm", "-d", "-it", "bb:1", "sh"],
         vec!["start", "bb-never-made"],
     ] {
         let o = f.berth(&args);

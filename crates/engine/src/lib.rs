@@ -11,7 +11,8 @@
 //! - [`limits`], [`mounts`], [`confine`]: Docker's resource, mount and
 //!   confinement flags as spec edits.
 //! - [`lookup`]: the program checked before start (Docker's 126 and 127).
-//! - [`run`]: the foreground run itself; [`detach`]: `run -d` through berth-shim.
+//! - [`run`]: the foreground run itself (with `tty`, its terminal);
+//!   [`detach`]: `run -d` through berth-shim; [`exec`]: `exec`.
 //! - [`store`], [`names`]: the container database and container names.
 //! - [`containers`]: listing, stopping, signalling, waiting for, removing
 //!   and pruning containers; [`inspect`]: their JSON and `--format`.
@@ -20,6 +21,7 @@ pub mod confine;
 pub mod containers;
 pub mod detach;
 pub mod error;
+pub mod exec;
 pub mod image_config;
 pub mod inspect;
 pub mod limits;
@@ -29,8 +31,10 @@ pub mod names;
 pub mod run;
 pub mod spec;
 pub mod store;
+mod tty;
 pub mod user;
 
 pub use error::EngineError;
+pub use exec::ExecOptions;
 pub use run::Engine;
 pub use spec::RunOptions;

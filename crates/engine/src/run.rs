@@ -6,7 +6,9 @@
 //! forwards the signals it gets to the container, and when the container
 //! exits, deletes it and removes everything it made. The container's
 //! output goes straight to the caller's stdout and stderr; its stdin is
-//! /dev/null, as with `docker run` without `-i`.
+//! ours with `-i`, else /dev/null. With `-t` the container has a terminal,
+//! whose master the runtime hands over and `tty` copies to and from our
+//! stdio.
 //!
 //! While a container runs, image garbage collection waits (the shared gc
 //! lock is held), so `image prune` cannot take its layers away.
@@ -165,7 +167,10 @@ impl Engine {
                 if opts.detach {
                     container.spawn_shim().map(|_| 0)
                 } else {
-                    container.supervise()
+                    container.supervise(Attach {
+                        tty: opts.tty,
+                        stdin: opts.interactive,
+                    })
                 }
             });
         if opts.detach && result.is_ok() {
@@ -223,12 +228,27 @@ impl Engine {
         container.runtime_root = Some(self.runtime_root()?);
         container.delete_from_runtime()?;
         db.set_created(&rec.id)?;
-        let result = container.supervise();
+        // The terminal is the container's own setting; its stdin is not
+        // attached (`start -i` is not served yet).
+        let tty = runtime::spec::load(&container.bundle)
+            .ok()
+            .and_then(|b| b.spec.process().as_ref().and_then(|p| p.terminal()))
+            .unwrap_or(false);
+        let result = container.supervise(Attach { tty, stdin: false });
         let cleanup = container.finish(rec.auto_remove);
         let code = result?;
         cleanup?;
         Ok(code)
     }
+}
+
+/// What of the caller's stdio a foreground container gets.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Attach {
+    /// The container has a terminal, which we copy to our stdout.
+    pub(crate) tty: bool,
+    /// Our stdin goes to the container (through its terminal with `tty`).
+    pub(crate) stdin: bool,
 }
 
 pub(crate) fn now() -> i64 {
@@ -314,8 +334,10 @@ impl Container<'_> {
     }
 
     /// Runs the bundle: `create`, `start`, forwards signals, waits for the
-    /// init and records each step; returns the exit status.
-    fn supervise(&mut self) -> Result<i32, EngineError> {
+    /// init and records each step; returns the exit status. With a
+    /// terminal, the pty master comes through a console socket and is
+    /// copied to and from our stdio meanwhile.
+    fn supervise(&mut self, attach: Attach) -> Result<i32, EngineError> {
         let io = |op: &'static str, path: &Path| {
             let path = path.to_path_buf();
             move |err| EngineError::Io { op, path, err }
@@ -329,29 +351,65 @@ impl Container<'_> {
         for s in FORWARDED {
             forwarded.add(s);
         }
+        if attach.tty {
+            forwarded.add(nix::sys::signal::Signal::SIGWINCH);
+        }
         // Blocked here, taken by the forwarding thread below; the runtime
         // unblocks them for the container (it resets the mask it inherits).
         forwarded
             .thread_block()
             .map_err(|e| io("block signals", Path::new("sigprocmask"))(e.into()))?;
 
+        let console = if attach.tty {
+            let dir = self.engine.root.join("run");
+            berth_fs::private_dir(&dir).map_err(|e| EngineError::Io {
+                op: "create",
+                path: dir.clone(),
+                err: std::io::Error::other(e.to_string()),
+            })?;
+            let listener = runtime::console_client::ConsoleListener::new_in(&dir).map_err(|e| {
+                EngineError::Runtime {
+                    step: "console socket",
+                    message: e.to_string(),
+                }
+            })?;
+            Some(listener)
+        } else {
+            None
+        };
         let pid_file = self.bundle.join("init.pid");
-        let created = self
-            .engine
-            .runtime_cmd(&runtime_root, &self.log())
+        let mut create = self.engine.runtime_cmd(&runtime_root, &self.log());
+        create
             .arg("create")
             .arg("--bundle")
             .arg(&self.bundle)
             .arg("--pid-file")
-            .arg(&pid_file)
+            .arg(&pid_file);
+        if let Some(c) = &console {
+            create.arg("--console-socket").arg(&c.path);
+        }
+        let stdin = if attach.stdin && !attach.tty {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        };
+        let created = create
             .arg(&self.id)
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .status()
             .map_err(io("run", &self.engine.runtime))?;
         if !created.success() {
             return Err(self.runtime_error("create"));
         }
         self.created = true;
+        let master = match &console {
+            Some(c) => Some(c.receive().map_err(|e| EngineError::Runtime {
+                step: "receive the terminal",
+                message: e.to_string(),
+            })?),
+            None => None,
+        };
+        drop(console);
         let pid: i32 = std::fs::read_to_string(&pid_file)
             .map_err(io("read", &pid_file))?
             .trim()
@@ -360,7 +418,24 @@ impl Container<'_> {
         let start_time = crate::store::process_start(pid).unwrap_or(0);
         self.db
             .set_running(&self.id, pid as i64, start_time, now())?;
-        self.forward_signals(forwarded, runtime_root.clone());
+        let resize = match &master {
+            Some(m) => Some(m.try_clone().map_err(io("dup", Path::new("pty master")))?),
+            None => None,
+        };
+        self.forward_signals(forwarded, runtime_root.clone(), resize);
+        // Raw only while our stdin goes to the container, as Docker's.
+        let _raw = attach
+            .stdin
+            .then_some(())
+            .and(master.as_ref())
+            .map(|_| runtime::console_client::RawTerminal::enter());
+        let relay = match master {
+            Some(m) => {
+                runtime::console_client::copy_window_size(&m);
+                Some(crate::tty::Relay::start(m, attach.stdin)?)
+            }
+            None => None,
+        };
         let started = self
             .engine
             .runtime_cmd(&runtime_root, &self.log())
@@ -368,22 +443,37 @@ impl Container<'_> {
             .arg(&self.id)
             .stdin(Stdio::null())
             .status()
-            .map_err(io("run", &self.engine.runtime))?;
-        if !started.success() {
-            return Err(self.runtime_error("start"));
+            .map_err(io("run", &self.engine.runtime));
+        let code = match started {
+            Ok(s) if s.success() => wait_exit(pid),
+            Ok(_) => Err(self.runtime_error("start")),
+            Err(e) => Err(e),
+        };
+        if let Some(r) = relay {
+            r.finish();
         }
-        let code = wait_exit(pid)?;
+        let code = code?;
         self.db.set_exited(&self.id, code as i64, now())?;
         Ok(code)
     }
 
     /// Forwards the blocked signals to the container, from a thread that
-    /// lives as long as the process.
-    fn forward_signals(&self, set: nix::sys::signal::SigSet, runtime_root: PathBuf) {
+    /// lives as long as the process. A SIGWINCH gives the container's
+    /// terminal (`resize`) our window size instead.
+    fn forward_signals(
+        &self,
+        set: nix::sys::signal::SigSet,
+        runtime_root: PathBuf,
+        resize: Option<std::os::fd::OwnedFd>,
+    ) {
         let engine = self.engine.clone();
         let (id, log) = (self.id.clone(), self.log());
         std::thread::spawn(move || loop {
             let Ok(sig) = set.wait() else { return };
+            if let (nix::sys::signal::Signal::SIGWINCH, Some(m)) = (sig, &resize) {
+                runtime::console_client::copy_window_size(m);
+                continue;
+            }
             let _ = engine
                 .runtime_cmd(&runtime_root, &log)
                 .arg("kill")

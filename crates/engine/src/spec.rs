@@ -20,6 +20,10 @@ pub struct RunOptions {
     pub auto_remove: bool,
     /// `-d`: hand the container to berth-shim and return.
     pub detach: bool,
+    /// `-i`: the container's stdin is ours (through its terminal with `-t`).
+    pub interactive: bool,
+    /// `-t`: the container's stdio is a terminal, copied to ours.
+    pub tty: bool,
     /// The command (replaces the image's CMD).
     pub cmd: Vec<String>,
     /// `--entrypoint` (replaces the image's ENTRYPOINT; "" clears it).
@@ -43,6 +47,11 @@ pub struct RunOptions {
 /// Applies the resource, mount and confinement flags to `spec` (after the
 /// user is set: `--group-add` adds to its groups).
 pub fn apply_flags(spec: &mut Spec, opts: &RunOptions) -> Result<(), EngineError> {
+    if opts.tty {
+        if let Some(p) = spec.process_mut() {
+            p.set_terminal(Some(true));
+        }
+    }
     crate::limits::apply(spec, &opts.limits)?;
     crate::mounts::apply(spec, &opts.mounts)?;
     crate::confine::apply(spec, &opts.confinement)
@@ -51,6 +60,11 @@ pub fn apply_flags(spec: &mut Spec, opts: &RunOptions) -> Result<(), EngineError
 /// Checks every flag before anything is made, so a bad one leaves nothing
 /// to clean up.
 pub fn check_flags(opts: &RunOptions) -> Result<(), EngineError> {
+    if opts.detach && (opts.interactive || opts.tty) {
+        return Err(EngineError::NotImplemented(
+            "-d with -i or -t (a detached container's terminal and stdin need attach, which berth-shim does not serve yet)",
+        ));
+    }
     let mut spec =
         runtime::spec_default::default_spec(false).map_err(|e| EngineError::Spec(e.to_string()))?;
     apply_flags(&mut spec, opts)
@@ -103,6 +117,10 @@ pub fn environment(
         &mut env,
     );
     set("HOSTNAME", hostname, &mut env);
+    if opts.tty {
+        // Docker's: an image's ENV or -e may still say otherwise.
+        set("TERM", "xterm", &mut env);
+    }
     for kv in img.env.iter().flatten() {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         set(k, v, &mut env);

@@ -2,18 +2,15 @@
 //! forwarding signals to it; the exit status becomes ours (128+N for a
 //! signal), then the container is deleted unless `keep`.
 
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::net::UnixListener;
-use std::path::PathBuf;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use crate::console_client::{copy_window_size, ConsoleListener, RawTerminal};
 use crate::container_create::{create, create_from, CreateOptions};
 use crate::container_delete::delete;
 use crate::container_start::start;
@@ -68,7 +65,7 @@ pub fn run(store: &StateStore, mut opts: CreateOptions, detach: bool, keep: bool
         .and_then(|p| p.terminal())
         .unwrap_or(false);
     let console = if spec_terminal && opts.console_socket.is_none() {
-        let listener = ConsoleListener::new()?;
+        let listener = ConsoleListener::new_in(&std::env::temp_dir())?;
         opts.console_socket = Some(listener.path.clone());
         Some(listener)
     } else {
@@ -94,100 +91,6 @@ pub fn run(store: &StateStore, mut opts: CreateOptions, detach: bool, keep: bool
         delete(store, &opts.id, true)?;
     }
     Ok(code)
-}
-
-/// A listening socket in a private temp dir, for the pty master.
-struct ConsoleListener {
-    dir: PathBuf,
-    path: PathBuf,
-    listener: UnixListener,
-}
-
-impl ConsoleListener {
-    fn new() -> Result<Self> {
-        let dir = std::env::temp_dir().join(format!("berth-console-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|e| crate::RuntimeError::io("create", &dir, e))?;
-        let path = dir.join("sock");
-        let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path)
-            .map_err(|e| crate::RuntimeError::io("bind console socket", &path, e))?;
-        Ok(ConsoleListener {
-            dir,
-            path,
-            listener,
-        })
-    }
-
-    fn receive(&self) -> Result<OwnedFd> {
-        let (conn, _) = self
-            .listener
-            .accept()
-            .map_err(|e| crate::RuntimeError::io("accept console socket", &self.path, e))?;
-        let mut buf = [0u8; 256];
-        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-        let mut space = nix::cmsg_space!([RawFd; 1]);
-        let msg = recvmsg::<()>(
-            conn.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        )
-        .map_err(|e| crate::RuntimeError::sys("recvmsg", "console socket", e))?;
-        for c in msg
-            .cmsgs()
-            .map_err(|e| crate::RuntimeError::sys("recvmsg", "console socket", e))?
-        {
-            if let ControlMessageOwned::ScmRights(fds) = c {
-                if let Some(fd) = fds.first() {
-                    // SAFETY: the kernel installed this descriptor for us.
-                    return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
-                }
-            }
-        }
-        Err(crate::RuntimeError::Other(
-            "console socket: no pty master received".into(),
-        ))
-    }
-}
-
-impl Drop for ConsoleListener {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Puts our stdin in raw mode while it lives, restoring it after.
-struct RawTerminal(Option<Termios>);
-
-impl RawTerminal {
-    fn enter() -> Self {
-        let stdin = std::io::stdin();
-        let Ok(orig) = tcgetattr(&stdin) else {
-            return RawTerminal(None);
-        };
-        let mut raw = orig.clone();
-        cfmakeraw(&mut raw);
-        let _ = tcsetattr(&stdin, SetArg::TCSANOW, &raw);
-        RawTerminal(Some(orig))
-    }
-}
-
-impl Drop for RawTerminal {
-    fn drop(&mut self) {
-        if let Some(t) = &self.0 {
-            let _ = tcsetattr(std::io::stdin(), SetArg::TCSANOW, t);
-        }
-    }
-}
-
-fn copy_window_size(master: &OwnedFd) {
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    // SAFETY: TIOCGWINSZ writes a winsize; TIOCSWINSZ reads one.
-    unsafe {
-        if libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) == 0 {
-            libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
-        }
-    }
 }
 
 /// Waits for the init, forwarding signals (and copying pty traffic when we

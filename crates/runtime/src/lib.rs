@@ -14,6 +14,7 @@
 
 pub mod capabilities;
 pub mod console;
+pub mod console_client;
 pub mod container_create;
 pub mod container_delete;
 pub mod container_events;

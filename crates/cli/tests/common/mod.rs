@@ -1,0 +1,74 @@
+//! The fixture the `berth` CLI tests share: a berth root with a busybox
+//! image imported, and the check that a test left nothing behind.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use test_support::{busybox_rootfs, mounts_containing, run_through_files, Outcome};
+
+pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+
+/// A berth root with a busybox image imported as `bb:1`.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    pub fn new() -> Fixture {
+        for (bin, package) in [("berth-runtime", "runtime-cli"), ("berth-shim", "shim")] {
+            let path = Path::new(BERTH).with_file_name(bin);
+            assert!(
+                path.exists(),
+                "{} missing: cargo build -p {package}",
+                path.display()
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path().join("rootfs");
+        busybox_rootfs(&rootfs);
+        let f = Fixture { dir };
+        f.berth(&["import", rootfs.to_str().unwrap(), "bb:1"]).ok();
+        f
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("berth")
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BERTH);
+        c.arg("--root").arg(self.root()).args(args);
+        c
+    }
+
+    pub fn berth(&self, args: &[&str]) -> Outcome {
+        run_through_files(&mut self.command(args))
+    }
+
+    pub fn run(&self, args: &[&str]) -> Outcome {
+        let mut full = vec!["run", "--rm"];
+        full.extend_from_slice(args);
+        self.berth(&full)
+    }
+
+    /// No container directory, mount, runtime state or cgroup is left.
+    pub fn assert_clean(&self) {
+        let containers = self.root().join("containers");
+        let left: Vec<_> = std::fs::read_dir(&containers)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "containers left: {left:?}");
+        let runtime: Vec<_> = std::fs::read_dir(self.root().join("runtime"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| !p.ends_with(".seccomp-cache"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(runtime.is_empty(), "runtime state left: {runtime:?}");
+        let m = mounts_containing(self.root().to_str().unwrap());
+        assert!(m.is_empty(), "mounts left: {m:?}");
+    }
+}

@@ -1,0 +1,380 @@
+//! `exec`: one more process in a running container. Its spec is the
+//! container's own process (capabilities, seccomp, limits, user) with the
+//! command, environment, user, working directory and terminal of the
+//! command line, handed to the runtime's `exec` as a process.json. In the
+//! foreground the runtime waits for it and its status is ours; with a
+//! terminal, the pty master is copied to and from our stdio meanwhile.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use crate::error::EngineError;
+use crate::run::Engine;
+use crate::{lookup, user};
+
+/// `docker exec`'s options.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    /// The command and its arguments.
+    pub cmd: Vec<String>,
+    /// `-e KEY=value` / `-e KEY` (from the caller's environment).
+    pub env: Vec<String>,
+    /// `-u`: a user of the container's /etc/passwd, or numeric.
+    pub user: Option<String>,
+    /// `-w`: the working directory (default: the container's).
+    pub workdir: Option<String>,
+    /// `-i`: our stdin goes to the process.
+    pub interactive: bool,
+    /// `-t`: the process gets a terminal.
+    pub tty: bool,
+    /// `-d`: start it and return.
+    pub detach: bool,
+    /// `--privileged` (not implemented).
+    pub privileged: bool,
+}
+
+fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> EngineError {
+    let path = path.to_path_buf();
+    move |err| EngineError::Io { op, path, err }
+}
+
+/// Sets `KEY=value` in `env`, replacing an earlier value of KEY.
+fn set_env(env: &mut Vec<String>, kv: &str) {
+    let key = kv.split('=').next().unwrap_or("");
+    env.retain(|e| e.split('=').next() != Some(key));
+    env.push(kv.to_string());
+}
+
+/// The process to exec: the container's own, changed as `opts` says.
+/// `rootfs` is the container's mounted root (for `-u` and the program).
+pub fn exec_process(
+    base: &oci_spec::runtime::Process,
+    rootfs: &Path,
+    opts: &ExecOptions,
+    caller_env: impl Fn(&str) -> Option<String>,
+) -> Result<oci_spec::runtime::Process, EngineError> {
+    if opts.cmd.is_empty() {
+        return Err(EngineError::InvalidOption {
+            option: "exec",
+            value: String::new(),
+            reason: "no command given".into(),
+        });
+    }
+    let mut p = base.clone();
+    let mut env = p.env().clone().unwrap_or_default();
+    if opts.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        set_env(&mut env, "TERM=xterm");
+    }
+    for kv in &opts.env {
+        match kv.split_once('=') {
+            Some(("", _)) => {
+                return Err(EngineError::InvalidOption {
+                    option: "--env",
+                    value: kv.clone(),
+                    reason: "the variable has no name".into(),
+                })
+            }
+            Some(_) => set_env(&mut env, kv),
+            None => {
+                if let Some(v) = caller_env(kv) {
+                    set_env(&mut env, &format!("{kv}={v}"));
+                }
+            }
+        }
+    }
+    if let Some(spec) = &opts.user {
+        let u = user::resolve(rootfs, spec)?;
+        let mut pu = p.user().clone();
+        pu.set_uid(u.uid);
+        pu.set_gid(u.gid);
+        pu.set_additional_gids(Some(u.additional_gids.clone()));
+        p.set_user(pu);
+        env.retain(|e| !e.starts_with("HOME="));
+        env.push(format!("HOME={}", u.home));
+    }
+    if let Some(w) = &opts.workdir {
+        if !w.starts_with('/') {
+            return Err(EngineError::InvalidOption {
+                option: "--workdir",
+                value: w.clone(),
+                reason: "the working directory must be an absolute path".into(),
+            });
+        }
+        p.set_cwd(PathBuf::from(w));
+    }
+    let cwd = p.cwd().to_string_lossy().into_owned();
+    lookup::check_program(rootfs, &opts.cmd[0], &env, &cwd)?;
+    p.set_args(Some(opts.cmd.clone()));
+    p.set_env(Some(env));
+    p.set_terminal(Some(opts.tty));
+    Ok(p)
+}
+
+impl Engine {
+    /// Runs `opts.cmd` in the running container `key`. Returns its exit
+    /// status (0 with `detach`, once it runs).
+    pub fn exec(&self, key: &str, opts: &ExecOptions) -> Result<i32, EngineError> {
+        if opts.privileged {
+            return Err(EngineError::NotImplemented("exec --privileged"));
+        }
+        if opts.detach && (opts.interactive || opts.tty) {
+            return Err(EngineError::NotImplemented(
+                "exec -d with -i or -t (nothing would hold the terminal or stdin)",
+            ));
+        }
+        let rec = self.container(key)?;
+        if !rec.is_running() {
+            return Err(EngineError::NotRunning(rec.name.clone()));
+        }
+        let bundle = image::rootfs::container_dir(&self.root, &rec.id)?.join("bundle");
+        let loaded = runtime::spec::load(&bundle).map_err(|e| EngineError::Spec(e.to_string()))?;
+        let base = loaded.spec.process().clone().unwrap_or_default();
+        let rootfs = loaded
+            .spec
+            .root()
+            .as_ref()
+            .map(|r| r.path().clone())
+            .unwrap_or_default();
+        let rootfs = if rootfs.is_absolute() {
+            rootfs
+        } else {
+            bundle.join(rootfs)
+        };
+        let process = exec_process(&base, &rootfs, opts, |k| std::env::var(k).ok())?;
+
+        let runtime_root = self.runtime_root()?;
+        let tag = crate::run::new_id()?;
+        let process_file = bundle.join(format!("exec-{}.json", &tag[..12]));
+        let log = bundle.join(format!("exec-{}.log", &tag[..12]));
+        let _files = RemoveOnDrop(vec![process_file.clone(), log.clone()]);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&process_file)
+            .map_err(io("create", &process_file))?;
+        let json = serde_json::to_vec(&process).map_err(|e| EngineError::Spec(e.to_string()))?;
+        f.write_all(&json).map_err(io("write", &process_file))?;
+        drop(f);
+
+        let console = if opts.tty {
+            let dir = self.root.join("run");
+            berth_fs::private_dir(&dir).map_err(|e| EngineError::Io {
+                op: "create",
+                path: dir.clone(),
+                err: std::io::Error::other(e.to_string()),
+            })?;
+            Some(
+                runtime::console_client::ConsoleListener::new_in(&dir).map_err(|e| {
+                    EngineError::Runtime {
+                        step: "console socket",
+                        message: e.to_string(),
+                    }
+                })?,
+            )
+        } else {
+            None
+        };
+        let mut cmd = std::process::Command::new(&self.runtime);
+        cmd.arg("--root")
+            .arg(&runtime_root)
+            .arg("--log")
+            .arg(&log)
+            .arg("--log-format")
+            .arg("json")
+            .arg("exec")
+            .arg("--process")
+            .arg(&process_file);
+        if let Some(c) = &console {
+            cmd.arg("--console-socket").arg(&c.path);
+        }
+        if opts.detach {
+            cmd.arg("--detach");
+        }
+        cmd.arg(&rec.id).stdin(if opts.interactive && !opts.tty {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        });
+        let mut child = cmd.spawn().map_err(io("run", &self.runtime))?;
+        let relay = match &console {
+            Some(c) => {
+                let master = match c.receive() {
+                    Ok(m) => m,
+                    Err(e) => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        return Err(runtime_failure(&log, "exec").unwrap_or(
+                            EngineError::Runtime {
+                                step: "receive the terminal",
+                                message: e.to_string(),
+                            },
+                        ));
+                    }
+                };
+                let raw = opts
+                    .interactive
+                    .then(runtime::console_client::RawTerminal::enter);
+                runtime::console_client::copy_window_size(&master);
+                Some((crate::tty::Relay::start(master, opts.interactive)?, raw))
+            }
+            None => None,
+        };
+        let status = child.wait().map_err(io("wait for", &self.runtime));
+        if let Some((relay, raw)) = relay {
+            relay.finish();
+            drop(raw);
+        }
+        let status = status?;
+        // The runtime's exit status is the process's, unless the runtime
+        // itself failed (then its log says why).
+        if let Some(e) = runtime_failure(&log, "exec") {
+            return Err(e);
+        }
+        Ok(status.code().unwrap_or_else(|| {
+            128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
+        }))
+    }
+}
+
+/// The runtime's own error in `log`, if it logged one.
+fn runtime_failure(log: &Path, step: &'static str) -> Option<EngineError> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines().rev().find_map(|l| {
+        let v: serde_json::Value = serde_json::from_str(l).ok()?;
+        (v["level"] == "error").then(|| EngineError::Runtime {
+            step,
+            message: v["msg"].as_str().unwrap_or("").to_string(),
+        })
+    })
+}
+
+/// Files removed when the exec is over, whatever happened.
+struct RemoveOnDrop(Vec<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root_with_busybox() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        std::fs::create_dir_all(r.join("bin")).unwrap();
+        std::fs::create_dir_all(r.join("etc")).unwrap();
+        std::fs::create_dir_all(r.join("home/app")).unwrap();
+        std::fs::write(r.join("bin/sh"), "#!/bin/sh\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(r.join("bin/sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(
+            r.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(
+            r.join("etc/group"),
+            "root:x:0:\napp:x:1000:\nextra:x:2000:app\n",
+        )
+        .unwrap();
+        dir
+    }
+
+    fn base() -> oci_spec::runtime::Process {
+        let mut p = oci_spec::runtime::Process::default();
+        p.set_env(Some(vec![
+            "PATH=/bin".into(),
+            "A=image".into(),
+            "HOME=/root".into(),
+        ]));
+        p.set_cwd("/".into());
+        p
+    }
+
+    #[test]
+    fn the_command_line_changes_the_containers_process() {
+        let root = root_with_busybox();
+        let opts = ExecOptions {
+            cmd: vec!["sh".into(), "-c".into(), "true".into()],
+            env: vec!["A=exec".into(), "FROM_CALLER".into(), "UNSET".into()],
+            user: Some("app".into()),
+            workdir: Some("/home/app".into()),
+            tty: true,
+            ..Default::default()
+        };
+        let caller = |k: &str| (k == "FROM_CALLER").then(|| "here".to_string());
+        let p = exec_process(&base(), root.path(), &opts, caller).unwrap();
+        let env = p.env().clone().unwrap();
+        assert!(env.contains(&"A=exec".to_string()), "{env:?}");
+        assert!(env.contains(&"FROM_CALLER=here".to_string()), "{env:?}");
+        assert!(env.contains(&"TERM=xterm".to_string()), "{env:?}");
+        assert!(env.contains(&"HOME=/home/app".to_string()), "{env:?}");
+        assert!(!env.iter().any(|e| e.starts_with("UNSET")), "{env:?}");
+        assert_eq!((p.user().uid(), p.user().gid()), (1000, 1000));
+        assert_eq!(p.user().additional_gids().clone().unwrap(), vec![2000]);
+        assert_eq!(p.cwd(), Path::new("/home/app"));
+        assert_eq!(p.terminal(), Some(true));
+        assert_eq!(p.args().clone().unwrap(), opts.cmd);
+    }
+
+    #[test]
+    fn bad_exec_options_are_refused_by_name() {
+        let root = root_with_busybox();
+        let run = |o: ExecOptions| exec_process(&base(), root.path(), &o, |_| None).unwrap_err();
+        let cmd = vec!["sh".to_string()];
+        assert!(matches!(
+            run(ExecOptions::default()),
+            EngineError::InvalidOption { option: "exec", .. }
+        ));
+        let e = run(ExecOptions {
+            cmd: vec!["nothere".into()],
+            ..Default::default()
+        });
+        assert!(matches!(e, EngineError::NotFound(_)), "{e}");
+        assert_eq!(e.exit_code(), 127);
+        let e = run(ExecOptions {
+            cmd: cmd.clone(),
+            workdir: Some("rel".into()),
+            ..Default::default()
+        });
+        assert!(
+            matches!(
+                e,
+                EngineError::InvalidOption {
+                    option: "--workdir",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = run(ExecOptions {
+            cmd: cmd.clone(),
+            user: Some("nobody".into()),
+            ..Default::default()
+        });
+        assert!(matches!(e, EngineError::User { .. }), "{e}");
+        let e = run(ExecOptions {
+            cmd,
+            env: vec!["=x".into()],
+            ..Default::default()
+        });
+        assert!(
+            matches!(
+                e,
+                EngineError::InvalidOption {
+                    option: "--env",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+}
