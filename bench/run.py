@@ -2,8 +2,9 @@
 """The engine end to end: `run --rm busybox echo hi` through `berth run`,
 `podman run` and `docker run` (each engine on its default runtime: berth
 on berth-runtime, Podman and Docker on runc), `run -d` + `rm -f` of a
-`sleep`, `run --rm -i` of a `cat` fed 64 KiB on stdin, and `exec` of an
-`echo` in a running container, alternating in one run; prints medians and
+`sleep`, `run --rm -i` of a `cat` fed 64 KiB on stdin, `exec` of an `echo` in a
+running container, and `run --rm -v` with a named volume (a write, then a
+read in a second container; the time is per run), alternating in one run; prints medians and
 berth / peer.
 
 Podman and dockerd are started as bench/engines.py starts them (their own
@@ -136,6 +137,19 @@ def run_stdin(engine):
     return dt
 
 
+def run_volume(engine):
+    """run --rm with a named volume: write to it, then read it back in a second container."""
+    t = time.perf_counter()
+    for args in (["sh", "-c", "echo kept > /v/f"], ["cat", "/v/f"]):
+        r = subprocess.run(engine.cmd(["run", "--rm", "-v", "benchvol:/v", image(engine)] + args),
+                           env=engine.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+        if r.returncode != 0:
+            raise SystemExit(f"{engine.name} run -v failed ({r.returncode}): {r.stderr.decode()}")
+    if r.stdout.decode().strip() != "kept":
+        raise SystemExit(f"{engine.name}: the volume did not keep its data: {r.stdout.decode()!r}")
+    return (time.perf_counter() - t) / 2
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--iterations", type=int, default=10)
@@ -151,7 +165,7 @@ def main():
     try:
         for cls in [Berth, PodmanRun, DockerRun]:
             made.append(cls(work))
-        rows = ["run --rm", "run -d + rm -f", "run --rm -i", "exec"]
+        rows = ["run --rm", "run -d + rm -f", "run --rm -i", "exec", "run --rm -v vol"]
         times = {e.name: {row: [] for row in rows} for e in made}
         sleepers = {}
         for e in made:  # warm-up, not measured
@@ -160,17 +174,21 @@ def main():
             run_stdin(e)
             sleepers[e.name] = start_sleeper(e)
             exec_echo(e, sleepers[e.name])
+            run_volume(e)
         for i in range(args.iterations):
             for e in (made if i % 2 == 0 else made[::-1]):
                 times[e.name]["run --rm"].append(run_rm(e))
                 times[e.name]["run -d + rm -f"].append(detached(e))
                 times[e.name]["run --rm -i"].append(run_stdin(e))
                 times[e.name]["exec"].append(exec_echo(e, sleepers[e.name]))
+                times[e.name]["run --rm -v vol"].append(run_volume(e))
     finally:
         for e in made:
             if e.name in sleepers:
                 subprocess.run(e.cmd(["rm", "-f", sleepers[e.name]]), env=e.env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+            subprocess.run(e.cmd(["volume", "rm", "-f", "benchvol"]), env=e.env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
             e.close()
         shutil.rmtree(work, ignore_errors=True)
     summary = {}

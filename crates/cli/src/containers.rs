@@ -37,6 +37,9 @@ pub struct RmArgs {
     /// Kill and remove a running container.
     #[arg(short, long)]
     force: bool,
+    /// Remove the container's anonymous volumes too.
+    #[arg(short, long)]
+    volumes: bool,
     /// Containers (names, ids or id prefixes).
     #[arg(required = true)]
     containers: Vec<String>,
@@ -257,7 +260,7 @@ fn ps(engine: &Engine, a: &PsArgs) -> Result<()> {
 fn rm(engine: &Engine, a: &RmArgs) -> Result<()> {
     let mut failed = false;
     for c in &a.containers {
-        match engine.remove_container(c, a.force) {
+        match engine.remove_container(c, a.force, a.volumes) {
             Ok(_) => println!("{c}"),
             Err(e) => {
                 eprintln!("berth: {e}");

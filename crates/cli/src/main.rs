@@ -10,6 +10,7 @@ mod images;
 mod progress;
 mod remote;
 mod run;
+mod volumes;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -60,6 +61,11 @@ enum Command {
     Logs(containers::LogsArgs),
     /// Run a command in a running container.
     Exec(Box<exec::ExecArgs>),
+    /// Volume commands.
+    Volume {
+        #[command(subcommand)]
+        command: volumes::VolumeCommand,
+    },
     /// Container commands.
     Container {
         #[command(subcommand)]
@@ -566,6 +572,7 @@ fn run(cli: &Cli) -> Result<()> {
         | Command::Inspect(_)
         | Command::Logs(_)
         | Command::Exec(_)
+        | Command::Volume { .. }
         | Command::Container { .. } => {
             bail!("container commands are dispatched before the image commands")
         }
@@ -605,6 +612,7 @@ fn main() -> ExitCode {
         Command::Wait(a) => Some(containers::wait_main(&cli.root, a)),
         Command::Inspect(a) => Some(containers::inspect_main(&cli.root, a)),
         Command::Logs(a) => Some(containers::logs_main(&cli.root, a)),
+        Command::Volume { command } => Some(volumes::main(&cli.root, command)),
         Command::Container { command } => Some(containers::container_main(&cli.root, command)),
         _ => None,
     };

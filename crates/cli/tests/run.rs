@@ -213,7 +213,7 @@ fn resource_mount_and_confinement_flags_take_effect() {
         (vec!["--memory", "lots"], "--memory"),
         (vec!["--cap-add", "NOT_A_CAP"], "--cap-add"),
         (vec!["-v", "/no/such/host/dir:/d"], "--volume"),
-        (vec!["-v", "named:/d"], "named volumes"),
+        (vec!["-v", "bad/name:/d"], "volume name"),
         (vec!["--privileged"], "--privileged"),
     ] {
         let mut full = args.clone();

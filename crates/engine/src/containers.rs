@@ -59,8 +59,14 @@ impl Engine {
     }
 
     /// Removes container `key`; a running one only with `force` (it is
-    /// killed first, as `docker rm -f` does). Returns the record removed.
-    pub fn remove_container(&self, key: &str, force: bool) -> Result<Record, EngineError> {
+    /// killed first, as `docker rm -f` does), and its anonymous volumes
+    /// with `volumes` (`rm -v`). Returns the record removed.
+    pub fn remove_container(
+        &self,
+        key: &str,
+        force: bool,
+        volumes: bool,
+    ) -> Result<Record, EngineError> {
         let db = Store::open(&self.root)?;
         let rec = db.find(key)?;
         if rec.is_running() {
@@ -81,7 +87,10 @@ impl Engine {
         }
         // Its supervisor may be taking it down right now: one at a time.
         let Some(_lock) = crate::run::teardown_lock(&self.root, &rec.id)? else {
-            db.remove(&rec.id)?;
+            let anonymous = db.remove(&rec.id)?;
+            if volumes {
+                self.remove_anonymous_volumes(&anonymous);
+            }
             return Ok(rec);
         };
         // Whatever the runtime still holds (nothing, when the container's
@@ -93,7 +102,10 @@ impl Engine {
             });
         }
         remove_files(&self.root, &rec.id)?;
-        db.remove(&rec.id)?;
+        let anonymous = db.remove(&rec.id)?;
+        if volumes {
+            self.remove_anonymous_volumes(&anonymous);
+        }
         Ok(rec)
     }
 
@@ -194,7 +206,7 @@ impl Engine {
         let mut removed = vec![];
         for rec in self.containers()? {
             if !rec.is_running() {
-                removed.push(self.remove_container(&rec.id, false)?.id);
+                removed.push(self.remove_container(&rec.id, false, false)?.id);
             }
         }
         Ok(removed)

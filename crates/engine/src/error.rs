@@ -99,6 +99,17 @@ pub enum EngineError {
     /// An operation that needs a stopped container.
     #[error("container {0} is running: stop it first or use --force")]
     Running(String),
+    /// No volume has this name.
+    #[error("no such volume: {0}")]
+    NoSuchVolume(String),
+    /// A volume that containers use (running or stopped) cannot go.
+    #[error("volume {name} is in use by container(s) {}: remove them first", containers.join(", "))]
+    VolumeInUse {
+        /// The volume.
+        name: String,
+        /// The ids of the containers that mount it.
+        containers: Vec<String>,
+    },
     /// The spec could not be built.
     #[error("container spec: {0}")]
     Spec(String),

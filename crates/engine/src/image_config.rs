@@ -1,6 +1,6 @@
 //! The part of an image's config (the OCI/Docker config blob's `config`
 //! object) that decides how its containers run: entrypoint, command,
-//! environment, working directory, user, stop signal.
+//! environment, working directory, user, stop signal, volumes.
 
 use serde::Deserialize;
 
@@ -25,6 +25,9 @@ pub struct RunDefaults {
     /// `STOPSIGNAL`.
     #[serde(rename = "StopSignal", default)]
     pub stop_signal: Option<String>,
+    /// `VOLUME`: paths that get an anonymous volume unless a mount covers them.
+    #[serde(rename = "Volumes", default)]
+    pub volumes: Option<std::collections::BTreeMap<String, serde_json::Value>>,
 }
 
 #[derive(Deserialize)]

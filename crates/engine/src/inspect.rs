@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 use crate::error::EngineError;
 use crate::store::{Record, State};
 
-fn rfc3339(secs: i64) -> String {
+/// Unix seconds as RFC 3339 (Docker's zero time for 0).
+pub fn rfc3339(secs: i64) -> String {
     if secs <= 0 {
         return "0001-01-01T00:00:00Z".into();
     }

@@ -13,7 +13,8 @@
 //! - [`lookup`]: the program checked before start (Docker's 126 and 127).
 //! - [`run`]: the foreground run itself (with `tty`, its terminal);
 //!   [`detach`]: `run -d` through berth-shim; [`exec`]: `exec`.
-//! - [`store`], [`names`]: the container database and container names.
+//! - [`store`], [`names`]: the container database and container names;
+//!   [`volumes`]: named and anonymous volumes (the local driver).
 //! - [`containers`]: listing, stopping, signalling, waiting for, removing
 //!   and pruning containers; [`inspect`]: their JSON and `--format`.
 
@@ -33,6 +34,9 @@ pub mod spec;
 pub mod store;
 mod tty;
 pub mod user;
+mod volume_files;
+mod volume_store;
+pub mod volumes;
 
 pub use error::EngineError;
 pub use exec::ExecOptions;

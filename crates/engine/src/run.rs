@@ -161,8 +161,17 @@ impl Engine {
             runtime_root: None,
             created: false,
         };
-        let result = container
-            .write_bundle(&defaults, opts, &rootfs, &lowers, argv, cwd)
+        let (wanted, taken) = crate::mounts::volume_mounts(&opts.mounts)?;
+        let image_volumes: Vec<String> = defaults
+            .volumes
+            .as_ref()
+            .map(|v| v.keys().cloned().collect())
+            .unwrap_or_default();
+        let result = self
+            .attach_volumes(&db, &id, &rootfs, &wanted, &image_volumes, &taken)
+            .and_then(|volumes| {
+                container.write_bundle(&defaults, opts, &rootfs, &lowers, argv, cwd, volumes)
+            })
             .and_then(|()| {
                 if opts.detach {
                     container.spawn_shim().map(|_| 0)
@@ -299,6 +308,7 @@ impl Container<'_> {
         lowers: &[PathBuf],
         argv: Vec<String>,
         cwd: String,
+        volumes: Vec<oci_spec::runtime::Mount>,
     ) -> Result<(), EngineError> {
         let user_spec = opts
             .user
@@ -328,6 +338,9 @@ impl Container<'_> {
             .map_err(io("write", &files.join("hosts")))?;
         let mut spec = spec::container_spec(rootfs, files, &hostname, argv, env, cwd, &user)?;
         spec::apply_flags(&mut spec, opts)?;
+        let mut mounts = spec.mounts().clone().unwrap_or_default();
+        mounts.extend(volumes);
+        spec.set_mounts(Some(mounts));
         let config = self.bundle.join("config.json");
         spec.save(&config)
             .map_err(|e| EngineError::Spec(format!("write {}: {e}", config.display())))
@@ -534,11 +547,13 @@ impl Container<'_> {
     }
 
     /// Deletes the container from the runtime and removes its bundle,
-    /// root and record.
+    /// root, record and anonymous volumes (as `--rm` does in Docker).
     pub(crate) fn remove(&mut self) -> Result<(), EngineError> {
         self.delete_from_runtime()?;
         remove_files(&self.engine.root, &self.id)?;
-        self.db.remove(&self.id)
+        let anonymous = self.db.remove(&self.id)?;
+        self.engine.remove_anonymous_volumes(&anonymous);
+        Ok(())
     }
 }
 

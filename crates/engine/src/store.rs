@@ -14,7 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::error::EngineError;
 
 /// The schema this build reads and writes.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// Where a container is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,11 +102,11 @@ pub fn process_start(pid: i32) -> Option<i64> {
 
 /// The engine's database.
 pub struct Store {
-    db: Connection,
-    path: PathBuf,
+    pub(crate) db: Connection,
+    pub(crate) path: PathBuf,
 }
 
-fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> EngineError + '_ {
+pub(crate) fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> EngineError + '_ {
     move |e| EngineError::ContainerStore {
         path: path.to_path_buf(),
         err: e.to_string(),
@@ -160,40 +160,64 @@ impl Store {
         let version: i64 = db
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(sql(&path))?;
-        match version {
-            0 => {
-                db.execute_batch(
-                    "BEGIN;
-                     CREATE TABLE IF NOT EXISTS containers (
-                         id TEXT PRIMARY KEY,
-                         name TEXT NOT NULL UNIQUE,
-                         image TEXT NOT NULL,
-                         image_id TEXT NOT NULL,
-                         command TEXT NOT NULL,
-                         created INTEGER NOT NULL,
-                         state TEXT NOT NULL,
-                         pid INTEGER NOT NULL DEFAULT 0,
-                         pid_start INTEGER NOT NULL DEFAULT 0,
-                         exit_code INTEGER NOT NULL DEFAULT 0,
-                         started INTEGER NOT NULL DEFAULT 0,
-                         finished INTEGER NOT NULL DEFAULT 0,
-                         auto_remove INTEGER NOT NULL DEFAULT 0,
-                         config TEXT NOT NULL DEFAULT '{}'
-                     );
-                     PRAGMA user_version = 1;
-                     COMMIT;",
-                )
-                .map_err(sql(&path))?;
-            }
-            SCHEMA_VERSION => {}
-            v => {
-                return Err(EngineError::ContainerStore {
-                    path,
-                    err: format!(
-                        "schema version {v} is newer than this berth reads ({SCHEMA_VERSION})"
-                    ),
-                })
-            }
+        if version > SCHEMA_VERSION {
+            return Err(EngineError::ContainerStore {
+                path,
+                err: format!(
+                    "schema version {version} is newer than this berth reads ({SCHEMA_VERSION})"
+                ),
+            });
+        }
+        if version < 1 {
+            db.execute_batch(
+                "BEGIN;
+                 CREATE TABLE IF NOT EXISTS containers (
+                     id TEXT PRIMARY KEY,
+                     name TEXT NOT NULL UNIQUE,
+                     image TEXT NOT NULL,
+                     image_id TEXT NOT NULL,
+                     command TEXT NOT NULL,
+                     created INTEGER NOT NULL,
+                     state TEXT NOT NULL,
+                     pid INTEGER NOT NULL DEFAULT 0,
+                     pid_start INTEGER NOT NULL DEFAULT 0,
+                     exit_code INTEGER NOT NULL DEFAULT 0,
+                     started INTEGER NOT NULL DEFAULT 0,
+                     finished INTEGER NOT NULL DEFAULT 0,
+                     auto_remove INTEGER NOT NULL DEFAULT 0,
+                     config TEXT NOT NULL DEFAULT '{}'
+                 );
+                 PRAGMA user_version = 1;
+                 COMMIT;",
+            )
+            .map_err(sql(&path))?;
+        }
+        if version < 2 {
+            // Volumes, and which containers mount them (a volume in use is
+            // never removed; a container's anonymous volumes go with it on
+            // `rm -v` and `--rm`).
+            db.execute_batch(
+                "BEGIN;
+                 CREATE TABLE IF NOT EXISTS volumes (
+                     name TEXT PRIMARY KEY,
+                     driver TEXT NOT NULL,
+                     created INTEGER NOT NULL,
+                     labels TEXT NOT NULL DEFAULT '{}',
+                     options TEXT NOT NULL DEFAULT '{}',
+                     anonymous INTEGER NOT NULL DEFAULT 0
+                 );
+                 CREATE TABLE IF NOT EXISTS container_volumes (
+                     container TEXT NOT NULL,
+                     volume TEXT NOT NULL,
+                     destination TEXT NOT NULL,
+                     PRIMARY KEY (container, destination)
+                 );
+                 CREATE INDEX IF NOT EXISTS container_volumes_by_volume
+                     ON container_volumes (volume);
+                 PRAGMA user_version = 2;
+                 COMMIT;",
+            )
+            .map_err(sql(&path))?;
         }
         Ok(Store { db, path })
     }
@@ -262,12 +286,39 @@ impl Store {
             .map_err(sql(&self.path))
     }
 
-    /// Removes the record (none: nothing to do).
-    pub fn remove(&self, id: &str) -> Result<(), EngineError> {
-        self.db
-            .execute("DELETE FROM containers WHERE id = ?1", params![id])
-            .map(|_| ())
-            .map_err(sql(&self.path))
+    /// Removes the record and its volume links (none: nothing to do).
+    /// Returns the anonymous volumes it mounted, which `rm -v` and `--rm`
+    /// remove once nothing else uses them.
+    pub fn remove(&self, id: &str) -> Result<Vec<String>, EngineError> {
+        // IMMEDIATE: the write lock is taken (or waited for) at the start, so
+        // the read below cannot fail to upgrade under a concurrent writer.
+        let tx = rusqlite::Transaction::new_unchecked(
+            &self.db,
+            rusqlite::TransactionBehavior::Immediate,
+        )
+        .map_err(sql(&self.path))?;
+        let anonymous = {
+            let mut st = tx
+                .prepare(
+                    "SELECT v.name FROM container_volumes cv JOIN volumes v ON v.name = cv.volume \
+                     WHERE cv.container = ?1 AND v.anonymous = 1",
+                )
+                .map_err(sql(&self.path))?;
+            let rows = st
+                .query_map(params![id], |r| r.get::<_, String>(0))
+                .map_err(sql(&self.path))?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .map_err(sql(&self.path))?
+        };
+        tx.execute(
+            "DELETE FROM container_volumes WHERE container = ?1",
+            params![id],
+        )
+        .map_err(sql(&self.path))?;
+        tx.execute("DELETE FROM containers WHERE id = ?1", params![id])
+            .map_err(sql(&self.path))?;
+        tx.commit().map_err(sql(&self.path))?;
+        Ok(anonymous)
     }
 
     /// Every container, newest first.

@@ -43,7 +43,7 @@ pub mod spec;
 pub mod spec_default;
 pub mod state;
 pub mod sync;
-mod tmpcopyup;
+pub mod tmpcopyup;
 
 pub use container_create::{create, CreateOptions};
 pub use container_delete::delete;
