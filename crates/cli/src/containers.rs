@@ -48,11 +48,12 @@ pub struct RmArgs {
 /// `docker start` flags.
 #[derive(Args)]
 pub struct StartArgs {
-    /// Attach to the container's output (required so far: detached needs berth-shim).
+    /// Attach to the container's output and wait for it (one container).
     #[arg(short, long)]
     attach: bool,
-    /// The container.
-    container: String,
+    /// The containers.
+    #[arg(required = true)]
+    containers: Vec<String>,
 }
 
 /// `docker stop` flags.
@@ -122,6 +123,10 @@ pub enum ContainerCommand {
     Start(StartArgs),
     /// Stop running containers.
     Stop(StopArgs),
+    /// Stop and start containers again.
+    Restart(StopArgs),
+    /// Make a container without starting it.
+    Create(Box<crate::run::RunArgs>),
     /// Signal running containers.
     Kill(KillArgs),
     /// Wait for containers to stop and print their exit codes.
@@ -344,22 +349,43 @@ fn inspect(engine: &Engine, a: &InspectArgs) -> Result<()> {
 
 /// The commands that exit with a status of their own (`start -a`).
 pub fn start_main(root: &Path, a: &StartArgs) -> std::process::ExitCode {
-    let result = if !a.attach {
-        Err(engine::EngineError::NotImplemented(
-            "berth start without -a (detached containers need berth-shim)",
-        ))
-    } else {
-        engine(root, None)
-            .map_err(|e| engine::EngineError::Spec(e.to_string()))
-            .and_then(|e| e.start_foreground(&a.container))
+    let e = match engine(root, None) {
+        Ok(e) => e,
+        Err(err) => {
+            eprintln!("berth: {err:#}");
+            return std::process::ExitCode::from(125);
+        }
     };
-    match result {
+    if !a.attach {
+        // Detached, under berth-shim; prints each name, as Docker.
+        return match for_each(&a.containers, |c| {
+            e.start_container(c)?;
+            Ok(c.to_string())
+        }) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(_) => std::process::ExitCode::from(1),
+        };
+    }
+    let [container] = a.containers.as_slice() else {
+        eprintln!("berth: start -a takes one container");
+        return std::process::ExitCode::from(125);
+    };
+    match e.start_foreground(container) {
         Ok(code) => std::process::ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             eprintln!("berth: {e}");
             std::process::ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// `berth restart`.
+pub fn restart_main(root: &Path, a: &StopArgs) -> Result<()> {
+    let e = engine(root, None)?;
+    for_each(&a.containers, |c| {
+        e.restart_container(c, std::time::Duration::from_secs(a.time))?;
+        Ok(c.to_string())
+    })
 }
 
 /// Prints one json-file log line to stdout or stderr.
@@ -494,10 +520,11 @@ pub fn inspect_main(root: &Path, a: &InspectArgs) -> Result<()> {
 pub fn container_main(root: &Path, c: &ContainerCommand) -> Result<()> {
     let engine = engine(root, None)?;
     match c {
-        ContainerCommand::Start(_) | ContainerCommand::Exec(_) => {
-            bail!("container start and exec are dispatched by main")
+        ContainerCommand::Start(_) | ContainerCommand::Exec(_) | ContainerCommand::Create(_) => {
+            bail!("container start, exec and create are dispatched by main")
         }
         ContainerCommand::Stop(a) => stop_main(root, a),
+        ContainerCommand::Restart(a) => restart_main(root, a),
         ContainerCommand::Kill(a) => kill_main(root, a),
         ContainerCommand::Wait(a) => wait_main(root, a),
         ContainerCommand::Inspect(a) => inspect(&engine, a),

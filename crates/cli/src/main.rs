@@ -61,6 +61,10 @@ enum Command {
     Logs(containers::LogsArgs),
     /// Run a command in a running container.
     Exec(Box<exec::ExecArgs>),
+    /// Make a container without starting it; prints its id.
+    Create(Box<run::RunArgs>),
+    /// Stop and start containers again.
+    Restart(containers::StopArgs),
     /// Volume commands.
     Volume {
         #[command(subcommand)]
@@ -572,6 +576,8 @@ fn run(cli: &Cli) -> Result<()> {
         | Command::Inspect(_)
         | Command::Logs(_)
         | Command::Exec(_)
+        | Command::Create(_)
+        | Command::Restart(_)
         | Command::Volume { .. }
         | Command::Container { .. } => {
             bail!("container commands are dispatched before the image commands")
@@ -597,6 +603,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let containers = match &cli.command {
         Command::Run(args) => return run::main(&cli.root, args),
+        Command::Create(args)
+        | Command::Container {
+            command: containers::ContainerCommand::Create(args),
+        } => return run::create_main(&cli.root, args),
+        Command::Restart(a) => Some(containers::restart_main(&cli.root, a)),
         Command::Exec(a)
         | Command::Container {
             command: containers::ContainerCommand::Exec(a),

@@ -56,6 +56,9 @@ pub struct RunArgs {
     /// A tmpfs: `/container[:options]`.
     #[arg(long)]
     tmpfs: Vec<String>,
+    /// Restart policy: no, on-failure[:N], always, unless-stopped.
+    #[arg(long)]
+    restart: Option<String>,
     /// Make the container's root filesystem read-only.
     #[arg(long)]
     read_only: bool,
@@ -133,7 +136,25 @@ pub(crate) fn env_file(path: &Path) -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
+/// What `run` and `create` hand the engine.
+struct Prepared {
+    store: ContentStore,
+    key: String,
+    img: image::imported::ImportedImage,
+    engine: engine::Engine,
+    opts: RunOptions,
+}
+
 fn run(root: &Path, args: &RunArgs) -> anyhow::Result<i32> {
+    let p = prepare(root, args)?;
+    let (id, code) = p.engine.run_foreground(&p.store, &p.key, &p.img, &p.opts)?;
+    if args.detach {
+        println!("{id}");
+    }
+    Ok(code)
+}
+
+fn prepare(root: &Path, args: &RunArgs) -> anyhow::Result<Prepared> {
     let mut env = vec![];
     for f in &args.env_file {
         env.extend(env_file(f)?);
@@ -153,6 +174,7 @@ fn run(root: &Path, args: &RunArgs) -> anyhow::Result<i32> {
         detach: args.detach,
         interactive: args.interactive,
         tty: args.tty,
+        restart: args.restart.clone(),
         cmd: args.command.clone(),
         entrypoint: args.entrypoint.clone(),
         env,
@@ -187,11 +209,34 @@ fn run(root: &Path, args: &RunArgs) -> anyhow::Result<i32> {
             privileged: args.privileged,
         },
     };
-    let (id, code) = engine.run_foreground(&store, &key, &img, &opts)?;
-    if args.detach {
-        println!("{id}");
+    Ok(Prepared {
+        store,
+        key,
+        img,
+        engine,
+        opts,
+    })
+}
+
+/// Runs `berth create`: prints the new container's id.
+pub fn create_main(root: &Path, args: &RunArgs) -> ExitCode {
+    let made = prepare(root, args).and_then(|p| {
+        Ok(p.engine
+            .create_container(&p.store, &p.key, &p.img, &p.opts)?)
+    });
+    match made {
+        Ok(id) => {
+            println!("{id}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            let code = e
+                .downcast_ref::<EngineError>()
+                .map_or(125, |e| e.exit_code());
+            ExitCode::from(code)
+        }
     }
-    Ok(code)
 }
 
 /// Runs `berth run` and returns the exit status: the container's, or 125

@@ -132,6 +132,11 @@ impl Engine {
         if !rec.is_running() {
             return Err(EngineError::NotRunning(rec.name.clone()));
         }
+        // A container killed (SIGKILL, SIGTERM) by a user is not restarted
+        // by its policy; another signal (a SIGHUP to reload) changes nothing.
+        if sig == libc::SIGKILL || sig == libc::SIGTERM {
+            Store::open(&self.root)?.update_settings(&rec.id, |s| s.manually_stopped = true)?;
+        }
         if !self.runtime_quiet(&["kill", &rec.id, &sig.to_string()]) {
             return Err(EngineError::Runtime {
                 step: "kill",
@@ -151,10 +156,13 @@ impl Engine {
     ) -> Result<Record, EngineError> {
         let db = Store::open(&self.root)?;
         let rec = db.find(key)?;
+        let sig = parse_signal(signal.unwrap_or("TERM"))?;
+        // Its restart policy leaves it stopped (also one that is between
+        // two restarts).
+        db.update_settings(&rec.id, |s| s.manually_stopped = true)?;
         if !rec.is_running() {
             return Ok(rec);
         }
-        let sig = parse_signal(signal.unwrap_or("TERM"))?;
         self.runtime_quiet(&["kill", &rec.id, &sig.to_string()]);
         if !self.wait_stopped(&db, &rec.id, timeout) {
             self.runtime_quiet(&["kill", &rec.id, "9"]);

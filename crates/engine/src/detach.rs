@@ -100,8 +100,12 @@ impl Engine {
             runtime_root: Some(self.runtime_root()?),
             created: true,
         };
-        db.set_exited(&rec.id, code, now())?;
-        c.finish(rec.auto_remove)
+        let finished = now();
+        db.set_exited(&rec.id, code, finished)?;
+        c.finish(rec.auto_remove)?;
+        let ran = std::time::Duration::from_secs((finished - rec.started).max(0) as u64);
+        self.after_exit(&rec.id, code, ran);
+        Ok(())
     }
 
     /// The json-file log of container `key` (written for detached containers).

@@ -25,6 +25,7 @@ pub fn rfc3339(secs: i64) -> String {
 /// The container as `docker inspect` shows it.
 pub fn container_json(r: &Record) -> Value {
     let running = r.is_running();
+    let settings = crate::restart::ContainerSettings::parse(&r.config);
     let status = match r.state {
         State::Running if running => "running",
         State::Running | State::Exited => "exited",
@@ -54,10 +55,20 @@ pub fn container_json(r: &Record) -> Value {
         },
         "Image": r.image_id,
         "Name": format!("/{}", r.name),
-        "RestartCount": 0,
+        "RestartCount": settings.restart_count,
         "Driver": "overlay",
         "Platform": "linux",
-        "HostConfig": {"AutoRemove": r.auto_remove, "NetworkMode": "none"},
+        "HostConfig": {
+            "AutoRemove": r.auto_remove,
+            "NetworkMode": "none",
+            "RestartPolicy": {
+                "Name": settings.restart_policy.name(),
+                "MaximumRetryCount": match settings.restart_policy {
+                    crate::restart::RestartPolicy::OnFailure { max } => max,
+                    _ => 0,
+                },
+            },
+        },
         "Config": {"Image": r.image, "Cmd": r.command},
     })
 }

@@ -12,7 +12,8 @@
 //!   confinement flags as spec edits.
 //! - [`lookup`]: the program checked before start (Docker's 126 and 127).
 //! - [`run`]: the foreground run itself (with `tty`, its terminal);
-//!   [`detach`]: `run -d` through berth-shim; [`exec`]: `exec`.
+//!   [`detach`]: `run -d` through berth-shim; [`exec`]: `exec`;
+//!   [`lifecycle`]: `create`, `start`, `restart`; [`restart`]: restart policies.
 //! - [`store`], [`names`]: the container database and container names;
 //!   [`volumes`]: named and anonymous volumes (the local driver).
 //! - [`containers`]: listing, stopping, signalling, waiting for, removing
@@ -25,10 +26,12 @@ pub mod error;
 pub mod exec;
 pub mod image_config;
 pub mod inspect;
+pub mod lifecycle;
 pub mod limits;
 pub mod lookup;
 pub mod mounts;
 pub mod names;
+pub mod restart;
 pub mod run;
 pub mod spec;
 pub mod store;

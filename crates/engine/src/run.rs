@@ -100,6 +100,29 @@ impl Engine {
         image: &ImportedImage,
         opts: &RunOptions,
     ) -> Result<(String, i32), EngineError> {
+        let mode = if opts.detach {
+            Launch::Detach
+        } else {
+            Launch::Foreground
+        };
+        let (id, code) = self.launch(store, name, image, opts, mode)?;
+        if mode == Launch::Foreground {
+            // A policy that restarts it hands it to a shim.
+            self.after_exit(&id, code as i64, std::time::Duration::ZERO);
+        }
+        Ok((id, code))
+    }
+
+    /// Makes container `name` from `image` and `opts`, then runs it as
+    /// `mode` says. Returns its id and exit status (0 unless foreground).
+    pub(crate) fn launch(
+        &self,
+        store: &ContentStore,
+        name: &str,
+        image: &ImportedImage,
+        opts: &RunOptions,
+        mode: Launch,
+    ) -> Result<(String, i32), EngineError> {
         let _no_gc = image::gc::hold_shared(&self.root)?;
         let blob = std::fs::read(store.path(&image.config)).map_err(|e| EngineError::Io {
             op: "read image config",
@@ -130,7 +153,13 @@ impl Engine {
             started: 0,
             finished: 0,
             auto_remove: opts.auto_remove,
-            config: "{}".into(),
+            config: crate::restart::ContainerSettings {
+                restart_policy: crate::restart::RestartPolicy::parse(
+                    opts.restart.as_deref().unwrap_or("no"),
+                )?,
+                ..Default::default()
+            }
+            .to_json(),
         };
         // A generated name that is taken gets a number added.
         for attempt in 0.. {
@@ -172,18 +201,17 @@ impl Engine {
             .and_then(|volumes| {
                 container.write_bundle(&defaults, opts, &rootfs, &lowers, argv, cwd, volumes)
             })
-            .and_then(|()| {
-                if opts.detach {
-                    container.spawn_shim().map(|_| 0)
-                } else {
-                    container.supervise(Attach {
-                        tty: opts.tty,
-                        stdin: opts.interactive,
-                    })
-                }
+            .and_then(|()| match mode {
+                // Made, not started: its root is unmounted until `start`.
+                Launch::CreateOnly => container.stop_keeping_layer().map(|()| 0),
+                Launch::Detach => container.spawn_shim().map(|_| 0),
+                Launch::Foreground => container.supervise(Attach {
+                    tty: opts.tty,
+                    stdin: opts.interactive,
+                }),
             });
-        if opts.detach && result.is_ok() {
-            // The shim has the container now.
+        if mode != Launch::Foreground && result.is_ok() {
+            // The shim has the container now, or nothing runs it yet.
             return Ok((id, 0));
         }
         let cleanup = container.finish(opts.auto_remove);
@@ -193,62 +221,15 @@ impl Engine {
     }
 }
 
-impl Engine {
-    /// Starts the stopped container `key` again in the foreground (`start
-    /// -a`): its root is mounted over its kept writable layer and its
-    /// bundle runs as at `run`. Returns the exit status.
-    pub fn start_foreground(&self, key: &str) -> Result<i32, EngineError> {
-        let _no_gc = image::gc::hold_shared(&self.root)?;
-        let db = Store::open(&self.root)?;
-        let rec = db.find(key)?;
-        if rec.is_running() {
-            return Err(EngineError::Running(rec.name.clone()));
-        }
-        let bundle = image::rootfs::container_dir(&self.root, &rec.id)?.join("bundle");
-        let lowers_file = bundle.join("lowers.json");
-        let lowers: Vec<PathBuf> = std::fs::read(&lowers_file)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| EngineError::BadImage {
-                name: rec.image.clone(),
-                reason: format!(
-                    "container {} was never set up completely ({} is missing): remove it",
-                    rec.name,
-                    lowers_file.display()
-                ),
-            })?;
-        if let Some(gone) = lowers.iter().find(|l| !l.is_dir()) {
-            return Err(EngineError::BadImage {
-                name: rec.image.clone(),
-                reason: format!("its layer {} is gone", gone.display()),
-            });
-        }
-        image::rootfs::remount_rootfs(&self.root, &rec.id, &lowers)?;
-        let mut container = Container {
-            engine: self,
-            db: &db,
-            id: rec.id.clone(),
-            bundle,
-            runtime_root: None,
-            created: false,
-        };
-        // A stale runtime state (a crashed run) would make create fail.
-        container.created = true;
-        container.runtime_root = Some(self.runtime_root()?);
-        container.delete_from_runtime()?;
-        db.set_created(&rec.id)?;
-        // The terminal is the container's own setting; its stdin is not
-        // attached (`start -i` is not served yet).
-        let tty = runtime::spec::load(&container.bundle)
-            .ok()
-            .and_then(|b| b.spec.process().as_ref().and_then(|p| p.terminal()))
-            .unwrap_or(false);
-        let result = container.supervise(Attach { tty, stdin: false });
-        let cleanup = container.finish(rec.auto_remove);
-        let code = result?;
-        cleanup?;
-        Ok(code)
-    }
+/// How [`Engine::launch`] runs the container it makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Launch {
+    /// Supervised by the caller until it exits (`run`).
+    Foreground,
+    /// Handed to berth-shim (`run -d`).
+    Detach,
+    /// Made and left stopped (`create`).
+    CreateOnly,
 }
 
 /// What of the caller's stdio a foreground container gets.
@@ -350,7 +331,7 @@ impl Container<'_> {
     /// init and records each step; returns the exit status. With a
     /// terminal, the pty master comes through a console socket and is
     /// copied to and from our stdio meanwhile.
-    fn supervise(&mut self, attach: Attach) -> Result<i32, EngineError> {
+    pub(crate) fn supervise(&mut self, attach: Attach) -> Result<i32, EngineError> {
         let io = |op: &'static str, path: &Path| {
             let path = path.to_path_buf();
             move |err| EngineError::Io { op, path, err }
@@ -499,7 +480,7 @@ impl Container<'_> {
 
     /// Deletes the container from the runtime (its processes, cgroup and
     /// state).
-    fn delete_from_runtime(&mut self) -> Result<(), EngineError> {
+    pub(crate) fn delete_from_runtime(&mut self) -> Result<(), EngineError> {
         if let (true, Some(root)) = (self.created, &self.runtime_root) {
             let out = self
                 .engine

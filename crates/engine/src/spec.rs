@@ -24,6 +24,8 @@ pub struct RunOptions {
     pub interactive: bool,
     /// `-t`: the container's stdio is a terminal, copied to ours.
     pub tty: bool,
+    /// `--restart` (no, on-failure[:N], always, unless-stopped).
+    pub restart: Option<String>,
     /// The command (replaces the image's CMD).
     pub cmd: Vec<String>,
     /// `--entrypoint` (replaces the image's ENTRYPOINT; "" clears it).
@@ -60,6 +62,14 @@ pub fn apply_flags(spec: &mut Spec, opts: &RunOptions) -> Result<(), EngineError
 /// Checks every flag before anything is made, so a bad one leaves nothing
 /// to clean up.
 pub fn check_flags(opts: &RunOptions) -> Result<(), EngineError> {
+    let policy = crate::restart::RestartPolicy::parse(opts.restart.as_deref().unwrap_or("no"))?;
+    if opts.auto_remove && policy != crate::restart::RestartPolicy::No {
+        return Err(EngineError::InvalidOption {
+            option: "--restart",
+            value: opts.restart.clone().unwrap_or_default(),
+            reason: "conflicting options: --restart and --rm".into(),
+        });
+    }
     if opts.detach && (opts.interactive || opts.tty) {
         return Err(EngineError::NotImplemented(
             "-d with -i or -t (a detached container's terminal and stdin need attach, which berth-shim does not serve yet)",

@@ -274,6 +274,39 @@ impl Store {
             .map_err(sql(&self.path))
     }
 
+    /// Changes container `id`'s settings (restart policy and count, manual
+    /// stop) in one transaction; returns them as changed.
+    pub fn update_settings(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut crate::restart::ContainerSettings),
+    ) -> Result<crate::restart::ContainerSettings, EngineError> {
+        // IMMEDIATE: read and write under the write lock.
+        let tx = rusqlite::Transaction::new_unchecked(
+            &self.db,
+            rusqlite::TransactionBehavior::Immediate,
+        )
+        .map_err(sql(&self.path))?;
+        let json: String = tx
+            .query_row(
+                "SELECT config FROM containers WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql(&self.path))?
+            .ok_or_else(|| EngineError::NoSuchContainer(id.to_string()))?;
+        let mut settings = crate::restart::ContainerSettings::parse(&json);
+        change(&mut settings);
+        tx.execute(
+            "UPDATE containers SET config = ?2 WHERE id = ?1",
+            params![id, settings.to_json()],
+        )
+        .map_err(sql(&self.path))?;
+        tx.commit().map_err(sql(&self.path))?;
+        Ok(settings)
+    }
+
     /// Records that the container exited with `code`.
     pub fn set_exited(&self, id: &str, code: i64, now: i64) -> Result<(), EngineError> {
         self.db

@@ -1,0 +1,171 @@
+//! A container after `run`: `create` (made, not started), `start` (in the
+//! foreground with `-a`, else under berth-shim), `restart`, and the
+//! restart policy acting when a container exits.
+//!
+//! A stopped or created container keeps its bundle and writable layer;
+//! its root is unmounted. Starting it mounts the root again over the
+//! kept layer (from the image layers listed in `bundle/lowers.json`) and
+//! runs the same bundle.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use image::imported::ImportedImage;
+use image::ContentStore;
+
+use crate::error::EngineError;
+use crate::run::{Attach, Container, Engine, Launch};
+use crate::spec::RunOptions;
+use crate::store::{Record, Store};
+
+impl Engine {
+    /// `create`: makes the container as `run` would and leaves it
+    /// created, not started. Returns its id.
+    pub fn create_container(
+        &self,
+        store: &ContentStore,
+        name: &str,
+        image: &ImportedImage,
+        opts: &RunOptions,
+    ) -> Result<String, EngineError> {
+        self.launch(store, name, image, opts, Launch::CreateOnly)
+            .map(|(id, _)| id)
+    }
+
+    /// Mounts a stopped container's root again and clears what a previous
+    /// run left with the runtime; the container is then `created`.
+    fn reopen<'a>(&'a self, db: &'a Store, rec: &Record) -> Result<Container<'a>, EngineError> {
+        let bundle = image::rootfs::container_dir(&self.root, &rec.id)?.join("bundle");
+        let lowers_file = bundle.join("lowers.json");
+        let lowers: Vec<PathBuf> = std::fs::read(&lowers_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| EngineError::BadImage {
+                name: rec.image.clone(),
+                reason: format!(
+                    "container {} was never set up completely ({} is missing): remove it",
+                    rec.name,
+                    lowers_file.display()
+                ),
+            })?;
+        if let Some(gone) = lowers.iter().find(|l| !l.is_dir()) {
+            return Err(EngineError::BadImage {
+                name: rec.image.clone(),
+                reason: format!("its layer {} is gone", gone.display()),
+            });
+        }
+        image::rootfs::remount_rootfs(&self.root, &rec.id, &lowers)?;
+        let mut container = Container {
+            engine: self,
+            db,
+            id: rec.id.clone(),
+            bundle,
+            runtime_root: None,
+            created: false,
+        };
+        // A stale runtime state (a crashed run) would make create fail.
+        container.created = true;
+        container.runtime_root = Some(self.runtime_root()?);
+        container.delete_from_runtime()?;
+        db.set_created(&rec.id)?;
+        Ok(container)
+    }
+
+    /// Whether the container's bundle asks for a terminal.
+    fn has_terminal(container: &Container<'_>) -> bool {
+        runtime::spec::load(&container.bundle)
+            .ok()
+            .and_then(|b| b.spec.process().as_ref().and_then(|p| p.terminal()))
+            .unwrap_or(false)
+    }
+
+    /// Starts the stopped container `key` again in the foreground (`start
+    /// -a`); returns the exit status.
+    pub fn start_foreground(&self, key: &str) -> Result<i32, EngineError> {
+        let _no_gc = image::gc::hold_shared(&self.root)?;
+        let db = Store::open(&self.root)?;
+        let rec = db.find(key)?;
+        if rec.is_running() {
+            return Err(EngineError::Running(rec.name.clone()));
+        }
+        db.update_settings(&rec.id, |s| s.manually_stopped = false)?;
+        let mut container = self.reopen(&db, &rec)?;
+        // The terminal is the container's own setting; its stdin is not
+        // attached (`start -i` is not served yet).
+        let tty = Self::has_terminal(&container);
+        let result = container.supervise(Attach { tty, stdin: false });
+        let cleanup = container.finish(rec.auto_remove);
+        let code = result?;
+        cleanup?;
+        Ok(code)
+    }
+
+    /// `start`: starts container `key` under berth-shim and returns; a
+    /// running one is left as it is. Returns its record.
+    pub fn start_container(&self, key: &str) -> Result<Record, EngineError> {
+        let db = Store::open(&self.root)?;
+        let rec = self.container(key)?;
+        db.update_settings(&rec.id, |s| s.manually_stopped = false)?;
+        self.start_detached(&db, &rec)?;
+        db.find(&rec.id)
+    }
+
+    fn start_detached(&self, db: &Store, rec: &Record) -> Result<(), EngineError> {
+        if rec.is_running() {
+            return Ok(());
+        }
+        let _teardown = crate::run::teardown_lock(&self.root, &rec.id)?
+            .ok_or_else(|| EngineError::NoSuchContainer(rec.name.clone()))?;
+        let mut container = self.reopen(db, rec)?;
+        if Self::has_terminal(&container) {
+            let _ = container.stop_keeping_layer();
+            return Err(EngineError::NotImplemented(
+                "start without -a of a container with a terminal (-t): its terminal needs attach",
+            ));
+        }
+        // The exit file of the run before would read as this run's.
+        let _ = std::fs::remove_file(container.bundle.join(crate::detach::EXIT_FILE));
+        match container.spawn_shim() {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let _ = container.stop_keeping_layer();
+                Err(e)
+            }
+        }
+    }
+
+    /// `restart`: stops container `key` (SIGTERM, then SIGKILL after
+    /// `timeout`) if it runs, and starts it under berth-shim.
+    pub fn restart_container(&self, key: &str, timeout: Duration) -> Result<Record, EngineError> {
+        let rec = self.stop_container(key, timeout, None)?;
+        self.start_container(&rec.id)
+    }
+
+    /// Applies container `id`'s restart policy after it exited with `code`
+    /// having run for `ran`: waits the back-off, then starts it under
+    /// berth-shim unless a user stopped, started or removed it meanwhile.
+    /// Failures are logged: nobody waits for this answer.
+    pub(crate) fn after_exit(&self, id: &str, code: i64, ran: Duration) {
+        let Ok(db) = Store::open(&self.root) else {
+            return;
+        };
+        let Ok(rec) = db.find(id) else { return };
+        let settings = crate::restart::ContainerSettings::parse(&rec.config);
+        if !settings.should_restart(code) {
+            return;
+        }
+        std::thread::sleep(settings.delay(ran));
+        let Ok(rec) = db.find(id) else { return };
+        let settings = crate::restart::ContainerSettings::parse(&rec.config);
+        if rec.is_running() || !settings.should_restart(code) {
+            return;
+        }
+        if let Err(e) = db.update_settings(id, |s| s.restart_count += 1) {
+            tracing::warn!("container {id}: restart: {e}");
+            return;
+        }
+        if let Err(e) = self.start_detached(&db, &rec) {
+            tracing::warn!("container {id}: restart: {e}");
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Restart policies (`--restart no|on-failure[:N]|always|unless-stopped`)
+//! and the per-container settings the store keeps beside the record (its
+//! `config` column): the policy, how often it has restarted, and whether a
+//! user stopped it (a stopped container is not restarted, as in Docker).
+//!
+//! berth has no daemon: a policy acts when a container exits (its shim's
+//! cleanup, or the foreground `berth run` that watched it), not when the
+//! machine boots.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::EngineError;
+
+/// When a container that exited is started again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "Name", rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Never (`no`, the default).
+    #[default]
+    No,
+    /// After a non-zero exit, at most `MaximumRetryCount` times (0: no limit).
+    OnFailure {
+        /// The limit (0: none).
+        #[serde(rename = "MaximumRetryCount")]
+        max: u32,
+    },
+    /// After every exit, unless a user stopped it.
+    Always,
+    /// As `always`; the two differ only at a daemon's start, which berth
+    /// does not have.
+    UnlessStopped,
+}
+
+impl RestartPolicy {
+    /// Parses `--restart`'s value.
+    pub fn parse(s: &str) -> Result<RestartPolicy, EngineError> {
+        let bad = |reason: &str| EngineError::InvalidOption {
+            option: "--restart",
+            value: s.to_string(),
+            reason: reason.to_string(),
+        };
+        let (name, count) = match s.split_once(':') {
+            Some((n, c)) => (n, Some(c)),
+            None => (s, None),
+        };
+        match (name, count) {
+            ("" | "no", None) => Ok(RestartPolicy::No),
+            ("always", None) => Ok(RestartPolicy::Always),
+            ("unless-stopped", None) => Ok(RestartPolicy::UnlessStopped),
+            ("on-failure", None) => Ok(RestartPolicy::OnFailure { max: 0 }),
+            ("on-failure", Some(c)) => c
+                .parse::<u32>()
+                .map(|max| RestartPolicy::OnFailure { max })
+                .map_err(|_| bad("the retry count must be a number of 0 or more")),
+            ("no" | "always" | "unless-stopped", Some(_)) => {
+                Err(bad("only on-failure takes a retry count"))
+            }
+            _ => Err(bad("expected no, on-failure[:N], always or unless-stopped")),
+        }
+    }
+
+    /// Docker's name for it (`HostConfig.RestartPolicy.Name`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            RestartPolicy::No => "no",
+            RestartPolicy::OnFailure { .. } => "on-failure",
+            RestartPolicy::Always => "always",
+            RestartPolicy::UnlessStopped => "unless-stopped",
+        }
+    }
+}
+
+/// What the store keeps beside a container's record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerSettings {
+    /// `--restart`.
+    #[serde(rename = "RestartPolicy", default)]
+    pub restart_policy: RestartPolicy,
+    /// How often the policy has started it again.
+    #[serde(rename = "RestartCount", default)]
+    pub restart_count: u32,
+    /// A user stopped or killed it: the policy leaves it stopped until it
+    /// is started by hand.
+    #[serde(rename = "ManuallyStopped", default)]
+    pub manually_stopped: bool,
+}
+
+impl ContainerSettings {
+    /// Reads the `config` column (an unreadable one: the defaults).
+    pub fn parse(json: &str) -> ContainerSettings {
+        serde_json::from_str(json).unwrap_or_default()
+    }
+
+    /// As the `config` column keeps it.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".into())
+    }
+
+    /// Whether a container that exited with `code` starts again.
+    pub fn should_restart(&self, code: i64) -> bool {
+        if self.manually_stopped {
+            return false;
+        }
+        match self.restart_policy {
+            RestartPolicy::No => false,
+            RestartPolicy::OnFailure { max } => code != 0 && (max == 0 || self.restart_count < max),
+            RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
+        }
+    }
+
+    /// How long to wait before the next restart: Docker's back-off, 100 ms
+    /// doubled with each restart in a row, at most a minute; none when the
+    /// container ran for 10 s or more (a one-off failure).
+    pub fn delay(&self, ran: Duration) -> Duration {
+        if ran >= Duration::from_secs(10) {
+            return Duration::from_millis(100);
+        }
+        let doublings = self.restart_count.min(10);
+        Duration::from_millis(100 << doublings).min(Duration::from_secs(60))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_parse_as_docker() {
+        assert_eq!(RestartPolicy::parse("no").unwrap(), RestartPolicy::No);
+        assert_eq!(
+            RestartPolicy::parse("always").unwrap(),
+            RestartPolicy::Always
+        );
+        assert_eq!(
+            RestartPolicy::parse("on-failure:3").unwrap(),
+            RestartPolicy::OnFailure { max: 3 }
+        );
+        assert_eq!(
+            RestartPolicy::parse("on-failure").unwrap(),
+            RestartPolicy::OnFailure { max: 0 }
+        );
+        for bad in ["sometimes", "always:2", "on-failure:x", "on-failure:-1"] {
+            assert!(RestartPolicy::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn when_a_container_restarts() {
+        let mut s = ContainerSettings {
+            restart_policy: RestartPolicy::OnFailure { max: 2 },
+            ..Default::default()
+        };
+        assert!(!s.should_restart(0));
+        assert!(s.should_restart(1));
+        s.restart_count = 2;
+        assert!(!s.should_restart(1), "the limit is reached");
+        s.restart_policy = RestartPolicy::Always;
+        assert!(s.should_restart(0));
+        s.manually_stopped = true;
+        assert!(!s.should_restart(0), "a user stopped it");
+        assert!(!ContainerSettings::default().should_restart(1));
+        // The settings survive the store's JSON.
+        let back = ContainerSettings::parse(&s.to_json());
+        assert_eq!(back, s);
+        assert_eq!(ContainerSettings::parse("{}"), ContainerSettings::default());
+    }
+
+    #[test]
+    fn the_back_off_doubles_and_is_capped() {
+        let mut s = ContainerSettings::default();
+        assert_eq!(s.delay(Duration::ZERO), Duration::from_millis(100));
+        s.restart_count = 3;
+        assert_eq!(s.delay(Duration::ZERO), Duration::from_millis(800));
+        s.restart_count = 40;
+        assert_eq!(s.delay(Duration::ZERO), Duration::from_secs(60));
+        assert_eq!(s.delay(Duration::from_secs(30)), Duration::from_millis(100));
+    }
+}
