@@ -3,8 +3,8 @@
 `podman run` and `docker run` (each engine on its default runtime: berth
 on berth-runtime, Podman and Docker on runc), `run -d` + `rm -f` of a
 `sleep`, `run --rm -i` of a `cat` fed 64 KiB on stdin, `exec` of an `echo` in a
-running container, `restart -t 0` of a running container (checked with an
-exec after), and `run --rm -v` with a named volume (a write, then a
+running container, `restart -t 0` and `pause` + `unpause` of a running container
+(each checked with an exec after), and `run --rm -v` with a named volume (a write, then a
 read in a second container; the time is per run), alternating in one run; prints medians and
 berth / peer.
 
@@ -137,6 +137,19 @@ def restart(engine, cid):
     return dt
 
 
+def pause_unpause(engine, cid):
+    """pause then unpause of a running container, then exec to see it runs."""
+    t = time.perf_counter()
+    for verb in ("pause", "unpause"):
+        r = subprocess.run(engine.cmd([verb, cid]), env=engine.env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+        if r.returncode != 0:
+            raise SystemExit(f"{engine.name} {verb} failed ({r.returncode}): {r.stderr.decode()}")
+    dt = time.perf_counter() - t
+    exec_echo(engine, cid)
+    return dt
+
+
 def run_stdin(engine):
     """run --rm -i: the container reads our stdin (64 KiB through cat)."""
     data = b"x" * 65536
@@ -178,7 +191,7 @@ def main():
     try:
         for cls in [Berth, PodmanRun, DockerRun]:
             made.append(cls(work))
-        rows = ["run --rm", "run -d + rm -f", "run --rm -i", "exec", "run --rm -v vol", "restart"]
+        rows = ["run --rm", "run -d + rm -f", "run --rm -i", "exec", "run --rm -v vol", "restart", "pause + unpause"]
         times = {e.name: {row: [] for row in rows} for e in made}
         sleepers = {}
         for e in made:  # warm-up, not measured
@@ -189,6 +202,7 @@ def main():
             exec_echo(e, sleepers[e.name])
             run_volume(e)
             restart(e, sleepers[e.name])
+            pause_unpause(e, sleepers[e.name])
         for i in range(args.iterations):
             for e in (made if i % 2 == 0 else made[::-1]):
                 times[e.name]["run --rm"].append(run_rm(e))
@@ -197,6 +211,7 @@ def main():
                 times[e.name]["exec"].append(exec_echo(e, sleepers[e.name]))
                 times[e.name]["run --rm -v vol"].append(run_volume(e))
                 times[e.name]["restart"].append(restart(e, sleepers[e.name]))
+                times[e.name]["pause + unpause"].append(pause_unpause(e, sleepers[e.name]))
     finally:
         for e in made:
             if e.name in sleepers:

@@ -125,6 +125,21 @@ pub enum ContainerCommand {
     Stop(StopArgs),
     /// Stop and start containers again.
     Restart(StopArgs),
+    /// Freeze every process of containers.
+    Pause(crate::manage::Containers),
+    /// Thaw paused containers.
+    Unpause(crate::manage::Containers),
+    /// Rename a container.
+    Rename(crate::manage::RenameArgs),
+    /// Show a container's processes.
+    Top(crate::manage::TopArgs),
+    /// Change containers' resource limits and restart policy.
+    Update(Box<crate::manage::UpdateArgs>),
+    /// Show what a container changed in its root.
+    Diff {
+        /// The container.
+        container: String,
+    },
     /// Make a container without starting it.
     Create(Box<crate::run::RunArgs>),
     /// Signal running containers.
@@ -178,7 +193,14 @@ fn now() -> i64 {
 /// `Up 3 seconds`, `Exited (0) 2 minutes ago`, `Created`, as Docker words them.
 pub fn status(r: &Record, now: i64) -> String {
     match r.state {
-        State::Running if r.is_running() => format!("Up {}", format::duration(now - r.started)),
+        State::Running if r.is_running() => {
+            let paused = engine::restart::ContainerSettings::parse(&r.config).paused;
+            format!(
+                "Up {}{}",
+                format::duration(now - r.started),
+                if paused { " (Paused)" } else { "" }
+            )
+        }
         // The record says running but its process is gone: berth run died.
         State::Running => "Exited (255) (its berth run ended)".into(),
         State::Exited => format!("Exited ({}) {}", r.exit_code, format::ago(r.finished, now)),
@@ -304,7 +326,10 @@ fn prune(engine: &Engine, force: bool) -> Result<()> {
 
 /// Runs `each` for every container named, printing what it returns;
 /// errors are printed and make the command fail at the end, as Docker's.
-fn for_each(containers: &[String], mut each: impl FnMut(&str) -> Result<String>) -> Result<()> {
+pub(crate) fn for_each(
+    containers: &[String],
+    mut each: impl FnMut(&str) -> Result<String>,
+) -> Result<()> {
     let mut failed = false;
     for c in containers {
         match each(c) {
@@ -525,6 +550,12 @@ pub fn container_main(root: &Path, c: &ContainerCommand) -> Result<()> {
         }
         ContainerCommand::Stop(a) => stop_main(root, a),
         ContainerCommand::Restart(a) => restart_main(root, a),
+        ContainerCommand::Pause(a) => crate::manage::pause_main(root, a),
+        ContainerCommand::Unpause(a) => crate::manage::unpause_main(root, a),
+        ContainerCommand::Rename(a) => crate::manage::rename_main(root, a),
+        ContainerCommand::Top(a) => crate::manage::top_main(root, a),
+        ContainerCommand::Update(a) => crate::manage::update_main(root, a),
+        ContainerCommand::Diff { container } => crate::manage::diff_main(root, container),
         ContainerCommand::Kill(a) => kill_main(root, a),
         ContainerCommand::Wait(a) => wait_main(root, a),
         ContainerCommand::Inspect(a) => inspect(&engine, a),

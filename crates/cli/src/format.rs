@@ -24,6 +24,19 @@ pub fn human(bytes: u64) -> String {
     s + units[i]
 }
 
+/// A size in binary units with two decimals, as `docker info` prints
+/// memory (`23.44GiB`).
+pub fn human_binary(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < units.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    format!("{v:.2}{}", units[i])
+}
+
 /// Seconds since the epoch of an RFC 3339 time (`2024-05-01T12:00:00.5Z`,
 /// offsets allowed), or None.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {

@@ -7,9 +7,11 @@ mod containers;
 mod exec;
 mod format;
 mod images;
+mod manage;
 mod progress;
 mod remote;
 mod run;
+mod system;
 mod volumes;
 
 use std::path::{Path, PathBuf};
@@ -65,6 +67,33 @@ enum Command {
     Create(Box<run::RunArgs>),
     /// Stop and start containers again.
     Restart(containers::StopArgs),
+    /// Freeze every process of containers.
+    Pause(manage::Containers),
+    /// Thaw paused containers.
+    Unpause(manage::Containers),
+    /// Rename a container.
+    Rename(manage::RenameArgs),
+    /// Show a container's processes.
+    Top(manage::TopArgs),
+    /// Change containers' resource limits and restart policy.
+    Update(Box<manage::UpdateArgs>),
+    /// Show what a container changed in its root (A added, C changed, D deleted).
+    Diff {
+        /// The container.
+        container: String,
+    },
+    /// Show berth's version.
+    Version {
+        /// Go template (`{{.Client.Version}}`).
+        #[arg(short, long)]
+        format: Option<String>,
+    },
+    /// Show what berth holds and how it runs.
+    Info {
+        /// Go template (`{{.Containers}}`, `{{json .}}`).
+        #[arg(short, long)]
+        format: Option<String>,
+    },
     /// Volume commands.
     Volume {
         #[command(subcommand)]
@@ -578,6 +607,14 @@ fn run(cli: &Cli) -> Result<()> {
         | Command::Exec(_)
         | Command::Create(_)
         | Command::Restart(_)
+        | Command::Pause(_)
+        | Command::Unpause(_)
+        | Command::Rename(_)
+        | Command::Top(_)
+        | Command::Update(_)
+        | Command::Diff { .. }
+        | Command::Version { .. }
+        | Command::Info { .. }
         | Command::Volume { .. }
         | Command::Container { .. } => {
             bail!("container commands are dispatched before the image commands")
@@ -608,6 +645,14 @@ fn main() -> ExitCode {
             command: containers::ContainerCommand::Create(args),
         } => return run::create_main(&cli.root, args),
         Command::Restart(a) => Some(containers::restart_main(&cli.root, a)),
+        Command::Pause(a) => Some(manage::pause_main(&cli.root, a)),
+        Command::Unpause(a) => Some(manage::unpause_main(&cli.root, a)),
+        Command::Rename(a) => Some(manage::rename_main(&cli.root, a)),
+        Command::Top(a) => Some(manage::top_main(&cli.root, a)),
+        Command::Update(a) => Some(manage::update_main(&cli.root, a)),
+        Command::Diff { container } => Some(manage::diff_main(&cli.root, container)),
+        Command::Version { format } => Some(system::version_main(&cli.root, format.as_deref())),
+        Command::Info { format } => Some(system::info_main(&cli.root, format.as_deref())),
         Command::Exec(a)
         | Command::Container {
             command: containers::ContainerCommand::Exec(a),

@@ -74,6 +74,7 @@ impl Engine {
                 return Err(EngineError::Running(rec.name.clone()));
             }
             self.runtime_quiet(&["kill", &rec.id, "KILL"]);
+            self.thaw_if_paused(&rec);
             let end = Instant::now() + Duration::from_secs(10);
             while db.find(&rec.id).is_ok_and(|r| r.is_running()) {
                 if Instant::now() > end {
@@ -143,6 +144,9 @@ impl Engine {
                 message: format!("could not signal container {}", rec.name),
             });
         }
+        if sig == libc::SIGKILL || sig == libc::SIGTERM {
+            self.thaw_if_paused(&rec);
+        }
         Ok(rec)
     }
 
@@ -164,6 +168,8 @@ impl Engine {
             return Ok(rec);
         }
         self.runtime_quiet(&["kill", &rec.id, &sig.to_string()]);
+        // A paused container takes the signal once thawed, as in Docker.
+        self.thaw_if_paused(&rec);
         if !self.wait_stopped(&db, &rec.id, timeout) {
             self.runtime_quiet(&["kill", &rec.id, "9"]);
             if !self.wait_stopped(&db, &rec.id, Duration::from_secs(10)) {

@@ -27,6 +27,7 @@ pub fn container_json(r: &Record) -> Value {
     let running = r.is_running();
     let settings = crate::restart::ContainerSettings::parse(&r.config);
     let status = match r.state {
+        State::Running if running && settings.paused => "paused",
         State::Running if running => "running",
         State::Running | State::Exited => "exited",
         State::Created => "created",
@@ -43,7 +44,7 @@ pub fn container_json(r: &Record) -> Value {
         "State": {
             "Status": status,
             "Running": running,
-            "Paused": false,
+            "Paused": running && settings.paused,
             "Restarting": false,
             "OOMKilled": false,
             "Dead": false,

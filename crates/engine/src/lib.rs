@@ -13,7 +13,8 @@
 //! - [`lookup`]: the program checked before start (Docker's 126 and 127).
 //! - [`run`]: the foreground run itself (with `tty`, its terminal);
 //!   [`detach`]: `run -d` through berth-shim; [`exec`]: `exec`;
-//!   [`lifecycle`]: `create`, `start`, `restart`; [`restart`]: restart policies.
+//!   [`lifecycle`]: `create`, `start`, `restart`; [`restart`]: restart policies;
+//!   [`manage`]: `pause`, `unpause`, `rename`, `update`, `top`; [`diff`]: `diff`.
 //! - [`store`], [`names`]: the container database and container names;
 //!   [`volumes`]: named and anonymous volumes (the local driver).
 //! - [`containers`]: listing, stopping, signalling, waiting for, removing
@@ -22,6 +23,7 @@
 pub mod confine;
 pub mod containers;
 pub mod detach;
+pub mod diff;
 pub mod error;
 pub mod exec;
 pub mod image_config;
@@ -29,6 +31,7 @@ pub mod inspect;
 pub mod lifecycle;
 pub mod limits;
 pub mod lookup;
+pub mod manage;
 pub mod mounts;
 pub mod names;
 pub mod restart;

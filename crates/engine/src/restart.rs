@@ -1,7 +1,8 @@
 //! Restart policies (`--restart no|on-failure[:N]|always|unless-stopped`)
 //! and the per-container settings the store keeps beside the record (its
-//! `config` column): the policy, how often it has restarted, and whether a
-//! user stopped it (a stopped container is not restarted, as in Docker).
+//! `config` column): the policy, how often it has restarted, whether a
+//! user stopped it (a stopped container is not restarted, as in Docker),
+//! and whether it is paused.
 //!
 //! berth has no daemon: a policy acts when a container exits (its shim's
 //! cleanup, or the foreground `berth run` that watched it), not when the
@@ -85,6 +86,9 @@ pub struct ContainerSettings {
     /// is started by hand.
     #[serde(rename = "ManuallyStopped", default)]
     pub manually_stopped: bool,
+    /// Frozen by `pause` (meaningful while it runs).
+    #[serde(rename = "Paused", default)]
+    pub paused: bool,
 }
 
 impl ContainerSettings {

@@ -274,6 +274,24 @@ impl Store {
             .map_err(sql(&self.path))
     }
 
+    /// Renames container `id`; a taken name is an error naming it.
+    pub fn rename(&self, id: &str, name: &str) -> Result<(), EngineError> {
+        self.db
+            .execute(
+                "UPDATE containers SET name = ?2 WHERE id = ?1",
+                params![id, name],
+            )
+            .map(|_| ())
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    EngineError::NameInUse(name.to_string())
+                }
+                e => sql(&self.path)(e),
+            })
+    }
+
     /// Changes container `id`'s settings (restart policy and count, manual
     /// stop) in one transaction; returns them as changed.
     pub fn update_settings(
