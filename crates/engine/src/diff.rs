@@ -73,7 +73,7 @@ fn without_mount_points(changes: Vec<Change>, mounts: &[String]) -> Vec<Change> 
         .filter(|(_, p)| {
             let holds_mounts = mounts.iter().any(|d| d.starts_with(&format!("{p}/")));
             let holds_changes = kept.iter().any(|(_, q)| q.starts_with(&format!("{p}/")));
-            !(holds_mounts && !holds_changes)
+            !holds_mounts || holds_changes
         })
         .cloned()
         .collect()
