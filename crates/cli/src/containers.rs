@@ -59,9 +59,9 @@ pub struct StartArgs {
 /// `docker stop` flags.
 #[derive(Args)]
 pub struct StopArgs {
-    /// Seconds to wait before SIGKILL.
-    #[arg(short = 't', long = "time", default_value_t = 10)]
-    time: u64,
+    /// Seconds to wait before SIGKILL (default: the container's --stop-timeout, else 10).
+    #[arg(short = 't', long = "time")]
+    time: Option<u64>,
     /// The signal to send first (default SIGTERM).
     #[arg(short, long)]
     signal: Option<String>,
@@ -408,7 +408,7 @@ pub fn start_main(root: &Path, a: &StartArgs) -> std::process::ExitCode {
 pub fn restart_main(root: &Path, a: &StopArgs) -> Result<()> {
     let e = engine(root, None)?;
     for_each(&a.containers, |c| {
-        e.restart_container(c, std::time::Duration::from_secs(a.time))?;
+        e.restart_container(c, a.time.map(std::time::Duration::from_secs))?;
         Ok(c.to_string())
     })
 }
@@ -514,7 +514,7 @@ pub fn stop_main(root: &Path, a: &StopArgs) -> Result<()> {
     for_each(&a.containers, |c| {
         e.stop_container(
             c,
-            std::time::Duration::from_secs(a.time),
+            a.time.map(std::time::Duration::from_secs),
             a.signal.as_deref(),
         )?;
         Ok(c.to_string())

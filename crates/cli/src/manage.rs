@@ -121,7 +121,7 @@ pub fn update_main(root: &Path, a: &UpdateArgs) -> Result<()> {
             cpuset_cpus: a.cpuset_cpus.clone(),
             cpuset_mems: a.cpuset_mems.clone(),
             pids_limit: a.pids_limit,
-            ulimits: vec![],
+            ..Default::default()
         },
         restart: a.restart.clone(),
     };

@@ -59,6 +59,87 @@ pub struct RunArgs {
     /// Restart policy: no, on-failure[:N], always, unless-stopped.
     #[arg(long)]
     restart: Option<String>,
+    /// Network: none (the default until networking lands), host, container:NAME.
+    #[arg(long, visible_alias = "net")]
+    network: Option<String>,
+    /// IPC namespace: private, shareable, none, host, container:NAME.
+    #[arg(long)]
+    ipc: Option<String>,
+    /// PID namespace: host, container:NAME.
+    #[arg(long)]
+    pid: Option<String>,
+    /// UTS namespace: host.
+    #[arg(long)]
+    uts: Option<String>,
+    /// Cgroup namespace: private, host.
+    #[arg(long)]
+    cgroupns: Option<String>,
+    /// User namespace: host (remapping is not implemented yet).
+    #[arg(long)]
+    userns: Option<String>,
+    /// A host device: HOST[:CONTAINER][:PERMISSIONS].
+    #[arg(long)]
+    device: Vec<String>,
+    /// A device cgroup rule: 'c|b|a MAJOR:MINOR rwm'.
+    #[arg(long)]
+    device_cgroup_rule: Vec<String>,
+    /// The container's NIS domain name.
+    #[arg(long)]
+    domainname: Option<String>,
+    /// The signal `stop` sends first (default: the image's, else SIGTERM).
+    #[arg(long)]
+    stop_signal: Option<String>,
+    /// Seconds `stop` waits before SIGKILL.
+    #[arg(long, allow_hyphen_values = true)]
+    stop_timeout: Option<i64>,
+    /// A label: KEY=VALUE.
+    #[arg(short = 'l', long)]
+    label: Vec<String>,
+    /// Read labels from a file (one KEY=VALUE per line).
+    #[arg(long)]
+    label_file: Vec<PathBuf>,
+    /// An /etc/hosts entry: NAME:IP.
+    #[arg(long)]
+    add_host: Vec<String>,
+    /// A DNS server for /etc/resolv.conf.
+    #[arg(long)]
+    dns: Vec<String>,
+    /// A DNS search domain.
+    #[arg(long)]
+    dns_search: Vec<String>,
+    /// A resolver option.
+    #[arg(long)]
+    dns_option: Vec<String>,
+    /// Write the container's id to this file (which must not exist).
+    #[arg(long)]
+    cidfile: Option<PathBuf>,
+    /// Kernel memory limit (refused: Linux removed kernel memory limits).
+    #[arg(long)]
+    kernel_memory: Option<String>,
+    /// Do not let the OOM killer kill the container's processes.
+    #[arg(long)]
+    oom_kill_disable: bool,
+    /// The processes' OOM score adjustment (-1000 to 1000).
+    #[arg(long, allow_hyphen_values = true)]
+    oom_score_adj: Option<i32>,
+    /// Block I/O weight (10 to 1000).
+    #[arg(long)]
+    blkio_weight: Option<u16>,
+    /// Read rate limit of a device: DEVICE:RATE (1mb).
+    #[arg(long)]
+    device_read_bps: Vec<String>,
+    /// Write rate limit of a device: DEVICE:RATE.
+    #[arg(long)]
+    device_write_bps: Vec<String>,
+    /// Read IO/s limit of a device: DEVICE:COUNT.
+    #[arg(long)]
+    device_read_iops: Vec<String>,
+    /// Write IO/s limit of a device: DEVICE:COUNT.
+    #[arg(long)]
+    device_write_iops: Vec<String>,
+    /// The size of /dev/shm (default 64m).
+    #[arg(long)]
+    shm_size: Option<String>,
     /// Make the container's root filesystem read-only.
     #[arg(long)]
     read_only: bool,
@@ -160,6 +241,11 @@ fn prepare(root: &Path, args: &RunArgs) -> anyhow::Result<Prepared> {
         env.extend(env_file(f)?);
     }
     env.extend(args.env.iter().cloned());
+    let mut labels = vec![];
+    for f in &args.label_file {
+        labels.extend(env_file(f)?);
+    }
+    labels.extend(args.label.iter().cloned());
     let store = ContentStore::open(root)?;
     let refs = Refs::new(root).load().context("read images.json")?;
     let (key, rec) = crate::find(&refs, &args.image)
@@ -175,6 +261,25 @@ fn prepare(root: &Path, args: &RunArgs) -> anyhow::Result<Prepared> {
         interactive: args.interactive,
         tty: args.tty,
         restart: args.restart.clone(),
+        namespaces: engine::namespaces::NamespaceFlags {
+            network: args.network.clone(),
+            ipc: args.ipc.clone(),
+            pid: args.pid.clone(),
+            uts: args.uts.clone(),
+            cgroupns: args.cgroupns.clone(),
+            userns: args.userns.clone(),
+        },
+        devices: args.device.clone(),
+        device_cgroup_rules: args.device_cgroup_rule.clone(),
+        domainname: args.domainname.clone(),
+        stop_signal: args.stop_signal.clone(),
+        stop_timeout: args.stop_timeout,
+        labels,
+        add_hosts: args.add_host.clone(),
+        dns: args.dns.clone(),
+        dns_search: args.dns_search.clone(),
+        dns_options: args.dns_option.clone(),
+        cidfile: args.cidfile.clone(),
         cmd: args.command.clone(),
         entrypoint: args.entrypoint.clone(),
         env,
@@ -193,6 +298,15 @@ fn prepare(root: &Path, args: &RunArgs) -> anyhow::Result<Prepared> {
             cpuset_mems: args.cpuset_mems.clone(),
             pids_limit: args.pids_limit,
             ulimits: args.ulimit.clone(),
+            kernel_memory: args.kernel_memory.clone(),
+            oom_kill_disable: args.oom_kill_disable,
+            oom_score_adj: args.oom_score_adj,
+            blkio_weight: args.blkio_weight,
+            device_read_bps: args.device_read_bps.clone(),
+            device_write_bps: args.device_write_bps.clone(),
+            device_read_iops: args.device_read_iops.clone(),
+            device_write_iops: args.device_write_iops.clone(),
+            shm_size: args.shm_size.clone(),
         },
         mounts: engine::mounts::MountFlags {
             volumes: args.volume.clone(),

@@ -2,7 +2,9 @@
 //! list and seccomp profile): `--cap-add`, `--cap-drop` (names with or
 //! without `CAP_`, or `ALL`), `--security-opt no-new-privileges[:bool]`,
 //! `seccomp=unconfined`, `apparmor=…` and `label=…` (accepted: this kernel
-//! has neither LSM), `--group-add`, `--sysctl`. `--privileged` and
+//! has neither LSM), `--group-add`, `--sysctl`, and `--privileged`: every
+//! capability, no seccomp filter, no masked or read-only /proc paths, /sys
+//! and the cgroup tree writable (the devices are `devices.rs`'s).
 //! `seccomp=PROFILE` files are not implemented yet and say so.
 
 use std::collections::{HashMap, HashSet};
@@ -48,26 +50,66 @@ fn capability(option: &'static str, name: &str) -> Result<Capability, EngineErro
         .map_err(|_| invalid(option, name, "unknown capability"))
 }
 
-/// Every capability this kernel knows (for `--cap-add ALL`).
+/// Every capability this kernel knows and berth holds in its bounding set
+/// (for `--cap-add ALL` and `--privileged`): a container cannot get more
+/// than its runtime has, and asking for more fails at capset.
 fn all_capabilities() -> HashSet<Capability> {
     let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(40);
+    let bounding: u64 = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX);
     runtime::capabilities::ALL
         .iter()
-        .filter(|c| runtime::capabilities::number(**c) <= last)
+        .filter(|c| {
+            let n = runtime::capabilities::number(**c);
+            n <= last && bounding & (1u64 << n) != 0
+        })
         .copied()
         .collect()
 }
 
+/// `--privileged` apart from capabilities and devices: no seccomp filter,
+/// no masked or read-only paths, /sys and /sys/fs/cgroup read-write.
+fn privileged(spec: &mut Spec) {
+    let mut linux = spec.linux().clone().unwrap_or_default();
+    linux.set_seccomp(None);
+    linux.set_masked_paths(None);
+    linux.set_readonly_paths(None);
+    spec.set_linux(Some(linux));
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    for m in mounts.iter_mut() {
+        let d = m.destination().clone();
+        if d == std::path::Path::new("/sys") || d == std::path::Path::new("/sys/fs/cgroup") {
+            let mut opts = m.options().clone().unwrap_or_default();
+            opts.retain(|o| o != "ro");
+            opts.push("rw".into());
+            m.set_options(Some(opts));
+        }
+    }
+    spec.set_mounts(Some(mounts));
+}
+
 /// Applies the flags to `spec`.
 pub fn apply(spec: &mut Spec, c: &Confinement) -> Result<(), EngineError> {
-    if c.privileged {
-        return Err(EngineError::NotImplemented("--privileged"));
-    }
     let mut process = spec.process().clone().unwrap_or_default();
     let mut caps = process.capabilities().clone().unwrap_or_default();
+    if c.privileged {
+        privileged(spec);
+        // As Docker: every capability, whatever --cap-add/--cap-drop say.
+        let all = all_capabilities();
+        caps.set_bounding(Some(all.clone()));
+        caps.set_effective(Some(all.clone()));
+        caps.set_permitted(Some(all));
+        process.set_capabilities(Some(caps.clone()));
+    }
     let mut set: HashSet<Capability> = caps
         .bounding()
         .clone()
@@ -75,14 +117,14 @@ pub fn apply(spec: &mut Spec, c: &Confinement) -> Result<(), EngineError> {
         .into_iter()
         .collect();
     let is_all = |v: &str| v.eq_ignore_ascii_case("all");
-    for d in &c.cap_drop {
+    for d in c.cap_drop.iter().filter(|_| !c.privileged) {
         if is_all(d) {
             set.clear();
         } else {
             set.remove(&capability("--cap-drop", d)?);
         }
     }
-    for a in &c.cap_add {
+    for a in c.cap_add.iter().filter(|_| !c.privileged) {
         if is_all(a) {
             set.extend(all_capabilities());
         } else {
@@ -237,15 +279,18 @@ mod tests {
             }
         )
         .is_err());
-        assert!(matches!(
-            apply(
-                &mut spec(),
-                &Confinement {
-                    privileged: true,
-                    ..Default::default()
-                }
-            ),
-            Err(EngineError::NotImplemented(_))
-        ));
+        let mut s = spec();
+        apply(
+            &mut s,
+            &Confinement {
+                privileged: true,
+                cap_drop: vec!["ALL".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(bounding(&s), all_capabilities());
+        let linux = s.linux().as_ref().unwrap();
+        assert!(linux.seccomp().is_none() && linux.masked_paths().is_none());
     }
 }

@@ -155,12 +155,18 @@ impl Engine {
     pub fn stop_container(
         &self,
         key: &str,
-        timeout: Duration,
+        timeout: Option<Duration>,
         signal: Option<&str>,
     ) -> Result<Record, EngineError> {
         let db = Store::open(&self.root)?;
         let rec = db.find(key)?;
-        let sig = parse_signal(signal.unwrap_or("TERM"))?;
+        // What the command line says, else the container's own (its
+        // --stop-signal/--stop-timeout or the image's STOPSIGNAL), else
+        // SIGTERM and 10 s.
+        let own = crate::restart::ContainerSettings::parse(&rec.config);
+        let sig = parse_signal(signal.or(own.stop_signal.as_deref()).unwrap_or("TERM"))?;
+        let timeout = timeout
+            .unwrap_or_else(|| Duration::from_secs(own.stop_timeout.unwrap_or(10).max(0) as u64));
         // Its restart policy leaves it stopped (also one that is between
         // two restarts).
         db.update_settings(&rec.id, |s| s.manually_stopped = true)?;

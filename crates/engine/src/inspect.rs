@@ -70,7 +70,13 @@ pub fn container_json(r: &Record) -> Value {
                 },
             },
         },
-        "Config": {"Image": r.image, "Cmd": r.command},
+        "Config": {
+            "Image": r.image,
+            "Cmd": r.command,
+            "Labels": settings.labels,
+            "StopSignal": settings.stop_signal,
+            "StopTimeout": settings.stop_timeout,
+        },
     })
 }
 

@@ -7,9 +7,11 @@
 //!
 //! - [`image_config`]: how the image says its containers run.
 //! - [`user`]: `--user` against the image's /etc/passwd and /etc/group.
-//! - [`spec`]: the OCI spec from the runtime's defaults, the image and the options.
-//! - [`limits`], [`mounts`], [`confine`]: Docker's resource, mount and
-//!   confinement flags as spec edits.
+//! - [`spec`]: the OCI spec from the runtime's defaults, the image and the options;
+//!   [`hosts`]: the container's /etc/hosts and /etc/resolv.conf.
+//! - [`limits`] (with [`blkio`]), [`mounts`], [`confine`], [`devices`],
+//!   [`namespaces`]: Docker's resource, mount, confinement, device and
+//!   namespace flags as spec edits.
 //! - [`lookup`]: the program checked before start (Docker's 126 and 127).
 //! - [`run`]: the foreground run itself (with `tty`, its terminal);
 //!   [`detach`]: `run -d` through berth-shim; [`exec`]: `exec`;
@@ -20,12 +22,15 @@
 //! - [`containers`]: listing, stopping, signalling, waiting for, removing
 //!   and pruning containers; [`inspect`]: their JSON and `--format`.
 
+pub mod blkio;
 pub mod confine;
 pub mod containers;
 pub mod detach;
+pub mod devices;
 pub mod diff;
 pub mod error;
 pub mod exec;
+pub mod hosts;
 pub mod image_config;
 pub mod inspect;
 pub mod lifecycle;
@@ -34,6 +39,7 @@ pub mod lookup;
 pub mod manage;
 pub mod mounts;
 pub mod names;
+pub mod namespaces;
 pub mod restart;
 pub mod run;
 pub mod spec;

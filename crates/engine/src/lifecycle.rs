@@ -136,7 +136,11 @@ impl Engine {
 
     /// `restart`: stops container `key` (SIGTERM, then SIGKILL after
     /// `timeout`) if it runs, and starts it under berth-shim.
-    pub fn restart_container(&self, key: &str, timeout: Duration) -> Result<Record, EngineError> {
+    pub fn restart_container(
+        &self,
+        key: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Record, EngineError> {
         let rec = self.stop_container(key, timeout, None)?;
         self.start_container(&rec.id)
     }

@@ -1,13 +1,13 @@
 //! Docker's resource flags as `linux.resources` and `process.rlimits`:
 //! `--memory`, `--memory-swap`, `--memory-reservation`, `--cpus`,
 //! `--cpu-shares`, `--cpu-period`, `--cpu-quota`, `--cpuset-cpus`,
-//! `--cpuset-mems`, `--pids-limit`, `--ulimit`. Values are parsed as the
-//! docker CLI parses them, and a bad one is an error naming the flag.
+//! `--cpuset-mems`, `--pids-limit`, `--ulimit`, `--oom-kill-disable`,
+//! `--oom-score-adj`, `--blkio-weight`, `--device-{read,write}-{bps,iops}`
+//! and `--shm-size`. Values are parsed as the docker CLI parses them, and a
+//! bad one is an error naming the flag. Set values change what is there
+//! (so `update` keeps what it is not given).
 
-use oci_spec::runtime::{
-    LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, PosixRlimit, PosixRlimitBuilder,
-    PosixRlimitType, Spec,
-};
+use oci_spec::runtime::{LinuxPidsBuilder, PosixRlimit, PosixRlimitBuilder, PosixRlimitType, Spec};
 
 use crate::error::EngineError;
 
@@ -36,6 +36,24 @@ pub struct Limits {
     pub pids_limit: Option<i64>,
     /// `--ulimit NAME=SOFT[:HARD]`.
     pub ulimits: Vec<String>,
+    /// `--kernel-memory` (refused: the kernel removed kernel memory limits).
+    pub kernel_memory: Option<String>,
+    /// `--oom-kill-disable`.
+    pub oom_kill_disable: bool,
+    /// `--oom-score-adj` (-1000 to 1000).
+    pub oom_score_adj: Option<i32>,
+    /// `--blkio-weight` (10 to 1000).
+    pub blkio_weight: Option<u16>,
+    /// `--device-read-bps DEVICE:RATE`.
+    pub device_read_bps: Vec<String>,
+    /// `--device-write-bps DEVICE:RATE`.
+    pub device_write_bps: Vec<String>,
+    /// `--device-read-iops DEVICE:RATE`.
+    pub device_read_iops: Vec<String>,
+    /// `--device-write-iops DEVICE:RATE`.
+    pub device_write_iops: Vec<String>,
+    /// `--shm-size` (the size of /dev/shm; 64m by default).
+    pub shm_size: Option<String>,
 }
 
 fn invalid(option: &'static str, value: &str, reason: impl Into<String>) -> EngineError {
@@ -175,21 +193,31 @@ pub fn apply(spec: &mut Spec, l: &Limits) -> Result<(), EngineError> {
         .as_deref()
         .map(|m| parse_size("--memory-reservation", m))
         .transpose()?;
-    if memory.is_some() || swap.is_some() || reservation.is_some() {
-        let mut b = LinuxMemoryBuilder::default();
+    if memory.is_some() || swap.is_some() || reservation.is_some() || l.oom_kill_disable {
+        let mut mem = res.memory().unwrap_or_default();
         if let Some(m) = memory {
-            b = b.limit(m);
+            mem.set_limit(Some(m));
             // Docker: swap defaults to twice the memory limit.
-            b = b.swap(swap.unwrap_or(m * 2));
+            mem.set_swap(Some(swap.unwrap_or(m * 2)));
         } else if let Some(s) = swap {
-            b = b.swap(s);
+            mem.set_swap(Some(s));
         }
         if let Some(r) = reservation {
-            b = b.reservation(r);
+            mem.set_reservation(Some(r));
         }
-        res.set_memory(Some(b.build().map_err(err)?));
+        if l.oom_kill_disable {
+            mem.set_disable_oom_killer(Some(true));
+        }
+        res.set_memory(Some(mem));
     }
-    let mut cpu = LinuxCpuBuilder::default();
+    if let Some(k) = &l.kernel_memory {
+        return Err(invalid(
+            "--kernel-memory",
+            k,
+            "kernel memory limits were removed from Linux (5.16): the flag is not supported",
+        ));
+    }
+    let mut cpu = res.cpu().clone().unwrap_or_default();
     let mut cpu_set = false;
     if let Some(c) = &l.cpus {
         let n: f64 = c
@@ -212,32 +240,34 @@ pub fn apply(spec: &mut Spec, l: &Limits) -> Result<(), EngineError> {
                 "conflicts with --cpu-period and --cpu-quota",
             ));
         }
-        cpu = cpu.period(100_000u64).quota((n * 100_000.0) as i64);
+        cpu.set_period(Some(100_000));
+        cpu.set_quota(Some((n * 100_000.0) as i64));
         cpu_set = true;
     }
     if let Some(p) = l.cpu_period {
-        cpu = cpu.period(p);
+        cpu.set_period(Some(p));
         cpu_set = true;
     }
     if let Some(q) = l.cpu_quota {
-        cpu = cpu.quota(q);
+        cpu.set_quota(Some(q));
         cpu_set = true;
     }
     if let Some(s) = l.cpu_shares {
-        cpu = cpu.shares(s);
+        cpu.set_shares(Some(s));
         cpu_set = true;
     }
     if let Some(c) = &l.cpuset_cpus {
-        cpu = cpu.cpus(c.clone());
+        cpu.set_cpus(Some(c.clone()));
         cpu_set = true;
     }
     if let Some(m) = &l.cpuset_mems {
-        cpu = cpu.mems(m.clone());
+        cpu.set_mems(Some(m.clone()));
         cpu_set = true;
     }
     if cpu_set {
-        res.set_cpu(Some(cpu.build().map_err(err)?));
+        res.set_cpu(Some(cpu));
     }
+    crate::blkio::apply(&mut res, l)?;
     if let Some(p) = l.pids_limit {
         let limit = if p <= 0 { -1 } else { p };
         res.set_pids(Some(
@@ -259,6 +289,36 @@ pub fn apply(spec: &mut Spec, l: &Limits) -> Result<(), EngineError> {
         }
         process.set_rlimits(Some(rlimits));
         spec.set_process(Some(process));
+    }
+    if let Some(adj) = l.oom_score_adj {
+        if !(-1000..=1000).contains(&adj) {
+            return Err(invalid(
+                "--oom-score-adj",
+                &adj.to_string(),
+                "the range is -1000 to 1000",
+            ));
+        }
+        let mut process = spec.process().clone().unwrap_or_default();
+        process.set_oom_score_adj(Some(adj));
+        spec.set_process(Some(process));
+    }
+    if let Some(size) = &l.shm_size {
+        let bytes = parse_size("--shm-size", size)?;
+        if bytes <= 0 {
+            return Err(invalid("--shm-size", size, "the size must be more than 0"));
+        }
+        let mut mounts = spec.mounts().clone().unwrap_or_default();
+        for m in mounts.iter_mut() {
+            if m.destination() == std::path::Path::new("/dev/shm")
+                && m.typ().as_deref() == Some("tmpfs")
+            {
+                let mut opts: Vec<String> = m.options().clone().unwrap_or_default();
+                opts.retain(|o| !o.starts_with("size="));
+                opts.push(format!("size={}k", (bytes + 1023) / 1024));
+                m.set_options(Some(opts));
+            }
+        }
+        spec.set_mounts(Some(mounts));
     }
     Ok(())
 }

@@ -44,6 +44,11 @@ impl Engine {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// The host pid of running container `key`'s init.
+    pub(crate) fn init_pid(&self, key: &str) -> Result<i32, EngineError> {
+        Ok(self.running(key)?.pid as i32)
+    }
+
     fn running(&self, key: &str) -> Result<Record, EngineError> {
         let rec = self.container(key)?;
         if !rec.is_running() {

@@ -2,7 +2,7 @@
 //! and the per-container settings the store keeps beside the record (its
 //! `config` column): the policy, how often it has restarted, whether a
 //! user stopped it (a stopped container is not restarted, as in Docker),
-//! and whether it is paused.
+//! whether it is paused, its stop signal and timeout, and its labels.
 //!
 //! berth has no daemon: a policy acts when a container exits (its shim's
 //! cleanup, or the foreground `berth run` that watched it), not when the
@@ -89,6 +89,27 @@ pub struct ContainerSettings {
     /// Frozen by `pause` (meaningful while it runs).
     #[serde(rename = "Paused", default)]
     pub paused: bool,
+    /// The signal `stop` sends first (`--stop-signal`, else the image's).
+    #[serde(
+        rename = "StopSignal",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub stop_signal: Option<String>,
+    /// Seconds `stop` waits before SIGKILL (`--stop-timeout`).
+    #[serde(
+        rename = "StopTimeout",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub stop_timeout: Option<i64>,
+    /// `--label`s.
+    #[serde(
+        rename = "Labels",
+        default,
+        skip_serializing_if = "std::collections::BTreeMap::is_empty"
+    )]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 impl ContainerSettings {

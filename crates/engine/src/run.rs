@@ -157,6 +157,12 @@ impl Engine {
                 restart_policy: crate::restart::RestartPolicy::parse(
                     opts.restart.as_deref().unwrap_or("no"),
                 )?,
+                stop_signal: opts
+                    .stop_signal
+                    .clone()
+                    .or_else(|| defaults.stop_signal.clone()),
+                stop_timeout: opts.stop_timeout,
+                labels: crate::volumes::key_values("--label", &opts.labels)?,
                 ..Default::default()
             }
             .to_json(),
@@ -171,6 +177,21 @@ impl Engine {
                 other => other?,
             }
             break;
+        }
+        if let Some(f) = &opts.cidfile {
+            let written = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(f)
+                .and_then(|mut file| std::io::Write::write_all(&mut file, id.as_bytes()));
+            if let Err(e) = written {
+                let _ = db.remove(&id);
+                return Err(EngineError::Io {
+                    op: "write the --cidfile",
+                    path: f.clone(),
+                    err: e,
+                });
+            }
         }
         let prepared = image::snapshot::prepare(store, &self.root, image)
             .map_err(EngineError::from)
@@ -315,10 +336,19 @@ impl Container<'_> {
             .map_err(io("write", &files.join("lowers.json")))?;
         std::fs::write(files.join("hostname"), format!("{hostname}\n"))
             .map_err(io("write", &files.join("hostname")))?;
-        std::fs::write(files.join("hosts"), spec::hosts_file(&hostname))
-            .map_err(io("write", &files.join("hosts")))?;
+        std::fs::write(
+            files.join("hosts"),
+            crate::hosts::hosts_file(&hostname, &opts.add_hosts)?,
+        )
+        .map_err(io("write", &files.join("hosts")))?;
+        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        std::fs::write(
+            files.join("resolv.conf"),
+            crate::hosts::resolv_conf(opts, &host_resolv),
+        )
+        .map_err(io("write", &files.join("resolv.conf")))?;
         let mut spec = spec::container_spec(rootfs, files, &hostname, argv, env, cwd, &user)?;
-        spec::apply_flags(&mut spec, opts)?;
+        spec::apply_flags(&mut spec, opts, &|name| self.engine.init_pid(name))?;
         let mut mounts = spec.mounts().clone().unwrap_or_default();
         mounts.extend(volumes);
         spec.set_mounts(Some(mounts));

@@ -26,6 +26,31 @@ pub struct RunOptions {
     pub tty: bool,
     /// `--restart` (no, on-failure[:N], always, unless-stopped).
     pub restart: Option<String>,
+    /// `--network`, `--ipc`, `--pid`, `--uts`, `--cgroupns`, `--userns`.
+    pub namespaces: crate::namespaces::NamespaceFlags,
+    /// `--device HOST[:CONTAINER][:PERMISSIONS]`.
+    pub devices: Vec<String>,
+    /// `--device-cgroup-rule`.
+    pub device_cgroup_rules: Vec<String>,
+    /// `--domainname`.
+    pub domainname: Option<String>,
+    /// `--stop-signal` (default: the image's STOPSIGNAL, else SIGTERM).
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout` in seconds (default 10).
+    pub stop_timeout: Option<i64>,
+    /// `--label KEY=VALUE` (and the lines of `--label-file`).
+    pub labels: Vec<String>,
+    /// `--add-host NAME:IP`.
+    pub add_hosts: Vec<String>,
+    /// `--dns`.
+    pub dns: Vec<String>,
+    /// `--dns-search`.
+    pub dns_search: Vec<String>,
+    /// `--dns-option`.
+    pub dns_options: Vec<String>,
+    /// `--cidfile`: the id is written there once the container exists (the
+    /// file must not exist).
+    pub cidfile: Option<std::path::PathBuf>,
     /// The command (replaces the image's CMD).
     pub cmd: Vec<String>,
     /// `--entrypoint` (replaces the image's ENTRYPOINT; "" clears it).
@@ -48,7 +73,22 @@ pub struct RunOptions {
 
 /// Applies the resource, mount and confinement flags to `spec` (after the
 /// user is set: `--group-add` adds to its groups).
-pub fn apply_flags(spec: &mut Spec, opts: &RunOptions) -> Result<(), EngineError> {
+pub fn apply_flags(
+    spec: &mut Spec,
+    opts: &RunOptions,
+    init_pid: &dyn Fn(&str) -> Result<i32, EngineError>,
+) -> Result<(), EngineError> {
+    crate::namespaces::apply(spec, &opts.namespaces, init_pid)?;
+    crate::devices::apply(
+        spec,
+        &opts.devices,
+        &opts.device_cgroup_rules,
+        opts.confinement.privileged,
+    )?;
+    if let Some(d) = &opts.domainname {
+        spec.set_domainname(Some(d.clone()));
+    }
+    crate::hosts::check(opts)?;
     if opts.tty {
         if let Some(p) = spec.process_mut() {
             p.set_terminal(Some(true));
@@ -63,6 +103,22 @@ pub fn apply_flags(spec: &mut Spec, opts: &RunOptions) -> Result<(), EngineError
 /// to clean up.
 pub fn check_flags(opts: &RunOptions) -> Result<(), EngineError> {
     let policy = crate::restart::RestartPolicy::parse(opts.restart.as_deref().unwrap_or("no"))?;
+    if let Some(s) = &opts.stop_signal {
+        crate::containers::parse_signal(s).map_err(|_| EngineError::InvalidOption {
+            option: "--stop-signal",
+            value: s.clone(),
+            reason: "not a signal name or number".into(),
+        })?;
+    }
+    crate::volumes::key_values("--label", &opts.labels)?;
+    if let Some(f) = opts.cidfile.as_ref().filter(|f| f.exists()) {
+        return Err(EngineError::InvalidOption {
+            option: "--cidfile",
+            value: f.display().to_string(),
+            reason: "the file exists: make sure the other container is not running, or remove it"
+                .into(),
+        });
+    }
     if opts.auto_remove && policy != crate::restart::RestartPolicy::No {
         return Err(EngineError::InvalidOption {
             option: "--restart",
@@ -77,7 +133,7 @@ pub fn check_flags(opts: &RunOptions) -> Result<(), EngineError> {
     }
     let mut spec =
         runtime::spec_default::default_spec(false).map_err(|e| EngineError::Spec(e.to_string()))?;
-    apply_flags(&mut spec, opts)
+    apply_flags(&mut spec, opts, &|_| Ok(1))
 }
 
 /// The process's argv: ENTRYPOINT then CMD, each replaced by the option
@@ -224,17 +280,9 @@ pub fn container_spec(
     let mut mounts = spec.mounts().clone().unwrap_or_default();
     mounts.push(bind("/etc/hostname", &files.join("hostname"))?);
     mounts.push(bind("/etc/hosts", &files.join("hosts"))?);
+    mounts.push(bind("/etc/resolv.conf", &files.join("resolv.conf"))?);
     spec.set_mounts(Some(mounts));
     Ok(spec)
-}
-
-/// The /etc/hosts of a container without a network of its own.
-pub fn hosts_file(hostname: &str) -> String {
-    format!(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
-         fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n\
-         ff02::2\tip6-allrouters\n127.0.0.1\t{hostname}\n"
-    )
 }
 
 #[cfg(test)]

@@ -1,0 +1,257 @@
+//! More of `docker run`'s flags, each checked from inside the container:
+//! namespaces (`--network|--uts|--pid|--ipc host|container:NAME`),
+//! devices and `--privileged`, `--shm-size`, `--oom-score-adj`,
+//! `--domainname`, `--add-host` and `--dns*`, `--stop-signal` and
+//! `--stop-timeout`, labels, `--cidfile`, and the refusals.
+
+mod common;
+use common::Fixture;
+
+fn host_file(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+#[test]
+fn namespace_flags_share_or_join() {
+    let f = Fixture::new();
+    // By default: a network of its own with only lo, its own name.
+    let o = f
+        .run(&["bb:1", "sh", "-c", "ls /sys/class/net | tr '\\n' ' '"])
+        .ok();
+    assert_eq!(o.stdout.trim(), "lo");
+    // host: the host's interfaces, name and processes.
+    let mut host_nets: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    host_nets.sort();
+    let o = f
+        .run(&[
+            "--network",
+            "host",
+            "bb:1",
+            "sh",
+            "-c",
+            "ls /sys/class/net | sort | tr '\\n' ' '",
+        ])
+        .ok();
+    assert_eq!(o.stdout.trim(), host_nets.join(" "));
+    let o = f
+        .run(&["--uts", "host", "bb:1", "cat", "/proc/sys/kernel/hostname"])
+        .ok();
+    assert_eq!(o.stdout, host_file("/proc/sys/kernel/hostname"));
+    let o = f
+        .run(&["--pid", "host", "bb:1", "cat", "/proc/1/comm"])
+        .ok();
+    assert_eq!(o.stdout, host_file("/proc/1/comm"));
+
+    // container:NAME joins another container's namespaces.
+    f.berth(&["run", "-d", "--name", "ns1", "bb:1", "sleep", "100"])
+        .ok();
+    let theirs = f
+        .berth(&[
+            "exec",
+            "ns1",
+            "sh",
+            "-c",
+            "readlink /proc/self/ns/net; readlink /proc/self/ns/ipc",
+        ])
+        .ok()
+        .stdout;
+    let o = f
+        .run(&[
+            "--network",
+            "container:ns1",
+            "--ipc",
+            "container:ns1",
+            "--pid",
+            "container:ns1",
+            "bb:1",
+            "sh",
+            "-c",
+            "readlink /proc/self/ns/net; readlink /proc/self/ns/ipc; cat /proc/1/cmdline",
+        ])
+        .ok();
+    assert_eq!(o.stdout, format!("{theirs}sleep\0100\0"));
+    // A missing or stopped container to join, or a network berth lacks.
+    for (args, code, needle) in [
+        (
+            vec!["--network", "container:nosuch"],
+            125,
+            "no such container: nosuch",
+        ),
+        (vec!["--network", "bridge"], 125, "issue 15"),
+        (vec!["--ipc", "sideways"], 125, "--ipc"),
+        (vec!["--userns", "remap"], 125, "not implemented"),
+    ] {
+        let mut full = args.clone();
+        full.extend(["bb:1", "true"]);
+        let o = f.run(&full);
+        assert_eq!(o.code, code, "{args:?}: {o:?}");
+        assert!(o.stderr.contains(needle), "{args:?}: {}", o.stderr);
+    }
+    f.berth(&["rm", "-f", "ns1"]).ok();
+    f.assert_clean();
+}
+
+#[test]
+fn devices_privileged_and_kernel_knobs() {
+    let f = Fixture::new();
+    let o = f
+        .run(&[
+            "--device",
+            "/dev/null:/dev/mynull:rw",
+            "bb:1",
+            "sh",
+            "-c",
+            "test -c /dev/mynull && echo x > /dev/mynull && echo ok",
+        ])
+        .ok();
+    assert_eq!(o.stdout, "ok\n");
+    // Without the device: no such node.
+    let o = f
+        .run(&["bb:1", "sh", "-c", "test -e /dev/mynull || echo absent"])
+        .ok();
+    assert_eq!(o.stdout, "absent\n");
+
+    // Every capability berth itself holds.
+    let all = host_file("/proc/self/status")
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:").map(|v| v.trim().to_string()))
+        .unwrap();
+    let o = f
+        .run(&[
+            "--privileged", "bb:1", "sh", "-c",
+            "grep -E '^(CapEff|Seccomp):' /proc/self/status | tr -s '\\t' ' '; \
+             grep ' /sys ' /proc/self/mounts | cut -d' ' -f4 | cut -d, -f1; test -c /dev/kmsg && echo has-kmsg",
+        ])
+        .ok();
+    assert_eq!(
+        o.stdout,
+        format!("CapEff: {all}\nSeccomp: 0\nrw\nhas-kmsg\n"),
+        "{o:?}"
+    );
+
+    let o = f
+        .run(&[
+            "--shm-size", "16m", "--oom-score-adj", "500", "--domainname", "example.org", "bb:1",
+            "sh", "-c",
+            "df -k /dev/shm | tail -1 | tr -s ' ' | cut -d' ' -f2; cat /proc/self/oom_score_adj /proc/sys/kernel/domainname",
+        ])
+        .ok();
+    assert_eq!(o.stdout, "16384\n500\nexample.org\n");
+    for (args, needle) in [
+        (vec!["--kernel-memory", "10m"], "removed from Linux"),
+        (vec!["--blkio-weight", "5"], "10 to 1000"),
+        (vec!["--oom-score-adj", "2000"], "-1000 to 1000"),
+        (vec!["--device", "/etc/passwd"], "not a device"),
+        (vec!["--shm-size", "lots"], "--shm-size"),
+    ] {
+        let mut full = args.clone();
+        full.extend(["bb:1", "true"]);
+        let o = f.run(&full);
+        assert_eq!(o.code, 125, "{args:?}: {o:?}");
+        assert!(o.stderr.contains(needle), "{args:?}: {}", o.stderr);
+    }
+    f.assert_clean();
+}
+
+#[test]
+fn names_stop_settings_labels_and_cidfile() {
+    let f = Fixture::new();
+    let o = f
+        .run(&[
+            "--add-host",
+            "db:10.1.2.3",
+            "--dns",
+            "192.0.2.53",
+            "--dns-search",
+            "corp",
+            "--dns-option",
+            "ndots:2",
+            "bb:1",
+            "sh",
+            "-c",
+            "grep db /etc/hosts; cat /etc/resolv.conf",
+        ])
+        .ok();
+    assert_eq!(
+        o.stdout,
+        "10.1.2.3\tdb\nnameserver 192.0.2.53\nsearch corp\noptions ndots:2\n"
+    );
+
+    // --stop-signal and --stop-timeout are what stop uses.
+    let labels = f.dir.path().join("labels");
+    std::fs::write(&labels, "# team\nteam=a\n").unwrap();
+    let cidfile = f.dir.path().join("cid");
+    let id = f
+        .berth(&[
+            "run",
+            "-d",
+            "--name",
+            "sig",
+            "--stop-signal",
+            "USR1",
+            "--stop-timeout",
+            "5",
+            "-l",
+            "tier=web",
+            "--label-file",
+            labels.to_str().unwrap(),
+            "--cidfile",
+            cidfile.to_str().unwrap(),
+            "bb:1",
+            "sh",
+            "-c",
+            "trap 'echo got-usr1; exit 7' USR1; while :; do sleep 0.1; done",
+        ])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    assert_eq!(std::fs::read_to_string(&cidfile).unwrap(), id);
+    let o = f
+        .berth(&[
+            "inspect",
+            "-f",
+            "{{.Config.StopSignal}} {{.Config.StopTimeout}} {{json .Config.Labels}}",
+            "sig",
+        ])
+        .ok();
+    assert_eq!(o.stdout.trim(), r#"USR1 5 {"team":"a","tier":"web"}"#);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let t = std::time::Instant::now();
+    f.berth(&["stop", "sig"]).ok();
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(4),
+        "stop waited for SIGKILL"
+    );
+    assert_eq!(
+        f.berth(&["inspect", "-f", "{{.State.ExitCode}}", "sig"])
+            .ok()
+            .stdout
+            .trim(),
+        "7"
+    );
+    assert_eq!(f.berth(&["logs", "sig"]).ok().stdout, "got-usr1\n");
+    // The cidfile exists now: a second run that names it is refused.
+    let o = f.run(&["--cidfile", cidfile.to_str().unwrap(), "bb:1", "true"]);
+    assert_eq!(o.code, 125, "{o:?}");
+    assert!(o.stderr.contains("--cidfile"), "{o:?}");
+    for (args, needle) in [
+        (vec!["--add-host", "db:not-an-ip"], "--add-host"),
+        (vec!["--add-host", "gw:host-gateway"], "issue 15"),
+        (vec!["--dns", "dns.example"], "--dns"),
+        (vec!["--stop-signal", "SIGNOPE"], "--stop-signal"),
+        (vec!["-l", "=x"], "--label"),
+    ] {
+        let mut full = args.clone();
+        full.extend(["bb:1", "true"]);
+        let o = f.run(&full);
+        assert_eq!(o.code, 125, "{args:?}: {o:?}");
+        assert!(o.stderr.contains(needle), "{args:?}: {}", o.stderr);
+    }
+    f.berth(&["rm", "sig"]).ok();
+    f.assert_clean();
+}
