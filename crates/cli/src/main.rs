@@ -7,8 +7,10 @@ mod containers;
 mod exec;
 mod format;
 mod images;
+mod logs;
 mod manage;
 mod progress;
+mod ps;
 mod remote;
 mod run;
 mod system;
@@ -46,7 +48,7 @@ enum Command {
     /// Run a command in a new container (in the foreground, so far).
     Run(Box<run::RunArgs>),
     /// List containers.
-    Ps(containers::PsArgs),
+    Ps(ps::PsArgs),
     /// Remove containers.
     Rm(containers::RmArgs),
     /// Run a stopped container again (attached).
@@ -60,7 +62,7 @@ enum Command {
     /// Show containers as JSON.
     Inspect(containers::InspectArgs),
     /// Show a detached container's output.
-    Logs(containers::LogsArgs),
+    Logs(logs::LogsArgs),
     /// Run a command in a running container.
     Exec(Box<exec::ExecArgs>),
     /// Make a container without starting it; prints its id.
@@ -657,7 +659,7 @@ fn main() -> ExitCode {
         | Command::Container {
             command: containers::ContainerCommand::Exec(a),
         } => return exec::main(&cli.root, a),
-        Command::Ps(a) => Some(containers::ps_main(&cli.root, a)),
+        Command::Ps(a) => Some(ps::ps_main(&cli.root, a)),
         Command::Rm(a) => Some(containers::rm_main(&cli.root, a)),
         Command::Start(a)
         | Command::Container {
@@ -667,7 +669,7 @@ fn main() -> ExitCode {
         Command::Kill(a) => Some(containers::kill_main(&cli.root, a)),
         Command::Wait(a) => Some(containers::wait_main(&cli.root, a)),
         Command::Inspect(a) => Some(containers::inspect_main(&cli.root, a)),
-        Command::Logs(a) => Some(containers::logs_main(&cli.root, a)),
+        Command::Logs(a) => Some(logs::logs_main(&cli.root, a)),
         Command::Volume { command } => Some(volumes::main(&cli.root, command)),
         Command::Container { command } => Some(containers::container_main(&cli.root, command)),
         _ => None,

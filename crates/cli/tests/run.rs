@@ -214,7 +214,10 @@ fn resource_mount_and_confinement_flags_take_effect() {
         (vec!["--cap-add", "NOT_A_CAP"], "--cap-add"),
         (vec!["-v", "/no/such/host/dir:/d"], "--volume"),
         (vec!["-v", "bad/name:/d"], "volume name"),
-        (vec!["--security-opt", "seccomp=/some/profile.json"], "seccomp=PROFILE"),
+        (
+            vec!["--security-opt", "seccomp=/some/profile.json"],
+            "seccomp=PROFILE",
+        ),
     ] {
         let mut full = args.clone();
         full.extend(["bb:1", "true"]);
