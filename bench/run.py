@@ -150,6 +150,18 @@ def pause_unpause(engine, cid):
     return dt
 
 
+def stats(engine, cid):
+    """stats --no-stream of one running container (each engine samples
+    over about a second, so this is mostly that wait)."""
+    t = time.perf_counter()
+    r = subprocess.run(engine.cmd(["stats", "--no-stream", cid]), env=engine.env,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+    dt = time.perf_counter() - t
+    if r.returncode != 0 or len(r.stdout.decode().splitlines()) != 2:
+        raise SystemExit(f"{engine.name} stats failed ({r.returncode}): {r.stderr.decode()}")
+    return dt
+
+
 def run_stdin(engine):
     """run --rm -i: the container reads our stdin (64 KiB through cat)."""
     data = b"x" * 65536
@@ -191,7 +203,7 @@ def main():
     try:
         for cls in [Berth, PodmanRun, DockerRun]:
             made.append(cls(work))
-        rows = ["run --rm", "run -d + rm -f", "run --rm -i", "exec", "run --rm -v vol", "restart", "pause + unpause"]
+        rows = ["run --rm", "run -d + rm -f", "run --rm -i", "exec", "run --rm -v vol", "restart", "pause + unpause", "stats --no-stream"]
         times = {e.name: {row: [] for row in rows} for e in made}
         sleepers = {}
         for e in made:  # warm-up, not measured
@@ -203,6 +215,7 @@ def main():
             run_volume(e)
             restart(e, sleepers[e.name])
             pause_unpause(e, sleepers[e.name])
+            stats(e, sleepers[e.name])
         for i in range(args.iterations):
             for e in (made if i % 2 == 0 else made[::-1]):
                 times[e.name]["run --rm"].append(run_rm(e))
@@ -212,6 +225,7 @@ def main():
                 times[e.name]["run --rm -v vol"].append(run_volume(e))
                 times[e.name]["restart"].append(restart(e, sleepers[e.name]))
                 times[e.name]["pause + unpause"].append(pause_unpause(e, sleepers[e.name]))
+                times[e.name]["stats --no-stream"].append(stats(e, sleepers[e.name]))
     finally:
         for e in made:
             if e.name in sleepers:

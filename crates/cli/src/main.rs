@@ -13,6 +13,7 @@ mod progress;
 mod ps;
 mod remote;
 mod run;
+mod stats;
 mod system;
 mod volumes;
 
@@ -83,6 +84,15 @@ enum Command {
     Diff {
         /// The container.
         container: String,
+    },
+    /// Show containers' CPU, memory, network, block I/O and process counts.
+    Stats(stats::StatsArgs),
+    /// Show a container's published ports.
+    Port {
+        /// The container.
+        container: String,
+        /// Only this port (`80`, `80/tcp`).
+        port: Option<String>,
     },
     /// Show berth's version.
     Version {
@@ -615,6 +625,8 @@ fn run(cli: &Cli) -> Result<()> {
         | Command::Top(_)
         | Command::Update(_)
         | Command::Diff { .. }
+        | Command::Stats(_)
+        | Command::Port { .. }
         | Command::Version { .. }
         | Command::Info { .. }
         | Command::Volume { .. }
@@ -653,6 +665,10 @@ fn main() -> ExitCode {
         Command::Top(a) => Some(manage::top_main(&cli.root, a)),
         Command::Update(a) => Some(manage::update_main(&cli.root, a)),
         Command::Diff { container } => Some(manage::diff_main(&cli.root, container)),
+        Command::Stats(a) => Some(stats::stats_main(&cli.root, a)),
+        Command::Port { container, port } => {
+            Some(manage::port_main(&cli.root, container, port.as_deref()))
+        }
         Command::Version { format } => Some(system::version_main(&cli.root, format.as_deref())),
         Command::Info { format } => Some(system::info_main(&cli.root, format.as_deref())),
         Command::Exec(a)
