@@ -94,6 +94,11 @@ enum Command {
         /// Only this port (`80`, `80/tcp`).
         port: Option<String>,
     },
+    /// System commands (df, prune, info).
+    System {
+        #[command(subcommand)]
+        command: system::SystemCommand,
+    },
     /// Show berth's version.
     Version {
         /// Go template (`{{.Client.Version}}`).
@@ -529,21 +534,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Image {
             command: ImageCommand::Prune,
         } => {
-            let (blobs, snaps) = image::gc::collect(&store, root, || {
-                let refs =
-                    refs_file
-                        .load()
-                        .map_err(|err| image::gc::GcError::UnreadableReferences {
-                            path: refs_file.path().to_path_buf(),
-                            err,
-                        })?;
-                refs.iter()
-                    .map(|(k, r)| {
-                        r.to_import(Some(k.clone()))
-                            .ok_or_else(|| image::gc::GcError::CorruptReference { name: k.clone() })
-                    })
-                    .collect()
-            })?;
+            let (blobs, snaps) = images::prune(&store, root)?;
             println!("Deleted {blobs} blobs and {snaps} snapshots");
         }
         Command::Rmi { names, force } => {
@@ -626,6 +617,7 @@ fn run(cli: &Cli) -> Result<()> {
         | Command::Update(_)
         | Command::Diff { .. }
         | Command::Stats(_)
+        | Command::System { .. }
         | Command::Port { .. }
         | Command::Version { .. }
         | Command::Info { .. }
@@ -666,6 +658,7 @@ fn main() -> ExitCode {
         Command::Update(a) => Some(manage::update_main(&cli.root, a)),
         Command::Diff { container } => Some(manage::diff_main(&cli.root, container)),
         Command::Stats(a) => Some(stats::stats_main(&cli.root, a)),
+        Command::System { command } => Some(system::main(&cli.root, command)),
         Command::Port { container, port } => {
             Some(manage::port_main(&cli.root, container, port.as_deref()))
         }
