@@ -4,6 +4,7 @@
 //! the `image` and `registry` libraries.
 
 mod containers;
+mod copy;
 mod exec;
 mod format;
 mod images;
@@ -94,6 +95,10 @@ enum Command {
         /// Only this port (`80`, `80/tcp`).
         port: Option<String>,
     },
+    /// Copy files between a container and the host (`-`: a tar stream).
+    Cp(copy::CpArgs),
+    /// Write a container's root as a tar archive.
+    Export(copy::ExportArgs),
     /// System commands (df, prune, info).
     System {
         #[command(subcommand)]
@@ -618,6 +623,8 @@ fn run(cli: &Cli) -> Result<()> {
         | Command::Diff { .. }
         | Command::Stats(_)
         | Command::System { .. }
+        | Command::Cp(_)
+        | Command::Export(_)
         | Command::Port { .. }
         | Command::Version { .. }
         | Command::Info { .. }
@@ -659,6 +666,8 @@ fn main() -> ExitCode {
         Command::Diff { container } => Some(manage::diff_main(&cli.root, container)),
         Command::Stats(a) => Some(stats::stats_main(&cli.root, a)),
         Command::System { command } => Some(system::main(&cli.root, command)),
+        Command::Cp(a) => Some(copy::cp_main(&cli.root, a)),
+        Command::Export(a) => Some(copy::export_main(&cli.root, a)),
         Command::Port { container, port } => {
             Some(manage::port_main(&cli.root, container, port.as_deref()))
         }

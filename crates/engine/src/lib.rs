@@ -17,12 +17,13 @@
 //!   [`detach`]: `run -d` through berth-shim; [`exec`]: `exec`;
 //!   [`lifecycle`]: `create`, `start`, `restart`; [`restart`]: restart policies;
 //!   [`manage`]: `pause`, `unpause`, `rename`, `update`, `top`; [`diff`]: `diff`;
-//!   [`stats`]: `stats`.
+//!   [`stats`]: `stats`; [`archive`]: `export` and `cp`.
 //! - [`store`], [`names`]: the container database and container names;
 //!   [`volumes`]: named and anonymous volumes (the local driver).
 //! - [`containers`]: listing, stopping, signalling, waiting for, removing
 //!   and pruning containers; [`inspect`]: their JSON and `--format`.
 
+pub mod archive;
 pub mod blkio;
 pub mod confine;
 pub mod containers;
