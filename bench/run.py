@@ -4,7 +4,8 @@
 on berth-runtime, Podman and Docker on runc), `run -d` + `rm -f` of a
 `sleep`, `run --rm -i` of a `cat` fed 64 KiB on stdin, `exec` of an `echo` in a
 running container, `restart -t 0` and `pause` + `unpause` of a running container
-(each checked with an exec after), and `run --rm -v` with a named volume (a write, then a
+(each checked with an exec after), `stats --no-stream`, `cp` of a 2 MB
+file out of a running container, and `run --rm -v` with a named volume (a write, then a
 read in a second container; the time is per run), alternating in one run; prints medians and
 berth / peer.
 
@@ -150,6 +151,31 @@ def pause_unpause(engine, cid):
     return dt
 
 
+def stats(engine, cid):
+    """stats --no-stream of one running container (each engine samples
+    over about a second, so this is mostly that wait)."""
+    t = time.perf_counter()
+    r = subprocess.run(engine.cmd(["stats", "--no-stream", cid]), env=engine.env,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+    dt = time.perf_counter() - t
+    if r.returncode != 0 or len(r.stdout.decode().splitlines()) != 2:
+        raise SystemExit(f"{engine.name} stats failed ({r.returncode}): {r.stderr.decode()}")
+    return dt
+
+
+def cp_out(engine, cid, work):
+    """cp of /bin/busybox (about 2 MB) out of a running container."""
+    dest = os.path.join(work, f"cp-{engine.name}")
+    t = time.perf_counter()
+    r = subprocess.run(engine.cmd(["cp", f"{cid}:/bin/busybox", dest]), env=engine.env,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+    dt = time.perf_counter() - t
+    if r.returncode != 0 or os.path.getsize(dest) != os.path.getsize("/bin/busybox"):
+        raise SystemExit(f"{engine.name} cp failed ({r.returncode}): {r.stderr.decode()}")
+    os.remove(dest)
+    return dt
+
+
 def run_stdin(engine):
     """run --rm -i: the container reads our stdin (64 KiB through cat)."""
     data = b"x" * 65536
@@ -191,7 +217,7 @@ def main():
     try:
         for cls in [Berth, PodmanRun, DockerRun]:
             made.append(cls(work))
-        rows = ["run --rm", "run -d + rm -f", "run --rm -i", "exec", "run --rm -v vol", "restart", "pause + unpause"]
+        rows = ["run --rm", "run -d + rm -f", "run --rm -i", "exec", "run --rm -v vol", "restart", "pause + unpause", "stats --no-stream", "cp out"]
         times = {e.name: {row: [] for row in rows} for e in made}
         sleepers = {}
         for e in made:  # warm-up, not measured
@@ -203,6 +229,8 @@ def main():
             run_volume(e)
             restart(e, sleepers[e.name])
             pause_unpause(e, sleepers[e.name])
+            stats(e, sleepers[e.name])
+            cp_out(e, sleepers[e.name], work)
         for i in range(args.iterations):
             for e in (made if i % 2 == 0 else made[::-1]):
                 times[e.name]["run --rm"].append(run_rm(e))
@@ -212,6 +240,8 @@ def main():
                 times[e.name]["run --rm -v vol"].append(run_volume(e))
                 times[e.name]["restart"].append(restart(e, sleepers[e.name]))
                 times[e.name]["pause + unpause"].append(pause_unpause(e, sleepers[e.name]))
+                times[e.name]["stats --no-stream"].append(stats(e, sleepers[e.name]))
+                times[e.name]["cp out"].append(cp_out(e, sleepers[e.name], work))
     finally:
         for e in made:
             if e.name in sleepers:

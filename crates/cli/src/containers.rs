@@ -6,30 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use engine::store::{Record, State};
+
 use engine::Engine;
-
-use crate::format;
-
-/// `docker ps` flags.
-#[derive(Args)]
-pub struct PsArgs {
-    /// Show every container (default: running ones).
-    #[arg(short, long)]
-    all: bool,
-    /// Only ids.
-    #[arg(short, long)]
-    quiet: bool,
-    /// Full ids and commands.
-    #[arg(long)]
-    no_trunc: bool,
-    /// The last N containers (any state).
-    #[arg(short = 'n', long)]
-    last: Option<usize>,
-    /// The latest container (any state).
-    #[arg(short = 'l', long)]
-    latest: bool,
-}
 
 /// `docker rm` flags.
 #[derive(Args)]
@@ -100,22 +78,6 @@ pub struct InspectArgs {
     containers: Vec<String>,
 }
 
-/// `docker logs` flags.
-#[derive(Args)]
-pub struct LogsArgs {
-    /// Keep printing output as it comes, until the container stops.
-    #[arg(short, long)]
-    follow: bool,
-    /// Only the last N lines (`all`: every line).
-    #[arg(short = 'n', long, default_value = "all")]
-    tail: String,
-    /// Show each line's time.
-    #[arg(short, long)]
-    timestamps: bool,
-    /// The container.
-    container: String,
-}
-
 /// `berth container …`.
 #[derive(Subcommand)]
 pub enum ContainerCommand {
@@ -149,7 +111,7 @@ pub enum ContainerCommand {
     /// Show containers as JSON.
     Inspect(InspectArgs),
     /// Show a detached container's output.
-    Logs(LogsArgs),
+    Logs(crate::logs::LogsArgs),
     /// Run a command in a running container.
     Exec(Box<crate::exec::ExecArgs>),
     /// Record a detached container's exit and take it down (berth-shim calls this).
@@ -160,7 +122,7 @@ pub enum ContainerCommand {
     },
     /// List containers.
     #[command(visible_aliases = ["ps", "list"])]
-    Ls(PsArgs),
+    Ls(crate::ps::PsArgs),
     /// Remove containers.
     Rm(RmArgs),
     /// Remove every stopped container.
@@ -184,39 +146,10 @@ pub fn engine(root: &Path, runtime: Option<PathBuf>) -> Result<Engine> {
     })
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// `Up 3 seconds`, `Exited (0) 2 minutes ago`, `Created`, as Docker words them.
-pub fn status(r: &Record, now: i64) -> String {
-    match r.state {
-        State::Running if r.is_running() => {
-            let paused = engine::restart::ContainerSettings::parse(&r.config).paused;
-            format!(
-                "Up {}{}",
-                format::duration(now - r.started),
-                if paused { " (Paused)" } else { "" }
-            )
-        }
-        // The record says running but its process is gone: berth run died.
-        State::Running => "Exited (255) (its berth run ended)".into(),
-        State::Exited => format!("Exited ({}) {}", r.exit_code, format::ago(r.finished, now)),
-        State::Created => "Created".into(),
-    }
-}
-
-/// Docker's `"sh -c 'ech…"`: the command quoted, cut at 20 characters.
-fn command(r: &Record, no_trunc: bool) -> String {
-    let full = r.command.join(" ");
-    let n = full.chars().count();
-    if no_trunc || n <= 20 {
-        format!("\"{full}\"")
-    } else {
-        format!("\"{}…\"", full.chars().take(19).collect::<String>())
-    }
 }
 
 /// Prints rows as Docker's table writer does: columns padded to their
@@ -237,51 +170,6 @@ pub fn table(rows: &[Vec<String>]) {
         }
         println!("{}", line.trim_end());
     }
-}
-
-fn ps(engine: &Engine, a: &PsArgs) -> Result<()> {
-    let mut list = engine.containers()?;
-    let limit = if a.latest { Some(1) } else { a.last };
-    if let Some(n) = limit {
-        list.truncate(n);
-    } else if !a.all {
-        list.retain(|r| r.is_running());
-    }
-    if a.quiet {
-        for r in &list {
-            println!("{}", if a.no_trunc { &r.id[..] } else { &r.id[..12] });
-        }
-        return Ok(());
-    }
-    let now = now();
-    let mut rows = vec![[
-        "CONTAINER ID",
-        "IMAGE",
-        "COMMAND",
-        "CREATED",
-        "STATUS",
-        "PORTS",
-        "NAMES",
-    ]
-    .map(String::from)
-    .to_vec()];
-    for r in &list {
-        rows.push(vec![
-            if a.no_trunc {
-                r.id.clone()
-            } else {
-                r.id[..12].to_string()
-            },
-            r.image.clone(),
-            command(r, a.no_trunc),
-            format::ago(r.created, now),
-            status(r, now),
-            String::new(),
-            r.name.clone(),
-        ]);
-    }
-    table(&rows);
-    Ok(())
 }
 
 fn rm(engine: &Engine, a: &RmArgs) -> Result<()> {
@@ -413,96 +301,6 @@ pub fn restart_main(root: &Path, a: &StopArgs) -> Result<()> {
     })
 }
 
-/// Prints one json-file log line to stdout or stderr.
-fn print_log_line(line: &str, timestamps: bool) -> Result<()> {
-    use std::io::Write;
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-        return Ok(());
-    };
-    let text = v["log"].as_str().unwrap_or("");
-    let prefix = if timestamps {
-        format!("{} ", v["time"].as_str().unwrap_or(""))
-    } else {
-        String::new()
-    };
-    if v["stream"] == "stderr" {
-        write!(std::io::stderr(), "{prefix}{text}")?;
-    } else {
-        let mut out = std::io::stdout();
-        write!(out, "{prefix}{text}")?;
-        out.flush()?;
-    }
-    Ok(())
-}
-
-fn logs(engine: &Engine, a: &LogsArgs) -> Result<()> {
-    use std::io::{BufRead, Seek};
-    let path = engine.log_path(&a.container)?;
-    let tail: Option<usize> = match a.tail.as_str() {
-        "all" => None,
-        n => Some(
-            n.parse()
-                .map_err(|_| anyhow::anyhow!("--tail {n:?}: a number or all"))?,
-        ),
-    };
-    let file = match std::fs::File::open(&path) {
-        Ok(f) => f,
-        // A foreground container's output went to its terminal only.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e.into()),
-    };
-    let mut reader = std::io::BufReader::new(file);
-    let mut lines: Vec<String> = vec![];
-    let mut line = String::new();
-    while reader.read_line(&mut line)? > 0 {
-        lines.push(std::mem::take(&mut line));
-    }
-    let skip = tail.map_or(0, |n| lines.len().saturating_sub(n));
-    for l in &lines[skip..] {
-        print_log_line(l, a.timestamps)?;
-    }
-    if !a.follow {
-        return Ok(());
-    }
-    let mut pos = reader.stream_position()?;
-    loop {
-        let running = engine.container(&a.container).is_ok_and(|r| r.is_running());
-        // Removed (--rm) once it stopped: nothing more will come.
-        let mut f = match std::fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e.into()),
-        };
-        f.seek(std::io::SeekFrom::Start(pos))?;
-        let mut r = std::io::BufReader::new(f);
-        let mut got = false;
-        loop {
-            let mut l = String::new();
-            let n = r.read_line(&mut l)?;
-            if n == 0 || !l.ends_with('\n') {
-                break;
-            }
-            pos += n as u64;
-            print_log_line(&l, a.timestamps)?;
-            got = true;
-        }
-        if !running && !got {
-            return Ok(());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}
-
-/// `berth logs`.
-pub fn logs_main(root: &Path, a: &LogsArgs) -> Result<()> {
-    logs(&engine(root, None)?, a)
-}
-
-/// `berth ps`.
-pub fn ps_main(root: &Path, a: &PsArgs) -> Result<()> {
-    ps(&engine(root, None)?, a)
-}
-
 /// `berth rm`.
 pub fn rm_main(root: &Path, a: &RmArgs) -> Result<()> {
     rm(&engine(root, None)?, a)
@@ -559,9 +357,9 @@ pub fn container_main(root: &Path, c: &ContainerCommand) -> Result<()> {
         ContainerCommand::Kill(a) => kill_main(root, a),
         ContainerCommand::Wait(a) => wait_main(root, a),
         ContainerCommand::Inspect(a) => inspect(&engine, a),
-        ContainerCommand::Logs(a) => logs(&engine, a),
+        ContainerCommand::Logs(a) => crate::logs::logs(&engine, a),
         ContainerCommand::Cleanup { id } => Ok(engine.cleanup_container(id)?),
-        ContainerCommand::Ls(a) => ps(&engine, a),
+        ContainerCommand::Ls(a) => crate::ps::ps(&engine, a),
         ContainerCommand::Rm(a) => rm(&engine, a),
         ContainerCommand::Prune { force } => prune(&engine, *force),
     }

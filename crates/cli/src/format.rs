@@ -37,6 +37,13 @@ pub fn human_binary(bytes: u64) -> String {
     format!("{v:.2}{}", units[i])
 }
 
+/// Seconds (with the fraction) since the epoch of an RFC 3339 time.
+pub fn parse_rfc3339_f(s: &str) -> Option<f64> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp_nanos() as f64 / 1e9)
+}
+
 /// Seconds since the epoch of an RFC 3339 time (`2024-05-01T12:00:00.5Z`,
 /// offsets allowed), or None.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {

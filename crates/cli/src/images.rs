@@ -142,3 +142,26 @@ pub(crate) fn list(root: &Path, quiet: bool, digests: bool, format: &str) -> Res
     }
     Ok(())
 }
+
+/// `image prune`: removes the blobs and snapshots no named image refers
+/// to (none when the names cannot be read whole). Returns their counts.
+pub fn prune(
+    store: &image::ContentStore,
+    root: &std::path::Path,
+) -> anyhow::Result<(usize, usize)> {
+    let refs_file = image::refs::Refs::new(root);
+    Ok(image::gc::collect(store, root, || {
+        let refs = refs_file
+            .load()
+            .map_err(|err| image::gc::GcError::UnreadableReferences {
+                path: refs_file.path().to_path_buf(),
+                err,
+            })?;
+        refs.iter()
+            .map(|(k, r)| {
+                r.to_import(Some(k.clone()))
+                    .ok_or_else(|| image::gc::GcError::CorruptReference { name: k.clone() })
+            })
+            .collect()
+    })?)
+}

@@ -4,13 +4,17 @@
 //! the `image` and `registry` libraries.
 
 mod containers;
+mod copy;
 mod exec;
 mod format;
 mod images;
+mod logs;
 mod manage;
 mod progress;
+mod ps;
 mod remote;
 mod run;
+mod stats;
 mod system;
 mod volumes;
 
@@ -46,7 +50,7 @@ enum Command {
     /// Run a command in a new container (in the foreground, so far).
     Run(Box<run::RunArgs>),
     /// List containers.
-    Ps(containers::PsArgs),
+    Ps(ps::PsArgs),
     /// Remove containers.
     Rm(containers::RmArgs),
     /// Run a stopped container again (attached).
@@ -60,7 +64,7 @@ enum Command {
     /// Show containers as JSON.
     Inspect(containers::InspectArgs),
     /// Show a detached container's output.
-    Logs(containers::LogsArgs),
+    Logs(logs::LogsArgs),
     /// Run a command in a running container.
     Exec(Box<exec::ExecArgs>),
     /// Make a container without starting it; prints its id.
@@ -81,6 +85,24 @@ enum Command {
     Diff {
         /// The container.
         container: String,
+    },
+    /// Show containers' CPU, memory, network, block I/O and process counts.
+    Stats(stats::StatsArgs),
+    /// Show a container's published ports.
+    Port {
+        /// The container.
+        container: String,
+        /// Only this port (`80`, `80/tcp`).
+        port: Option<String>,
+    },
+    /// Copy files between a container and the host (`-`: a tar stream).
+    Cp(copy::CpArgs),
+    /// Write a container's root as a tar archive.
+    Export(copy::ExportArgs),
+    /// System commands (df, prune, info).
+    System {
+        #[command(subcommand)]
+        command: system::SystemCommand,
     },
     /// Show berth's version.
     Version {
@@ -517,21 +539,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Image {
             command: ImageCommand::Prune,
         } => {
-            let (blobs, snaps) = image::gc::collect(&store, root, || {
-                let refs =
-                    refs_file
-                        .load()
-                        .map_err(|err| image::gc::GcError::UnreadableReferences {
-                            path: refs_file.path().to_path_buf(),
-                            err,
-                        })?;
-                refs.iter()
-                    .map(|(k, r)| {
-                        r.to_import(Some(k.clone()))
-                            .ok_or_else(|| image::gc::GcError::CorruptReference { name: k.clone() })
-                    })
-                    .collect()
-            })?;
+            let (blobs, snaps) = images::prune(&store, root)?;
             println!("Deleted {blobs} blobs and {snaps} snapshots");
         }
         Command::Rmi { names, force } => {
@@ -613,6 +621,11 @@ fn run(cli: &Cli) -> Result<()> {
         | Command::Top(_)
         | Command::Update(_)
         | Command::Diff { .. }
+        | Command::Stats(_)
+        | Command::System { .. }
+        | Command::Cp(_)
+        | Command::Export(_)
+        | Command::Port { .. }
         | Command::Version { .. }
         | Command::Info { .. }
         | Command::Volume { .. }
@@ -651,13 +664,20 @@ fn main() -> ExitCode {
         Command::Top(a) => Some(manage::top_main(&cli.root, a)),
         Command::Update(a) => Some(manage::update_main(&cli.root, a)),
         Command::Diff { container } => Some(manage::diff_main(&cli.root, container)),
+        Command::Stats(a) => Some(stats::stats_main(&cli.root, a)),
+        Command::System { command } => Some(system::main(&cli.root, command)),
+        Command::Cp(a) => Some(copy::cp_main(&cli.root, a)),
+        Command::Export(a) => Some(copy::export_main(&cli.root, a)),
+        Command::Port { container, port } => {
+            Some(manage::port_main(&cli.root, container, port.as_deref()))
+        }
         Command::Version { format } => Some(system::version_main(&cli.root, format.as_deref())),
         Command::Info { format } => Some(system::info_main(&cli.root, format.as_deref())),
         Command::Exec(a)
         | Command::Container {
             command: containers::ContainerCommand::Exec(a),
         } => return exec::main(&cli.root, a),
-        Command::Ps(a) => Some(containers::ps_main(&cli.root, a)),
+        Command::Ps(a) => Some(ps::ps_main(&cli.root, a)),
         Command::Rm(a) => Some(containers::rm_main(&cli.root, a)),
         Command::Start(a)
         | Command::Container {
@@ -667,7 +687,7 @@ fn main() -> ExitCode {
         Command::Kill(a) => Some(containers::kill_main(&cli.root, a)),
         Command::Wait(a) => Some(containers::wait_main(&cli.root, a)),
         Command::Inspect(a) => Some(containers::inspect_main(&cli.root, a)),
-        Command::Logs(a) => Some(containers::logs_main(&cli.root, a)),
+        Command::Logs(a) => Some(logs::logs_main(&cli.root, a)),
         Command::Volume { command } => Some(volumes::main(&cli.root, command)),
         Command::Container { command } => Some(containers::container_main(&cli.root, command)),
         _ => None,

@@ -139,3 +139,19 @@ pub fn diff_main(root: &Path, container: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// `berth port`: a container's published ports. berth publishes none yet
+/// (networking is issue 15): nothing to list, and a port asked for by
+/// name is not published, as Docker says.
+pub fn port_main(root: &Path, container: &str, port: Option<&str>) -> Result<()> {
+    let rec = engine(root, None)?.container(container)?;
+    if let Some(p) = port {
+        let p = if p.contains('/') {
+            p.to_string()
+        } else {
+            format!("{p}/tcp")
+        };
+        anyhow::bail!("no public port '{p}' published for {}", rec.name);
+    }
+    Ok(())
+}

@@ -1,11 +1,51 @@
 //! `version` and `info`: what berth is and what it holds, in Docker's
 //! layout (berth has no server: the "server" facts are the engine's own),
-//! or as JSON through `--format`.
+//! or as JSON through `--format`; `system df` (space used and what could
+//! be reclaimed) and `system prune`.
 
 use std::path::Path;
 
 use anyhow::Result;
+use clap::Subcommand;
 use serde_json::{json, Value};
+
+/// `docker system …`.
+#[derive(Subcommand)]
+pub enum SystemCommand {
+    /// Space used by images, containers and volumes, and what could be reclaimed.
+    Df,
+    /// Remove stopped containers and unused image content.
+    Prune {
+        /// Also images that no container uses.
+        #[arg(short, long)]
+        all: bool,
+        /// Also anonymous volumes that no container uses.
+        #[arg(long)]
+        volumes: bool,
+        /// Do not ask.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Show what berth holds and how it runs (as `info`).
+    Info {
+        /// Go template.
+        #[arg(short, long)]
+        format: Option<String>,
+    },
+}
+
+/// Runs a `system` subcommand.
+pub fn main(root: &Path, c: &SystemCommand) -> Result<()> {
+    match c {
+        SystemCommand::Df => df_main(root),
+        SystemCommand::Prune {
+            all,
+            volumes,
+            force,
+        } => prune_main(root, *all, *volumes, *force),
+        SystemCommand::Info { format } => info_main(root, format.as_deref()),
+    }
+}
 
 /// The facts `version` prints.
 fn version_json(root: &Path) -> Value {
@@ -166,5 +206,161 @@ pub fn info_main(root: &Path, format: Option<&str>) -> Result<()> {
         crate::format::human_binary(v["MemTotal"].as_u64().unwrap_or(0))
     );
     println!(" Berth Root Dir: {}", s("BerthRootDir"));
+    Ok(())
+}
+
+/// `berth system df`.
+pub fn df_main(root: &Path) -> Result<()> {
+    let e = crate::containers::engine(root, None)?;
+    let containers = e.containers()?;
+    let refs = image::refs::Refs::new(root).load()?;
+    // Images by config digest (several names may share one).
+    let mut images: std::collections::BTreeMap<String, u64> = Default::default();
+    for r in refs.values() {
+        images.insert(r.config.clone(), r.size);
+    }
+    let used: std::collections::BTreeSet<&str> =
+        containers.iter().map(|c| c.image_id.as_str()).collect();
+    let image_size: u64 = images.values().sum();
+    let image_reclaim: u64 = images
+        .iter()
+        .filter(|(c, _)| !used.contains(c.as_str()))
+        .map(|(_, s)| s)
+        .sum();
+    let sizes: Vec<(bool, u64)> = containers
+        .iter()
+        .map(|c| (c.is_running(), e.writable_layer_size(&c.id)))
+        .collect();
+    let container_size: u64 = sizes.iter().map(|(_, s)| s).sum();
+    let container_reclaim: u64 = sizes.iter().filter(|(r, _)| !r).map(|(_, s)| s).sum();
+    let volumes = e.volumes()?;
+    let volume_sizes: Vec<(bool, u64)> = volumes
+        .iter()
+        .map(|(v, users)| (!users.is_empty(), e.volume_size(&v.name)))
+        .collect();
+    let volume_size: u64 = volume_sizes.iter().map(|(_, s)| s).sum();
+    let volume_reclaim: u64 = volume_sizes
+        .iter()
+        .filter(|(u, _)| !u)
+        .map(|(_, s)| s)
+        .sum();
+    let human = crate::format::human;
+    let pct = |part: u64, whole: u64| match (part * 100).checked_div(whole) {
+        Some(p) => format!("{} ({p}%)", human(part)),
+        None => human(part),
+    };
+    let rows = vec![
+        vec![
+            "TYPE".into(),
+            "TOTAL".into(),
+            "ACTIVE".into(),
+            "SIZE".into(),
+            "RECLAIMABLE".into(),
+        ],
+        vec![
+            "Images".into(),
+            images.len().to_string(),
+            images
+                .keys()
+                .filter(|c| used.contains(c.as_str()))
+                .count()
+                .to_string(),
+            human(image_size),
+            pct(image_reclaim, image_size),
+        ],
+        vec![
+            "Containers".into(),
+            containers.len().to_string(),
+            sizes.iter().filter(|(r, _)| *r).count().to_string(),
+            human(container_size),
+            pct(container_reclaim, container_size),
+        ],
+        vec![
+            "Local Volumes".into(),
+            volumes.len().to_string(),
+            volume_sizes.iter().filter(|(u, _)| *u).count().to_string(),
+            human(volume_size),
+            pct(volume_reclaim, volume_size),
+        ],
+        vec![
+            "Build Cache".into(),
+            "0".into(),
+            "0".into(),
+            "0B".into(),
+            "0B".into(),
+        ],
+    ];
+    crate::containers::table(&rows);
+    Ok(())
+}
+
+/// `berth system prune`: stopped containers, then image content no name
+/// refers to; with `all` the names of images no container uses first;
+/// with `volumes` the anonymous volumes no container uses.
+pub fn prune_main(root: &Path, all: bool, volumes: bool, force: bool) -> Result<()> {
+    if !force {
+        use std::io::Write;
+        print!(
+            "WARNING! This will remove:\n  - all stopped containers\n{}{}Are you sure you want to continue? [y/N] ",
+            if volumes { "  - all anonymous volumes not used by at least one container\n" } else { "" },
+            if all {
+                "  - all images without at least one container associated to them\n"
+            } else {
+                "  - all dangling images\n"
+            },
+        );
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            return Ok(());
+        }
+    }
+    let e = crate::containers::engine(root, None)?;
+    let removed = e.prune_containers()?;
+    if !removed.is_empty() {
+        println!("Deleted Containers:");
+        for id in &removed {
+            println!("{id}");
+        }
+        println!();
+    }
+    if volumes {
+        let gone = e.prune_volumes(false)?;
+        if !gone.is_empty() {
+            println!("Deleted Volumes:");
+            for (name, _) in &gone {
+                println!("{name}");
+            }
+            println!();
+        }
+    }
+    if all {
+        let used: std::collections::BTreeSet<String> =
+            e.containers()?.into_iter().map(|c| c.image_id).collect();
+        let refs_file = image::refs::Refs::new(root);
+        let mut untagged = vec![];
+        refs_file.update(|refs| {
+            let names: Vec<String> = refs
+                .iter()
+                .filter(|(_, r)| !used.contains(&r.config))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for n in names {
+                refs.remove(&n);
+                untagged.push(n);
+            }
+        })?;
+        if !untagged.is_empty() {
+            println!("Deleted Images:");
+            for n in &untagged {
+                println!("untagged: {n}");
+            }
+            println!();
+        }
+    }
+    let store = image::ContentStore::open(root)?;
+    let (blobs, snaps) = crate::images::prune(&store, root)?;
+    println!("Deleted {blobs} blobs and {snaps} snapshots");
     Ok(())
 }

@@ -79,6 +79,20 @@ fn without_mount_points(changes: Vec<Change>, mounts: &[String]) -> Vec<Change> 
         .collect()
 }
 
+impl Engine {
+    /// The bytes of the files in container `id`'s writable layer.
+    pub fn writable_layer_size(&self, id: &str) -> u64 {
+        image::rootfs::container_dir(&self.root, id)
+            .map(|d| crate::volume_files::dir_size(&d.join("upper")))
+            .unwrap_or(0)
+    }
+
+    /// The bytes of the files in volume `name`.
+    pub fn volume_size(&self, name: &str) -> u64 {
+        crate::volume_files::dir_size(&self.volume_mountpoint(name))
+    }
+}
+
 /// Whether any image layer has `rel`.
 fn in_image(lowers: &[OwnedFd], rel: &Path) -> bool {
     lowers.iter().any(|l| {

@@ -16,12 +16,14 @@
 //! - [`run`]: the foreground run itself (with `tty`, its terminal);
 //!   [`detach`]: `run -d` through berth-shim; [`exec`]: `exec`;
 //!   [`lifecycle`]: `create`, `start`, `restart`; [`restart`]: restart policies;
-//!   [`manage`]: `pause`, `unpause`, `rename`, `update`, `top`; [`diff`]: `diff`.
+//!   [`manage`]: `pause`, `unpause`, `rename`, `update`, `top`; [`diff`]: `diff`;
+//!   [`stats`]: `stats`; [`archive`]: `export` and `cp`.
 //! - [`store`], [`names`]: the container database and container names;
 //!   [`volumes`]: named and anonymous volumes (the local driver).
 //! - [`containers`]: listing, stopping, signalling, waiting for, removing
 //!   and pruning containers; [`inspect`]: their JSON and `--format`.
 
+pub mod archive;
 pub mod blkio;
 pub mod confine;
 pub mod containers;
@@ -43,6 +45,7 @@ pub mod namespaces;
 pub mod restart;
 pub mod run;
 pub mod spec;
+pub mod stats;
 pub mod store;
 mod tty;
 pub mod user;

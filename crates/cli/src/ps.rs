@@ -1,0 +1,283 @@
+//! `berth ps`: Docker's container list, its filters (`--filter
+//! id|name|label|status|ancestor|exited`) and `--format` templates
+//! (`table …`, `{{.Names}}`, `{{json .}}`).
+
+use std::path::Path;
+
+use anyhow::Result;
+use clap::Args;
+use engine::store::{Record, State};
+use engine::Engine;
+
+use crate::containers::{now, table};
+use crate::format;
+
+/// `docker ps` flags.
+#[derive(Args)]
+pub struct PsArgs {
+    /// Show every container (default: running ones).
+    #[arg(short, long)]
+    all: bool,
+    /// Only ids.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Full ids and commands.
+    #[arg(long)]
+    no_trunc: bool,
+    /// The last N containers (any state).
+    #[arg(short = 'n', long)]
+    last: Option<usize>,
+    /// The latest container (any state).
+    #[arg(short = 'l', long)]
+    latest: bool,
+    /// Only containers that match: id=, name=, label=KEY[=VALUE], status=,
+    /// ancestor=IMAGE, exited=CODE (repeatable; the same key is an OR).
+    #[arg(short, long)]
+    filter: Vec<String>,
+    /// Go template for each container (`table …` adds the header).
+    #[arg(long)]
+    format: Option<String>,
+}
+
+/// The state word of `--filter status=` and `{{.State}}`.
+fn state_word(r: &Record) -> &'static str {
+    match r.state {
+        State::Running if r.is_running() => {
+            if engine::restart::ContainerSettings::parse(&r.config).paused {
+                "paused"
+            } else {
+                "running"
+            }
+        }
+        State::Running | State::Exited => "exited",
+        State::Created => "created",
+    }
+}
+
+/// A parsed `--filter`: each key with the values any of which may match.
+struct Filters(Vec<(String, Vec<String>)>);
+
+impl Filters {
+    fn parse(list: &[String]) -> Result<Filters> {
+        let mut out: Vec<(String, Vec<String>)> = vec![];
+        for f in list {
+            let (k, v) = f
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("--filter {f:?}: expected KEY=VALUE"))?;
+            match k {
+                "id" | "name" | "label" | "ancestor" => {}
+                "status" => {
+                    let known = ["created", "restarting", "running", "removing", "paused", "exited", "dead"];
+                    if !known.contains(&v) {
+                        anyhow::bail!("--filter {f:?}: the status is one of {}", known.join(", "));
+                    }
+                }
+                "exited" => {
+                    v.parse::<i64>()
+                        .map_err(|_| anyhow::anyhow!("--filter {f:?}: exited takes an exit code"))?;
+                }
+                _ => anyhow::bail!(
+                    "--filter {f:?}: berth filters containers by id, name, label, status, ancestor and exited"
+                ),
+            }
+            match out.iter_mut().find(|(key, _)| key == k) {
+                Some((_, values)) => values.push(v.to_string()),
+                None => out.push((k.to_string(), vec![v.to_string()])),
+            }
+        }
+        Ok(Filters(out))
+    }
+
+    /// Whether `r` passes: every key, any of its values.
+    fn pass(&self, r: &Record) -> bool {
+        let labels = engine::restart::ContainerSettings::parse(&r.config).labels;
+        self.0.iter().all(|(k, values)| {
+            values.iter().any(|v| match k.as_str() {
+                "id" => r.id.starts_with(v.as_str()),
+                "name" => r.name.contains(v.trim_start_matches('/')),
+                "label" => match v.split_once('=') {
+                    Some((lk, lv)) => labels.get(lk).is_some_and(|x| x == lv),
+                    None => labels.contains_key(v),
+                },
+                "status" => state_word(r) == v,
+                "ancestor" => {
+                    r.image == *v
+                        || (!v.contains(':') && r.image == format!("{v}:latest"))
+                        || r.image_id
+                            .trim_start_matches("sha256:")
+                            .starts_with(v.trim_start_matches("sha256:"))
+                }
+                "exited" => state_word(r) == "exited" && v.parse::<i64>().ok() == Some(r.exit_code),
+                _ => false,
+            })
+        })
+    }
+}
+
+/// The fields a `--format` template reads, as `docker ps` names them.
+fn fields(r: &Record, now: i64, no_trunc: bool) -> serde_json::Value {
+    let labels = engine::restart::ContainerSettings::parse(&r.config).labels;
+    serde_json::json!({
+        "ID": if no_trunc { r.id.clone() } else { r.id[..12].to_string() },
+        "Image": r.image,
+        "Command": command(r, no_trunc),
+        "CreatedAt": time::OffsetDateTime::from_unix_timestamp(r.created)
+            .ok()
+            .map(|t| format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}:{:02} +0000 UTC",
+                t.year(), t.month() as u8, t.day(), t.hour(), t.minute(), t.second()
+            ))
+            .unwrap_or_default(),
+        "RunningFor": format::ago(r.created, now),
+        "Ports": "",
+        "State": state_word(r),
+        "Status": status(r, now),
+        "Size": "",
+        "Names": r.name,
+        "Labels": labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+        "Mounts": "",
+        "Networks": "",
+    })
+}
+
+/// The column titles `table` templates get, per field.
+const HEADERS: &[(&str, &str)] = &[
+    ("ID", "CONTAINER ID"),
+    ("Image", "IMAGE"),
+    ("Command", "COMMAND"),
+    ("CreatedAt", "CREATED AT"),
+    ("RunningFor", "CREATED"),
+    ("Ports", "PORTS"),
+    ("State", "STATE"),
+    ("Status", "STATUS"),
+    ("Size", "SIZE"),
+    ("Names", "NAMES"),
+    ("Labels", "LABELS"),
+    ("Mounts", "MOUNTS"),
+    ("Networks", "NETWORKS"),
+];
+
+/// Prints `list` through template `t`: `table T` aligns `\t`-separated
+/// columns under a header, as Docker's tab writer does.
+fn print_formatted(t: &str, list: &[Record], now: i64, no_trunc: bool) -> Result<()> {
+    let t = t.replace("\\t", "\t").replace("\\n", "\n");
+    match t.strip_prefix("table") {
+        Some(body) => {
+            let body = body.trim_start();
+            let header_values: serde_json::Map<String, serde_json::Value> = HEADERS
+                .iter()
+                .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
+                .collect();
+            let mut rows = vec![];
+            let header = engine::inspect::format(body, &serde_json::Value::Object(header_values))?;
+            rows.push(header.split('\t').map(str::to_string).collect::<Vec<_>>());
+            for r in list {
+                let line = engine::inspect::format(body, &fields(r, now, no_trunc))?;
+                rows.push(line.split('\t').map(str::to_string).collect());
+            }
+            let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+            for row in rows.iter_mut() {
+                row.resize(cols, String::new());
+            }
+            table(&rows);
+        }
+        None => {
+            for r in list {
+                println!(
+                    "{}",
+                    engine::inspect::format(&t, &fields(r, now, no_trunc))?
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `Up 3 seconds`, `Exited (0) 2 minutes ago`, `Created`, as Docker words them.
+pub fn status(r: &Record, now: i64) -> String {
+    match r.state {
+        State::Running if r.is_running() => {
+            let paused = engine::restart::ContainerSettings::parse(&r.config).paused;
+            format!(
+                "Up {}{}",
+                format::duration(now - r.started),
+                if paused { " (Paused)" } else { "" }
+            )
+        }
+        // The record says running but its process is gone: berth run died.
+        State::Running => "Exited (255) (its berth run ended)".into(),
+        State::Exited => format!("Exited ({}) {}", r.exit_code, format::ago(r.finished, now)),
+        State::Created => "Created".into(),
+    }
+}
+
+/// Docker's `"sh -c 'ech…"`: the command quoted, cut at 20 characters.
+fn command(r: &Record, no_trunc: bool) -> String {
+    let full = r.command.join(" ");
+    let n = full.chars().count();
+    if no_trunc || n <= 20 {
+        format!("\"{full}\"")
+    } else {
+        format!("\"{}…\"", full.chars().take(19).collect::<String>())
+    }
+}
+
+pub(crate) fn ps(engine: &Engine, a: &PsArgs) -> Result<()> {
+    let mut list = engine.containers()?;
+    let limit = if a.latest { Some(1) } else { a.last };
+    let filters = Filters::parse(&a.filter)?;
+    // Docker: a status or exited filter looks at every container.
+    let any_state = a.all
+        || a.filter
+            .iter()
+            .any(|f| f.starts_with("status=") || f.starts_with("exited="));
+    list.retain(|r| filters.pass(r));
+    if let Some(n) = limit {
+        list.truncate(n);
+    } else if !any_state {
+        list.retain(|r| r.is_running());
+    }
+    if a.quiet {
+        for r in &list {
+            println!("{}", if a.no_trunc { &r.id[..] } else { &r.id[..12] });
+        }
+        return Ok(());
+    }
+    let now = now();
+    if let Some(t) = &a.format {
+        return print_formatted(t, &list, now, a.no_trunc);
+    }
+    let mut rows = vec![[
+        "CONTAINER ID",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "PORTS",
+        "NAMES",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for r in &list {
+        rows.push(vec![
+            if a.no_trunc {
+                r.id.clone()
+            } else {
+                r.id[..12].to_string()
+            },
+            r.image.clone(),
+            command(r, a.no_trunc),
+            format::ago(r.created, now),
+            status(r, now),
+            String::new(),
+            r.name.clone(),
+        ]);
+    }
+    table(&rows);
+    Ok(())
+}
+
+/// `berth ps`.
+pub fn ps_main(root: &Path, a: &PsArgs) -> Result<()> {
+    ps(&crate::containers::engine(root, None)?, a)
+}

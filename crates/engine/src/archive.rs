@@ -1,0 +1,265 @@
+//! A container's files as tar streams: `export` (its whole root) and `cp`
+//! out of it (one path), and `cp` into it.
+//!
+//! Reading walks by descriptor inside the container's root: the starting
+//! path is opened with `openat2(RESOLVE_IN_ROOT)`, every entry below with
+//! `openat(O_NOFOLLOW)`, `fstatat(AT_SYMLINK_NOFOLLOW)` and `readlinkat`,
+//! so neither an image's symlinks nor a running container swapping a
+//! directory for one can lead the walk to the host's files. Symlinks are
+//! archived as links. Writing goes through the image unpacker, which keeps
+//! every entry inside the destination directory.
+//!
+//! A stopped container's root is mounted for the copy and unmounted after.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{fstatat, Mode, SFlag};
+
+use crate::error::EngineError;
+use crate::run::Engine;
+use crate::store::Store;
+
+/// How deep a copied tree may nest.
+const MAX_DEPTH: usize = 256;
+
+/// The most a `cp` into a container may unpack (as for an image layer).
+const MAX_COPY_IN: u64 = 64 << 30;
+
+fn io_err(op: &'static str, path: &Path, e: impl Into<std::io::Error>) -> EngineError {
+    EngineError::Io {
+        op,
+        path: path.to_path_buf(),
+        err: e.into(),
+    }
+}
+
+/// Adds `name` (in directory `dir`) and what is below it to `out` as
+/// `tar_name`.
+fn add_entry<W: Write>(
+    out: &mut tar::Builder<W>,
+    dir: RawFd,
+    name: &std::ffi::CStr,
+    tar_name: &Path,
+    depth: usize,
+) -> Result<(), EngineError> {
+    if depth > MAX_DEPTH {
+        return Err(io_err(
+            "copy (nested too deep)",
+            tar_name,
+            std::io::Error::other("depth"),
+        ));
+    }
+    let st = fstatat(Some(dir), name, AtFlags::AT_SYMLINK_NOFOLLOW)
+        .map_err(|e| io_err("stat", tar_name, e))?;
+    let kind = SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT);
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(st.st_mode & 0o7777);
+    h.set_uid(st.st_uid as u64);
+    h.set_gid(st.st_gid as u64);
+    h.set_mtime(st.st_mtime.max(0) as u64);
+    h.set_size(0);
+    let tar_err = |e: std::io::Error| io_err("write the archive at", tar_name, e);
+    match kind {
+        SFlag::S_IFDIR => {
+            h.set_entry_type(tar::EntryType::Directory);
+            if !tar_name.as_os_str().is_empty() {
+                out.append_data(&mut h, tar_name, std::io::empty())
+                    .map_err(tar_err)?;
+            }
+            let sub = nix::dir::Dir::openat(
+                Some(dir),
+                name,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| io_err("open", tar_name, e))?;
+            let fd = sub.as_raw_fd();
+            let mut names = vec![];
+            let mut listing = nix::dir::Dir::from_fd(
+                nix::unistd::dup(fd).map_err(|e| io_err("dup", tar_name, e))?,
+            )
+            .map_err(|e| io_err("read", tar_name, e))?;
+            for e in listing.iter().flatten() {
+                let n = e.file_name().to_owned();
+                if n.as_bytes() != b"." && n.as_bytes() != b".." {
+                    names.push(n);
+                }
+            }
+            names.sort();
+            for n in names {
+                let child = tar_name.join(std::ffi::OsStr::from_bytes(n.as_bytes()));
+                add_entry(out, fd, &n, &child, depth + 1)?;
+            }
+        }
+        SFlag::S_IFREG => {
+            let fd = nix::fcntl::openat(
+                Some(dir),
+                name,
+                OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| io_err("open", tar_name, e))?;
+            // SAFETY: a fresh descriptor from openat.
+            let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_size(st.st_size as u64);
+            // Exactly the size in the header, even if the file changes meanwhile.
+            let data = file
+                .take(st.st_size as u64)
+                .chain(std::io::repeat(0))
+                .take(st.st_size as u64);
+            out.append_data(&mut h, tar_name, data).map_err(tar_err)?;
+        }
+        SFlag::S_IFLNK => {
+            let target = nix::fcntl::readlinkat(Some(dir), name)
+                .map_err(|e| io_err("readlink", tar_name, e))?;
+            h.set_entry_type(tar::EntryType::Symlink);
+            out.append_link(&mut h, tar_name, Path::new(&target))
+                .map_err(tar_err)?;
+        }
+        SFlag::S_IFCHR | SFlag::S_IFBLK => {
+            h.set_entry_type(if kind == SFlag::S_IFCHR {
+                tar::EntryType::Char
+            } else {
+                tar::EntryType::Block
+            });
+            h.set_device_major(libc::major(st.st_rdev))
+                .map_err(tar_err)?;
+            h.set_device_minor(libc::minor(st.st_rdev))
+                .map_err(tar_err)?;
+            out.append_data(&mut h, tar_name, std::io::empty())
+                .map_err(tar_err)?;
+        }
+        SFlag::S_IFIFO => {
+            h.set_entry_type(tar::EntryType::Fifo);
+            out.append_data(&mut h, tar_name, std::io::empty())
+                .map_err(tar_err)?;
+        }
+        // Sockets cannot be archived: skipped, as tar skips them.
+        _ => {}
+    }
+    Ok(())
+}
+
+impl Engine {
+    /// Runs `with` on container `key`'s mounted root; a stopped
+    /// container's root is mounted for it and unmounted after.
+    fn with_root<T>(
+        &self,
+        key: &str,
+        with: impl FnOnce(&Path) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        let db = Store::open(&self.root)?;
+        let rec = db.find(key)?;
+        let dir = image::rootfs::container_dir(&self.root, &rec.id)?;
+        let rootfs = dir.join("rootfs");
+        if rec.is_running() {
+            return with(&rootfs);
+        }
+        let _lock = crate::run::teardown_lock(&self.root, &rec.id)?
+            .ok_or_else(|| EngineError::NoSuchContainer(key.to_string()))?;
+        let lowers: Vec<PathBuf> = std::fs::read(dir.join("bundle").join("lowers.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| EngineError::BadImage {
+                name: rec.image.clone(),
+                reason: format!("container {} was never set up completely", rec.name),
+            })?;
+        image::rootfs::remount_rootfs(&self.root, &rec.id, &lowers)?;
+        let result = with(&rootfs);
+        image::rootfs::unmount_rootfs(&self.root, &rec.id)?;
+        result
+    }
+
+    /// `export`: container `key`'s whole root as a tar stream into `out`.
+    pub fn export(&self, key: &str, out: impl Write) -> Result<(), EngineError> {
+        self.with_root(key, |rootfs| {
+            let root = std::fs::File::open(rootfs).map_err(|e| io_err("open", rootfs, e))?;
+            let mut tar = tar::Builder::new(out);
+            add_entry(&mut tar, root.as_raw_fd(), c".", Path::new(""), 0)?;
+            tar.finish()
+                .map_err(|e| io_err("write the archive of", rootfs, e))
+        })
+    }
+
+    /// `cp CONTAINER:PATH -`: `path` (resolved inside the container's
+    /// root, its last component not followed) as a tar stream named by its
+    /// last component.
+    pub fn copy_out(&self, key: &str, path: &str, out: impl Write) -> Result<(), EngineError> {
+        self.with_root(key, |rootfs| {
+            let root = std::fs::File::open(rootfs).map_err(|e| io_err("open", rootfs, e))?;
+            let rel = berth_fs::relative(Path::new(path));
+            let (parent, name) = match (rel.parent(), rel.file_name()) {
+                (Some(p), Some(n)) => (p.to_path_buf(), n.to_owned()),
+                _ => (PathBuf::new(), std::ffi::OsString::from(".")),
+            };
+            let dir = berth_fs::open_in_root(
+                root.as_raw_fd(),
+                &parent,
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                0,
+            )
+            .map_err(|e| io_err("open in the container", Path::new(path), e))?;
+            let cname = std::ffi::CString::new(name.as_bytes()).map_err(|_| {
+                io_err(
+                    "open",
+                    Path::new(path),
+                    std::io::Error::other("NUL in path"),
+                )
+            })?;
+            let tar_name = if name == "." {
+                PathBuf::from(".")
+            } else {
+                PathBuf::from(&name)
+            };
+            let mut tar = tar::Builder::new(out);
+            add_entry(&mut tar, dir.as_raw_fd(), &cname, &tar_name, 0)?;
+            tar.finish()
+                .map_err(|e| io_err("write the archive of", Path::new(path), e))
+        })
+    }
+
+    /// Whether `path` is a directory in container `key` (resolved inside
+    /// its root).
+    pub fn is_dir_in(&self, key: &str, path: &str) -> Result<bool, EngineError> {
+        self.with_root(key, |rootfs| {
+            let root = std::fs::File::open(rootfs).map_err(|e| io_err("open", rootfs, e))?;
+            Ok(berth_fs::open_in_root(
+                root.as_raw_fd(),
+                &berth_fs::relative(Path::new(path)),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                0,
+            )
+            .is_ok())
+        })
+    }
+
+    /// `cp - CONTAINER:DIR`: unpacks the tar stream `input` into directory
+    /// `dir` of container `key` (resolved inside its root), every entry
+    /// kept inside that directory.
+    pub fn copy_in(&self, key: &str, dir: &str, input: impl Read) -> Result<(), EngineError> {
+        self.with_root(key, |rootfs| {
+            let root = std::fs::File::open(rootfs).map_err(|e| io_err("open", rootfs, e))?;
+            let rel = berth_fs::relative(Path::new(dir));
+            let target = berth_fs::open_in_root(
+                root.as_raw_fd(),
+                &rel,
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                0,
+            )
+            .map_err(|e| io_err("open the destination directory", Path::new(dir), e))?;
+            let through = PathBuf::from(format!("/proc/self/fd/{}", target.as_raw_fd()));
+            image::unpack::apply_layer(&through, input, MAX_COPY_IN)
+                .map(|_| ())
+                .map_err(|e| EngineError::Io {
+                    op: "copy into the container at",
+                    path: PathBuf::from(dir),
+                    err: std::io::Error::other(e.to_string()),
+                })
+        })
+    }
+}
