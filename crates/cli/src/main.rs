@@ -5,6 +5,7 @@
 
 mod containers;
 mod copy;
+mod events;
 mod exec;
 mod format;
 mod images;
@@ -95,6 +96,8 @@ enum Command {
         /// Only this port (`80`, `80/tcp`).
         port: Option<String>,
     },
+    /// Show the engine's events (then follow them, unless --until).
+    Events(events::EventsArgs),
     /// Copy files between a container and the host (`-`: a tar stream).
     Cp(copy::CpArgs),
     /// Write a container's root as a tar archive.
@@ -624,6 +627,7 @@ fn run(cli: &Cli) -> Result<()> {
         | Command::Stats(_)
         | Command::System { .. }
         | Command::Cp(_)
+        | Command::Events(_)
         | Command::Export(_)
         | Command::Port { .. }
         | Command::Version { .. }
@@ -667,6 +671,7 @@ fn main() -> ExitCode {
         Command::Stats(a) => Some(stats::stats_main(&cli.root, a)),
         Command::System { command } => Some(system::main(&cli.root, command)),
         Command::Cp(a) => Some(copy::cp_main(&cli.root, a)),
+        Command::Events(a) => Some(events::events_main(&cli.root, a)),
         Command::Export(a) => Some(copy::export_main(&cli.root, a)),
         Command::Port { container, port } => {
             Some(manage::port_main(&cli.root, container, port.as_deref()))

@@ -147,6 +147,13 @@ impl Engine {
         if sig == libc::SIGKILL || sig == libc::SIGTERM {
             self.thaw_if_paused(&rec);
         }
+        crate::events::record(
+            &self.root,
+            "container",
+            "kill",
+            &rec.id,
+            &[("name", &rec.name), ("signal", &sig.to_string())],
+        );
         Ok(rec)
     }
 
@@ -185,11 +192,15 @@ impl Engine {
                 });
             }
         }
-        match self.settled(&rec.id) {
+        // After its exit is recorded ("die"), as Docker orders them.
+        let settled = match self.settled(&rec.id) {
             // Removed meanwhile (--rm): stopped all the same.
-            Err(EngineError::NoSuchContainer(_)) => Ok(rec),
+            Err(EngineError::NoSuchContainer(_)) => Ok(rec.clone()),
             other => other,
-        }
+        };
+        let name = [("name", rec.name.as_str())];
+        crate::events::record(&self.root, "container", "stop", &rec.id, &name);
+        settled
     }
 
     /// Blocks until container `key` is not running; returns its exit status

@@ -17,7 +17,7 @@
 //!   [`detach`]: `run -d` through berth-shim; [`exec`]: `exec`;
 //!   [`lifecycle`]: `create`, `start`, `restart`; [`restart`]: restart policies;
 //!   [`manage`]: `pause`, `unpause`, `rename`, `update`, `top`; [`diff`]: `diff`;
-//!   [`stats`]: `stats`; [`archive`]: `export` and `cp`.
+//!   [`stats`]: `stats`; [`archive`]: `export` and `cp`; [`events`]: the event log.
 //! - [`store`], [`names`]: the container database and container names;
 //!   [`volumes`]: named and anonymous volumes (the local driver).
 //! - [`containers`]: listing, stopping, signalling, waiting for, removing
@@ -31,6 +31,7 @@ pub mod detach;
 pub mod devices;
 pub mod diff;
 pub mod error;
+pub mod events;
 pub mod exec;
 pub mod hosts;
 pub mod image_config;

@@ -70,6 +70,13 @@ impl Engine {
         }
         self.runtime_output("pause", &["pause", &rec.id])?;
         db.update_settings(&rec.id, |s| s.paused = true)?;
+        crate::events::record(
+            &self.root,
+            "container",
+            "pause",
+            &rec.id,
+            &[("name", &rec.name)],
+        );
         Ok(rec)
     }
 
@@ -86,6 +93,13 @@ impl Engine {
         }
         self.runtime_output("resume", &["resume", &rec.id])?;
         db.update_settings(&rec.id, |s| s.paused = false)?;
+        crate::events::record(
+            &self.root,
+            "container",
+            "unpause",
+            &rec.id,
+            &[("name", &rec.name)],
+        );
         Ok(rec)
     }
 
@@ -107,6 +121,13 @@ impl Engine {
         let db = Store::open(&self.root)?;
         let rec = db.find(key)?;
         db.rename(&rec.id, &new)?;
+        crate::events::record(
+            &self.root,
+            "container",
+            "rename",
+            &rec.id,
+            &[("name", &new), ("oldName", &rec.name)],
+        );
         db.find(&rec.id)
     }
 

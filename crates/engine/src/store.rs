@@ -138,6 +138,24 @@ fn row(r: &rusqlite::Row) -> rusqlite::Result<Record> {
 }
 
 impl Store {
+    /// Logs a container event with the container's name and image.
+    fn container_event(&self, action: &str, id: &str, extra: &[(&str, &str)]) {
+        let Some(root) = self.path.parent() else {
+            return;
+        };
+        let (name, image) = self
+            .db
+            .query_row(
+                "SELECT name, image FROM containers WHERE id = ?1",
+                params![id],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+            )
+            .unwrap_or_default();
+        let mut attrs: Vec<(&str, &str)> = vec![("name", &name), ("image", &image)];
+        attrs.extend_from_slice(extra);
+        crate::events::record(root, "container", action, id, &attrs);
+    }
+
     /// Opens (creating on first use) `<root>/engine.db`.
     pub fn open(root: &Path) -> Result<Store, EngineError> {
         let path = root.join("engine.db");
@@ -241,7 +259,9 @@ impl Store {
                     EngineError::NameInUse(r.name.clone())
                 }
                 e => sql(&self.path)(e),
-            })
+            })?;
+        self.container_event("create", &r.id, &[]);
+        Ok(())
     }
 
     /// Records that the container runs as `pid`, unless something already
@@ -259,8 +279,9 @@ impl Store {
                  exit_code = 0, finished = 0 WHERE id = ?1 AND state = 'created'",
                 params![id, pid, pid_start, now],
             )
-            .map(|_| ())
-            .map_err(sql(&self.path))
+            .map_err(sql(&self.path))?;
+        self.container_event("start", id, &[]);
+        Ok(())
     }
 
     /// Sets a container back to created (before it is started again).
@@ -333,8 +354,9 @@ impl Store {
                  finished = ?3 WHERE id = ?1",
                 params![id, code, now],
             )
-            .map(|_| ())
-            .map_err(sql(&self.path))
+            .map_err(sql(&self.path))?;
+        self.container_event("die", id, &[("exitCode", &code.to_string())]);
+        Ok(())
     }
 
     /// Removes the record and its volume links (none: nothing to do).
@@ -366,9 +388,25 @@ impl Store {
             params![id],
         )
         .map_err(sql(&self.path))?;
-        tx.execute("DELETE FROM containers WHERE id = ?1", params![id])
+        let (name, image) = tx
+            .query_row(
+                "SELECT name, image FROM containers WHERE id = ?1",
+                params![id],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+            )
+            .optional()
+            .map_err(sql(&self.path))?
+            .unwrap_or_default();
+        let gone = tx
+            .execute("DELETE FROM containers WHERE id = ?1", params![id])
             .map_err(sql(&self.path))?;
         tx.commit().map_err(sql(&self.path))?;
+        if gone > 0 {
+            if let Some(root) = self.path.parent() {
+                let attrs = [("name", name.as_str()), ("image", image.as_str())];
+                crate::events::record(root, "container", "destroy", id, &attrs);
+            }
+        }
         Ok(anonymous)
     }
 

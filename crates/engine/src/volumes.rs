@@ -242,7 +242,15 @@ impl Engine {
             options,
             anonymous,
         };
-        db.insert_volume(&v)?;
+        if db.insert_volume(&v)? {
+            crate::events::record(
+                &self.root,
+                "volume",
+                "create",
+                &v.name,
+                &[("driver", "local")],
+            );
+        }
         Ok(v)
     }
 
@@ -303,6 +311,13 @@ impl Engine {
 
     /// Removes the volume's directory, unmounting its tmpfs first.
     fn remove_volume_files(&self, v: &Volume) -> Result<(), EngineError> {
+        crate::events::record(
+            &self.root,
+            "volume",
+            "destroy",
+            &v.name,
+            &[("driver", "local")],
+        );
         let dir = self.volumes_dir()?.join(&v.name);
         let data = dir.join("_data");
         if matches!(backing(&v.options), Ok(Backing::Tmpfs(_))) && is_mount_point(&data) {
