@@ -72,3 +72,23 @@ impl Fixture {
         assert!(m.is_empty(), "mounts left: {m:?}");
     }
 }
+
+/// A test that failed half-way still takes down what it made: its
+/// containers (killed, with their volumes) and volumes, so a failure does
+/// not leave processes, mounts or cgroups on the host. (A test that
+/// passed has checked with `assert_clean` that nothing is left.)
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if !self.root().join("engine.db").exists() {
+            return;
+        }
+        let ids = self.berth(&["ps", "-aq", "--no-trunc"]).stdout;
+        for id in ids.lines().filter(|l| !l.is_empty()) {
+            let _ = self.berth(&["rm", "-f", "-v", id]);
+        }
+        let volumes = self.berth(&["volume", "ls", "-q"]).stdout;
+        for v in volumes.lines().filter(|l| !l.is_empty()) {
+            let _ = self.berth(&["volume", "rm", "-f", v]);
+        }
+    }
+}
