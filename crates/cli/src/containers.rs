@@ -28,7 +28,13 @@ pub struct RmArgs {
 pub struct StartArgs {
     /// Attach to the container's output and wait for it (one container).
     #[arg(short, long)]
-    attach: bool,
+    pub(crate) attach: bool,
+    /// Attach our stdin too (implies -a).
+    #[arg(short, long)]
+    pub(crate) interactive: bool,
+    /// The keys that detach from the container and leave it running.
+    #[arg(long = "detach-keys")]
+    pub(crate) detach_keys: Option<String>,
     /// The containers.
     #[arg(required = true)]
     containers: Vec<String>,
@@ -83,6 +89,8 @@ pub struct InspectArgs {
 pub enum ContainerCommand {
     /// Run a stopped container again (attached).
     Start(StartArgs),
+    /// Attach our stdio to a running container.
+    Attach(crate::attach::AttachArgs),
     /// Stop running containers.
     Stop(StopArgs),
     /// Stop and start containers again.
@@ -269,7 +277,7 @@ pub fn start_main(root: &Path, a: &StartArgs) -> std::process::ExitCode {
             return std::process::ExitCode::from(125);
         }
     };
-    if !a.attach {
+    if !a.attach && !a.interactive {
         // Detached, under berth-shim; prints each name, as Docker.
         return match for_each(&a.containers, |c| {
             e.start_container(c)?;
@@ -283,13 +291,12 @@ pub fn start_main(root: &Path, a: &StartArgs) -> std::process::ExitCode {
         eprintln!("berth: start -a takes one container");
         return std::process::ExitCode::from(125);
     };
-    match e.start_foreground(container) {
-        Ok(code) => std::process::ExitCode::from(code.clamp(0, 255) as u8),
-        Err(e) => {
-            eprintln!("berth: {e}");
-            std::process::ExitCode::from(e.exit_code())
-        }
-    }
+    let opts = engine::attach::AttachOptions {
+        stdin: a.interactive,
+        detach_keys: a.detach_keys.clone(),
+        sig_proxy: true,
+    };
+    crate::attach::exit(e.start_attached(container, &opts))
 }
 
 /// `berth restart`.
@@ -343,8 +350,11 @@ pub fn inspect_main(root: &Path, a: &InspectArgs) -> Result<()> {
 pub fn container_main(root: &Path, c: &ContainerCommand) -> Result<()> {
     let engine = engine(root, None)?;
     match c {
-        ContainerCommand::Start(_) | ContainerCommand::Exec(_) | ContainerCommand::Create(_) => {
-            bail!("container start, exec and create are dispatched by main")
+        ContainerCommand::Start(_)
+        | ContainerCommand::Exec(_)
+        | ContainerCommand::Create(_)
+        | ContainerCommand::Attach(_) => {
+            bail!("container start, exec, create and attach are dispatched by main")
         }
         ContainerCommand::Stop(a) => stop_main(root, a),
         ContainerCommand::Restart(a) => restart_main(root, a),

@@ -126,15 +126,27 @@ pub(crate) fn logs(engine: &Engine, a: &LogsArgs) -> Result<()> {
                 .map_err(|_| anyhow::anyhow!("--tail {n:?}: a number or all"))?,
         ),
     };
+    // The rotated files first, oldest first; then the current one, which
+    // --follow goes on reading.
+    let mut lines: Vec<String> = vec![];
+    let mut line = String::new();
+    let files = engine::logging::log_files(&path);
+    for old in &files[..files.len() - 1] {
+        if let Ok(f) = std::fs::File::open(old) {
+            let mut r = std::io::BufReader::new(f);
+            while r.read_line(&mut line)? > 0 {
+                lines.push(std::mem::take(&mut line));
+            }
+        }
+    }
     let file = match std::fs::File::open(&path) {
         Ok(f) => f,
         // A foreground container's output went to its terminal only.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e.into()),
     };
+    let mut inode = inode_of(&file);
     let mut reader = std::io::BufReader::new(file);
-    let mut lines: Vec<String> = vec![];
-    let mut line = String::new();
     while reader.read_line(&mut line)? > 0 {
         lines.push(std::mem::take(&mut line));
     }
@@ -155,9 +167,28 @@ pub(crate) fn logs(engine: &Engine, a: &LogsArgs) -> Result<()> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e.into()),
         };
+        let mut got = false;
+        if inode_of(&f) != inode {
+            // Rotated: the file we were reading is now `.1`; its rest
+            // comes first, then the new file from its start.
+            inode = inode_of(&f);
+            let rotated = engine::logging::log_files(&path);
+            if let Some(old) = rotated.iter().rev().nth(1) {
+                let mut r = std::io::BufReader::new(std::fs::File::open(old)?);
+                r.seek(std::io::SeekFrom::Start(pos))?;
+                let mut l = String::new();
+                while r.read_line(&mut l)? > 0 {
+                    if in_window(&l) {
+                        print_log_line(&l, a.timestamps)?;
+                    }
+                    l.clear();
+                    got = true;
+                }
+            }
+            pos = 0;
+        }
         f.seek(std::io::SeekFrom::Start(pos))?;
         let mut r = std::io::BufReader::new(f);
-        let mut got = false;
         loop {
             let mut l = String::new();
             let n = r.read_line(&mut l)?;
@@ -179,6 +210,11 @@ pub(crate) fn logs(engine: &Engine, a: &LogsArgs) -> Result<()> {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+}
+
+fn inode_of(f: &std::fs::File) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    f.metadata().map_or(0, |m| m.ino())
 }
 
 /// `berth logs`.

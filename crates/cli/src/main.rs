@@ -3,6 +3,7 @@
 //! prune, image mount/unmount. Parsing and printing only; the work is in
 //! the `image` and `registry` libraries.
 
+mod attach;
 mod containers;
 mod copy;
 mod events;
@@ -54,8 +55,10 @@ enum Command {
     Ps(ps::PsArgs),
     /// Remove containers.
     Rm(containers::RmArgs),
-    /// Run a stopped container again (attached).
+    /// Start stopped containers (under berth-shim; -a attaches).
     Start(containers::StartArgs),
+    /// Attach our stdio to a running container.
+    Attach(attach::AttachArgs),
     /// Stop running containers (SIGTERM, then SIGKILL).
     Stop(containers::StopArgs),
     /// Signal running containers.
@@ -610,6 +613,7 @@ fn run(cli: &Cli) -> Result<()> {
         | Command::Ps(_)
         | Command::Rm(_)
         | Command::Start(_)
+        | Command::Attach(_)
         | Command::Stop(_)
         | Command::Kill(_)
         | Command::Wait(_)
@@ -688,6 +692,10 @@ fn main() -> ExitCode {
         | Command::Container {
             command: containers::ContainerCommand::Start(a),
         } => return containers::start_main(&cli.root, a),
+        Command::Attach(a)
+        | Command::Container {
+            command: containers::ContainerCommand::Attach(a),
+        } => return attach::main(&cli.root, a),
         Command::Stop(a) => Some(containers::stop_main(&cli.root, a)),
         Command::Kill(a) => Some(containers::kill_main(&cli.root, a)),
         Command::Wait(a) => Some(containers::wait_main(&cli.root, a)),

@@ -23,12 +23,21 @@ pub struct RunArgs {
     /// Run in the background under berth-shim; print the container's id.
     #[arg(short = 'd', long)]
     detach: bool,
-    /// Keep stdin open: ours goes to the container (not with -d yet).
+    /// Keep stdin open: ours goes to the container (with -d, for `attach`).
     #[arg(short = 'i', long)]
     interactive: bool,
-    /// Allocate a terminal, copied to ours (not with -d yet).
+    /// Allocate a terminal (copied to ours; with -d, for `attach`).
     #[arg(short = 't', long)]
     tty: bool,
+    /// The keys that detach from the container and leave it running.
+    #[arg(long = "detach-keys")]
+    detach_keys: Option<String>,
+    /// The log driver: json-file (default), local or none.
+    #[arg(long = "log-driver")]
+    log_driver: Option<String>,
+    /// A log driver option (`max-size=10m`, `max-file=3`).
+    #[arg(long = "log-opt")]
+    log_opt: Vec<String>,
     /// Set an environment variable (`KEY=value`, or `KEY` to take it from here).
     #[arg(short = 'e', long = "env")]
     env: Vec<String>,
@@ -260,6 +269,9 @@ fn prepare(root: &Path, args: &RunArgs) -> anyhow::Result<Prepared> {
         detach: args.detach,
         interactive: args.interactive,
         tty: args.tty,
+        detach_keys: args.detach_keys.clone(),
+        log_driver: args.log_driver.clone(),
+        log_opts: args.log_opt.clone(),
         restart: args.restart.clone(),
         namespaces: engine::namespaces::NamespaceFlags {
             network: args.network.clone(),

@@ -18,13 +18,40 @@ pub(crate) const EXIT_FILE: &str = "exit-status";
 
 impl Container<'_> {
     /// Starts berth-shim for this container and waits for its answer;
-    /// returns the init's pid.
-    pub(crate) fn spawn_shim(&mut self) -> Result<i32, EngineError> {
+    /// returns the init's pid and the shim. With `wait_attach`, the shim
+    /// answers once the container is created and starts it when the
+    /// first client has attached.
+    pub(crate) fn spawn_shim(
+        &mut self,
+        wait_attach: bool,
+    ) -> Result<(i32, std::process::Child), EngineError> {
         let runtime_root = self.engine.runtime_root()?;
         // From here on a failure deletes whatever the runtime has.
         self.runtime_root = Some(runtime_root.clone());
         self.created = true;
+        let settings = crate::restart::ContainerSettings::parse(&self.db.find(&self.id)?.config);
+        let mut options = settings.log.shim_args();
+        if settings.tty {
+            let dir = self.engine.root.join("run");
+            berth_fs::private_dir(&dir).map_err(|e| EngineError::Io {
+                op: "create",
+                path: dir.clone(),
+                err: std::io::Error::other(e.to_string()),
+            })?;
+            options.extend(["--tty".into(), "--console-dir".into()]);
+            options.push(dir.to_string_lossy().into_owned());
+        }
+        if settings.open_stdin {
+            options.push("--stdin".into());
+        }
+        if settings.stdin_once {
+            options.push("--stdin-once".into());
+        }
+        if wait_attach {
+            options.push("--wait-attach".into());
+        }
         let mut child = Command::new(&self.engine.shim)
+            .args(&options)
             .arg(&self.engine.runtime)
             .arg(&runtime_root)
             .arg(&self.id)
@@ -50,15 +77,15 @@ impl Container<'_> {
             let _ = std::io::BufReader::new(out).read_line(&mut answer);
         }
         let answer = answer.trim();
+        let expected = if wait_attach { "created " } else { "ok " };
         if let Some(pid) = answer
-            .strip_prefix("ok ")
+            .strip_prefix(expected)
             .and_then(|p| p.parse::<i32>().ok())
         {
             let start = process_start(pid).unwrap_or(0);
             self.db.set_running(&self.id, pid as i64, start, now())?;
             // The shim lives on; whoever outlives us reaps it.
-            std::mem::forget(child);
-            return Ok(pid);
+            return Ok((pid, child));
         }
         let _ = child.wait();
         Err(EngineError::Runtime {
@@ -108,9 +135,18 @@ impl Engine {
         Ok(())
     }
 
-    /// The json-file log of container `key` (written for detached containers).
+    /// The json-file log of container `key` (written by berth-shim); its
+    /// rotated files are beside it (see [`crate::logging::log_files`]).
+    /// An error for a container whose log driver is `none`.
     pub fn log_path(&self, key: &str) -> Result<std::path::PathBuf, EngineError> {
         let rec = Store::open(&self.root)?.find(key)?;
+        let settings = crate::restart::ContainerSettings::parse(&rec.config);
+        if !settings.log.readable() {
+            return Err(EngineError::LogNotReadable {
+                name: rec.name,
+                driver: settings.log.name().to_string(),
+            });
+        }
         Ok(image::rootfs::container_dir(&self.root, &rec.id)?
             .join("bundle")
             .join(LOG_FILE))

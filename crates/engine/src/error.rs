@@ -96,6 +96,20 @@ pub enum EngineError {
     /// An operation that needs a running container.
     #[error("container {0} is not running")]
     NotRunning(String),
+    /// Attach to a container that no berth-shim serves.
+    #[error("container {0} was not started by berth-shim (a foreground `berth run` holds its stdio): it cannot be attached to")]
+    NotAttachable(String),
+    /// An operation refused while the container is paused.
+    #[error("container {0} is paused: unpause it first")]
+    Paused(String),
+    /// `logs` of a container whose log driver keeps nothing.
+    #[error("container {name}: the {driver} log driver keeps no log to read")]
+    LogNotReadable {
+        /// The container.
+        name: String,
+        /// Its log driver.
+        driver: String,
+    },
     /// An operation that needs a stopped container.
     #[error("container {0} is running: stop it first or use --force")]
     Running(String),

@@ -1,9 +1,7 @@
 //! berth's container engine: an image plus Docker's `run` options become a
-//! container. So far a container runs in the foreground (`berth run`), is
-//! kept in the container store (SQLite) when it exits unless `--rm` says
-//! otherwise, and is listed (`ps`) and removed (`rm`, `container prune`);
-//! berth-shim, detached containers and the rest of the lifecycle come next
-//! (see docs/engine.md for what works today).
+//! container, kept in the container store (SQLite) through its lifecycle,
+//! daemonless: a plain `run` supervises its container itself, the rest
+//! run under one berth-shim each (see docs/engine.md for what works today).
 //!
 //! - [`image_config`]: how the image says its containers run.
 //! - [`user`]: `--user` against the image's /etc/passwd and /etc/group.
@@ -13,8 +11,9 @@
 //!   [`namespaces`]: Docker's resource, mount, confinement, device and
 //!   namespace flags as spec edits.
 //! - [`lookup`]: the program checked before start (Docker's 126 and 127).
-//! - [`run`]: the foreground run itself (with `tty`, its terminal);
-//!   [`detach`]: `run -d` through berth-shim; [`exec`]: `exec`;
+//! - [`run`]: `run` and `create`, and the plain foreground run;
+//!   [`detach`]: berth-shim started and called back; [`attach`]: `attach`,
+//!   `run -it`, `start -a`; [`logging`]: log drivers and rotation; [`exec`]: `exec`;
 //!   [`lifecycle`]: `create`, `start`, `restart`; [`restart`]: restart policies;
 //!   [`manage`]: `pause`, `unpause`, `rename`, `update`, `top`; [`diff`]: `diff`;
 //!   [`stats`]: `stats`; [`archive`]: `export` and `cp`; [`events`]: the event log.
@@ -24,6 +23,7 @@
 //!   and pruning containers; [`inspect`]: their JSON and `--format`.
 
 pub mod archive;
+pub mod attach;
 pub mod blkio;
 pub mod confine;
 pub mod containers;
@@ -38,6 +38,7 @@ pub mod image_config;
 pub mod inspect;
 pub mod lifecycle;
 pub mod limits;
+pub mod logging;
 pub mod lookup;
 pub mod manage;
 pub mod mounts;

@@ -14,7 +14,7 @@ use image::imported::ImportedImage;
 use image::ContentStore;
 
 use crate::error::EngineError;
-use crate::run::{Attach, Container, Engine, Launch};
+use crate::run::{Container, Engine, Launch};
 use crate::spec::RunOptions;
 use crate::store::{Record, Store};
 
@@ -71,33 +71,37 @@ impl Engine {
         Ok(container)
     }
 
-    /// Whether the container's bundle asks for a terminal.
-    fn has_terminal(container: &Container<'_>) -> bool {
-        runtime::spec::load(&container.bundle)
-            .ok()
-            .and_then(|b| b.spec.process().as_ref().and_then(|p| p.terminal()))
-            .unwrap_or(false)
-    }
-
-    /// Starts the stopped container `key` again in the foreground (`start
-    /// -a`); returns the exit status.
-    pub fn start_foreground(&self, key: &str) -> Result<i32, EngineError> {
-        let _no_gc = image::gc::hold_shared(&self.root)?;
+    /// `start -a`: starts the stopped container `key` under berth-shim
+    /// with our stdio attached (stdin with `opts.stdin`, if the container
+    /// keeps its stdin open); returns how the attach ended.
+    pub fn start_attached(
+        &self,
+        key: &str,
+        opts: &crate::attach::AttachOptions,
+    ) -> Result<crate::attach::AttachEnd, EngineError> {
         let db = Store::open(&self.root)?;
         let rec = db.find(key)?;
         if rec.is_running() {
             return Err(EngineError::Running(rec.name.clone()));
         }
         db.update_settings(&rec.id, |s| s.manually_stopped = false)?;
-        let mut container = self.reopen(&db, &rec)?;
-        // The terminal is the container's own setting; its stdin is not
-        // attached (`start -i` is not served yet).
-        let tty = Self::has_terminal(&container);
-        let result = container.supervise(Attach { tty, stdin: false });
-        let cleanup = container.finish(rec.auto_remove);
-        let code = result?;
-        cleanup?;
-        Ok(code)
+        let settings = crate::restart::ContainerSettings::parse(&rec.config);
+        let bundle = {
+            let _teardown = crate::run::teardown_lock(&self.root, &rec.id)?
+                .ok_or_else(|| EngineError::NoSuchContainer(rec.name.clone()))?;
+            let mut container = self.reopen(&db, &rec)?;
+            let _ = std::fs::remove_file(container.bundle.join(crate::detach::EXIT_FILE));
+            if let Err(e) = container.spawn_shim(true) {
+                let _ = container.stop_keeping_layer();
+                return Err(e);
+            }
+            container.bundle.clone()
+        };
+        let opts = crate::attach::AttachOptions {
+            stdin: opts.stdin && settings.open_stdin,
+            ..opts.clone()
+        };
+        self.attach_new(&db, &rec.id, &bundle, settings.tty, &opts)
     }
 
     /// `start`: starts container `key` under berth-shim and returns; a
@@ -117,15 +121,9 @@ impl Engine {
         let _teardown = crate::run::teardown_lock(&self.root, &rec.id)?
             .ok_or_else(|| EngineError::NoSuchContainer(rec.name.clone()))?;
         let mut container = self.reopen(db, rec)?;
-        if Self::has_terminal(&container) {
-            let _ = container.stop_keeping_layer();
-            return Err(EngineError::NotImplemented(
-                "start without -a of a container with a terminal (-t): its terminal needs attach",
-            ));
-        }
         // The exit file of the run before would read as this run's.
         let _ = std::fs::remove_file(container.bundle.join(crate::detach::EXIT_FILE));
-        match container.spawn_shim() {
+        match container.spawn_shim(false) {
             Ok(_) => Ok(()),
             Err(e) => {
                 let _ = container.stop_keeping_layer();

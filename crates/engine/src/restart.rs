@@ -110,6 +110,19 @@ pub struct ContainerSettings {
         skip_serializing_if = "std::collections::BTreeMap::is_empty"
     )]
     pub labels: std::collections::BTreeMap<String, String>,
+    /// `-t`: it has a terminal.
+    #[serde(rename = "Tty", default)]
+    pub tty: bool,
+    /// `-i`: its stdin stays open for attached clients.
+    #[serde(rename = "OpenStdin", default)]
+    pub open_stdin: bool,
+    /// Its stdin closes when the first attached client's input ends
+    /// (`run -i` in the foreground).
+    #[serde(rename = "StdinOnce", default)]
+    pub stdin_once: bool,
+    /// `--log-driver` and `--log-opt`.
+    #[serde(rename = "LogConfig", default)]
+    pub log: crate::logging::LogSettings,
 }
 
 impl ContainerSettings {

@@ -1,14 +1,14 @@
-//! `run --rm` in the foreground: the first slice of the engine, before the
-//! container store and berth-shim exist. The calling process plays the
-//! shim's part for the container's life: it prepares the root (the
-//! image's snapshots under a fresh overlay upper), writes the bundle, runs
-//! the OCI runtime binary (`create`, `start`), becomes the init's reaper,
-//! forwards the signals it gets to the container, and when the container
-//! exits, deletes it and removes everything it made. The container's
-//! output goes straight to the caller's stdout and stderr; its stdin is
-//! ours with `-i`, else /dev/null. With `-t` the container has a terminal,
-//! whose master the runtime hands over and `tty` copies to and from our
-//! stdio.
+//! `run` and `create`: the image and the options made into a container
+//! (record, root, bundle), then run as [`Launch`] says. A plain `run`
+//! (no `-d`, `-i` or `-t`) is the fast path: the calling process plays the
+//! shim's part for the container's life: it runs the OCI runtime binary
+//! (`create`, `start`), becomes the init's reaper, forwards the signals it
+//! gets to the container, and when the container exits, deletes it from
+//! the runtime and keeps or removes the rest. The container's output goes
+//! straight to the caller's stdout and stderr, its stdin is /dev/null.
+//! `run -d` hands the container to berth-shim ([`crate::detach`]); `run -i`
+//! and `run -t` hand it to berth-shim too and attach to it
+//! ([`crate::attach`]), so the detach keys leave it running.
 //!
 //! While a container runs, image garbage collection waits (the shared gc
 //! lock is held), so `image prune` cannot take its layers away.
@@ -102,6 +102,10 @@ impl Engine {
     ) -> Result<(String, i32), EngineError> {
         let mode = if opts.detach {
             Launch::Detach
+        } else if opts.interactive || opts.tty {
+            // Through berth-shim and its attach socket: the detach keys
+            // leave the container running, and `attach` reaches it.
+            Launch::Attached
         } else {
             Launch::Foreground
         };
@@ -163,6 +167,13 @@ impl Engine {
                     .or_else(|| defaults.stop_signal.clone()),
                 stop_timeout: opts.stop_timeout,
                 labels: crate::volumes::key_values("--label", &opts.labels)?,
+                tty: opts.tty,
+                open_stdin: opts.interactive,
+                stdin_once: opts.interactive && !opts.detach,
+                log: crate::logging::LogSettings::parse(
+                    opts.log_driver.as_deref(),
+                    &opts.log_opts,
+                )?,
                 ..Default::default()
             }
             .to_json(),
@@ -217,6 +228,7 @@ impl Engine {
             .as_ref()
             .map(|v| v.keys().cloned().collect())
             .unwrap_or_default();
+        let mut shim = None;
         let result = self
             .attach_volumes(&db, &id, &rootfs, &wanted, &image_volumes, &taken)
             .and_then(|volumes| {
@@ -225,14 +237,27 @@ impl Engine {
             .and_then(|()| match mode {
                 // Made, not started: its root is unmounted until `start`.
                 Launch::CreateOnly => container.stop_keeping_layer().map(|()| 0),
-                Launch::Detach => container.spawn_shim().map(|_| 0),
-                Launch::Foreground => container.supervise(Attach {
-                    tty: opts.tty,
-                    stdin: opts.interactive,
+                Launch::Detach => container.spawn_shim(false).map(|_| 0),
+                Launch::Attached => container.spawn_shim(true).map(|(_, child)| {
+                    shim = Some(child);
+                    0
                 }),
+                Launch::Foreground => container.supervise(),
             });
         if mode != Launch::Foreground && result.is_ok() {
             // The shim has the container now, or nothing runs it yet.
+            if shim.is_some() {
+                let attach = crate::attach::AttachOptions {
+                    stdin: opts.interactive,
+                    detach_keys: opts.detach_keys.clone(),
+                    sig_proxy: true,
+                };
+                let code = match self.attach_new(&db, &id, &container.bundle, opts.tty, &attach)? {
+                    crate::attach::AttachEnd::Exited(code) => code,
+                    crate::attach::AttachEnd::Detached => 0,
+                };
+                return Ok((id, code));
+            }
             return Ok((id, 0));
         }
         let cleanup = container.finish(opts.auto_remove);
@@ -249,17 +274,11 @@ pub(crate) enum Launch {
     Foreground,
     /// Handed to berth-shim (`run -d`).
     Detach,
+    /// Handed to berth-shim, which starts it once we have attached (`run
+    /// -i`, `run -t`).
+    Attached,
     /// Made and left stopped (`create`).
     CreateOnly,
-}
-
-/// What of the caller's stdio a foreground container gets.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Attach {
-    /// The container has a terminal, which we copy to our stdout.
-    pub(crate) tty: bool,
-    /// Our stdin goes to the container (through its terminal with `tty`).
-    pub(crate) stdin: bool,
 }
 
 pub(crate) fn now() -> i64 {
@@ -358,10 +377,10 @@ impl Container<'_> {
     }
 
     /// Runs the bundle: `create`, `start`, forwards signals, waits for the
-    /// init and records each step; returns the exit status. With a
-    /// terminal, the pty master comes through a console socket and is
-    /// copied to and from our stdio meanwhile.
-    pub(crate) fn supervise(&mut self, attach: Attach) -> Result<i32, EngineError> {
+    /// init and records each step; returns the exit status. The container
+    /// writes to our stdout and stderr; its stdin is /dev/null (a run with
+    /// `-i` or `-t` goes through berth-shim and [`crate::attach`]).
+    pub(crate) fn supervise(&mut self) -> Result<i32, EngineError> {
         let io = |op: &'static str, path: &Path| {
             let path = path.to_path_buf();
             move |err| EngineError::Io { op, path, err }
@@ -375,32 +394,12 @@ impl Container<'_> {
         for s in FORWARDED {
             forwarded.add(s);
         }
-        if attach.tty {
-            forwarded.add(nix::sys::signal::Signal::SIGWINCH);
-        }
         // Blocked here, taken by the forwarding thread below; the runtime
         // unblocks them for the container (it resets the mask it inherits).
         forwarded
             .thread_block()
             .map_err(|e| io("block signals", Path::new("sigprocmask"))(e.into()))?;
 
-        let console = if attach.tty {
-            let dir = self.engine.root.join("run");
-            berth_fs::private_dir(&dir).map_err(|e| EngineError::Io {
-                op: "create",
-                path: dir.clone(),
-                err: std::io::Error::other(e.to_string()),
-            })?;
-            let listener = runtime::console_client::ConsoleListener::new_in(&dir).map_err(|e| {
-                EngineError::Runtime {
-                    step: "console socket",
-                    message: e.to_string(),
-                }
-            })?;
-            Some(listener)
-        } else {
-            None
-        };
         let pid_file = self.bundle.join("init.pid");
         let mut create = self.engine.runtime_cmd(&runtime_root, &self.log());
         create
@@ -409,31 +408,15 @@ impl Container<'_> {
             .arg(&self.bundle)
             .arg("--pid-file")
             .arg(&pid_file);
-        if let Some(c) = &console {
-            create.arg("--console-socket").arg(&c.path);
-        }
-        let stdin = if attach.stdin && !attach.tty {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        };
         let created = create
             .arg(&self.id)
-            .stdin(stdin)
+            .stdin(Stdio::null())
             .status()
             .map_err(io("run", &self.engine.runtime))?;
         if !created.success() {
             return Err(self.runtime_error("create"));
         }
         self.created = true;
-        let master = match &console {
-            Some(c) => Some(c.receive().map_err(|e| EngineError::Runtime {
-                step: "receive the terminal",
-                message: e.to_string(),
-            })?),
-            None => None,
-        };
-        drop(console);
         let pid: i32 = std::fs::read_to_string(&pid_file)
             .map_err(io("read", &pid_file))?
             .trim()
@@ -442,24 +425,7 @@ impl Container<'_> {
         let start_time = crate::store::process_start(pid).unwrap_or(0);
         self.db
             .set_running(&self.id, pid as i64, start_time, now())?;
-        let resize = match &master {
-            Some(m) => Some(m.try_clone().map_err(io("dup", Path::new("pty master")))?),
-            None => None,
-        };
-        self.forward_signals(forwarded, runtime_root.clone(), resize);
-        // Raw only while our stdin goes to the container, as Docker's.
-        let _raw = attach
-            .stdin
-            .then_some(())
-            .and(master.as_ref())
-            .map(|_| runtime::console_client::RawTerminal::enter());
-        let relay = match master {
-            Some(m) => {
-                runtime::console_client::copy_window_size(&m);
-                Some(crate::tty::Relay::start(m, attach.stdin)?)
-            }
-            None => None,
-        };
+        self.forward_signals(forwarded, runtime_root.clone());
         let started = self
             .engine
             .runtime_cmd(&runtime_root, &self.log())
@@ -473,31 +439,18 @@ impl Container<'_> {
             Ok(_) => Err(self.runtime_error("start")),
             Err(e) => Err(e),
         };
-        if let Some(r) = relay {
-            r.finish();
-        }
         let code = code?;
         self.db.set_exited(&self.id, code as i64, now())?;
         Ok(code)
     }
 
     /// Forwards the blocked signals to the container, from a thread that
-    /// lives as long as the process. A SIGWINCH gives the container's
-    /// terminal (`resize`) our window size instead.
-    fn forward_signals(
-        &self,
-        set: nix::sys::signal::SigSet,
-        runtime_root: PathBuf,
-        resize: Option<std::os::fd::OwnedFd>,
-    ) {
+    /// lives as long as the process.
+    fn forward_signals(&self, set: nix::sys::signal::SigSet, runtime_root: PathBuf) {
         let engine = self.engine.clone();
         let (id, log) = (self.id.clone(), self.log());
         std::thread::spawn(move || loop {
             let Ok(sig) = set.wait() else { return };
-            if let (nix::sys::signal::Signal::SIGWINCH, Some(m)) = (sig, &resize) {
-                runtime::console_client::copy_window_size(m);
-                continue;
-            }
             let _ = engine
                 .runtime_cmd(&runtime_root, &log)
                 .arg("kill")

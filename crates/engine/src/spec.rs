@@ -24,6 +24,12 @@ pub struct RunOptions {
     pub interactive: bool,
     /// `-t`: the container's stdio is a terminal, copied to ours.
     pub tty: bool,
+    /// `--log-driver` (json-file, local, none).
+    pub log_driver: Option<String>,
+    /// `--log-opt KEY=VALUE`.
+    pub log_opts: Vec<String>,
+    /// `--detach-keys` (default ctrl-p,ctrl-q) for an attached run.
+    pub detach_keys: Option<String>,
     /// `--restart` (no, on-failure[:N], always, unless-stopped).
     pub restart: Option<String>,
     /// `--network`, `--ipc`, `--pid`, `--uts`, `--cgroupns`, `--userns`.
@@ -126,11 +132,10 @@ pub fn check_flags(opts: &RunOptions) -> Result<(), EngineError> {
             reason: "conflicting options: --restart and --rm".into(),
         });
     }
-    if opts.detach && (opts.interactive || opts.tty) {
-        return Err(EngineError::NotImplemented(
-            "-d with -i or -t (a detached container's terminal and stdin need attach, which berth-shim does not serve yet)",
-        ));
+    if let Some(keys) = &opts.detach_keys {
+        crate::attach::parse_detach_keys(keys)?;
     }
+    crate::logging::LogSettings::parse(opts.log_driver.as_deref(), &opts.log_opts)?;
     let mut spec =
         runtime::spec_default::default_spec(false).map_err(|e| EngineError::Spec(e.to_string()))?;
     apply_flags(&mut spec, opts, &|_| Ok(1))

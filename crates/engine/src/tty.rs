@@ -1,4 +1,4 @@
-//! A foreground container's terminal (`run -t`, `exec -t`): the pty master
+//! An `exec -t` process's terminal: the pty master
 //! the runtime hands over, copied to our stdout and, with `-i`, fed from
 //! our stdin, by a thread that runs until the container has exited.
 

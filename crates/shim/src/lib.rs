@@ -3,21 +3,34 @@
 //!
 //! 1. It starts a session of its own and becomes a child subreaper, so the
 //!    container's init (forked by the runtime) is its child.
-//! 2. It makes pipes for the container's stdout and stderr and runs
-//!    `<runtime> create` with them (stdin /dev/null), then `start`.
-//! 3. It tells the engine `ok <pid>` (or `error: <why>`) on its own stdout,
-//!    then points its stdio at /dev/null: the engine stops listening.
-//! 4. It copies the container's output into a json-file log, one
-//!    `{"log":…,"stream":…,"time":…}` object per line, as Docker's json-file
-//!    driver writes them, until the init exits.
-//! 5. It writes the exit status to the exit file (temp file, rename) and
+//! 2. It listens on the container's attach socket (`BUNDLE/attach.sock`,
+//!    see [`protocol`]).
+//! 3. It runs `<runtime> create` with the container's stdio: pipes for
+//!    stdout and stderr (and stdin with `--stdin`), or with `--tty` a
+//!    terminal whose master comes through a console socket. Then `start`.
+//! 4. It tells the engine `ok <pid>` (or `error: <why>`) on its own stdout,
+//!    then points its stdio at /dev/null: the engine stops listening. With
+//!    `--wait-attach` it answers `created <pid>` after `create` instead, and
+//!    starts the container once the first client has attached, so that
+//!    client sees all of the output (`start -a`).
+//! 5. Until the init exits ([`supervise`]) it copies the container's
+//!    output into the log ([`log`]) and to attached clients, and their
+//!    input to the container.
+//! 6. It writes the exit status to the exit file (temp file, rename) and
 //!    execs the cleanup command (`berth container cleanup ID`), which
 //!    records the status and takes the container down.
 
-use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+pub mod log;
+pub mod protocol;
+pub mod supervise;
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::time::Duration;
+
+pub use supervise::{supervise, ContainerIo};
 
 /// What one shim supervises.
 #[derive(Debug, Clone)]
@@ -30,17 +43,30 @@ pub struct Config {
     pub id: String,
     /// The bundle directory.
     pub bundle: PathBuf,
-    /// The json-file log.
-    pub log: PathBuf,
+    /// The container's log.
+    pub log: log::LogConfig,
     /// Where the exit status goes.
     pub exit_file: PathBuf,
     /// Run (exec'd) when the container has exited.
     pub cleanup: Vec<String>,
+    /// The container has a terminal.
+    pub tty: bool,
+    /// Its stdin stays open for attached clients (`-i`).
+    pub stdin: bool,
+    /// Its stdin closes when a client's input ends (`run -a stdin -i`).
+    pub stdin_once: bool,
+    /// Start only once a client has attached.
+    pub wait_attach: bool,
+    /// A directory (short path) for the console socket, with `tty`.
+    pub console_dir: PathBuf,
 }
 
 /// Why the container could not be started.
 #[derive(Debug)]
 pub struct StartError(pub String);
+
+/// How long `--wait-attach` waits for its client.
+pub const ATTACH_WAIT: Duration = Duration::from_secs(30);
 
 fn runtime(c: &Config) -> Command {
     let mut cmd = Command::new(&c.runtime);
@@ -80,35 +106,108 @@ fn wait_for(pid: i32) -> Option<i32> {
     }
 }
 
-/// Creates and starts the container; returns the init's pid and the read
-/// ends of its stdout and stderr pipes.
-pub fn start(c: &Config) -> Result<(i32, OwnedFd, OwnedFd), StartError> {
+/// Listens on the bundle's attach socket. The bundle is reached through
+/// a descriptor (`/proc/self/fd/N/…`), so a long path does not matter.
+pub fn listen(c: &Config) -> Result<UnixListener, StartError> {
+    let dir = nix::fcntl::open(
+        &c.bundle,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| StartError(format!("open {}: {e}", c.bundle.display())))?;
+    // SAFETY: open returned a new descriptor that nothing else owns.
+    let dir = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(dir) };
+    let path = format!("/proc/self/fd/{}/{}", dir.as_raw_fd(), protocol::SOCKET);
+    // A socket left by the run before.
+    let _ = std::fs::remove_file(&path);
+    UnixListener::bind(&path).map_err(|e| {
+        StartError(format!(
+            "listen on {}: {e}",
+            c.bundle.join(protocol::SOCKET).display()
+        ))
+    })
+}
+
+/// The container after `create`: its init's pid and its stdio.
+pub struct Created {
+    /// The init's pid.
+    pub pid: i32,
+    /// The shim's ends of its stdio.
+    pub io: ContainerIo,
+}
+
+/// `<runtime> create` with the container's stdio set up as `c` says.
+pub fn create(c: &Config) -> Result<Created, StartError> {
     let io = |what: &str, e: &dyn std::fmt::Display| StartError(format!("{what}: {e}"));
-    let (out_r, out_w) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io("pipe", &e))?;
-    let (err_r, err_w) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io("pipe", &e))?;
+    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io("pipe", &e));
     let pid_file = c.bundle.join("init.pid");
-    let child = runtime(c)
-        .arg("create")
+    let mut cmd = runtime(c);
+    cmd.arg("create")
         .arg("--bundle")
         .arg(&c.bundle)
         .arg("--pid-file")
-        .arg(&pid_file)
+        .arg(&pid_file);
+    let mut outputs = Vec::new();
+    let mut input = None;
+    let console = if c.tty {
+        let listener = runtime::console_client::ConsoleListener::new_in(&c.console_dir)
+            .map_err(|e| io("console socket", &e))?;
+        cmd.arg("--console-socket").arg(&listener.path);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        Some(listener)
+    } else {
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        if c.stdin {
+            let (in_r, in_w) = pipe()?;
+            cmd.stdin(Stdio::from(in_r));
+            input = Some(in_w);
+        } else {
+            cmd.stdin(Stdio::null());
+        }
+        cmd.stdout(Stdio::from(out_w)).stderr(Stdio::from(err_w));
+        outputs.push((out_r, protocol::STDOUT));
+        outputs.push((err_r, protocol::STDERR));
+        None
+    };
+    let child = cmd
         .arg(&c.id)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(out_w))
-        .stderr(Stdio::from(err_w))
         .spawn()
         .map_err(|e| io(&format!("run {}", c.runtime.display()), &e))?;
-    // The write ends went to the child; the container's init keeps them.
+    // The child's ends went with it (the container's init keeps them).
+    drop(cmd);
     if wait_for(child.id() as i32) != Some(0) {
         return Err(runtime_error(c, "create"));
+    }
+    let mut master = None;
+    if let Some(listener) = console {
+        let m = listener
+            .receive()
+            .map_err(|e| io("receive the terminal", &e))?;
+        if c.stdin {
+            input = Some(m.try_clone().map_err(|e| io("dup", &e))?);
+        }
+        outputs.push((m.try_clone().map_err(|e| io("dup", &e))?, protocol::STDOUT));
+        master = Some(m);
     }
     let pid: i32 = std::fs::read_to_string(&pid_file)
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .ok_or_else(|| runtime_error(c, "create"))?;
+    Ok(Created {
+        pid,
+        io: ContainerIo {
+            outputs,
+            input,
+            master,
+        },
+    })
+}
+
+/// `<runtime> start`.
+pub fn start(c: &Config) -> Result<(), StartError> {
     let child = runtime(c)
         .arg("start")
         .arg(&c.id)
@@ -116,117 +215,26 @@ pub fn start(c: &Config) -> Result<(i32, OwnedFd, OwnedFd), StartError> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| io(&format!("run {}", c.runtime.display()), &e))?;
+        .map_err(|e| StartError(format!("run {}: {e}", c.runtime.display())))?;
     if wait_for(child.id() as i32) != Some(0) {
         return Err(runtime_error(c, "start"));
     }
-    Ok((pid, out_r, err_r))
+    Ok(())
 }
 
-/// One json-file log line.
-fn log_line(stream: &str, text: &[u8]) -> String {
-    let now = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
-    let line = serde_json::json!({
-        "log": String::from_utf8_lossy(text),
-        "stream": stream,
-        "time": now,
-    });
-    format!("{line}\n")
-}
-
-/// Splits `buf` into complete lines written to `log`; keeps the rest.
-fn flush_lines(buf: &mut Vec<u8>, stream: &str, log: &mut std::fs::File, all: bool) {
-    while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
-        let line: Vec<u8> = buf.drain(..=nl).collect();
-        let _ = log.write_all(log_line(stream, &line).as_bytes());
-    }
-    // A partial line longer than 16 KiB, or the end of the stream, goes out as it is.
-    if (all && !buf.is_empty()) || buf.len() > 16 << 10 {
-        let _ = log.write_all(log_line(stream, buf).as_bytes());
-        buf.clear();
-    }
-}
-
-/// Copies the container's output to the log until `pid` exits; returns
-/// its status as Docker reports it.
-pub fn supervise(c: &Config, pid: i32, out: OwnedFd, err: OwnedFd) -> i32 {
+/// Waits up to [`ATTACH_WAIT`] for the first client.
+pub fn first_client(listener: &UnixListener) -> Option<UnixStream> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&c.log)
-        .ok();
-    let streams = [(out, "stdout"), (err, "stderr")];
-    let mut bufs = [Vec::new(), Vec::new()];
-    let mut open = [true, true];
-    let mut status = None;
-    loop {
-        let mut fds: Vec<PollFd> = streams
-            .iter()
-            .zip(open)
-            .filter(|(_, o)| *o)
-            .map(|((fd, _), _)| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
-            .collect();
-        if !fds.is_empty() {
-            let _ = poll(&mut fds, PollTimeout::from(100u16));
-        } else {
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        for (i, (fd, name)) in streams.iter().enumerate() {
-            if !open[i] {
-                continue;
-            }
-            // Only what is there: a read must not block the reaping below.
-            if !readable(fd) {
-                continue;
-            }
-            let mut chunk = [0u8; 16384];
-            match nix::unistd::read(fd.as_raw_fd(), &mut chunk) {
-                Ok(0) | Err(_) => open[i] = false,
-                Ok(n) => bufs[i].extend_from_slice(&chunk[..n]),
-            }
-            if let Some(l) = log.as_mut() {
-                flush_lines(&mut bufs[i], name, l, !open[i]);
-            }
-        }
-        // Reap: the init, and anything else reparented to us.
-        loop {
-            match waitpid(nix::unistd::Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(p, code)) if p.as_raw() == pid => status = Some(code),
-                Ok(WaitStatus::Signaled(p, sig, _)) if p.as_raw() == pid => {
-                    status = Some(128 + sig as i32)
-                }
-                Ok(WaitStatus::StillAlive) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
-        // Done when the init has exited and its output is drained (a
-        // process it left behind may hold the pipes open: no data waiting
-        // is enough).
-        let idle = streams
-            .iter()
-            .zip(open)
-            .all(|((fd, _), o)| !o || !readable(fd));
-        if status.is_some() && idle {
-            break;
-        }
+    use std::os::fd::AsFd;
+    let ms = ATTACH_WAIT.as_millis() as i32;
+    let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+    match poll(
+        &mut fds,
+        PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+    ) {
+        Ok(n) if n > 0 => listener.accept().ok().map(|(s, _)| s),
+        _ => None,
     }
-    for (i, (_, name)) in streams.iter().enumerate() {
-        if let Some(l) = log.as_mut() {
-            flush_lines(&mut bufs[i], name, l, true);
-        }
-    }
-    status.unwrap_or(255)
-}
-
-/// Whether `fd` has data or its end waiting (a read will not block).
-fn readable(fd: &OwnedFd) -> bool {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let mut p = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-    poll(&mut p, PollTimeout::ZERO).unwrap_or(0) > 0
 }
 
 /// Writes the exit status atomically.

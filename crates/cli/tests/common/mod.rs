@@ -2,6 +2,8 @@
 //! image imported, and the check that a test left nothing behind.
 #![allow(dead_code)]
 
+pub mod pty;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
