@@ -128,6 +128,13 @@ pub enum ContainerCommand {
         /// The container id.
         id: String,
     },
+    /// Run a container's health check once and record the result
+    /// (berth-shim calls this on the check's schedule).
+    #[command(hide = true)]
+    Healthcheck {
+        /// The container id.
+        id: String,
+    },
     /// List containers.
     #[command(visible_aliases = ["ps", "list"])]
     Ls(crate::ps::PsArgs),
@@ -369,6 +376,7 @@ pub fn container_main(root: &Path, c: &ContainerCommand) -> Result<()> {
         ContainerCommand::Inspect(a) => inspect(&engine, a),
         ContainerCommand::Logs(a) => crate::logs::logs(&engine, a),
         ContainerCommand::Cleanup { id } => Ok(engine.cleanup_container(id)?),
+        ContainerCommand::Healthcheck { id } => Ok(engine.health_check(id)?),
         ContainerCommand::Ls(a) => crate::ps::ps(&engine, a),
         ContainerCommand::Rm(a) => rm(&engine, a),
         ContainerCommand::Prune { force } => prune(&engine, *force),

@@ -72,12 +72,18 @@ impl Filters {
                         anyhow::bail!("--filter {f:?}: the status is one of {}", known.join(", "));
                     }
                 }
+                "health" => {
+                    let known = ["starting", "healthy", "unhealthy", "none"];
+                    if !known.contains(&v) {
+                        anyhow::bail!("--filter {f:?}: the health is one of {}", known.join(", "));
+                    }
+                }
                 "exited" => {
                     v.parse::<i64>()
                         .map_err(|_| anyhow::anyhow!("--filter {f:?}: exited takes an exit code"))?;
                 }
                 _ => anyhow::bail!(
-                    "--filter {f:?}: berth filters containers by id, name, label, status, ancestor and exited"
+                    "--filter {f:?}: berth filters containers by id, name, label, status, ancestor, exited and health"
                 ),
             }
             match out.iter_mut().find(|(key, _)| key == k) {
@@ -90,7 +96,14 @@ impl Filters {
 
     /// Whether `r` passes: every key, any of its values.
     fn pass(&self, r: &Record) -> bool {
-        let labels = engine::restart::ContainerSettings::parse(&r.config).labels;
+        let settings = engine::restart::ContainerSettings::parse(&r.config);
+        let labels = &settings.labels;
+        // Docker: "none" for a container without a check; a stopped one
+        // keeps its last health.
+        let health = settings
+            .health
+            .as_ref()
+            .map_or("none", |h| h.status.as_str());
         self.0.iter().all(|(k, values)| {
             values.iter().any(|v| match k.as_str() {
                 "id" => r.id.starts_with(v.as_str()),
@@ -108,6 +121,7 @@ impl Filters {
                             .starts_with(v.trim_start_matches("sha256:"))
                 }
                 "exited" => state_word(r) == "exited" && v.parse::<i64>().ok() == Some(r.exit_code),
+                "health" => health == v && (v == "none" || r.is_running()),
                 _ => false,
             })
         })
@@ -197,12 +211,14 @@ fn print_formatted(t: &str, list: &[Record], now: i64, no_trunc: bool) -> Result
 pub fn status(r: &Record, now: i64) -> String {
     match r.state {
         State::Running if r.is_running() => {
-            let paused = engine::restart::ContainerSettings::parse(&r.config).paused;
-            format!(
-                "Up {}{}",
-                format::duration(now - r.started),
-                if paused { " (Paused)" } else { "" }
-            )
+            let settings = engine::restart::ContainerSettings::parse(&r.config);
+            let note = match (&settings.health, settings.paused) {
+                (_, true) => " (Paused)".to_string(),
+                (Some(h), _) if h.status == "starting" => " (health: starting)".into(),
+                (Some(h), _) => format!(" ({})", h.status),
+                (None, _) => String::new(),
+            };
+            format!("Up {}{note}", format::duration(now - r.started))
         }
         // The record says running but its process is gone: berth run died.
         State::Running => "Exited (255) (its berth run ended)".into(),

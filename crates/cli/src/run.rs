@@ -104,6 +104,27 @@ pub struct RunArgs {
     /// A label: KEY=VALUE.
     #[arg(short = 'l', long)]
     label: Vec<String>,
+    /// The health check: a command run by /bin/sh -c in the container.
+    #[arg(long = "health-cmd")]
+    health_cmd: Option<String>,
+    /// Between health checks (a duration: 30s, 1m).
+    #[arg(long = "health-interval")]
+    health_interval: Option<String>,
+    /// A health check running longer fails.
+    #[arg(long = "health-timeout")]
+    health_timeout: Option<String>,
+    /// Failures in this time after start do not count.
+    #[arg(long = "health-start-period")]
+    health_start_period: Option<String>,
+    /// Between health checks during the start period.
+    #[arg(long = "health-start-interval")]
+    health_start_interval: Option<String>,
+    /// Failures in a row that make the container unhealthy.
+    #[arg(long = "health-retries", allow_hyphen_values = true)]
+    health_retries: Option<i64>,
+    /// No health check, not even the image's.
+    #[arg(long = "no-healthcheck")]
+    no_healthcheck: bool,
     /// Read labels from a file (one KEY=VALUE per line).
     #[arg(long)]
     label_file: Vec<PathBuf>,
@@ -272,6 +293,15 @@ fn prepare(root: &Path, args: &RunArgs) -> anyhow::Result<Prepared> {
         detach_keys: args.detach_keys.clone(),
         log_driver: args.log_driver.clone(),
         log_opts: args.log_opt.clone(),
+        health: engine::health::HealthFlags {
+            cmd: args.health_cmd.clone(),
+            interval: args.health_interval.clone(),
+            timeout: args.health_timeout.clone(),
+            start_period: args.health_start_period.clone(),
+            start_interval: args.health_start_interval.clone(),
+            retries: args.health_retries,
+            none: args.no_healthcheck,
+        },
         restart: args.restart.clone(),
         namespaces: engine::namespaces::NamespaceFlags {
             network: args.network.clone(),

@@ -50,6 +50,13 @@ impl Container<'_> {
         if wait_attach {
             options.push("--wait-attach".into());
         }
+        if let Some(check) = &settings.healthcheck {
+            options.extend(check.shim_args());
+            // Every start begins with no result.
+            self.db.update_settings(&self.id, |s| {
+                s.health = Some(crate::health::HealthState::starting())
+            })?;
+        }
         let mut child = Command::new(&self.engine.shim)
             .args(&options)
             .arg(&self.engine.runtime)
@@ -62,7 +69,7 @@ impl Container<'_> {
             .arg(&self.engine.berth)
             .arg("--root")
             .arg(&self.engine.root)
-            .args(["container", "cleanup", &self.id])
+            .arg("container")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -5,7 +5,7 @@
 //! foreground the runtime waits for it and its status is ours; with a
 //! terminal, the pty master is copied to and from our stdio meanwhile.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -128,37 +128,8 @@ impl Engine {
         if !rec.is_running() {
             return Err(EngineError::NotRunning(rec.name.clone()));
         }
-        let bundle = image::rootfs::container_dir(&self.root, &rec.id)?.join("bundle");
-        let loaded = runtime::spec::load(&bundle).map_err(|e| EngineError::Spec(e.to_string()))?;
-        let base = loaded.spec.process().clone().unwrap_or_default();
-        let rootfs = loaded
-            .spec
-            .root()
-            .as_ref()
-            .map(|r| r.path().clone())
-            .unwrap_or_default();
-        let rootfs = if rootfs.is_absolute() {
-            rootfs
-        } else {
-            bundle.join(rootfs)
-        };
-        let process = exec_process(&base, &rootfs, opts, |k| std::env::var(k).ok())?;
-
+        let (process_file, log, _files) = self.write_exec_process(&rec, opts)?;
         let runtime_root = self.runtime_root()?;
-        let tag = crate::run::new_id()?;
-        let process_file = bundle.join(format!("exec-{}.json", &tag[..12]));
-        let log = bundle.join(format!("exec-{}.log", &tag[..12]));
-        let _files = RemoveOnDrop(vec![process_file.clone(), log.clone()]);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&process_file)
-            .map_err(io("create", &process_file))?;
-        let json = serde_json::to_vec(&process).map_err(|e| EngineError::Spec(e.to_string()))?;
-        f.write_all(&json).map_err(io("write", &process_file))?;
-        drop(f);
-
         let console = if opts.tty {
             let dir = self.root.join("run");
             berth_fs::private_dir(&dir).map_err(|e| EngineError::Io {
@@ -236,6 +207,128 @@ impl Engine {
         Ok(status.code().unwrap_or_else(|| {
             128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
         }))
+    }
+    /// Writes the process.json of an exec in running container `rec` (0600,
+    /// in its bundle) and names its runtime log; both go when the guard does.
+    fn write_exec_process(
+        &self,
+        rec: &crate::store::Record,
+        opts: &ExecOptions,
+    ) -> Result<(PathBuf, PathBuf, RemoveOnDrop), EngineError> {
+        let bundle = image::rootfs::container_dir(&self.root, &rec.id)?.join("bundle");
+        let loaded = runtime::spec::load(&bundle).map_err(|e| EngineError::Spec(e.to_string()))?;
+        let base = loaded.spec.process().clone().unwrap_or_default();
+        let rootfs = loaded
+            .spec
+            .root()
+            .as_ref()
+            .map(|r| r.path().clone())
+            .unwrap_or_default();
+        let rootfs = if rootfs.is_absolute() {
+            rootfs
+        } else {
+            bundle.join(rootfs)
+        };
+        let process = exec_process(&base, &rootfs, opts, |k| std::env::var(k).ok())?;
+
+        let tag = crate::run::new_id()?;
+        let process_file = bundle.join(format!("exec-{}.json", &tag[..12]));
+        let log = bundle.join(format!("exec-{}.log", &tag[..12]));
+        let _files = RemoveOnDrop(vec![process_file.clone(), log.clone()]);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&process_file)
+            .map_err(io("create", &process_file))?;
+        let json = serde_json::to_vec(&process).map_err(|e| EngineError::Spec(e.to_string()))?;
+        f.write_all(&json).map_err(io("write", &process_file))?;
+        drop(f);
+
+        Ok((process_file, log, _files))
+    }
+
+    /// Runs `argv` in running container `rec` as one more of its processes
+    /// (a health probe), its stdout and stderr captured together. None
+    /// when it ran past `timeout`: then it is killed.
+    pub(crate) fn exec_captured(
+        &self,
+        rec: &crate::store::Record,
+        argv: Vec<String>,
+        timeout: std::time::Duration,
+    ) -> Result<Option<(i32, String)>, EngineError> {
+        let opts = ExecOptions {
+            cmd: argv,
+            ..Default::default()
+        };
+        let (process_file, log, files) = self.write_exec_process(rec, &opts)?;
+        let pid_file = process_file.with_extension("pid");
+        let output = process_file.with_extension("out");
+        let _more = RemoveOnDrop(vec![pid_file.clone(), output.clone()]);
+        let out = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&output)
+            .map_err(io("create", &output))?;
+        let mut child = std::process::Command::new(&self.runtime)
+            .arg("--root")
+            .arg(self.runtime_root()?)
+            .arg("--log")
+            .arg(&log)
+            .arg("--log-format")
+            .arg("json")
+            .arg("exec")
+            .arg("--process")
+            .arg(&process_file)
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .arg(&rec.id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out.try_clone().map_err(io("dup", &output))?))
+            .stderr(Stdio::from(out.try_clone().map_err(io("dup", &output))?))
+            .spawn()
+            .map_err(io("run", &self.runtime))?;
+        let deadline = std::time::Instant::now() + timeout;
+        let status = loop {
+            if let Some(s) = child.try_wait().map_err(io("wait for", &self.runtime))? {
+                break Some(s);
+            }
+            if std::time::Instant::now() >= deadline {
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        let Some(status) = status else {
+            // The probe itself, inside the container, then the runtime.
+            if let Some(pid) = std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|p| p.trim().parse::<i32>().ok())
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        };
+        if let Some(e) = runtime_failure(&log, "exec") {
+            return Err(e);
+        }
+        drop(files);
+        let mut text = Vec::new();
+        let mut f = out;
+        std::io::Seek::rewind(&mut f).map_err(io("read", &output))?;
+        std::io::Read::take(&mut f, 64 << 10)
+            .read_to_end(&mut text)
+            .map_err(io("read", &output))?;
+        let code = status.code().unwrap_or_else(|| {
+            128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
+        });
+        Ok(Some((code, String::from_utf8_lossy(&text).into_owned())))
     }
 }
 

@@ -1,6 +1,6 @@
 //! The part of an image's config (the OCI/Docker config blob's `config`
 //! object) that decides how its containers run: entrypoint, command,
-//! environment, working directory, user, stop signal, volumes.
+//! environment, working directory, user, stop signal, volumes, health check.
 
 use serde::Deserialize;
 
@@ -28,6 +28,9 @@ pub struct RunDefaults {
     /// `VOLUME`: paths that get an anonymous volume unless a mount covers them.
     #[serde(rename = "Volumes", default)]
     pub volumes: Option<std::collections::BTreeMap<String, serde_json::Value>>,
+    /// `HEALTHCHECK`.
+    #[serde(rename = "Healthcheck", default)]
+    pub healthcheck: Option<crate::health::HealthConfig>,
 }
 
 #[derive(Deserialize)]
@@ -58,6 +61,14 @@ mod tests {
         assert_eq!(d.working_dir.as_deref(), Some("/srv"));
         assert_eq!(d.user.as_deref(), Some("1000:1000"));
         assert_eq!(parse(br#"{"rootfs":{}}"#).unwrap(), RunDefaults::default());
+        let h = parse(
+            br#"{"config":{"Healthcheck":{"Test":["CMD-SHELL","curl -f localhost"],"Interval":5000000000,"Retries":2}}}"#,
+        )
+        .unwrap()
+        .healthcheck
+        .unwrap();
+        assert_eq!(h.test, ["CMD-SHELL", "curl -f localhost"]);
+        assert_eq!((h.interval, h.retries, h.timeout), (5_000_000_000, 2, 0));
         assert!(parse(b"not json").is_err());
     }
 }

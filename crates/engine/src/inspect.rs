@@ -22,6 +22,18 @@ pub fn rfc3339(secs: i64) -> String {
         .unwrap_or_else(|| "0001-01-01T00:00:00Z".into())
 }
 
+/// Unix seconds with fractions in RFC 3339 with nanoseconds, as Docker
+/// writes times.
+pub fn rfc3339_f(secs: f64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos((secs * 1e9) as i128)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| "0001-01-01T00:00:00Z".into())
+}
+
 /// The container as `docker inspect` shows it.
 pub fn container_json(r: &Record) -> Value {
     let running = r.is_running();
@@ -53,6 +65,7 @@ pub fn container_json(r: &Record) -> Value {
             "Error": "",
             "StartedAt": rfc3339(r.started),
             "FinishedAt": rfc3339(r.finished),
+            "Health": settings.health,
         },
         "Image": r.image_id,
         "Name": format!("/{}", r.name),
@@ -61,6 +74,10 @@ pub fn container_json(r: &Record) -> Value {
         "Platform": "linux",
         "HostConfig": {
             "AutoRemove": r.auto_remove,
+            "LogConfig": {
+                "Type": settings.log.name(),
+                "Config": log_options(&settings.log),
+            },
             "NetworkMode": "none",
             "RestartPolicy": {
                 "Name": settings.restart_policy.name(),
@@ -76,8 +93,24 @@ pub fn container_json(r: &Record) -> Value {
             "Labels": settings.labels,
             "StopSignal": settings.stop_signal,
             "StopTimeout": settings.stop_timeout,
+            "Tty": settings.tty,
+            "OpenStdin": settings.open_stdin,
+            "StdinOnce": settings.stdin_once,
+            "Healthcheck": settings.healthcheck,
         },
     })
+}
+
+/// The `--log-opt`s in effect, as inspect shows them.
+fn log_options(l: &crate::logging::LogSettings) -> Value {
+    let mut m = serde_json::Map::new();
+    if let Some(n) = l.max_size {
+        m.insert("max-size".into(), n.to_string().into());
+    }
+    if let Some(n) = l.max_file {
+        m.insert("max-file".into(), n.to_string().into());
+    }
+    Value::Object(m)
 }
 
 /// Evaluates a `--format` template against `v`.

@@ -14,6 +14,7 @@
 //! - [`run`]: `run` and `create`, and the plain foreground run;
 //!   [`detach`]: berth-shim started and called back; [`attach`]: `attach`,
 //!   `run -it`, `start -a`; [`logging`]: log drivers and rotation; [`exec`]: `exec`;
+//!   [`health`]: health checks;
 //!   [`lifecycle`]: `create`, `start`, `restart`; [`restart`]: restart policies;
 //!   [`manage`]: `pause`, `unpause`, `rename`, `update`, `top`; [`diff`]: `diff`;
 //!   [`stats`]: `stats`; [`archive`]: `export` and `cp`; [`events`]: the event log.
@@ -33,6 +34,7 @@ pub mod diff;
 pub mod error;
 pub mod events;
 pub mod exec;
+pub mod health;
 pub mod hosts;
 pub mod image_config;
 pub mod inspect;

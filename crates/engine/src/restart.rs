@@ -123,6 +123,16 @@ pub struct ContainerSettings {
     /// `--log-driver` and `--log-opt`.
     #[serde(rename = "LogConfig", default)]
     pub log: crate::logging::LogSettings,
+    /// The health check (the image's merged with `--health-*`).
+    #[serde(
+        rename = "Healthcheck",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub healthcheck: Option<crate::health::HealthConfig>,
+    /// Its health since it last started.
+    #[serde(rename = "Health", default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::health::HealthState>,
 }
 
 impl ContainerSettings {

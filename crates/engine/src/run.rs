@@ -102,9 +102,10 @@ impl Engine {
     ) -> Result<(String, i32), EngineError> {
         let mode = if opts.detach {
             Launch::Detach
-        } else if opts.interactive || opts.tty {
+        } else if opts.interactive || opts.tty || self.has_healthcheck(store, image, opts) {
             // Through berth-shim and its attach socket: the detach keys
-            // leave the container running, and `attach` reaches it.
+            // leave the container running, and `attach` reaches it; the
+            // shim runs the health checks.
             Launch::Attached
         } else {
             Launch::Foreground
@@ -115,6 +116,20 @@ impl Engine {
             self.after_exit(&id, code as i64, std::time::Duration::ZERO);
         }
         Ok((id, code))
+    }
+
+    /// Whether a container of `image` with `opts` gets a health check.
+    fn has_healthcheck(
+        &self,
+        store: &ContentStore,
+        image: &ImportedImage,
+        opts: &RunOptions,
+    ) -> bool {
+        let image_check = std::fs::read(store.path(&image.config))
+            .ok()
+            .and_then(|b| image_config::parse(&b).ok())
+            .and_then(|d| d.healthcheck);
+        crate::health::merge(image_check.as_ref(), &opts.health).is_ok_and(|c| c.is_some())
     }
 
     /// Makes container `name` from `image` and `opts`, then runs it as
@@ -174,6 +189,7 @@ impl Engine {
                     opts.log_driver.as_deref(),
                     &opts.log_opts,
                 )?,
+                healthcheck: crate::health::merge(defaults.healthcheck.as_ref(), &opts.health)?,
                 ..Default::default()
             }
             .to_json(),
@@ -279,6 +295,13 @@ pub(crate) enum Launch {
     Attached,
     /// Made and left stopped (`create`).
     CreateOnly,
+}
+
+/// Now, in Unix seconds with fractions.
+pub(crate) fn now_f() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 pub(crate) fn now() -> i64 {

@@ -24,6 +24,8 @@ pub struct RunOptions {
     pub interactive: bool,
     /// `-t`: the container's stdio is a terminal, copied to ours.
     pub tty: bool,
+    /// `--health-*` and `--no-healthcheck`.
+    pub health: crate::health::HealthFlags,
     /// `--log-driver` (json-file, local, none).
     pub log_driver: Option<String>,
     /// `--log-opt KEY=VALUE`.

@@ -16,9 +16,11 @@
 //! 5. Until the init exits ([`supervise`]) it copies the container's
 //!    output into the log ([`log`]) and to attached clients, and their
 //!    input to the container.
+//!    With a health check, it runs the engine's `healthcheck` callback
+//!    on the check's schedule (one probe at a time).
 //! 6. It writes the exit status to the exit file (temp file, rename) and
-//!    execs the cleanup command (`berth container cleanup ID`), which
-//!    records the status and takes the container down.
+//!    execs the engine's `cleanup` callback (`berth container cleanup ID`),
+//!    which records the status and takes the container down.
 
 pub mod log;
 pub mod protocol;
@@ -47,8 +49,11 @@ pub struct Config {
     pub log: log::LogConfig,
     /// Where the exit status goes.
     pub exit_file: PathBuf,
-    /// Run (exec'd) when the container has exited.
-    pub cleanup: Vec<String>,
+    /// The engine's callback: with `cleanup ID` appended, exec'd when the
+    /// container has exited; with `healthcheck ID`, run for each health probe.
+    pub callback: Vec<String>,
+    /// When to run health probes, if the container has a check.
+    pub health: Option<HealthSchedule>,
     /// The container has a terminal.
     pub tty: bool,
     /// Its stdin stays open for attached clients (`-i`).
@@ -59,6 +64,35 @@ pub struct Config {
     pub wait_attach: bool,
     /// A directory (short path) for the console socket, with `tty`.
     pub console_dir: PathBuf,
+}
+
+/// When the shim asks the engine for a health probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthSchedule {
+    /// Between the end of one probe and the start of the next.
+    pub interval: Duration,
+    /// From the start, the time in which `start_interval` applies.
+    pub start_period: Duration,
+    /// The interval during the start period.
+    pub start_interval: Duration,
+}
+
+impl HealthSchedule {
+    /// The wait before the next probe, `since_start` after the start.
+    pub fn next_after(&self, since_start: Duration) -> Duration {
+        if since_start < self.start_period {
+            self.start_interval
+        } else {
+            self.interval
+        }
+    }
+}
+
+/// The engine's callback for `verb` on this container.
+pub fn callback(c: &Config, verb: &str) -> Command {
+    let mut cmd = Command::new(&c.callback[0]);
+    cmd.args(&c.callback[1..]).arg(verb).arg(&c.id);
+    cmd
 }
 
 /// Why the container could not be started.

@@ -5,16 +5,20 @@
 //!
 //! Options: `--tty`, `--stdin`, `--stdin-once`, `--wait-attach`,
 //! `--console-dir DIR`, `--log-driver json-file|none`, `--log-max-size BYTES`,
-//! `--log-max-file N`.
+//! `--log-max-file N`, `--health-interval MS`, `--health-start-period MS`,
+//! `--health-start-interval MS`. CALLBACK is the engine's command line; the
+//! shim appends `cleanup ID` or `healthcheck ID`.
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 const USAGE: &str = "usage: berth-shim [--tty] [--stdin] [--stdin-once] [--wait-attach] \
 [--console-dir DIR] [--log-driver json-file|none] [--log-max-size BYTES] [--log-max-file N] \
-RUNTIME RUNTIME_ROOT ID BUNDLE LOG EXIT_FILE -- CLEANUP...";
+[--health-interval MS [--health-start-period MS --health-start-interval MS]] \
+RUNTIME RUNTIME_ROOT ID BUNDLE LOG EXIT_FILE -- CALLBACK...";
 
 fn parse(args: &[String]) -> Result<shim::Config, String> {
     let mut flags = std::collections::HashMap::new();
@@ -26,7 +30,13 @@ fn parse(args: &[String]) -> Result<shim::Config, String> {
                 switches.insert(a.clone());
                 i += 1;
             }
-            "--console-dir" | "--log-driver" | "--log-max-size" | "--log-max-file" => {
+            "--console-dir"
+            | "--log-driver"
+            | "--log-max-size"
+            | "--log-max-file"
+            | "--health-interval"
+            | "--health-start-period"
+            | "--health-start-interval" => {
                 let v = args.get(i + 1).ok_or(format!("{a} needs a value"))?;
                 flags.insert(a.clone(), v.clone());
                 i += 2;
@@ -62,7 +72,17 @@ fn parse(args: &[String]) -> Result<shim::Config, String> {
             max_file: number("--log-max-file")?.unwrap_or(1).clamp(1, 1000) as u32,
         },
         exit_file: PathBuf::from(&rest[5]),
-        cleanup: rest[sep + 1..].to_vec(),
+        callback: rest[sep + 1..].to_vec(),
+        health: match number("--health-interval")? {
+            None => None,
+            Some(ms) => Some(shim::HealthSchedule {
+                interval: Duration::from_millis(ms.max(1)),
+                start_period: Duration::from_millis(number("--health-start-period")?.unwrap_or(0)),
+                start_interval: Duration::from_millis(
+                    number("--health-start-interval")?.unwrap_or(ms).max(1),
+                ),
+            }),
+        },
         tty: switches.contains("--tty"),
         stdin: switches.contains("--stdin"),
         stdin_once: switches.contains("--stdin-once"),
@@ -145,10 +165,8 @@ fn main() -> ExitCode {
     cleanup(&c)
 }
 
-/// Becomes the cleanup command.
+/// Becomes the engine's cleanup callback.
 fn cleanup(c: &shim::Config) -> ExitCode {
-    let _ = std::process::Command::new(&c.cleanup[0])
-        .args(&c.cleanup[1..])
-        .exec();
+    let _ = shim::callback(c, "cleanup").exec();
     ExitCode::from(1)
 }

@@ -8,6 +8,7 @@
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -197,6 +198,9 @@ pub fn supervise(
     let mut close_input = false;
     let mut status = None;
     let mut chunk = vec![0u8; 32768];
+    let started = std::time::Instant::now();
+    let mut next_probe = c.health.map(|h| started + h.next_after(Duration::ZERO));
+    let mut probe: Option<i32> = None;
     loop {
         // The poll set, in a fixed order: outputs, listener, clients, input.
         let mut fds: Vec<PollFd> = Vec::new();
@@ -324,7 +328,30 @@ pub fn supervise(
                     status = Some(128 + sig as i32)
                 }
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(WaitStatus::Exited(p, _) | WaitStatus::Signaled(p, _, _))
+                    if Some(p.as_raw()) == probe =>
+                {
+                    probe = None;
+                    if let Some(h) = c.health {
+                        let now = std::time::Instant::now();
+                        next_probe = Some(now + h.next_after(now - started));
+                    }
+                }
                 Ok(_) => {}
+            }
+        }
+        // A health probe when one is due (one at a time, while the init runs).
+        if let (None, None, Some(due)) = (status, probe, next_probe) {
+            if std::time::Instant::now() >= due {
+                let spawned = crate::callback(c, "healthcheck")
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn();
+                match spawned {
+                    Ok(child) => probe = Some(child.id() as i32),
+                    Err(_) => next_probe = c.health.map(|h| due + h.interval),
+                }
             }
         }
         // Done when the init has exited and its output is drained (a
