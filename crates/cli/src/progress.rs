@@ -16,6 +16,7 @@ pub struct Bars {
     multi: Option<MultiProgress>,
     bars: Mutex<HashMap<String, ProgressBar>>,
     quiet: bool,
+    stderr: bool,
 }
 
 impl Bars {
@@ -32,12 +33,26 @@ impl Bars {
         Self::build(tty, quiet || !tty)
     }
 
+    /// As [`Bars::new`], on standard error (a `run` that pulls keeps
+    /// stdout for the container).
+    pub fn on_stderr(quiet: bool) -> Self {
+        let tty = std::io::stderr().is_terminal();
+        Bars {
+            multi: (tty && !quiet)
+                .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
+            bars: Mutex::new(HashMap::new()),
+            quiet,
+            stderr: true,
+        }
+    }
+
     fn build(tty: bool, quiet: bool) -> Self {
         Bars {
             multi: (tty && !quiet)
                 .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stdout())),
             bars: Mutex::new(HashMap::new()),
             quiet,
+            stderr: false,
         }
     }
 
@@ -49,6 +64,7 @@ impl Bars {
             Some(m) => {
                 let _ = m.println(text);
             }
+            None if self.stderr => eprintln!("{text}"),
             None => println!("{text}"),
         }
     }

@@ -66,6 +66,37 @@ pub fn pull(
     Ok(())
 }
 
+/// The pull a `run` or `create` does (`--pull`): progress and result on
+/// stderr (nothing with `quiet`), the credentials in `<root>/auth.json`.
+pub fn pull_for_run(
+    root: &Path,
+    reference: &str,
+    platform: Option<&str>,
+    quiet: bool,
+) -> Result<()> {
+    let platform = platform
+        .map(Platform::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let opts = PullOptions {
+        platform,
+        insecure: false,
+        auth_file: Some(auth_path(root, &None)),
+        concurrency: 0,
+    };
+    let progress = Arc::new(Bars::on_stderr(quiet));
+    let pulled = runtime()?.block_on(registry::pull(root, reference, &opts, progress))?;
+    if !quiet {
+        eprintln!("Digest: {}", pulled.digest);
+        if pulled.downloaded {
+            eprintln!("Status: Downloaded newer image for {}", pulled.name);
+        } else {
+            eprintln!("Status: Image is up to date for {}", pulled.name);
+        }
+    }
+    Ok(())
+}
+
 /// `berth push`.
 pub fn push(
     root: &Path,

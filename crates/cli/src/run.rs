@@ -122,6 +122,9 @@ pub struct RunArgs {
     /// Failures in a row that make the container unhealthy.
     #[arg(long = "health-retries", allow_hyphen_values = true)]
     health_retries: Option<i64>,
+    /// Run an init (tini) as PID 1 that reaps orphans and passes signals on.
+    #[arg(long)]
+    init: bool,
     /// No health check, not even the image's.
     #[arg(long = "no-healthcheck")]
     no_healthcheck: bool,
@@ -227,6 +230,16 @@ pub struct RunArgs {
     /// The OCI runtime binary (default: berth-runtime beside this program).
     #[arg(long, env = "BERTH_RUNTIME")]
     runtime: Option<PathBuf>,
+    /// Pull the image first: always, missing (when it is not here; the
+    /// default) or never.
+    #[arg(long, default_value = "missing")]
+    pull: String,
+    /// The platform of the image (os/arch[/variant]); this host runs linux/amd64.
+    #[arg(long)]
+    platform: Option<String>,
+    /// Print nothing of a pull.
+    #[arg(short = 'q', long)]
+    quiet: bool,
     /// The image.
     image: String,
     /// The command and its arguments (default: the image's CMD).
@@ -265,6 +278,58 @@ fn run(root: &Path, args: &RunArgs) -> anyhow::Result<i32> {
     Ok(code)
 }
 
+/// `--pull` and `--platform`: pulls the image when it is missing (or
+/// always), as `docker run` does, telling stderr.
+fn pull_if_wanted(root: &Path, args: &RunArgs) -> anyhow::Result<()> {
+    if let Some(p) = &args.platform {
+        let want = image::manifest::Platform::parse(p)
+            .map_err(|e| anyhow::anyhow!("--platform {p:?}: {e}"))?;
+        if !want.matches(&image::manifest::Platform::linux_amd64()) {
+            return Err(EngineError::InvalidOption {
+                option: "--platform",
+                value: p.clone(),
+                reason: "this host runs linux/amd64 containers only (berth does no emulation)"
+                    .into(),
+            }
+            .into());
+        }
+    }
+    let here = || {
+        Refs::new(root)
+            .load()
+            .ok()
+            .is_some_and(|refs| crate::find(&refs, &args.image).is_ok())
+    };
+    let pull = match args.pull.as_str() {
+        "always" => true,
+        "missing" => !here(),
+        "never" => false,
+        other => {
+            return Err(EngineError::InvalidOption {
+                option: "--pull",
+                value: other.to_string(),
+                reason: "one of always, missing, never".into(),
+            }
+            .into())
+        }
+    };
+    if !pull {
+        return Ok(());
+    }
+    if !args.quiet && args.pull != "always" {
+        let last = args.image.rsplit('/').next().unwrap_or(&args.image);
+        let tagged = last.contains(':') || args.image.contains('@');
+        let shown = if tagged {
+            args.image.clone()
+        } else {
+            format!("{}:latest", args.image)
+        };
+        eprintln!("Unable to find image '{shown}' locally");
+    }
+    let _adding = image::gc::hold_shared(root)?;
+    crate::remote::pull_for_run(root, &args.image, args.platform.as_deref(), args.quiet)
+}
+
 fn prepare(root: &Path, args: &RunArgs) -> anyhow::Result<Prepared> {
     let mut env = vec![];
     for f in &args.env_file {
@@ -277,6 +342,7 @@ fn prepare(root: &Path, args: &RunArgs) -> anyhow::Result<Prepared> {
     }
     labels.extend(args.label.iter().cloned());
     let store = ContentStore::open(root)?;
+    pull_if_wanted(root, args)?;
     let refs = Refs::new(root).load().context("read images.json")?;
     let (key, rec) = crate::find(&refs, &args.image)
         .map_err(|_| EngineError::NoSuchImage(args.image.clone()))?;
@@ -293,6 +359,7 @@ fn prepare(root: &Path, args: &RunArgs) -> anyhow::Result<Prepared> {
         detach_keys: args.detach_keys.clone(),
         log_driver: args.log_driver.clone(),
         log_opts: args.log_opt.clone(),
+        init: args.init,
         health: engine::health::HealthFlags {
             cmd: args.health_cmd.clone(),
             interval: args.health_interval.clone(),

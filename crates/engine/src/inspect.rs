@@ -74,6 +74,7 @@ pub fn container_json(r: &Record) -> Value {
         "Platform": "linux",
         "HostConfig": {
             "AutoRemove": r.auto_remove,
+            "Init": settings.init,
             "LogConfig": {
                 "Type": settings.log.name(),
                 "Config": log_options(&settings.log),

@@ -14,7 +14,7 @@
 //! - [`run`]: `run` and `create`, and the plain foreground run;
 //!   [`detach`]: berth-shim started and called back; [`attach`]: `attach`,
 //!   `run -it`, `start -a`; [`logging`]: log drivers and rotation; [`exec`]: `exec`;
-//!   [`health`]: health checks;
+//!   [`health`]: health checks; [`init`]: `--init`;
 //!   [`lifecycle`]: `create`, `start`, `restart`; [`restart`]: restart policies;
 //!   [`manage`]: `pause`, `unpause`, `rename`, `update`, `top`; [`diff`]: `diff`;
 //!   [`stats`]: `stats`; [`archive`]: `export` and `cp`; [`events`]: the event log.
@@ -37,6 +37,7 @@ pub mod exec;
 pub mod health;
 pub mod hosts;
 pub mod image_config;
+pub mod init;
 pub mod inspect;
 pub mod lifecycle;
 pub mod limits;

@@ -120,6 +120,9 @@ pub struct ContainerSettings {
     /// (`run -i` in the foreground).
     #[serde(rename = "StdinOnce", default)]
     pub stdin_once: bool,
+    /// `--init`.
+    #[serde(rename = "Init", default)]
+    pub init: bool,
     /// `--log-driver` and `--log-opt`.
     #[serde(rename = "LogConfig", default)]
     pub log: crate::logging::LogSettings,

@@ -185,6 +185,7 @@ impl Engine {
                 tty: opts.tty,
                 open_stdin: opts.interactive,
                 stdin_once: opts.interactive && !opts.detach,
+                init: opts.init,
                 log: crate::logging::LogSettings::parse(
                     opts.log_driver.as_deref(),
                     &opts.log_opts,
@@ -391,6 +392,9 @@ impl Container<'_> {
         .map_err(io("write", &files.join("resolv.conf")))?;
         let mut spec = spec::container_spec(rootfs, files, &hostname, argv, env, cwd, &user)?;
         spec::apply_flags(&mut spec, opts, &|name| self.engine.init_pid(name))?;
+        if opts.init {
+            crate::init::apply(&mut spec, &crate::init::find()?)?;
+        }
         let mut mounts = spec.mounts().clone().unwrap_or_default();
         mounts.extend(volumes);
         spec.set_mounts(Some(mounts));

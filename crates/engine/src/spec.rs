@@ -24,6 +24,8 @@ pub struct RunOptions {
     pub interactive: bool,
     /// `-t`: the container's stdio is a terminal, copied to ours.
     pub tty: bool,
+    /// `--init`: tini as PID 1, running the command.
+    pub init: bool,
     /// `--health-*` and `--no-healthcheck`.
     pub health: crate::health::HealthFlags,
     /// `--log-driver` (json-file, local, none).

@@ -52,7 +52,9 @@ pub struct Pulled {
     pub digest: String,
     /// The image.
     pub image: ImportedImage,
-    /// Whether any blob was downloaded (false: the image was up to date).
+    /// Whether the name now points at another image than before (a new
+    /// name, or a newer image): Docker's "Downloaded newer image" against
+    /// "Image is up to date".
     pub downloaded: bool,
 }
 
@@ -315,7 +317,7 @@ pub async fn pull(
     };
     let diffs: Vec<Digest> = img.layers.iter().map(|(_, d)| d.clone()).collect();
     let chains = image::snapshot::chain_ids(&diffs);
-    let downloaded: Vec<bool> =
+    let _fetched: Vec<bool> =
         futures_util::stream::iter(m.layers.iter().zip(&img.layers).zip(chains))
             .map(|((desc, (blob, diff)), chain)| {
                 let (conn, store, r, progress) = (&conn, &store, &r, &progress);
@@ -348,7 +350,8 @@ pub async fn pull(
     let name = normalize(reference);
     let record = ImageRecord::of(&store, &img);
     let refs = Refs::new(root);
-    {
+    let manifest = record.manifest.clone();
+    let before = {
         let name = name.clone();
         blocking(move || refs.update(|map| map.insert(name, record)))
             .await
@@ -356,8 +359,8 @@ pub async fn pull(
                 op: "update",
                 path: root.join("images.json").display().to_string(),
                 err,
-            })?;
-    }
+            })?
+    };
     let repo = format!("{}/{}", r.registry(), r.repository());
     let mut blobs: Vec<String> = m.layers.iter().map(|l| l.digest.clone()).collect();
     blobs.push(m.config.digest.clone());
@@ -366,6 +369,6 @@ pub async fn pull(
         name,
         digest: top.to_string(),
         image: img,
-        downloaded: downloaded.iter().any(|d| *d),
+        downloaded: before.is_none_or(|old| old.manifest != manifest),
     })
 }
