@@ -91,6 +91,8 @@ pub enum ContainerCommand {
     Start(StartArgs),
     /// Attach our stdio to a running container.
     Attach(crate::attach::AttachArgs),
+    /// Make an image of a container's changes.
+    Commit(crate::commit::CommitArgs),
     /// Stop running containers.
     Stop(StopArgs),
     /// Stop and start containers again.
@@ -376,6 +378,7 @@ pub fn container_main(root: &Path, c: &ContainerCommand) -> Result<()> {
         ContainerCommand::Inspect(a) => inspect(&engine, a),
         ContainerCommand::Logs(a) => crate::logs::logs(&engine, a),
         ContainerCommand::Cleanup { id } => Ok(engine.cleanup_container(id)?),
+        ContainerCommand::Commit(a) => crate::commit::main(root, a),
         ContainerCommand::Healthcheck { id } => Ok(engine.health_check(id)?),
         ContainerCommand::Ls(a) => crate::ps::ps(&engine, a),
         ContainerCommand::Rm(a) => rm(&engine, a),

@@ -4,6 +4,7 @@
 //! the `image` and `registry` libraries.
 
 mod attach;
+mod commit;
 mod containers;
 mod copy;
 mod events;
@@ -59,6 +60,8 @@ enum Command {
     Start(containers::StartArgs),
     /// Attach our stdio to a running container.
     Attach(attach::AttachArgs),
+    /// Make an image of a container's changes.
+    Commit(commit::CommitArgs),
     /// Stop running containers (SIGTERM, then SIGKILL).
     Stop(containers::StopArgs),
     /// Signal running containers.
@@ -497,6 +500,8 @@ fn run(cli: &Cli) -> Result<()> {
                     "RepoTags": tags,
                     "RepoDigests": [format!("{}@{}", key.rsplit_once(':').map(|(r, _)| r).unwrap_or(&key), rec.manifest)],
                     "Created": config["created"],
+                    "Author": config["author"].as_str().unwrap_or(""),
+                    "Comment": config["history"].as_array().and_then(|h| h.last()).and_then(|h| h["comment"].as_str()).unwrap_or(""),
                     "Architecture": config["architecture"],
                     "Os": config["os"],
                     "Config": config["config"],
@@ -614,6 +619,7 @@ fn run(cli: &Cli) -> Result<()> {
         | Command::Rm(_)
         | Command::Start(_)
         | Command::Attach(_)
+        | Command::Commit(_)
         | Command::Stop(_)
         | Command::Kill(_)
         | Command::Wait(_)
@@ -666,6 +672,7 @@ fn main() -> ExitCode {
             command: containers::ContainerCommand::Create(args),
         } => return run::create_main(&cli.root, args),
         Command::Restart(a) => Some(containers::restart_main(&cli.root, a)),
+        Command::Commit(a) => Some(commit::main(&cli.root, a)),
         Command::Pause(a) => Some(manage::pause_main(&cli.root, a)),
         Command::Unpause(a) => Some(manage::unpause_main(&cli.root, a)),
         Command::Rename(a) => Some(manage::rename_main(&cli.root, a)),

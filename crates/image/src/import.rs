@@ -15,7 +15,7 @@ use crate::store::{ContentStore, StoreError};
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     /// A `--change` that is not understood.
-    #[error("--change {0:?}: only CMD, ENTRYPOINT, ENV, WORKDIR and USER are supported")]
+    #[error("--change {0:?}: only CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME and WORKDIR are supported")]
     Change(String),
     /// Reading the source.
     #[error("import {path}: {err}")]
@@ -37,6 +37,48 @@ fn words(rest: &str) -> Value {
         .unwrap_or_else(|_| json!(["/bin/sh", "-c", rest]))
 }
 
+fn push_array(config: &mut Value, key: &str, item: Value) {
+    let mut list = config[key].as_array().cloned().unwrap_or_default();
+    list.push(item);
+    config[key] = json!(list);
+}
+
+/// `LABEL a=1 "b c"="d e"` or the old `LABEL key value` form.
+fn key_values(rest: &str) -> Vec<(String, String)> {
+    let unquote = |s: &str| s.trim_matches('"').to_string();
+    if !rest.contains('=') {
+        let (k, v) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+        return vec![(unquote(k), unquote(v.trim()))];
+    }
+    // Split on whitespace outside double quotes.
+    let mut words = vec![];
+    let (mut cur, mut quoted) = (String::new(), false);
+    for ch in rest.chars() {
+        match ch {
+            '"' => {
+                quoted = !quoted;
+                cur.push(ch);
+            }
+            c if c.is_whitespace() && !quoted => {
+                if !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur));
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        words.push(cur);
+    }
+    words
+        .iter()
+        .map(|w| {
+            let (k, v) = w.split_once('=').unwrap_or((w, ""));
+            (unquote(k), unquote(v))
+        })
+        .collect()
+}
+
 /// Applies Docker-style `--change` lines to an image config's `config` object.
 pub fn apply_changes(config: &mut Value, changes: &[String]) -> Result<(), ImportError> {
     for c in changes {
@@ -50,6 +92,34 @@ pub fn apply_changes(config: &mut Value, changes: &[String]) -> Result<(), Impor
             "ENTRYPOINT" => config["Entrypoint"] = words(rest),
             "WORKDIR" => config["WorkingDir"] = json!(rest),
             "USER" => config["User"] = json!(rest),
+            "STOPSIGNAL" => config["StopSignal"] = json!(rest),
+            "ONBUILD" => push_array(config, "OnBuild", json!(rest)),
+            "EXPOSE" | "VOLUME" => {
+                let key = if instr.eq_ignore_ascii_case("EXPOSE") {
+                    "ExposedPorts"
+                } else {
+                    "Volumes"
+                };
+                let items: Vec<String> = serde_json::from_str(rest)
+                    .unwrap_or_else(|_| rest.split_whitespace().map(String::from).collect());
+                for mut item in items {
+                    if key == "ExposedPorts" && !item.contains('/') {
+                        item.push_str("/tcp");
+                    }
+                    if !config[key].is_object() {
+                        config[key] = json!({});
+                    }
+                    config[key][item] = json!({});
+                }
+            }
+            "LABEL" => {
+                if !config["Labels"].is_object() {
+                    config["Labels"] = json!({});
+                }
+                for (k, v) in key_values(rest) {
+                    config["Labels"][k] = json!(v);
+                }
+            }
             "ENV" => {
                 let kv = if rest.contains('=') {
                     rest.to_string()
@@ -160,10 +230,24 @@ mod tests {
         assert_eq!(c["Env"], json!(["PATH=/bin", "A=2"]));
         assert_eq!(c["WorkingDir"], json!("/srv"));
         assert_eq!(c["Entrypoint"], json!(["/bin/sh", "-c", "echo hi"]));
-        assert!(apply_changes(&mut c, &["EXPOSE 80".into()])
+        apply_changes(
+            &mut c,
+            &[
+                "EXPOSE 80 53/udp".into(),
+                "LABEL a=1 \"b c\"=\"d e\"".into(),
+                "VOLUME [\"/data\"]".into(),
+                "STOPSIGNAL SIGINT".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c["ExposedPorts"], json!({"80/tcp": {}, "53/udp": {}}));
+        assert_eq!(c["Labels"], json!({"a": "1", "b c": "d e"}));
+        assert_eq!(c["Volumes"], json!({"/data": {}}));
+        assert_eq!(c["StopSignal"], json!("SIGINT"));
+        assert!(apply_changes(&mut c, &["RUN make".into()])
             .unwrap_err()
             .to_string()
-            .contains("EXPOSE 80"));
+            .contains("RUN make"));
     }
 }
 

@@ -6,6 +6,7 @@
 //! It knows nothing of containers or the runtime.
 
 pub mod archive;
+pub mod commit;
 pub mod digest;
 pub mod flatten;
 pub mod gc;
