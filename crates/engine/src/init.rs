@@ -1,10 +1,13 @@
-//! `--init`: a small init as the container's PID 1, which reaps orphaned
-//! processes and passes signals to the command, as Docker's `--init`
-//! does with the same program: tini, statically linked (Debian's `tini`
-//! package, `/usr/bin/tini-static`, which Docker's package links as
-//! `/usr/bin/docker-init`). It is bind-mounted read-only at
-//! `/sbin/docker-init` and runs the command as `docker-init -- CMD…`.
+//! `--init`: berth-init (crates/init), a tiny static init, as the
+//! container's PID 1: it reaps orphaned processes, passes signals to the
+//! command and exits with its status. The engine carries the binary
+//! (built static by build.rs) and writes it once to `<root>/bin/`; it is
+//! bind-mounted read-only, nosuid, nodev at `/sbin/docker-init` (Docker's
+//! path for its init) and runs the command as `docker-init -- CMD…`.
+//! `$BERTH_INIT` names another static init instead (tini-static works).
 
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{MountBuilder, Spec};
@@ -14,35 +17,21 @@ use crate::error::EngineError;
 /// Where the init appears in the container (Docker's path).
 pub const CONTAINER_PATH: &str = "/sbin/docker-init";
 
-/// Where berth looks for the init, first found wins (after `$BERTH_INIT`).
-const CANDIDATES: [&str; 2] = ["/usr/bin/docker-init", "/usr/bin/tini-static"];
+/// berth-init, statically linked.
+static BERTH_INIT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/berth-init"));
 
-/// The init binary: `$BERTH_INIT`, else the first of [`CANDIDATES`]; it
-/// must be statically linked (the container has no loader of ours).
-pub fn find() -> Result<PathBuf, EngineError> {
-    let wanted: Vec<PathBuf> = match std::env::var_os("BERTH_INIT") {
-        Some(p) => vec![PathBuf::from(p)],
-        None => CANDIDATES.iter().map(PathBuf::from).collect(),
+/// The init binary: `$BERTH_INIT` if set, else berth-init written to
+/// `<root>/bin/berth-init` (again if its content differs). It must be
+/// statically linked (the container has no loader of ours).
+pub fn find(root: &Path) -> Result<PathBuf, EngineError> {
+    let path = match std::env::var_os("BERTH_INIT") {
+        Some(p) => std::fs::canonicalize(&p).map_err(|e| EngineError::Io {
+            op: "find the init (BERTH_INIT)",
+            path: PathBuf::from(p),
+            err: e,
+        })?,
+        None => install(root)?,
     };
-    let Some(found) = wanted.iter().find(|p| p.is_file()) else {
-        return Err(EngineError::InvalidOption {
-            option: "--init",
-            value: String::new(),
-            reason: format!(
-                "no init binary at {} (install Debian's tini package, or set BERTH_INIT)",
-                wanted
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(" or ")
-            ),
-        });
-    };
-    let path = std::fs::canonicalize(found).map_err(|e| EngineError::Io {
-        op: "resolve",
-        path: found.clone(),
-        err: e,
-    })?;
     if has_interpreter(&path)? {
         return Err(EngineError::InvalidOption {
             option: "--init",
@@ -50,6 +39,34 @@ pub fn find() -> Result<PathBuf, EngineError> {
             reason: "this init is dynamically linked: it cannot run inside a container".into(),
         });
     }
+    Ok(path)
+}
+
+/// Writes berth-init under the root (0555; temp file, then rename) unless
+/// the same bytes are there.
+fn install(root: &Path) -> Result<PathBuf, EngineError> {
+    let dir = root.join("bin");
+    let path = dir.join("berth-init");
+    if std::fs::read(&path).is_ok_and(|b| b == BERTH_INIT) {
+        return Ok(path);
+    }
+    let io = |op: &'static str, p: &Path| {
+        let p = p.to_path_buf();
+        move |err| EngineError::Io { op, path: p, err }
+    };
+    std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+    let tmp = dir.join(format!("berth-init.{}", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o555)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .map_err(io("create", &tmp))?;
+    f.write_all(BERTH_INIT).map_err(io("write", &tmp))?;
+    drop(f);
+    std::fs::rename(&tmp, &path).map_err(io("rename", &tmp))?;
     Ok(path)
 }
 
@@ -118,10 +135,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_static_init_is_found_and_a_dynamic_one_refused() {
-        // This test runs where scripts/install-deps installed tini.
-        let init = find().unwrap();
-        assert!(!has_interpreter(&init).unwrap());
+    fn berth_init_is_static_and_written_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = install(dir.path()).unwrap();
+        assert!(!has_interpreter(&path).unwrap());
+        let inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).unwrap());
+        assert_eq!(install(dir.path()).unwrap(), path);
+        let again = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).unwrap());
+        assert_eq!(inode, again, "rewritten although unchanged");
         assert!(has_interpreter(Path::new("/bin/sh")).unwrap());
     }
 }

@@ -393,7 +393,7 @@ impl Container<'_> {
         let mut spec = spec::container_spec(rootfs, files, &hostname, argv, env, cwd, &user)?;
         spec::apply_flags(&mut spec, opts, &|name| self.engine.init_pid(name))?;
         if opts.init {
-            crate::init::apply(&mut spec, &crate::init::find()?)?;
+            crate::init::apply(&mut spec, &crate::init::find(&self.engine.root)?)?;
         }
         let mut mounts = spec.mounts().clone().unwrap_or_default();
         mounts.extend(volumes);
