@@ -4,6 +4,7 @@
 //! the `image` and `registry` libraries.
 
 mod attach;
+mod check;
 mod commit;
 mod containers;
 mod copy;

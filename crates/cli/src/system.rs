@@ -13,7 +13,18 @@ use serde_json::{json, Value};
 #[derive(Subcommand)]
 pub enum SystemCommand {
     /// Space used by images, containers and volumes, and what could be reclaimed.
-    Df,
+    Df {
+        /// Each image, container and volume.
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Find what a crash left (lost exits, unsupervised or half-made
+    /// containers, stray runtime state, mounts, files) and repair it.
+    Check {
+        /// Only report.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Remove stopped containers and unused image content.
     Prune {
         /// Also images that no container uses.
@@ -37,7 +48,8 @@ pub enum SystemCommand {
 /// Runs a `system` subcommand.
 pub fn main(root: &Path, c: &SystemCommand) -> Result<()> {
     match c {
-        SystemCommand::Df => df_main(root),
+        SystemCommand::Df { verbose } => df_main(root, *verbose),
+        SystemCommand::Check { dry_run } => crate::check::main(root, *dry_run),
         SystemCommand::Prune {
             all,
             volumes,
@@ -210,7 +222,7 @@ pub fn info_main(root: &Path, format: Option<&str>) -> Result<()> {
 }
 
 /// `berth system df`.
-pub fn df_main(root: &Path) -> Result<()> {
+pub fn df_main(root: &Path, verbose: bool) -> Result<()> {
     let e = crate::containers::engine(root, None)?;
     let containers = e.containers()?;
     let refs = image::refs::Refs::new(root).load()?;
@@ -290,7 +302,68 @@ pub fn df_main(root: &Path) -> Result<()> {
             "0B".into(),
         ],
     ];
+    if !verbose {
+        crate::containers::table(&rows);
+        return Ok(());
+    }
+    df_verbose(&e, &refs, &containers, &volumes)
+}
+
+/// `system df -v`: each image, container and volume, as Docker lists them.
+fn df_verbose(
+    e: &engine::Engine,
+    refs: &std::collections::BTreeMap<String, image::refs::ImageRecord>,
+    containers: &[engine::store::Record],
+    volumes: &[(engine::volumes::Volume, Vec<String>)],
+) -> Result<()> {
+    let human = crate::format::human;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    println!("Images space usage:\n");
+    let mut rows = vec![["REPOSITORY", "TAG", "IMAGE ID", "SIZE", "CONTAINERS"]
+        .map(String::from)
+        .to_vec()];
+    for (name, r) in refs {
+        let (repo, tag) = match name.rsplit_once(':') {
+            Some((repo, tag)) if !tag.contains('/') => (repo.to_string(), tag.to_string()),
+            _ => (name.clone(), "<none>".into()),
+        };
+        let users = containers.iter().filter(|c| c.image_id == r.config).count();
+        rows.push(vec![
+            repo,
+            tag,
+            crate::images::short_id(&r.config),
+            human(r.size),
+            users.to_string(),
+        ]);
+    }
     crate::containers::table(&rows);
+    println!("\nContainers space usage:\n");
+    let mut rows = vec![["CONTAINER ID", "IMAGE", "SIZE", "STATUS", "NAMES"]
+        .map(String::from)
+        .to_vec()];
+    for c in containers {
+        rows.push(vec![
+            c.id[..12].to_string(),
+            c.image.clone(),
+            human(e.writable_layer_size(&c.id)),
+            crate::ps::status(c, now),
+            c.name.clone(),
+        ]);
+    }
+    crate::containers::table(&rows);
+    println!("\nLocal Volumes space usage:\n");
+    let mut rows = vec![["VOLUME NAME", "LINKS", "SIZE"].map(String::from).to_vec()];
+    for (v, users) in volumes {
+        rows.push(vec![
+            v.name.clone(),
+            users.len().to_string(),
+            human(e.volume_size(&v.name)),
+        ]);
+    }
+    crate::containers::table(&rows);
+    println!("\nBuild cache usage: 0B");
     Ok(())
 }
 

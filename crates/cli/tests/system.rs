@@ -64,6 +64,33 @@ fn df_and_prune() {
     assert!(containers[2].ends_with("kB"), "the 5000-byte file: {o:?}");
     let volumes = row(&o.stdout, "Local Volumes");
     assert_eq!(&volumes[..4], ["1", "0", "6B", "6B"], "{o:?}");
+    // -v: each image, container and volume.
+    let o = f.berth(&["system", "df", "-v"]).ok();
+    let v = &o.stdout;
+    assert!(v.starts_with("Images space usage:"), "{o:?}");
+    let line = |start: &str| {
+        v.lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or("")
+            .to_string()
+    };
+    let bb: Vec<String> = line("bb ").split_whitespace().map(String::from).collect();
+    assert_eq!(
+        (bb[1].as_str(), bb.last().map(String::as_str)),
+        ("1", Some("2")),
+        "bb:1 used by both: {v}"
+    );
+    let other: Vec<String> = line("other ")
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    assert_eq!(other.last().map(String::as_str), Some("0"), "{v}");
+    assert!(
+        line(&c1[..12]).contains("kB") && line(&c1[..12]).ends_with("c1"),
+        "{v}"
+    );
+    let vol: Vec<String> = line("v1 ").split_whitespace().map(String::from).collect();
+    assert_eq!(vol, ["v1", "0", "6B"], "{v}");
 
     // prune: the stopped container and nothing in use.
     let o = f.berth(&["system", "prune", "-f"]).ok();

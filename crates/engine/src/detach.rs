@@ -90,6 +90,8 @@ impl Container<'_> {
             .and_then(|p| p.parse::<i32>().ok())
         {
             let start = process_start(pid).unwrap_or(0);
+            let shim = crate::restart::Supervisor::of(child.id() as i64);
+            self.db.update_settings(&self.id, |s| s.supervisor = shim)?;
             self.db.set_running(&self.id, pid as i64, start, now())?;
             // The shim lives on; whoever outlives us reaps it.
             return Ok((pid, child));

@@ -26,6 +26,7 @@
 pub mod archive;
 pub mod attach;
 pub mod blkio;
+pub mod check;
 pub mod commit;
 pub mod confine;
 pub mod containers;

@@ -123,6 +123,15 @@ pub struct ContainerSettings {
     /// `--init`.
     #[serde(rename = "Init", default)]
     pub init: bool,
+    /// The process that supervises it: the `berth` that is making it or
+    /// runs it in the foreground, else its berth-shim. `system check` finds
+    /// containers whose supervisor is gone.
+    #[serde(
+        rename = "Supervisor",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub supervisor: Option<Supervisor>,
     /// `--log-driver` and `--log-opt`.
     #[serde(rename = "LogConfig", default)]
     pub log: crate::logging::LogSettings,
@@ -136,6 +145,30 @@ pub struct ContainerSettings {
     /// Its health since it last started.
     #[serde(rename = "Health", default, skip_serializing_if = "Option::is_none")]
     pub health: Option<crate::health::HealthState>,
+}
+
+/// A process, told apart from a later one with the same pid by its
+/// start time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Supervisor {
+    /// Its pid.
+    #[serde(rename = "Pid")]
+    pub pid: i64,
+    /// Its start time (/proc/PID/stat field 22).
+    #[serde(rename = "Start")]
+    pub start: i64,
+}
+
+impl Supervisor {
+    /// The process `pid`, if it lives.
+    pub fn of(pid: i64) -> Option<Supervisor> {
+        crate::store::process_start(pid as i32).map(|start| Supervisor { pid, start })
+    }
+
+    /// Whether it still lives.
+    pub fn alive(&self) -> bool {
+        crate::store::process_start(self.pid as i32) == Some(self.start)
+    }
 }
 
 impl ContainerSettings {

@@ -186,6 +186,7 @@ impl Engine {
                 open_stdin: opts.interactive,
                 stdin_once: opts.interactive && !opts.detach,
                 init: opts.init,
+                supervisor: crate::restart::Supervisor::of(std::process::id() as i64),
                 log: crate::logging::LogSettings::parse(
                     opts.log_driver.as_deref(),
                     &opts.log_opts,
