@@ -179,13 +179,13 @@ fn import_makes_a_one_layer_image_with_changes() {
         &[
             "import",
             "--change",
-            "EXPOSE 80",
+            "RUN make",
             rootfs.to_str().unwrap(),
             "other",
         ],
     );
     assert_ne!(bad.code, 0);
-    assert!(bad.stderr.contains("EXPOSE 80"), "{}", bad.stderr);
+    assert!(bad.stderr.contains("RUN make"), "{}", bad.stderr);
 }
 
 #[test]
