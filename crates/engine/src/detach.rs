@@ -137,6 +137,8 @@ impl Engine {
             created: true,
         };
         let finished = now();
+        let oom = crate::run::oom_killed(&rec.id);
+        db.update_settings(&rec.id, |s| s.oom_killed = oom)?;
         db.set_exited(&rec.id, code, finished)?;
         c.finish(rec.auto_remove)?;
         let ran = std::time::Duration::from_secs((finished - rec.started).max(0) as u64);

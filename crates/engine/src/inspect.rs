@@ -58,7 +58,7 @@ pub fn container_json(r: &Record) -> Value {
             "Running": running,
             "Paused": running && settings.paused,
             "Restarting": false,
-            "OOMKilled": false,
+            "OOMKilled": settings.oom_killed,
             "Dead": false,
             "Pid": if running { r.pid } else { 0 },
             "ExitCode": exit_code,

@@ -123,6 +123,9 @@ pub struct ContainerSettings {
     /// `--init`.
     #[serde(rename = "Init", default)]
     pub init: bool,
+    /// The kernel's OOM killer killed a process of it in its last run.
+    #[serde(rename = "OOMKilled", default)]
+    pub oom_killed: bool,
     /// The process that supervises it: the `berth` that is making it or
     /// runs it in the foreground, else its berth-shim. `system check` finds
     /// containers whose supervisor is gone.

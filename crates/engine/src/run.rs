@@ -306,6 +306,21 @@ pub(crate) fn now_f() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// Container `id`'s cgroup path (under each hierarchy's root).
+pub(crate) fn cgroup_path(id: &str) -> String {
+    format!("/berth/{id}")
+}
+
+/// Whether the kernel's OOM killer killed a process in container `id`'s
+/// cgroup (read before the runtime deletes it).
+pub(crate) fn oom_killed(id: &str) -> bool {
+    cgroups::Hierarchy::detect()
+        .ok()
+        .and_then(|h| cgroups::CgroupManager::new(&h, &cgroup_path(id)).ok())
+        .and_then(|m| m.stats().ok())
+        .is_some_and(|s| s.memory.oom_kills > 0)
+}
+
 pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -392,6 +407,10 @@ impl Container<'_> {
         )
         .map_err(io("write", &files.join("resolv.conf")))?;
         let mut spec = spec::container_spec(rootfs, files, &hostname, argv, env, cwd, &user)?;
+        // The same cgroup whichever runtime runs it, so the engine finds it.
+        if let Some(linux) = spec.linux_mut() {
+            linux.set_cgroups_path(Some(cgroup_path(&self.id).into()));
+        }
         spec::apply_flags(&mut spec, opts, &|name| self.engine.init_pid(name))?;
         if opts.init {
             crate::init::apply(&mut spec, &crate::init::find(&self.engine.root)?)?;
@@ -468,6 +487,8 @@ impl Container<'_> {
             Err(e) => Err(e),
         };
         let code = code?;
+        let oom = oom_killed(&self.id);
+        self.db.update_settings(&self.id, |s| s.oom_killed = oom)?;
         self.db.set_exited(&self.id, code as i64, now())?;
         Ok(code)
     }

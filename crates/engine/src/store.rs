@@ -188,7 +188,7 @@ impl Store {
         }
         if version < 1 {
             db.execute_batch(
-                "BEGIN;
+                "BEGIN IMMEDIATE;
                  CREATE TABLE IF NOT EXISTS containers (
                      id TEXT PRIMARY KEY,
                      name TEXT NOT NULL UNIQUE,
@@ -215,7 +215,7 @@ impl Store {
             // never removed; a container's anonymous volumes go with it on
             // `rm -v` and `--rm`).
             db.execute_batch(
-                "BEGIN;
+                "BEGIN IMMEDIATE;
                  CREATE TABLE IF NOT EXISTS volumes (
                      name TEXT PRIMARY KEY,
                      driver TEXT NOT NULL,
