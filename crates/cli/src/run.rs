@@ -342,13 +342,6 @@ fn prepare(root: &Path, args: &RunArgs) -> anyhow::Result<Prepared> {
     }
     labels.extend(args.label.iter().cloned());
     let store = ContentStore::open(root)?;
-    pull_if_wanted(root, args)?;
-    let refs = Refs::new(root).load().context("read images.json")?;
-    let (key, rec) = crate::find(&refs, &args.image)
-        .map_err(|_| EngineError::NoSuchImage(args.image.clone()))?;
-    let img = rec
-        .to_import(Some(key.clone()))
-        .context("corrupt images.json")?;
     let engine = crate::containers::engine(root, args.runtime.clone())?;
     let opts = RunOptions {
         name: args.name.clone(),
@@ -432,6 +425,16 @@ fn prepare(root: &Path, args: &RunArgs) -> anyhow::Result<Prepared> {
             privileged: args.privileged,
         },
     };
+    // Bad flags are refused before anything is pulled, as the docker CLI
+    // checks them before it asks the daemon.
+    engine::spec::check_flags(&opts)?;
+    pull_if_wanted(root, args)?;
+    let refs = Refs::new(root).load().context("read images.json")?;
+    let (key, rec) = crate::find(&refs, &args.image)
+        .map_err(|_| EngineError::NoSuchImage(args.image.clone()))?;
+    let img = rec
+        .to_import(Some(key.clone()))
+        .context("corrupt images.json")?;
     Ok(Prepared {
         store,
         key,

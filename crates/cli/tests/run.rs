@@ -32,7 +32,8 @@ fn run_prints_and_exits_as_docker_does() {
     assert!(o.stderr.contains("no-such-program"), "{}", o.stderr);
     let o = f.run(&["bb:1", "/etc"]);
     assert_eq!(o.code, 126, "{o:?}");
-    let o = f.run(&["no-such-image:1"]);
+    // (--pull never: a test reaches no registry but its own.)
+    let o = f.run(&["--pull", "never", "no-such-image:1"]);
     assert_eq!(o.code, 125, "{o:?}");
     assert!(
         o.stderr.contains("no such image: no-such-image:1"),
@@ -132,7 +133,14 @@ fn signals_reach_the_container_and_it_is_removed() {
 fn what_is_not_there_yet_says_so() {
     let f = Fixture::new();
     for args in [
-        vec!["exec", "--privileged", "nosuch", "true"],
+        vec![
+            "run",
+            "--rm",
+            "--security-opt",
+            "seccomp=/p.json",
+            "bb:1",
+            "true",
+        ],
         vec!["run", "--rm", "--network", "bridge", "bb:1", "true"],
     ] {
         let o = f.berth(&args);
@@ -190,6 +198,7 @@ fn resource_mount_and_confinement_flags_take_effect() {
         .run(&[
             "--cap-drop", "ALL", "--cap-add", "CHOWN", "--read-only", "--tmpfs", "/data:size=1m",
             "-v", &volume, "--security-opt", "no-new-privileges", "--group-add", "4242",
+            "--group-add", "nogroup",
             "bb:1", "sh", "-c",
             "grep -E 'CapEff|NoNewPrivs' /proc/self/status | tr -s '\\t' ' '; \
              touch /x 2>/dev/null || echo root-ro; echo > /data/y && echo tmpfs-rw; cat /h/f; echo; \
@@ -205,9 +214,44 @@ fn resource_mount_and_confinement_flags_take_effect() {
             "tmpfs-rw",
             "from the host",
             "volume-ro",
-            "0 4242"
+            "0 4242 65534"
         ]
     );
+    let o = f.run(&["--group-add", "no-such-group", "bb:1", "true"]);
+    assert_eq!(o.code, 125, "{o:?}");
+    assert!(o.stderr.contains("no-such-group"), "{o:?}");
+    // exec --privileged: every capability for that process only.
+    f.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "capped",
+        "--cap-drop",
+        "ALL",
+        "bb:1",
+        "sleep",
+        "100",
+    ])
+    .ok();
+    let caps = |args: &[&str]| {
+        let mut full = vec!["exec"];
+        full.extend_from_slice(args);
+        full.extend(["capped", "grep", "CapEff", "/proc/self/status"]);
+        f.berth(&full)
+            .ok()
+            .stdout
+            .split_whitespace()
+            .last()
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(caps(&[]), "0000000000000000");
+    let all = caps(&["--privileged"]);
+    assert!(
+        u64::from_str_radix(&all, 16).unwrap().count_ones() >= 38,
+        "{all}"
+    );
+    f.berth(&["rm", "-f", "capped"]).ok();
     assert!(!host.join("g").exists());
     for (args, needle) in [
         (vec!["--memory", "lots"], "--memory"),

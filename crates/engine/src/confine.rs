@@ -53,7 +53,7 @@ fn capability(option: &'static str, name: &str) -> Result<Capability, EngineErro
 /// Every capability this kernel knows and berth holds in its bounding set
 /// (for `--cap-add ALL` and `--privileged`): a container cannot get more
 /// than its runtime has, and asking for more fails at capset.
-fn all_capabilities() -> HashSet<Capability> {
+pub(crate) fn all_capabilities() -> HashSet<Capability> {
     let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse().ok())
@@ -163,9 +163,9 @@ pub fn apply(spec: &mut Spec, c: &Confinement) -> Result<(), EngineError> {
         let mut user = process.user().clone();
         let mut gids = user.additional_gids().clone().unwrap_or_default();
         for g in &c.group_add {
-            let gid: u32 = g
-                .parse()
-                .map_err(|_| invalid("--group-add", g, "only numeric group ids so far"))?;
+            // A name was resolved against the image's /etc/group before
+            // (see `user::group_ids`); a name left here is a flag check.
+            let Ok(gid) = g.parse::<u32>() else { continue };
             if !gids.contains(&gid) {
                 gids.push(gid);
             }

@@ -31,7 +31,7 @@ pub struct ExecOptions {
     pub tty: bool,
     /// `-d`: start it and return.
     pub detach: bool,
-    /// `--privileged` (not implemented).
+    /// `--privileged`: every capability for this process.
     pub privileged: bool,
 }
 
@@ -116,9 +116,6 @@ impl Engine {
     /// Runs `opts.cmd` in the running container `key`. Returns its exit
     /// status (0 with `detach`, once it runs).
     pub fn exec(&self, key: &str, opts: &ExecOptions) -> Result<i32, EngineError> {
-        if opts.privileged {
-            return Err(EngineError::NotImplemented("exec --privileged"));
-        }
         if opts.detach && (opts.interactive || opts.tty) {
             return Err(EngineError::NotImplemented(
                 "exec -d with -i or -t (nothing would hold the terminal or stdin)",
@@ -229,7 +226,16 @@ impl Engine {
         } else {
             bundle.join(rootfs)
         };
-        let process = exec_process(&base, &rootfs, opts, |k| std::env::var(k).ok())?;
+        let mut process = exec_process(&base, &rootfs, opts, |k| std::env::var(k).ok())?;
+        if opts.privileged {
+            // As Docker's: every capability for this process.
+            let all = crate::confine::all_capabilities();
+            let mut caps = process.capabilities().clone().unwrap_or_default();
+            caps.set_bounding(Some(all.clone()));
+            caps.set_effective(Some(all.clone()));
+            caps.set_permitted(Some(all));
+            process.set_capabilities(Some(caps));
+        }
 
         let tag = crate::run::new_id()?;
         let process_file = bundle.join(format!("exec-{}.json", &tag[..12]));

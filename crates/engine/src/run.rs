@@ -411,6 +411,9 @@ impl Container<'_> {
         if let Some(linux) = spec.linux_mut() {
             linux.set_cgroups_path(Some(cgroup_path(&self.id).into()));
         }
+        let mut opts = opts.clone();
+        opts.confinement.group_add = user::group_ids(rootfs, &opts.confinement.group_add)?;
+        let opts = &opts;
         spec::apply_flags(&mut spec, opts, &|name| self.engine.init_pid(name))?;
         if opts.init {
             crate::init::apply(&mut spec, &crate::init::find(&self.engine.root)?)?;

@@ -140,6 +140,7 @@ pub fn check_flags(opts: &RunOptions) -> Result<(), EngineError> {
         crate::attach::parse_detach_keys(keys)?;
     }
     crate::logging::LogSettings::parse(opts.log_driver.as_deref(), &opts.log_opts)?;
+    crate::health::merge(None, &opts.health)?;
     let mut spec =
         runtime::spec_default::default_spec(false).map_err(|e| EngineError::Spec(e.to_string()))?;
     apply_flags(&mut spec, opts, &|_| Ok(1))

@@ -63,6 +63,32 @@ fn read_in_root(rootfs: &Path, path: &str) -> Result<String, EngineError> {
     Ok(s)
 }
 
+/// `--group-add` values as gids: numbers as they are, names looked up in
+/// the image's /etc/group (read inside the root).
+pub fn group_ids(rootfs: &Path, groups: &[String]) -> Result<Vec<String>, EngineError> {
+    if groups.iter().all(|g| g.parse::<u32>().is_ok()) {
+        return Ok(groups.to_vec());
+    }
+    let file = read_in_root(rootfs, "/etc/group")?;
+    groups
+        .iter()
+        .map(|g| {
+            if g.parse::<u32>().is_ok() {
+                return Ok(g.clone());
+            }
+            file.lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.len() >= 3 && f[0] == g)
+                .map(|f| f[2].to_string())
+                .ok_or_else(|| EngineError::InvalidOption {
+                    option: "--group-add",
+                    value: g.clone(),
+                    reason: "no group of that name in the image's /etc/group".into(),
+                })
+        })
+        .collect()
+}
+
 /// Resolves `spec` (empty: root) in the container root `rootfs`.
 pub fn resolve(rootfs: &Path, spec: &str) -> Result<ResolvedUser, EngineError> {
     let passwd = read_in_root(rootfs, "/etc/passwd")?;
