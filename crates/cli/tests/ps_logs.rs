@@ -78,6 +78,20 @@ fn ps_filters_and_formats() {
     assert_eq!(v["ID"], up.as_str());
     assert_eq!(v["Labels"], "tier=web");
     assert!(v["Status"].as_str().unwrap().starts_with("Up "), "{v}");
+    // Go's template language: range, index, if, pipelines, Docker's functions.
+    let t = "{{range $k, $v := .Config.Labels}}{{$k}}={{$v}};{{end}} {{index .Config.Labels \"tier\"}} \
+             {{if .State.Running}}up{{else}}down{{end}} {{.Name | upper}} {{join .Config.Cmd \",\"}}";
+    let o = f.berth(&["inspect", "-f", t, "up1"]).ok();
+    assert_eq!(o.stdout.trim(), "tier=web; web up /UP1 sleep,100");
+    let o = f
+        .berth(&[
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}}{{if eq .Names \"up1\"}}*{{end}}",
+        ])
+        .ok();
+    assert!(o.stdout.lines().any(|l| l == "up1*"), "{o:?}");
     for (args, needle) in [
         (vec!["ps", "-f", "colour=red"], "colour=red"),
         (vec!["ps", "-f", "status=sleepy"], "status"),

@@ -114,55 +114,10 @@ fn log_options(l: &crate::logging::LogSettings) -> Value {
     Value::Object(m)
 }
 
-/// Evaluates a `--format` template against `v`.
+/// Evaluates a `--format` template against `v` (Go's template language,
+/// see [`crate::template`]).
 pub fn format(template: &str, v: &Value) -> Result<String, EngineError> {
-    let bad = |why: &str| EngineError::InvalidOption {
-        option: "--format",
-        value: template.to_string(),
-        reason: why.to_string(),
-    };
-    let mut out = String::new();
-    let mut rest = template;
-    while let Some(open) = rest.find("{{") {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 2..];
-        let close = after.find("}}").ok_or_else(|| bad("a {{ without }}"))?;
-        let action = after[..close].trim();
-        let (as_json, path) = match action.strip_prefix("json ") {
-            Some(p) => (true, p.trim()),
-            None => (false, action),
-        };
-        if !path.starts_with('.') {
-            return Err(bad(&format!(
-                "only {{{{.Field}}}} and {{{{json .Field}}}} are supported so far, not {{{{{action}}}}}"
-            )));
-        }
-        let mut cur = v;
-        for part in path[1..].split('.').filter(|p| !p.is_empty()) {
-            cur = cur
-                .get(part)
-                .ok_or_else(|| bad(&format!("no field {part:?} in {path}")))?;
-        }
-        if as_json {
-            out.push_str(&cur.to_string());
-        } else {
-            match cur {
-                Value::String(s) => out.push_str(s),
-                Value::Null => out.push_str("<no value>"),
-                Value::Array(a) => out.push_str(&format!(
-                    "[{}]",
-                    a.iter()
-                        .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                )),
-                other => out.push_str(&other.to_string()),
-            }
-        }
-        rest = &after[close + 2..];
-    }
-    out.push_str(rest);
-    Ok(out)
+    crate::template::render(template, v)
 }
 
 #[cfg(test)]
@@ -181,7 +136,7 @@ mod tests {
         assert_eq!(format("{{.Args}}", &v).unwrap(), "[-c x]");
         assert_eq!(format("{{json .Args}}", &v).unwrap(), r#"["-c","x"]"#);
         assert!(format("{{.Nope}}", &v).is_err());
-        assert!(format("{{range .Args}}", &v).is_err());
+        assert_eq!(format("{{range .Args}}{{.}};{{end}}", &v).unwrap(), "-c;x;");
         assert!(format("{{.Name", &v).is_err());
     }
 }

@@ -54,6 +54,7 @@ pub mod run;
 pub mod spec;
 pub mod stats;
 pub mod store;
+pub mod template;
 mod tty;
 pub mod user;
 mod volume_files;
