@@ -324,14 +324,17 @@ fn run(cli: &Cli) -> Result<()> {
             insecure,
             quiet,
             authfile,
-        } => remote::pull(
-            root,
-            reference,
-            platform.as_deref(),
-            *insecure,
-            *quiet,
-            remote::auth_path(root, authfile),
-        )?,
+        } => {
+            remote::pull(
+                root,
+                reference,
+                platform.as_deref(),
+                *insecure,
+                *quiet,
+                remote::auth_path(root, authfile),
+            )?;
+            image_event(root, "pull", &normalize(reference));
+        }
         Command::Push {
             name,
             destination,
@@ -352,7 +355,8 @@ fn run(cli: &Cli) -> Result<()> {
                 *insecure,
                 *quiet,
                 remote::auth_path(root, authfile),
-            )?
+            )?;
+            image_event(root, "push", &dest);
         }
         Command::Login {
             server,
@@ -421,6 +425,9 @@ fn run(cli: &Cli) -> Result<()> {
                     names
                 })
                 .context("update images.json")?;
+            for name in &names {
+                image_event(root, "load", name);
+            }
             if !quiet {
                 for name in names {
                     println!("Loaded image: {name}");
@@ -439,8 +446,9 @@ fn run(cli: &Cli) -> Result<()> {
                 name.unwrap_or_else(|| format!("<none>:{}", short_id(&img.config.to_string())));
             let rec = ImageRecord::of(&store, &img);
             refs_file
-                .update(|refs| refs.insert(key, rec))
+                .update(|refs| refs.insert(key.clone(), rec))
                 .context("update images.json")?;
+            image_event(root, "import", &key);
             println!("{}", img.config);
         }
         Command::Tag { source, target } => {
@@ -452,6 +460,7 @@ fn run(cli: &Cli) -> Result<()> {
                     Ok::<_, anyhow::Error>(())
                 })
                 .context("update images.json")??;
+            image_event(root, "tag", &normalize(target));
         }
         Command::History { name } => {
             let refs = refs_file.load().context("read images.json")?;
@@ -534,6 +543,9 @@ fn run(cli: &Cli) -> Result<()> {
             }
             std::fs::rename(&tmp, output)
                 .with_context(|| format!("rename to {}", output.display()))?;
+            for n in names {
+                image_event(root, "save", &normalize(n));
+            }
         }
         Command::Images {
             quiet,
@@ -583,6 +595,7 @@ fn run(cli: &Cli) -> Result<()> {
                                 .with_context(|| format!("remove {}", mounted.display()))?;
                         }
                         refs.remove(&key);
+                        image_event(root, "untag", &key);
                         println!("Untagged: {key}");
                     }
                     Ok(())
@@ -662,6 +675,11 @@ fn run(cli: &Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Records an image event (`berth events`), as Docker's: the name as the actor.
+fn image_event(root: &Path, action: &str, name: &str) {
+    engine::events::record(root, "image", action, name, &[("name", name)]);
 }
 
 fn main() -> ExitCode {

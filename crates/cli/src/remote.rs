@@ -86,6 +86,13 @@ pub fn pull_for_run(
     };
     let progress = Arc::new(Bars::on_stderr(quiet));
     let pulled = runtime()?.block_on(registry::pull(root, reference, &opts, progress))?;
+    engine::events::record(
+        root,
+        "image",
+        "pull",
+        &pulled.name,
+        &[("name", &pulled.name)],
+    );
     if !quiet {
         eprintln!("Digest: {}", pulled.digest);
         if pulled.downloaded {

@@ -166,7 +166,19 @@ impl Engine {
         } else {
             Stdio::null()
         });
+        let shown = opts.cmd.join(" ");
+        let event = |action: String| {
+            crate::events::record(
+                &self.root,
+                "container",
+                &action,
+                &rec.id,
+                &[("name", &rec.name)],
+            )
+        };
+        event(format!("exec_create: {shown}"));
         let mut child = cmd.spawn().map_err(io("run", &self.runtime))?;
+        event(format!("exec_start: {shown}"));
         let relay = match &console {
             Some(c) => {
                 let master = match c.receive() {
@@ -201,9 +213,19 @@ impl Engine {
         if let Some(e) = runtime_failure(&log, "exec") {
             return Err(e);
         }
-        Ok(status.code().unwrap_or_else(|| {
+        let code = status.code().unwrap_or_else(|| {
             128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
-        }))
+        });
+        if !opts.detach {
+            crate::events::record(
+                &self.root,
+                "container",
+                "exec_die",
+                &rec.id,
+                &[("name", &rec.name), ("exitCode", &code.to_string())],
+            );
+        }
+        Ok(code)
     }
     /// Writes the process.json of an exec in running container `rec` (0600,
     /// in its bundle) and names its runtime log; both go when the guard does.
