@@ -122,7 +122,10 @@ pub struct RunArgs {
     /// Failures in a row that make the container unhealthy.
     #[arg(long = "health-retries", allow_hyphen_values = true)]
     health_retries: Option<i64>,
-    /// Run an init (tini) as PID 1 that reaps orphans and passes signals on.
+    /// Mount the volumes and bind mounts of another container (`NAME[:ro|:rw]`).
+    #[arg(long = "volumes-from")]
+    volumes_from: Vec<String>,
+    /// Run an init (berth-init) as PID 1 that reaps orphans and passes signals on.
     #[arg(long)]
     init: bool,
     /// No health check, not even the image's.
@@ -353,6 +356,7 @@ fn prepare(root: &Path, args: &RunArgs) -> anyhow::Result<Prepared> {
         log_driver: args.log_driver.clone(),
         log_opts: args.log_opt.clone(),
         init: args.init,
+        volumes_from: args.volumes_from.clone(),
         health: engine::health::HealthFlags {
             cmd: args.health_cmd.clone(),
             interval: args.health_interval.clone(),

@@ -255,3 +255,67 @@ fn bad_volume_input_is_refused_by_name() {
     assert!(left.iter().all(|n| n == ".lock"), "{left:?}");
     let _ = Path::new("");
 }
+
+#[test]
+fn volumes_from_shares_another_containers_volumes_and_binds() {
+    let f = Fixture::new();
+    let host = f.dir.path().join("hostdir");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("file"), "host\n").unwrap();
+    let bind = format!("{}:/h:ro", host.display());
+    f.berth(&[
+        "run",
+        "--name",
+        "src",
+        "-v",
+        "vf-data:/data",
+        "-v",
+        "/anon",
+        "-v",
+        &bind,
+        "bb:1",
+        "sh",
+        "-c",
+        "echo x > /data/f; echo y > /anon/g",
+    ])
+    .ok();
+    let o = f
+        .run(&[
+            "--volumes-from", "src", "bb:1", "sh", "-c",
+            "cat /data/f /anon/g /h/file; touch /h/z 2>/dev/null || echo h-ro; echo more >> /data/f",
+        ])
+        .ok();
+    assert_eq!(o.stdout, "x\ny\nhost\nh-ro\n");
+    // :ro makes every one read-only; a -v of the same place wins.
+    let o = f
+        .run(&[
+            "--volumes-from",
+            "src:ro",
+            "-v",
+            "vf-other:/anon",
+            "bb:1",
+            "sh",
+            "-c",
+            "cat /data/f; touch /data/n 2>/dev/null || echo data-ro; ls /anon | wc -l",
+        ])
+        .ok();
+    assert_eq!(o.stdout, "x\nmore\ndata-ro\n0\n");
+    // The --rm containers did not take src's anonymous volume with them.
+    let o = f
+        .run(&["--volumes-from", "src", "bb:1", "cat", "/anon/g"])
+        .ok();
+    assert_eq!(o.stdout, "y\n");
+    for (arg, word) in [
+        ("nosuch", "no such container"),
+        ("src:xx", "--volumes-from"),
+    ] {
+        let o = f.run(&["--volumes-from", arg, "bb:1", "true"]);
+        assert_eq!(o.code, 125, "{o:?}");
+        assert!(o.stderr.contains(word), "{o:?}");
+    }
+    f.berth(&["rm", "-v", "src"]).ok();
+    f.berth(&["volume", "rm", "vf-data", "vf-other"]).ok();
+    let o = f.berth(&["volume", "ls", "-q"]).ok();
+    assert_eq!(o.stdout, "", "src's anonymous volume went with rm -v");
+    f.assert_clean();
+}

@@ -60,6 +60,7 @@ pub mod user;
 mod volume_files;
 mod volume_store;
 pub mod volumes;
+mod volumes_from;
 
 pub use error::EngineError;
 pub use exec::ExecOptions;

@@ -143,6 +143,7 @@ impl Engine {
         mode: Launch,
     ) -> Result<(String, i32), EngineError> {
         let _no_gc = image::gc::hold_shared(&self.root)?;
+        let opts = &self.with_volumes_from(opts)?;
         let blob = std::fs::read(store.path(&image.config)).map_err(|e| EngineError::Io {
             op: "read image config",
             path: store.path(&image.config),

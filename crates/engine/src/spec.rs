@@ -24,7 +24,9 @@ pub struct RunOptions {
     pub interactive: bool,
     /// `-t`: the container's stdio is a terminal, copied to ours.
     pub tty: bool,
-    /// `--init`: tini as PID 1, running the command.
+    /// `--volumes-from CONTAINER[:ro|:rw]`.
+    pub volumes_from: Vec<String>,
+    /// `--init`: berth-init as PID 1, running the command.
     pub init: bool,
     /// `--health-*` and `--no-healthcheck`.
     pub health: crate::health::HealthFlags,
