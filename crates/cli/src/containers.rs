@@ -189,15 +189,40 @@ pub fn table(rows: &[Vec<String>]) {
     }
 }
 
+/// How many containers `rm` takes down at once (as the docker CLI, which
+/// removes them in parallel).
+const RM_PARALLEL: usize = 8;
+
 fn rm(engine: &Engine, a: &RmArgs) -> Result<()> {
+    // Each container in a thread of a small pool; results printed in the
+    // order given.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<std::result::Result<(), String>>>> =
+        a.containers.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..RM_PARALLEL.min(a.containers.len()) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(c) = a.containers.get(i) else { return };
+                let r = engine
+                    .remove_container(c, a.force, a.volumes)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
+                if let Ok(mut slot) = results[i].lock() {
+                    *slot = Some(r);
+                }
+            });
+        }
+    });
     let mut failed = false;
-    for c in &a.containers {
-        match engine.remove_container(c, a.force, a.volumes) {
-            Ok(_) => println!("{c}"),
-            Err(e) => {
+    for (c, r) in a.containers.iter().zip(results) {
+        match r.into_inner().ok().flatten() {
+            Some(Ok(())) => println!("{c}"),
+            Some(Err(e)) => {
                 eprintln!("berth: {e}");
                 failed = true;
             }
+            None => failed = true,
         }
     }
     if failed {

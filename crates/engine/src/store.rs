@@ -175,6 +175,15 @@ impl Store {
             .map_err(sql(&path))?;
         db.pragma_update(None, "journal_mode", "WAL")
             .map_err(sql(&path))?;
+        // WAL with synchronous=NORMAL: a commit is not fsync'd, the WAL is
+        // at each checkpoint; a power loss may lose the last commits but
+        // never corrupts the database (what a crash leaves, `system check`
+        // repairs). And no checkpoint each time a berth process closes the
+        // database: SQLite checkpoints as the WAL grows (1000 pages).
+        db.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql(&path))?;
+        db.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+            .map_err(sql(&path))?;
         let version: i64 = db
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(sql(&path))?;
