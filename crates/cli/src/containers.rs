@@ -197,8 +197,11 @@ fn rm(engine: &Engine, a: &RmArgs) -> Result<()> {
     // Each container in a thread of a small pool; results printed in the
     // order given.
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<std::sync::Mutex<Option<std::result::Result<(), String>>>> =
-        a.containers.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let results: Vec<std::sync::Mutex<Option<std::result::Result<(), String>>>> = a
+        .containers
+        .iter()
+        .map(|_| std::sync::Mutex::new(None))
+        .collect();
     std::thread::scope(|scope| {
         for _ in 0..RM_PARALLEL.min(a.containers.len()) {
             scope.spawn(|| loop {

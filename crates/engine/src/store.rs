@@ -182,8 +182,11 @@ impl Store {
         // database: SQLite checkpoints as the WAL grows (1000 pages).
         db.pragma_update(None, "synchronous", "NORMAL")
             .map_err(sql(&path))?;
-        db.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
-            .map_err(sql(&path))?;
+        db.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )
+        .map_err(sql(&path))?;
         let version: i64 = db
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(sql(&path))?;
