@@ -255,3 +255,59 @@ fn names_stop_settings_labels_and_cidfile() {
     f.berth(&["rm", "sig"]).ok();
     f.assert_clean();
 }
+
+/// `--security-opt seccomp=PROFILE`: a profile in Docker's format, its
+/// rules kept or dropped by the container's capabilities; bad files are
+/// refused by name.
+#[test]
+fn a_seccomp_profile_file_confines_the_container() {
+    let f = Fixture::new();
+    let profile = f.dir.path().join("profile.json");
+    std::fs::write(
+        &profile,
+        r#"{
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "archMap": [{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"]}],
+            "syscalls": [
+                {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+                {"names": ["chmod", "fchmodat", "fchmodat2", "fchmod"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
+                 "includes": {"caps": ["CAP_SYS_ADMIN"]}}
+            ]
+        }"#,
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", profile.display());
+    let script = "mkdir /x 2>/dev/null || echo no-mkdir; touch /f; chmod 600 /f && echo chmod-ok";
+    let o = f
+        .run(&["--security-opt", &opt, "bb:1", "sh", "-c", script])
+        .ok();
+    assert_eq!(o.stdout, "no-mkdir\nchmod-ok\n");
+    let o = f.run(&[
+        "--security-opt",
+        &opt,
+        "--cap-add",
+        "SYS_ADMIN",
+        "bb:1",
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert_eq!(o.stdout, "no-mkdir\n", "{o:?}");
+    assert!(o.stderr.contains("Operation not permitted"), "{o:?}");
+    // Without it, the default profile: mkdir works.
+    let o = f.run(&["bb:1", "sh", "-c", "mkdir /x && echo made"]).ok();
+    assert_eq!(o.stdout, "made\n");
+    let garbage = f.dir.path().join("garbage.json");
+    std::fs::write(&garbage, "{ not json").unwrap();
+    for p in [garbage.clone(), f.dir.path().join("missing.json")] {
+        let o = f.run(&[
+            "--security-opt",
+            &format!("seccomp={}", p.display()),
+            "bb:1",
+            "true",
+        ]);
+        assert_eq!(o.code, 125, "{o:?}");
+        assert!(o.stderr.contains(p.to_str().unwrap()), "{o:?}");
+    }
+    f.assert_clean();
+}

@@ -133,7 +133,7 @@ pub fn apply(spec: &mut Spec, c: &Confinement) -> Result<(), EngineError> {
     }
     caps.set_bounding(Some(set.clone()));
     caps.set_effective(Some(set.clone()));
-    caps.set_permitted(Some(set));
+    caps.set_permitted(Some(set.clone()));
     process.set_capabilities(Some(caps));
     let mut linux = spec.linux().clone().unwrap_or_default();
     for o in &c.security_opt {
@@ -148,10 +148,13 @@ pub fn apply(spec: &mut Spec, c: &Confinement) -> Result<(), EngineError> {
             ("seccomp", "unconfined") => {
                 linux.set_seccomp(None);
             }
-            ("seccomp", _) => {
-                return Err(EngineError::NotImplemented(
-                    "--security-opt seccomp=PROFILE (a profile file)",
-                ))
+            // As Docker: --privileged runs without a filter, whatever is given.
+            ("seccomp", _) if c.privileged => {}
+            ("seccomp", path) => {
+                linux.set_seccomp(Some(crate::seccomp_profile::load(
+                    std::path::Path::new(path),
+                    &set,
+                )?));
             }
             // No AppArmor or SELinux on this kernel: accepted, as Docker
             // accepts them where the LSM is off.

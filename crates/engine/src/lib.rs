@@ -51,6 +51,7 @@ pub mod names;
 pub mod namespaces;
 pub mod restart;
 pub mod run;
+pub mod seccomp_profile;
 pub mod spec;
 pub mod stats;
 pub mod store;
