@@ -151,10 +151,17 @@ fn an_unreadable_database_makes_check_touch_nothing() {
         .arg(&stray)
         .status()
         .unwrap();
-    let db = f.root().join("engine.db");
-    let saved = std::fs::read(&db).unwrap();
+    // The database and its write-ahead log (which may hold its newest pages).
+    let files: Vec<_> = ["engine.db", "engine.db-wal", "engine.db-shm"]
+        .iter()
+        .map(|n| f.root().join(n))
+        .map(|p| (p.clone(), std::fs::read(&p).ok()))
+        .collect();
+    for (p, _) in &files {
+        let _ = std::fs::remove_file(p);
+    }
     std::fs::write(
-        &db,
+        &files[0].0,
         b"this is not a database, it is garbage of the same kind",
     )
     .unwrap();
@@ -164,7 +171,12 @@ fn an_unreadable_database_makes_check_touch_nothing() {
         stray.exists(),
         "deleted although the database could not be read"
     );
-    std::fs::write(&db, saved).unwrap();
+    for (p, saved) in files {
+        let _ = std::fs::remove_file(&p);
+        if let Some(bytes) = saved {
+            std::fs::write(&p, bytes).unwrap();
+        }
+    }
     std::fs::remove_dir(&stray).unwrap();
     f.berth(&["rm", "x"]).ok();
     f.assert_clean();

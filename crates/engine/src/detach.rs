@@ -30,6 +30,10 @@ impl Container<'_> {
         self.runtime_root = Some(runtime_root.clone());
         self.created = true;
         let settings = crate::restart::ContainerSettings::parse(&self.db.find(&self.id)?.config);
+        if settings.oom_killed {
+            self.db
+                .update_settings(&self.id, |s| s.oom_killed = false)?;
+        }
         let mut options = settings.log.shim_args();
         if settings.tty {
             let dir = self.engine.root.join("run");
@@ -137,8 +141,12 @@ impl Engine {
             created: true,
         };
         let finished = now();
-        let oom = crate::run::oom_killed(&rec.id);
-        db.update_settings(&rec.id, |s| s.oom_killed = oom)?;
+        // Only ever set here (a start clears it): a second cleanup (`ps`
+        // finishing what the shim's callback is doing) may read the
+        // cgroup after the first deleted it.
+        if crate::run::oom_killed(&rec.id) {
+            db.update_settings(&rec.id, |s| s.oom_killed = true)?;
+        }
         db.set_exited(&rec.id, code, finished)?;
         c.finish(rec.auto_remove)?;
         let ran = std::time::Duration::from_secs((finished - rec.started).max(0) as u64);
