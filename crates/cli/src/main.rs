@@ -30,6 +30,21 @@ use clap::{Parser, Subcommand};
 use image::refs::{normalize, ImageRecord, Refs};
 use image::ContentStore;
 
+/// The store's default place: /var/lib/berth for root; for another user
+/// `$XDG_DATA_HOME/berth`, else `~/.local/share/berth` (rootless berth is
+/// later work, but nothing of a user's goes under /var).
+fn default_root() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/lib/berth");
+    }
+    std::env::var_os("XDG_DATA_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("berth")
+}
+
 #[derive(Parser)]
 #[command(
     name = "berth",
@@ -42,7 +57,7 @@ struct Cli {
         long,
         global = true,
         env = "BERTH_ROOT",
-        default_value = "/var/lib/berth"
+        default_value_os_t = default_root()
     )]
     root: PathBuf,
     #[command(subcommand)]

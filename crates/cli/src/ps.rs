@@ -65,7 +65,7 @@ impl Filters {
                 .split_once('=')
                 .ok_or_else(|| anyhow::anyhow!("--filter {f:?}: expected KEY=VALUE"))?;
             match k {
-                "id" | "name" | "label" | "ancestor" => {}
+                "id" | "name" | "label" | "ancestor" | "volume" | "before" | "since" => {}
                 "status" => {
                     let known = ["created", "restarting", "running", "removing", "paused", "exited", "dead"];
                     if !known.contains(&v) {
@@ -83,7 +83,7 @@ impl Filters {
                         .map_err(|_| anyhow::anyhow!("--filter {f:?}: exited takes an exit code"))?;
                 }
                 _ => anyhow::bail!(
-                    "--filter {f:?}: berth filters containers by id, name, label, status, ancestor, exited and health"
+                    "--filter {f:?}: berth filters containers by id, name, label, status, ancestor, exited, health, volume, before and since"
                 ),
             }
             match out.iter_mut().find(|(key, _)| key == k) {
@@ -94,8 +94,38 @@ impl Filters {
         Ok(Filters(out))
     }
 
-    /// Whether `r` passes: every key, any of its values.
-    fn pass(&self, r: &Record) -> bool {
+    /// Resolves what the filters refer to: the containers of `before=`
+    /// and `since=` (their places in `list`, newest first) and the users
+    /// of the `volume=`s.
+    fn context(&self, engine: &Engine, list: &[Record]) -> Result<Context> {
+        let mut ctx = Context::default();
+        for (k, values) in &self.0 {
+            for v in values {
+                match k.as_str() {
+                    "before" | "since" => {
+                        let target = engine.container(v)?;
+                        let at = list.iter().position(|r| r.id == target.id).unwrap_or(0);
+                        ctx.places.insert(v.clone(), at);
+                    }
+                    "volume" => {
+                        let users = engine
+                            .volumes()?
+                            .into_iter()
+                            .find(|(vol, _)| vol.name == *v)
+                            .map(|(_, users)| users)
+                            .unwrap_or_default();
+                        ctx.volume_users.insert(v.clone(), users);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(ctx)
+    }
+
+    /// Whether `r` (at `at` in the list, newest first) passes: every key,
+    /// any of its values.
+    fn pass(&self, r: &Record, at: usize, ctx: &Context) -> bool {
         let settings = engine::restart::ContainerSettings::parse(&r.config);
         let labels = &settings.labels;
         // Docker: "none" for a container without a check; a stopped one
@@ -122,10 +152,24 @@ impl Filters {
                 }
                 "exited" => state_word(r) == "exited" && v.parse::<i64>().ok() == Some(r.exit_code),
                 "health" => health == v && (v == "none" || r.is_running()),
+                // Created before the named container: later in the list.
+                "before" => ctx.places.get(v).is_some_and(|p| at > *p),
+                "since" => ctx.places.get(v).is_some_and(|p| at < *p),
+                "volume" => ctx
+                    .volume_users
+                    .get(v)
+                    .is_some_and(|users| users.iter().any(|u| *u == r.id)),
                 _ => false,
             })
         })
     }
+}
+
+/// What `before=`, `since=` and `volume=` refer to.
+#[derive(Default)]
+struct Context {
+    places: std::collections::HashMap<String, usize>,
+    volume_users: std::collections::HashMap<String, Vec<String>>,
 }
 
 /// The fields a `--format` template reads, as `docker ps` names them.
@@ -247,7 +291,12 @@ pub(crate) fn ps(engine: &Engine, a: &PsArgs) -> Result<()> {
         || a.filter
             .iter()
             .any(|f| f.starts_with("status=") || f.starts_with("exited="));
-    list.retain(|r| filters.pass(r));
+    let ctx = filters.context(engine, &list)?;
+    let mut at = 0;
+    list.retain(|r| {
+        at += 1;
+        filters.pass(r, at - 1, &ctx)
+    });
     if let Some(n) = limit {
         list.truncate(n);
     } else if !any_state {

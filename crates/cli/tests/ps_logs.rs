@@ -160,3 +160,26 @@ fn logs_since_and_until() {
     f.berth(&["rm", "lg"]).ok();
     f.assert_clean();
 }
+
+#[test]
+fn ps_filters_by_order_and_volume() {
+    let f = Fixture::new();
+    f.berth(&["run", "--name", "first", "bb:1", "true"]).ok();
+    f.berth(&["run", "--name", "second", "-v", "psvol:/v", "bb:1", "true"])
+        .ok();
+    f.berth(&["run", "--name", "third", "bb:1", "true"]).ok();
+    let names = |filter: &str| {
+        f.berth(&["ps", "-a", "--filter", filter, "--format", "{{.Names}}"])
+            .ok()
+            .stdout
+    };
+    assert_eq!(names("before=third"), "second\nfirst\n");
+    assert_eq!(names("since=first"), "third\nsecond\n");
+    assert_eq!(names("volume=psvol"), "second\n");
+    assert_eq!(names("volume=none-such"), "");
+    let o = f.berth(&["ps", "--filter", "before=nosuch"]);
+    assert!(o.code != 0 && o.stderr.contains("nosuch"), "{o:?}");
+    f.berth(&["rm", "first", "second", "third"]).ok();
+    f.berth(&["volume", "rm", "psvol"]).ok();
+    f.assert_clean();
+}

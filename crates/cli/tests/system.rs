@@ -123,3 +123,38 @@ fn df_and_prune() {
     f.berth(&["volume", "rm", "v1"]).ok();
     f.assert_clean();
 }
+
+/// A user other than root gets a store under its own XDG data directory,
+/// never /var/lib/berth.
+#[test]
+fn a_user_other_than_root_defaults_to_its_own_store() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.path().join("berth");
+    std::fs::copy(common::BERTH, &bin).unwrap();
+    let help = |env: &[&str]| {
+        let out = std::process::Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "env",
+                "-u",
+                "BERTH_ROOT",
+            ])
+            .args(env)
+            .arg(&bin)
+            .arg("--help")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(
+        help(&["-u", "XDG_DATA_HOME", "HOME=/home/someone"])
+            .contains("[default: /home/someone/.local/share/berth]"),
+        "{}",
+        help(&["HOME=/home/someone"])
+    );
+    assert!(help(&["XDG_DATA_HOME=/srv/data", "HOME=/h"]).contains("[default: /srv/data/berth]"));
+}
