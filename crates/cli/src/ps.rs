@@ -158,7 +158,7 @@ impl Filters {
                 "volume" => ctx
                     .volume_users
                     .get(v)
-                    .is_some_and(|users| users.iter().any(|u| *u == r.id)),
+                    .is_some_and(|users| users.contains(&r.id)),
                 _ => false,
             })
         })
