@@ -35,9 +35,45 @@ pub struct StartArgs {
     /// The keys that detach from the container and leave it running.
     #[arg(long = "detach-keys")]
     pub(crate) detach_keys: Option<String>,
+    /// Every stopped container (with --filter, those that pass).
+    #[arg(long, conflicts_with_all = ["attach", "interactive"])]
+    all: bool,
+    /// With --all: `restart-policy=NAME` (always, unless-stopped, on-failure,
+    /// no); as at boot, an unless-stopped container stopped by hand stays
+    /// stopped.
+    #[arg(long, requires = "all")]
+    filter: Vec<String>,
     /// The containers.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "all")]
     containers: Vec<String>,
+}
+
+/// The stopped containers `start --all [--filter restart-policy=…]` starts.
+fn start_all_targets(e: &Engine, filters: &[String]) -> Result<Vec<String>> {
+    let mut policies = vec![];
+    for f in filters {
+        match f.split_once('=') {
+            Some(("restart-policy", p @ ("always" | "unless-stopped" | "on-failure" | "no"))) => {
+                policies.push(p.to_string())
+            }
+            _ => bail!(
+                "--filter {f:?}: start --all filters by restart-policy=always|unless-stopped|on-failure|no"
+            ),
+        }
+    }
+    Ok(e.containers()?
+        .into_iter()
+        .filter(|r| !r.is_running())
+        .filter(|r| {
+            if policies.is_empty() {
+                return true;
+            }
+            let s = engine::restart::ContainerSettings::parse(&r.config);
+            let name = s.restart_policy.name();
+            policies.iter().any(|p| p == name) && !(name == "unless-stopped" && s.manually_stopped)
+        })
+        .map(|r| r.name)
+        .collect())
 }
 
 /// `docker stop` flags.
@@ -314,9 +350,20 @@ pub fn start_main(root: &Path, a: &StartArgs) -> std::process::ExitCode {
             return std::process::ExitCode::from(125);
         }
     };
+    let targets = if a.all {
+        match start_all_targets(&e, &a.filter) {
+            Ok(t) => t,
+            Err(err) => {
+                eprintln!("berth: {err:#}");
+                return std::process::ExitCode::from(125);
+            }
+        }
+    } else {
+        a.containers.clone()
+    };
     if !a.attach && !a.interactive {
         // Detached, under berth-shim; prints each name, as Docker.
-        return match for_each(&a.containers, |c| {
+        return match for_each(&targets, |c| {
             e.start_container(c)?;
             Ok(c.to_string())
         }) {

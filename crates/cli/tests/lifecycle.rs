@@ -199,3 +199,86 @@ fn restart_policies_act_when_a_container_exits() {
     f.berth(&["rm", "-f", "of", "ok", "al", "fg"]).ok();
     f.assert_clean();
 }
+
+/// What a boot does (berth has no daemon: contrib/systemd runs this):
+/// `start --all --filter restart-policy=…` starts `always` containers and
+/// `unless-stopped` ones that were not stopped by hand, and no other.
+#[test]
+fn start_all_by_restart_policy_is_the_boot_time_restart() {
+    let f = Fixture::new();
+    for (name, policy) in [
+        ("al", "always"),
+        ("us", "unless-stopped"),
+        ("crashed", "unless-stopped"),
+    ] {
+        f.berth(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--restart",
+            policy,
+            "bb:1",
+            "sleep",
+            "100",
+        ])
+        .ok();
+    }
+    f.berth(&["create", "--name", "plain", "bb:1", "sleep", "100"])
+        .ok();
+    f.berth(&["stop", "-t", "0", "al", "us"]).ok();
+    // "crashed" goes as a power cut would take it: its shim, then its process.
+    let id = f
+        .berth(&["inspect", "-f", "{{.Id}}", "crashed"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let pid: i32 = f
+        .berth(&["inspect", "-f", "{{.State.Pid}}", "crashed"])
+        .ok()
+        .stdout
+        .trim()
+        .parse()
+        .unwrap();
+    let shim = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .find_map(|e| {
+            let p: i32 = e.file_name().to_str()?.parse().ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            (cmd.contains("berth-shim") && cmd.contains(&id)).then_some(p)
+        })
+        .unwrap();
+    for p in [shim, pid] {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    f.berth(&["system", "check"]).ok();
+    let o = f
+        .berth(&[
+            "start",
+            "--all",
+            "--filter",
+            "restart-policy=always",
+            "--filter",
+            "restart-policy=unless-stopped",
+        ])
+        .ok();
+    let mut started: Vec<&str> = o.stdout.lines().collect();
+    started.sort();
+    assert_eq!(started, ["al", "crashed"], "{o:?}");
+    let o = f.berth(&["ps", "--format", "{{.Names}}"]).ok();
+    let mut running: Vec<&str> = o.stdout.lines().collect();
+    running.sort();
+    assert_eq!(running, ["al", "crashed"]);
+    let o = f.berth(&["start", "--all", "--filter", "colour=red"]);
+    assert_eq!(o.code, 125, "{o:?}");
+    f.berth(&["rm", "-f", "al", "us", "crashed", "plain"]).ok();
+    f.assert_clean();
+}
