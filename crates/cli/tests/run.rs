@@ -253,7 +253,7 @@ fn resource_mount_and_confinement_flags_take_effect() {
         (vec!["-v", "bad/name:/d"], "volume name"),
         (
             vec!["--security-opt", "seccomp=/some/profile.json"],
-            "seccomp=PROFILE",
+            "/some/profile.json",
         ),
     ] {
         let mut full = args.clone();
