@@ -282,3 +282,34 @@ fn start_all_by_restart_policy_is_the_boot_time_restart() {
     f.berth(&["rm", "-f", "al", "us", "crashed", "plain"]).ok();
     f.assert_clean();
 }
+
+/// A start right after an attached run ends is not undone by that run's
+/// cleanup (the shim's callback may still be at work when `start -a`
+/// returns): the new run is the one that stays, and exits with its code.
+#[test]
+fn a_start_right_after_an_attached_run_is_not_torn_down_by_its_cleanup() {
+    let f = Fixture::new();
+    f.berth(&[
+        "create",
+        "--name",
+        "again",
+        "bb:1",
+        "sh",
+        "-c",
+        "sleep 0.2; exit 4",
+    ])
+    .ok();
+    for round in 0..5 {
+        let o = f.berth(&["start", "-a", "again"]);
+        assert_eq!(o.code, 4, "round {round}: {o:?}");
+        f.berth(&["start", "again"]).ok();
+        let o = f.berth(&["wait", "again"]).ok();
+        assert_eq!(
+            o.stdout.trim(),
+            "4",
+            "round {round}: the new run was killed"
+        );
+    }
+    f.berth(&["rm", "again"]).ok();
+    f.assert_clean();
+}

@@ -348,7 +348,13 @@ impl Engine {
             match db.find(id) {
                 Err(EngineError::NoSuchContainer(_)) => break,
                 Err(e) => return Err(e),
-                Ok(r) if !rec.auto_remove && (!r.is_running() || r.pid != rec.pid) => break,
+                // The exit recorded (by the shim's callback), or a new run.
+                Ok(r)
+                    if !rec.auto_remove
+                        && (r.state != crate::store::State::Running || r.pid != rec.pid) =>
+                {
+                    break
+                }
                 Ok(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
             }
         }

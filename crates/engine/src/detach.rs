@@ -147,8 +147,15 @@ impl Engine {
         if crate::run::oom_killed(&rec.id) {
             db.update_settings(&rec.id, |s| s.oom_killed = true)?;
         }
-        db.set_exited(&rec.id, code, finished)?;
-        c.finish(rec.auto_remove)?;
+        // Only the run this cleanup is for: if another cleanup recorded it
+        // already, or the container was started again meanwhile, there is
+        // nothing of this run left to take down (and the new run must not be).
+        if !db.set_exited_run(&rec.id, rec.pid, code, finished)? {
+            return Ok(());
+        }
+        if !c.finish_exited(rec.auto_remove)? {
+            return Ok(());
+        }
         let ran = std::time::Duration::from_secs((finished - rec.started).max(0) as u64);
         self.after_exit(&rec.id, code, ran);
         Ok(())

@@ -555,6 +555,27 @@ impl Container<'_> {
         }
     }
 
+    /// [`Container::finish`] for a cleanup after the exit was recorded:
+    /// nothing is done (false) unless, under the teardown lock, the record
+    /// still says exited (a `start` meanwhile made a new run).
+    pub(crate) fn finish_exited(&mut self, auto_remove: bool) -> Result<bool, EngineError> {
+        let Some(_lock) = teardown_lock(&self.engine.root, &self.id)? else {
+            return Ok(false);
+        };
+        match self.db.find(&self.id) {
+            Err(EngineError::NoSuchContainer(_)) => return Ok(false),
+            Err(e) => return Err(e),
+            Ok(r) if r.state != State::Exited => return Ok(false),
+            Ok(_) => {}
+        }
+        if auto_remove {
+            self.remove()?;
+        } else {
+            self.stop_keeping_layer()?;
+        }
+        Ok(true)
+    }
+
     /// What a stopped container keeps: its record, bundle and writable
     /// layer; the root is unmounted.
     pub(crate) fn stop_keeping_layer(&mut self) -> Result<(), EngineError> {

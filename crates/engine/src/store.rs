@@ -371,6 +371,30 @@ impl Store {
         Ok(())
     }
 
+    /// Records the exit of the run whose init was `pid`, if the record
+    /// still says that run is running; false when it does not (a second
+    /// cleanup got there first, or the container was started again).
+    pub fn set_exited_run(
+        &self,
+        id: &str,
+        pid: i64,
+        code: i64,
+        now: i64,
+    ) -> Result<bool, EngineError> {
+        let n = self
+            .db
+            .execute(
+                "UPDATE containers SET state = 'exited', pid = 0, pid_start = 0, exit_code = ?3, \
+                 finished = ?4 WHERE id = ?1 AND pid = ?2 AND state = 'running'",
+                params![id, pid, code, now],
+            )
+            .map_err(sql(&self.path))?;
+        if n > 0 {
+            self.container_event("die", id, &[("exitCode", &code.to_string())]);
+        }
+        Ok(n > 0)
+    }
+
     /// Removes the record and its volume links (none: nothing to do).
     /// Returns the anonymous volumes it mounted, which `rm -v` and `--rm`
     /// remove once nothing else uses them.
