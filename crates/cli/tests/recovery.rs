@@ -181,3 +181,33 @@ fn an_unreadable_database_makes_check_touch_nothing() {
     f.berth(&["rm", "x"]).ok();
     f.assert_clean();
 }
+
+/// A cgroup left behind by a stopped container of this store (a runtime
+/// delete cut short), with a process that escaped into it: `system check`
+/// kills the process and removes the cgroup.
+#[test]
+fn system_check_removes_a_stopped_containers_cgroup() {
+    let f = Fixture::new();
+    f.berth(&["run", "--name", "cg", "bb:1", "true"]).ok();
+    let id = id(&f, "cg");
+    let hier = cgroups::Hierarchy::detect().unwrap();
+    let mut m = cgroups::CgroupManager::new(&hier, &format!("/berth/{id}")).unwrap();
+    m.create().unwrap();
+    let mut stray = Command::new("sleep").arg("100").spawn().unwrap();
+    m.add_process(stray.id() as i32).unwrap();
+    let o = f.berth(&["system", "check", "--dry-run"]).ok();
+    assert!(o.stdout.contains("still holds 1 process"), "{}", o.stdout);
+    let o = f.berth(&["system", "check"]).ok();
+    assert!(
+        o.stdout.contains("processes killed, cgroup removed"),
+        "{}",
+        o.stdout
+    );
+    let status = test_support::wait_timeout(&mut stray, Duration::from_secs(10)).expect("killed");
+    assert!(!status.success());
+    assert!(m.dirs().iter().all(|d| !d.exists()), "{:?}", m.dirs());
+    let o = f.berth(&["system", "check"]).ok();
+    assert_eq!(o.stdout, "No problems found\n");
+    f.berth(&["rm", "cg"]).ok();
+    f.assert_clean();
+}

@@ -13,6 +13,8 @@
 //! - container files, runtime state and mounts under the root that belong
 //!   to no container, or to one that is not running: removed, deleted
 //!   from the runtime, unmounted;
+//! - the cgroup of a container of this store that is not running (a
+//!   runtime delete cut short): processes in it killed, the cgroup removed;
 //! - console socket directories of processes that are gone: removed.
 //!
 //! It fails closed: if the container database cannot be read, nothing is
@@ -161,6 +163,45 @@ impl Engine {
                             message: format!("could not delete {id}"),
                         })
                     }
+                },
+            );
+        }
+        // Cgroups of this store's containers that are not running (left
+        // when a runtime's delete was cut short): removed, and processes
+        // still in one (escaped from a crashed supervisor) killed first.
+        let hier = cgroups::Hierarchy::detect().ok();
+        for r in rows.iter().filter(|r| !runs(&r.id)) {
+            let Some(m) = hier
+                .as_ref()
+                .and_then(|h| cgroups::CgroupManager::new(h, &crate::run::cgroup_path(&r.id)).ok())
+            else {
+                continue;
+            };
+            if !m.dirs().iter().any(|d| d.is_dir()) {
+                continue;
+            }
+            let procs = m.pids().map(|p| p.len()).unwrap_or(0);
+            let problem = if procs > 0 {
+                format!(
+                    "its cgroup {} still holds {procs} process(es), though it is not running",
+                    m.path()
+                )
+            } else {
+                format!("its cgroup {} is left, though it is not running", m.path())
+            };
+            note(
+                format!("container {} ({})", r.name, &r.id[..12]),
+                problem,
+                &mut || {
+                    m.destroy().map_err(|e| EngineError::Runtime {
+                        step: "remove the cgroup",
+                        message: e.to_string(),
+                    })?;
+                    Ok(if procs > 0 {
+                        "processes killed, cgroup removed".into()
+                    } else {
+                        "cgroup removed".into()
+                    })
                 },
             );
         }
