@@ -241,16 +241,7 @@ fn start_all_by_restart_policy_is_the_boot_time_restart() {
         .trim()
         .parse()
         .unwrap();
-    let shim = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .find_map(|e| {
-            let p: i32 = e.file_name().to_str()?.parse().ok()?;
-            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            (cmd.contains("berth-shim") && cmd.contains(&id)).then_some(p)
-        })
-        .unwrap();
+    let shim = common::pid_of(&["berth-shim", &id]).expect("its shim");
     for p in [shim, pid] {
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(p),

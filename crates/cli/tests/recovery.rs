@@ -8,17 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::Fixture;
-
-/// The pid of the process whose command line has all of `words`.
-fn pid_of(words: &[&str]) -> Option<i32> {
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-        let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
-        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        words.iter().all(|w| cmd.contains(w)).then_some(pid)
-    })
-}
+use common::{pid_of, Fixture};
 
 fn kill9(pid: i32) {
     nix::sys::signal::kill(

@@ -155,7 +155,7 @@ impl Engine {
                 format!("runtime state {}", state.display()),
                 "runtime state of a container that is not running".into(),
                 &mut || {
-                    if self.runtime_delete(&id) {
+                    if self.runtime_quiet(&["delete", "--force", &id]) {
                         Ok("deleted from the runtime (its cgroup and processes with it)".into())
                     } else {
                         Err(EngineError::Runtime {
@@ -315,18 +315,6 @@ impl Engine {
                 "exit {code} recorded; deleted from the runtime, root unmounted"
             ))
         }
-    }
-
-    fn runtime_delete(&self, id: &str) -> bool {
-        std::process::Command::new(&self.runtime)
-            .arg("--root")
-            .arg(self.root.join("runtime"))
-            .args(["delete", "--force", id])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
     }
 }
 

@@ -45,7 +45,7 @@ impl Engine {
     }
 
     /// Runs `<runtime> --root <engine's> ARGS` quietly; whether it succeeded.
-    fn runtime_quiet(&self, args: &[&str]) -> bool {
+    pub(crate) fn runtime_quiet(&self, args: &[&str]) -> bool {
         let root = self.root.join("runtime");
         std::process::Command::new(&self.runtime)
             .arg("--root")

@@ -300,13 +300,8 @@ impl Engine {
             .mode(0o600)
             .open(&output)
             .map_err(io("create", &output))?;
-        let mut child = std::process::Command::new(&self.runtime)
-            .arg("--root")
-            .arg(self.runtime_root()?)
-            .arg("--log")
-            .arg(&log)
-            .arg("--log-format")
-            .arg("json")
+        let mut child = self
+            .runtime_cmd(&self.runtime_root()?, &log)
             .arg("exec")
             .arg("--process")
             .arg(&process_file)

@@ -74,7 +74,7 @@ impl Engine {
         Ok(dir)
     }
 
-    fn runtime_cmd(&self, runtime_root: &Path, log: &Path) -> Command {
+    pub(crate) fn runtime_cmd(&self, runtime_root: &Path, log: &Path) -> Command {
         let mut c = Command::new(&self.runtime);
         c.arg("--root")
             .arg(runtime_root)
@@ -102,34 +102,15 @@ impl Engine {
     ) -> Result<(String, i32), EngineError> {
         let mode = if opts.detach {
             Launch::Detach
-        } else if opts.interactive || opts.tty || self.has_healthcheck(store, image, opts) {
+        } else if opts.interactive || opts.tty {
             // Through berth-shim and its attach socket: the detach keys
-            // leave the container running, and `attach` reaches it; the
-            // shim runs the health checks.
+            // leave the container running, and `attach` reaches it.
             Launch::Attached
         } else {
+            // (Attached instead when it has a health check: see `launch`.)
             Launch::Foreground
         };
-        let (id, code) = self.launch(store, name, image, opts, mode)?;
-        if mode == Launch::Foreground {
-            // A policy that restarts it hands it to a shim.
-            self.after_exit(&id, code as i64, std::time::Duration::ZERO);
-        }
-        Ok((id, code))
-    }
-
-    /// Whether a container of `image` with `opts` gets a health check.
-    fn has_healthcheck(
-        &self,
-        store: &ContentStore,
-        image: &ImportedImage,
-        opts: &RunOptions,
-    ) -> bool {
-        let image_check = std::fs::read(store.path(&image.config))
-            .ok()
-            .and_then(|b| image_config::parse(&b).ok())
-            .and_then(|d| d.healthcheck);
-        crate::health::merge(image_check.as_ref(), &opts.health).is_ok_and(|c| c.is_some())
+        self.launch(store, name, image, opts, mode)
     }
 
     /// Makes container `name` from `image` and `opts`, then runs it as
@@ -143,7 +124,7 @@ impl Engine {
         mode: Launch,
     ) -> Result<(String, i32), EngineError> {
         let _no_gc = image::gc::hold_shared(&self.root)?;
-        let opts = &self.with_volumes_from(opts)?;
+        let opts = &*self.with_volumes_from(opts)?;
         let blob = std::fs::read(store.path(&image.config)).map_err(|e| EngineError::Io {
             op: "read image config",
             path: store.path(&image.config),
@@ -153,6 +134,13 @@ impl Engine {
             name: name.to_string(),
             reason: format!("config {} is not an image config: {e}", image.config),
         })?;
+        let healthcheck = crate::health::merge(defaults.healthcheck.as_ref(), &opts.health)?;
+        // The shim runs the health checks: a container with one is never
+        // supervised by the caller itself.
+        let mode = match mode {
+            Launch::Foreground if healthcheck.is_some() => Launch::Attached,
+            other => other,
+        };
         let argv = spec::argv(&defaults, opts)?;
         let cwd = spec::workdir(&defaults, opts)?;
         spec::check_flags(opts)?;
@@ -192,7 +180,7 @@ impl Engine {
                     opts.log_driver.as_deref(),
                     &opts.log_opts,
                 )?,
-                healthcheck: crate::health::merge(defaults.healthcheck.as_ref(), &opts.health)?,
+                healthcheck,
                 ..Default::default()
             }
             .to_json(),
@@ -282,6 +270,8 @@ impl Engine {
         let cleanup = container.finish(opts.auto_remove);
         let code = result?;
         cleanup?;
+        // A policy that restarts it hands it to a shim.
+        self.after_exit(&id, code as i64, std::time::Duration::ZERO);
         Ok((id, code))
     }
 }
@@ -412,9 +402,21 @@ impl Container<'_> {
         if let Some(linux) = spec.linux_mut() {
             linux.set_cgroups_path(Some(cgroup_path(&self.id).into()));
         }
-        let mut opts = opts.clone();
-        opts.confinement.group_add = user::group_ids(rootfs, &opts.confinement.group_add)?;
-        let opts = &opts;
+        // Group names resolved in the image (a copy of the options only then).
+        let resolved;
+        let opts = if opts
+            .confinement
+            .group_add
+            .iter()
+            .all(|g| g.parse::<u32>().is_ok())
+        {
+            opts
+        } else {
+            let mut o = opts.clone();
+            o.confinement.group_add = user::group_ids(rootfs, &o.confinement.group_add)?;
+            resolved = o;
+            &resolved
+        };
         spec::apply_flags(&mut spec, opts, &|name| self.engine.init_pid(name))?;
         if opts.init {
             crate::init::apply(&mut spec, &crate::init::find(&self.engine.root)?)?;

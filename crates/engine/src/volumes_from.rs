@@ -7,6 +7,7 @@
 //! carried over, as in Docker. A destination the new container mounts
 //! itself (`-v`, `--mount`) wins.
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use crate::error::EngineError;
@@ -14,10 +15,14 @@ use crate::run::Engine;
 use crate::spec::RunOptions;
 
 impl Engine {
-    /// `opts` with `--volumes-from` turned into `-v` entries.
-    pub(crate) fn with_volumes_from(&self, opts: &RunOptions) -> Result<RunOptions, EngineError> {
+    /// `opts` with `--volumes-from` turned into `-v` entries (borrowed as
+    /// they are when there is none).
+    pub(crate) fn with_volumes_from<'a>(
+        &self,
+        opts: &'a RunOptions,
+    ) -> Result<Cow<'a, RunOptions>, EngineError> {
         if opts.volumes_from.is_empty() {
-            return Ok(opts.clone());
+            return Ok(Cow::Borrowed(opts));
         }
         let (_, mut taken) = crate::mounts::volume_mounts(&opts.mounts)?;
         let mut out = opts.clone();
@@ -73,6 +78,6 @@ impl Engine {
                 taken.push(dest);
             }
         }
-        Ok(out)
+        Ok(Cow::Owned(out))
     }
 }

@@ -11,6 +11,16 @@ use test_support::{busybox_rootfs, mounts_containing, run_through_files, Outcome
 
 pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 
+/// The pid of the process whose command line has all of `words`.
+pub fn pid_of(words: &[&str]) -> Option<i32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        words.iter().all(|w| cmd.contains(w)).then_some(pid)
+    })
+}
+
 /// A berth root with a busybox image imported as `bb:1`.
 pub struct Fixture {
     pub dir: tempfile::TempDir,
