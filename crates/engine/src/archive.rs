@@ -155,7 +155,7 @@ impl Engine {
     ) -> Result<T, EngineError> {
         let db = Store::open(&self.root)?;
         let rec = db.find(key)?;
-        let dir = image::rootfs::container_dir(&self.root, &rec.id)?;
+        let dir = crate::rootfs::container_dir(&self.root, &rec.id)?;
         let rootfs = dir.join("rootfs");
         if rec.is_running() {
             return with(&rootfs);
@@ -169,9 +169,9 @@ impl Engine {
                 name: rec.image.clone(),
                 reason: format!("container {} was never set up completely", rec.name),
             })?;
-        image::rootfs::remount_rootfs(&self.root, &rec.id, &lowers)?;
+        crate::rootfs::remount_rootfs(&self.root, &rec.id, &lowers)?;
         let result = with(&rootfs);
-        image::rootfs::unmount_rootfs(&self.root, &rec.id)?;
+        crate::rootfs::unmount_rootfs(&self.root, &rec.id)?;
         result
     }
 

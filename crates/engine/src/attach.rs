@@ -175,7 +175,7 @@ impl Engine {
         if settings.paused {
             return Err(EngineError::Paused(rec.name));
         }
-        let bundle = image::rootfs::container_dir(&self.root, &rec.id)?.join("bundle");
+        let bundle = crate::rootfs::container_dir(&self.root, &rec.id)?.join("bundle");
         let sock = connect(&bundle, &rec.name)?;
         let opts = AttachOptions {
             stdin: opts.stdin && settings.open_stdin,

@@ -257,7 +257,7 @@ impl Engine {
 
     /// Whether the container's bundle was written completely.
     fn is_complete(&self, r: &Record) -> bool {
-        image::rootfs::container_dir(&self.root, &r.id).is_ok_and(|d| {
+        crate::rootfs::container_dir(&self.root, &r.id).is_ok_and(|d| {
             d.join("bundle").join("config.json").is_file()
                 && d.join("bundle").join("lowers.json").is_file()
         })
@@ -268,7 +268,7 @@ impl Engine {
             engine: self,
             db,
             id: r.id.clone(),
-            bundle: image::rootfs::container_dir(&self.root, &r.id)?.join("bundle"),
+            bundle: crate::rootfs::container_dir(&self.root, &r.id)?.join("bundle"),
             runtime_root: Some(self.runtime_root()?),
             created: true,
         })
@@ -295,7 +295,7 @@ impl Engine {
             }
             code = 128 + sig as i64;
         }
-        if let Some(c) = image::rootfs::container_dir(&self.root, &r.id)
+        if let Some(c) = crate::rootfs::container_dir(&self.root, &r.id)
             .ok()
             .and_then(|d| {
                 std::fs::read_to_string(d.join("bundle").join(crate::detach::EXIT_FILE)).ok()

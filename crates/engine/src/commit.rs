@@ -86,7 +86,7 @@ impl Engine {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
-        let bundle = image::rootfs::container_dir(&self.root, &rec.id)?.join("bundle");
+        let bundle = crate::rootfs::container_dir(&self.root, &rec.id)?.join("bundle");
         let config = container_config(&parent_config["config"], &bundle, &rec.command, &settings);
         let img = image::commit::commit(
             store,
@@ -128,7 +128,7 @@ impl Engine {
     /// Container `id`'s writable layer as a tar in an unnamed file.
     fn layer_tar(&self, id: &str) -> Result<std::fs::File, EngineError> {
         let kept: HashSet<String> = self.diff(id)?.into_iter().map(|(_, p)| p).collect();
-        let dir = image::rootfs::container_dir(&self.root, id)?;
+        let dir = crate::rootfs::container_dir(&self.root, id)?;
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)

@@ -40,7 +40,7 @@ impl Engine {
     fn needs_cleanup(&self, r: &Record) -> bool {
         r.state == State::Running
             && !r.is_running()
-            && image::rootfs::container_dir(&self.root, &r.id)
+            && crate::rootfs::container_dir(&self.root, &r.id)
                 .is_ok_and(|d| d.join("bundle").join(crate::detach::EXIT_FILE).exists())
     }
 

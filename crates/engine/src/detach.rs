@@ -127,7 +127,7 @@ impl Engine {
         if rec.is_running() {
             return Err(EngineError::Running(rec.name));
         }
-        let bundle = image::rootfs::container_dir(&self.root, &rec.id)?.join("bundle");
+        let bundle = crate::rootfs::container_dir(&self.root, &rec.id)?.join("bundle");
         let code = std::fs::read_to_string(bundle.join(EXIT_FILE))
             .ok()
             .and_then(|s| s.trim().parse::<i64>().ok())
@@ -173,7 +173,7 @@ impl Engine {
                 driver: settings.log.name().to_string(),
             });
         }
-        Ok(image::rootfs::container_dir(&self.root, &rec.id)?
+        Ok(crate::rootfs::container_dir(&self.root, &rec.id)?
             .join("bundle")
             .join(LOG_FILE))
     }

@@ -23,7 +23,7 @@ impl Engine {
     /// The changes container `key` made to its root, sorted by path.
     pub fn diff(&self, key: &str) -> Result<Vec<Change>, EngineError> {
         let rec = Store::open(&self.root)?.find(key)?;
-        let dir = image::rootfs::container_dir(&self.root, &rec.id)?;
+        let dir = crate::rootfs::container_dir(&self.root, &rec.id)?;
         let upper = dir.join("upper");
         let lowers: Vec<PathBuf> = std::fs::read(dir.join("bundle").join("lowers.json"))
             .ok()
@@ -82,7 +82,7 @@ fn without_mount_points(changes: Vec<Change>, mounts: &[String]) -> Vec<Change> 
 impl Engine {
     /// The bytes of the files in container `id`'s writable layer.
     pub fn writable_layer_size(&self, id: &str) -> u64 {
-        image::rootfs::container_dir(&self.root, id)
+        crate::rootfs::container_dir(&self.root, id)
             .map(|d| crate::volume_files::dir_size(&d.join("upper")))
             .unwrap_or(0)
     }

@@ -62,7 +62,7 @@ pub enum EngineError {
     ImageStore(#[from] image::StoreError),
     /// Preparing or removing the container's root failed.
     #[error(transparent)]
-    Rootfs(#[from] image::rootfs::RootfsError),
+    Rootfs(#[from] crate::rootfs::RootfsError),
     /// Snapshots could not be prepared.
     #[error(transparent)]
     Snapshot(#[from] image::snapshot::SnapshotError),

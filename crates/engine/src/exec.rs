@@ -234,7 +234,7 @@ impl Engine {
         rec: &crate::store::Record,
         opts: &ExecOptions,
     ) -> Result<(PathBuf, PathBuf, RemoveOnDrop), EngineError> {
-        let bundle = image::rootfs::container_dir(&self.root, &rec.id)?.join("bundle");
+        let bundle = crate::rootfs::container_dir(&self.root, &rec.id)?.join("bundle");
         let loaded = runtime::spec::load(&bundle).map_err(|e| EngineError::Spec(e.to_string()))?;
         let base = loaded.spec.process().clone().unwrap_or_default();
         let rootfs = loaded

@@ -18,6 +18,7 @@
 //!   [`lifecycle`]: `create`, `start`, `restart`; [`restart`]: restart policies;
 //!   [`manage`]: `pause`, `unpause`, `rename`, `update`, `top`; [`diff`]: `diff`;
 //!   [`stats`]: `stats`; [`archive`]: `export` and `cp`; [`events`]: the event log.
+//! - [`rootfs`]: each container's writable root (`<root>/containers/<id>`), idmapped for a user namespace;
 //! - [`store`], [`names`]: the container database and container names;
 //!   [`volumes`]: named and anonymous volumes (the local driver).
 //! - [`containers`]: listing, stopping, signalling, waiting for, removing
@@ -50,6 +51,7 @@ pub mod mounts;
 pub mod names;
 pub mod namespaces;
 pub mod restart;
+pub mod rootfs;
 pub mod run;
 pub mod seccomp_profile;
 pub mod spec;

@@ -35,7 +35,7 @@ impl Engine {
     /// Mounts a stopped container's root again and clears what a previous
     /// run left with the runtime; the container is then `created`.
     fn reopen<'a>(&'a self, db: &'a Store, rec: &Record) -> Result<Container<'a>, EngineError> {
-        let bundle = image::rootfs::container_dir(&self.root, &rec.id)?.join("bundle");
+        let bundle = crate::rootfs::container_dir(&self.root, &rec.id)?.join("bundle");
         let lowers_file = bundle.join("lowers.json");
         let lowers: Vec<PathBuf> = std::fs::read(&lowers_file)
             .ok()
@@ -54,7 +54,7 @@ impl Engine {
                 reason: format!("its layer {} is gone", gone.display()),
             });
         }
-        image::rootfs::remount_rootfs(&self.root, &rec.id, &lowers)?;
+        crate::rootfs::remount_rootfs(&self.root, &rec.id, &lowers)?;
         let mut container = Container {
             engine: self,
             db,

@@ -158,7 +158,7 @@ impl Engine {
                 reason: "conflicting options: --restart and --rm".into(),
             });
         }
-        let bundle = image::rootfs::container_dir(&self.root, &rec.id)?.join("bundle");
+        let bundle = crate::rootfs::container_dir(&self.root, &rec.id)?.join("bundle");
         let config = bundle.join("config.json");
         let mut spec = oci_spec::runtime::Spec::load(&config)
             .map_err(|e| EngineError::Spec(format!("{}: {e}", config.display())))?;

@@ -213,7 +213,7 @@ impl Engine {
         }
         let prepared = image::snapshot::prepare(store, &self.root, image)
             .map_err(EngineError::from)
-            .and_then(|l| Ok((image::rootfs::prepare_rootfs(&self.root, &id, &l)?, l)));
+            .and_then(|l| Ok((crate::rootfs::prepare_rootfs(&self.root, &id, &l)?, l)));
         let (rootfs, lowers) = match prepared {
             Ok(r) => r,
             Err(e) => {
@@ -225,7 +225,7 @@ impl Engine {
             engine: self,
             db: &db,
             id: id.clone(),
-            bundle: image::rootfs::container_dir(&self.root, &id)?.join("bundle"),
+            bundle: crate::rootfs::container_dir(&self.root, &id)?.join("bundle"),
             runtime_root: None,
             created: false,
         };
@@ -582,7 +582,7 @@ impl Container<'_> {
     /// layer; the root is unmounted.
     pub(crate) fn stop_keeping_layer(&mut self) -> Result<(), EngineError> {
         self.delete_from_runtime()?;
-        image::rootfs::unmount_rootfs(&self.engine.root, &self.id)?;
+        crate::rootfs::unmount_rootfs(&self.engine.root, &self.id)?;
         Ok(())
     }
 
@@ -605,7 +605,7 @@ pub(crate) fn teardown_lock(
     root: &Path,
     id: &str,
 ) -> Result<Option<nix::fcntl::Flock<std::fs::File>>, EngineError> {
-    let dir = image::rootfs::container_dir(root, id)?;
+    let dir = crate::rootfs::container_dir(root, id)?;
     let file = match std::fs::File::open(&dir) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -628,7 +628,7 @@ pub(crate) fn teardown_lock(
 
 /// Removes a container's bundle and its root (writable layer included).
 pub(crate) fn remove_files(root: &Path, id: &str) -> Result<(), EngineError> {
-    let bundle = image::rootfs::container_dir(root, id)?.join("bundle");
+    let bundle = crate::rootfs::container_dir(root, id)?.join("bundle");
     match std::fs::remove_dir_all(&bundle) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -640,7 +640,7 @@ pub(crate) fn remove_files(root: &Path, id: &str) -> Result<(), EngineError> {
             })
         }
     }
-    image::rootfs::teardown_rootfs(root, id)?;
+    crate::rootfs::teardown_rootfs(root, id)?;
     Ok(())
 }
 

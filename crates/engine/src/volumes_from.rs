@@ -39,7 +39,7 @@ impl Engine {
                 None => (spec.as_str(), None),
             };
             let rec = self.container(name)?;
-            let bundle = image::rootfs::container_dir(&self.root, &rec.id)?.join("bundle");
+            let bundle = crate::rootfs::container_dir(&self.root, &rec.id)?.join("bundle");
             let loaded =
                 runtime::spec::load(&bundle).map_err(|e| EngineError::Spec(e.to_string()))?;
             let volumes = self.root.join("volumes");

@@ -5,9 +5,11 @@
 //! it only resolves, it creates nothing. [`private_dir`] makes and checks
 //! the directories that must be the caller's alone (stores, state roots);
 //! [`mount_api`] wraps the mount system calls, old and new, once for the
-//! runtime and the image store; [`check_container_id`] is the one id rule.
+//! runtime and the image store; [`idmap`] makes idmapped mounts (user
+//! namespace remapping); [`check_container_id`] is the one id rule.
 
 mod container_id;
+pub mod idmap;
 pub mod mount_api;
 mod private_dir;
 pub mod xattr;

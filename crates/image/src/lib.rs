@@ -17,7 +17,6 @@ pub mod load;
 pub mod manifest;
 pub mod overlay;
 pub mod refs;
-pub mod rootfs;
 pub mod save;
 pub mod snapshot;
 pub mod store;

@@ -26,13 +26,6 @@ fn listed() -> Vec<(&'static str, &'static str, Edit)> {
             }),
         ),
         (
-            "idmapped mounts",
-            "mounts[",
-            Box::new(|c: &mut Value| {
-                c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/mnt", "type": "bind", "source": "/tmp", "options": ["rbind", "idmap"]}));
-            }),
-        ),
-        (
             "`linux.netDevices`",
             "linux.netDevices",
             Box::new(|c: &mut Value| c["linux"]["netDevices"] = json!({"dummy0": {}})),

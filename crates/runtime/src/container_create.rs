@@ -29,6 +29,7 @@ use oci_spec::runtime::LinuxNamespaceType;
 use crate::error::{CleanupError, Result, RuntimeError};
 use crate::hooks;
 use crate::init::{self, InitContext};
+use crate::mounts::PreparedBinds;
 use crate::namespaces;
 use crate::spec::{self, Bundle};
 use crate::state::{
@@ -582,6 +583,21 @@ fn intermediate_main(ctx: &InitContext) -> ! {
     let r = (|| -> Result<Pid> {
         ctx.channel.expect(&Message::Go)?;
         let plan = &ctx.bundle.namespaces;
+        // A new user namespace's root may not be able to walk to the
+        // bundle (a private store): the bind sources are cloned and the
+        // root entered now, as the host's root; unshare carries the
+        // working directory into the new mount namespace.
+        let prepared =
+            if plan.creates(LinuxNamespaceType::User) && plan.creates(LinuxNamespaceType::Mount) {
+                let mounts = ctx.bundle.spec.mounts().clone().unwrap_or_default();
+                let linux = ctx.bundle.spec.linux().clone().unwrap_or_default();
+                let binds = PreparedBinds::open(&mounts, &linux)?;
+                std::env::set_current_dir(&ctx.bundle.rootfs)
+                    .map_err(|e| RuntimeError::io("chdir", &ctx.bundle.rootfs, e))?;
+                Some(binds)
+            } else {
+                None
+            };
         let fds = plan.open_joins()?;
         namespaces::join(&fds, plan)?;
         drop(fds);
@@ -635,7 +651,7 @@ fn intermediate_main(ctx: &InitContext) -> ! {
         }
         // SAFETY: a fork of the single-threaded runtime (fork_guard) is single-threaded too.
         match unsafe { fork() }.map_err(|e| RuntimeError::sys("fork", "init", e))? {
-            ForkResult::Child => init::run(ctx),
+            ForkResult::Child => init::run(ctx, prepared.as_ref()),
             ForkResult::Parent { child } => Ok(child),
         }
     })();

@@ -55,7 +55,7 @@ pub fn features() -> Value {
             "apparmor": { "enabled": false, "kernel": has("apparmor") },
             "selinux": { "enabled": false, "kernel": has("selinux") },
             "intelRdt": { "enabled": false },
-            "mountExtensions": { "idmap": { "enabled": false } }
+            "mountExtensions": { "idmap": { "enabled": true } }
         },
         "annotations": {
             "org.opencontainers.runtime-spec.features.runtime.name": "berth-runtime",

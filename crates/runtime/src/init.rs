@@ -14,6 +14,7 @@ use oci_spec::runtime::LinuxNamespaceType;
 use crate::console;
 use crate::error::{Result, RuntimeError};
 use crate::hooks;
+use crate::mounts::PreparedBinds;
 use crate::process_attrs;
 use crate::process_setup::ProcessSetup;
 use crate::rootfs;
@@ -54,8 +55,8 @@ pub struct InitContext<'a> {
 }
 
 /// Runs the init to the user's program; never returns.
-pub fn run(ctx: &InitContext) -> ! {
-    let err = match setup(ctx) {
+pub fn run(ctx: &InitContext, prepared: Option<&PreparedBinds>) -> ! {
+    let err = match setup(ctx, prepared) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -72,7 +73,9 @@ pub fn run(ctx: &InitContext) -> ! {
 
 enum Never {}
 
-fn setup(ctx: &InitContext) -> Result<Never> {
+/// `prepared`: the bind trees the runtime cloned before a new user
+/// namespace; with them, the root is the working directory.
+fn setup(ctx: &InitContext, prepared: Option<&PreparedBinds>) -> Result<Never> {
     let spec = &ctx.bundle.spec;
     let process = spec
         .process()
@@ -91,8 +94,8 @@ fn setup(ctx: &InitContext) -> Result<Never> {
     let host_pid = host_pid();
 
     rootfs::isolate_mount_tree(spec)?;
-    rootfs::bind_rootfs(&ctx.bundle.rootfs, spec)?;
-    rootfs::mount_all(spec, &ctx.bundle.rootfs, ns, ctx.cgroup)?;
+    let root = rootfs::bind_rootfs(&ctx.bundle.rootfs, spec, prepared.is_some())?;
+    rootfs::mount_all(spec, &root.path, ns, ctx.cgroup, prepared)?;
 
     if ctx.runtime_hooks {
         ctx.channel.send(&Message::RunHooks)?;
@@ -103,8 +106,8 @@ fn setup(ctx: &InitContext) -> Result<Never> {
         .as_ref()
         .and_then(|h| h.create_container().clone())
     {
-        std::env::set_current_dir(&ctx.bundle.rootfs)
-            .map_err(|e| RuntimeError::io("chdir", &ctx.bundle.rootfs, e))?;
+        std::env::set_current_dir(&root.path)
+            .map_err(|e| RuntimeError::io("chdir", &root.path, e))?;
         hooks::run_all(
             "createContainer",
             &h,
@@ -113,9 +116,9 @@ fn setup(ctx: &InitContext) -> Result<Never> {
     }
 
     if ctx.no_pivot {
-        rootfs::move_root(&ctx.bundle.rootfs)?;
+        rootfs::move_root(&root.path)?;
     } else {
-        rootfs::pivot_root(&ctx.bundle.rootfs)?;
+        rootfs::pivot_root(&root.path)?;
     }
 
     if process.terminal().unwrap_or(false) {

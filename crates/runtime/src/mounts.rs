@@ -35,11 +35,14 @@ pub struct MountOptions {
     pub rec: bool,
     /// runc's `tmpcopyup` extension.
     pub tmpcopyup: bool,
+    /// `idmap` (Some(false)) or `ridmap` (Some(true)): the bind shows its
+    /// files through the mount's (or the container's) id mapping.
+    pub idmap: Option<bool>,
 }
 
 impl MountOptions {
-    /// Parses the options of mount number `index` (for error messages).
-    pub fn parse(options: &[String], index: usize) -> Result<Self> {
+    /// Parses the options of one mount entry.
+    pub fn parse(options: &[String]) -> Result<Self> {
         let mut o = MountOptions::default();
         for opt in options {
             let set = |o: &mut MountOptions, f: c_ulong| {
@@ -115,12 +118,8 @@ impl MountOptions {
                     o.recursive.attr_set |= mount_api::MOUNT_ATTR_STRICTATIME
                 }
                 "tmpcopyup" => o.tmpcopyup = true,
-                "idmap" | "ridmap" => {
-                    return Err(RuntimeError::unsupported(
-                        format!("mounts[{index}].options"),
-                        format!("{opt:?}: idmapped mounts are not supported yet"),
-                    ))
-                }
+                "idmap" => o.idmap = Some(false),
+                "ridmap" => o.idmap = Some(true),
                 other => o.data.push(other.to_string()),
             }
         }
@@ -166,6 +165,20 @@ impl MountOptions {
     }
 }
 
+/// A spec's id mappings as ranges.
+fn ranges(maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>) -> Vec<berth_fs::idmap::IdRange> {
+    maps.map(|v| {
+        v.iter()
+            .map(|m| berth_fs::idmap::IdRange {
+                container: m.container_id(),
+                host: m.host_id(),
+                size: m.size(),
+            })
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
 /// What a mount needs to know about the container beyond the entry itself.
 pub struct MountContext<'a> {
     /// O_PATH descriptor of the container root (before pivot_root).
@@ -174,6 +187,60 @@ pub struct MountContext<'a> {
     pub cgroup: Option<&'a cgroups::CgroupManager>,
     /// Whether the container has its own cgroup namespace.
     pub cgroupns: bool,
+    /// Bind trees cloned before the user namespace ([`PreparedBinds`]).
+    pub prepared: Option<&'a PreparedBinds>,
+}
+
+/// The bind mounts of a spec, cloned as detached trees (with their flags
+/// set) by the runtime while it is still the host's root, before the
+/// container's user namespace exists. The container's root maps to an id
+/// that cannot traverse a private store (`<root>` is 0700, root's), so
+/// the init could not open these sources itself; it attaches the trees
+/// with `move_mount`, which needs no path to them (as runc 1.2 does).
+#[derive(Debug, Default)]
+pub struct PreparedBinds {
+    trees: Vec<Option<OwnedFd>>,
+}
+
+impl PreparedBinds {
+    /// Clones every bind mount source of `mounts` (entries that are not
+    /// binds get no tree). An `idmap` bind gets its entry's
+    /// `uidMappings`/`gidMappings`, or else the container's (`linux`).
+    pub fn open(mounts: &[Mount], linux: &oci_spec::runtime::Linux) -> Result<Self> {
+        let mut trees = Vec::with_capacity(mounts.len());
+        for (index, m) in mounts.iter().enumerate() {
+            let opts = MountOptions::parse(m.options().as_deref().unwrap_or(&[]))?;
+            let bind = opts.bind || m.typ().as_deref() == Some("bind");
+            let tree = match (bind, m.source()) {
+                (true, Some(source)) => {
+                    let tree = bind_tree(source, &opts, m.destination(), index)?;
+                    if let Some(recursive) = opts.idmap {
+                        let field = format!("mounts[{index}]");
+                        let uids =
+                            ranges(m.uid_mappings().as_ref().or(linux.uid_mappings().as_ref()));
+                        let gids =
+                            ranges(m.gid_mappings().as_ref().or(linux.gid_mappings().as_ref()));
+                        let ns =
+                            berth_fs::idmap::UserNamespace::new(&uids, &gids).map_err(|e| {
+                                RuntimeError::spec(field.clone(), format!("idmap: {e}"))
+                            })?;
+                        berth_fs::idmap::set_idmap(&tree, &ns, recursive).map_err(|e| {
+                            RuntimeError::spec(field, format!("idmap of {}: {e}", source.display()))
+                        })?;
+                    }
+                    Some(tree)
+                }
+                _ => None,
+            };
+            trees.push(tree);
+        }
+        Ok(Self { trees })
+    }
+
+    /// The tree cloned for entry `index`.
+    fn get(&self, index: usize) -> Option<&OwnedFd> {
+        self.trees.get(index).and_then(|t| t.as_ref())
+    }
 }
 
 /// /proc files that may be bind-mounted over (lxcfs and friends), as runc allows.
@@ -201,7 +268,7 @@ pub fn mount_entry(ctx: &MountContext, m: &Mount, index: usize) -> Result<()> {
         ));
     }
     let dest = clean(dest);
-    let opts = MountOptions::parse(m.options().as_deref().unwrap_or(&[]), index)?;
+    let opts = MountOptions::parse(m.options().as_deref().unwrap_or(&[]))?;
     let typ = m
         .typ()
         .as_deref()
@@ -311,21 +378,46 @@ fn bind_mount(
     opts: &MountOptions,
     index: usize,
 ) -> Result<()> {
-    let src_meta = std::fs::metadata(source)
-        .map_err(|e| RuntimeError::io("stat bind mount source", source, e))?;
-    let target = if src_meta.is_dir() {
+    let prepared = ctx.prepared.and_then(|p| p.get(index));
+    if opts.idmap.is_some() && prepared.is_none() {
+        return Err(RuntimeError::spec(
+            format!("mounts[{index}].options"),
+            "idmap needs a container with a new user namespace (linux.namespaces and its mappings)",
+        ));
+    }
+    let is_dir = match prepared {
+        Some(tree) => {
+            nix::sys::stat::fstat(tree.as_raw_fd())
+                .map_err(|e| RuntimeError::sys("stat bind mount source", source.display(), e))?
+                .st_mode
+                & libc::S_IFMT
+                == libc::S_IFDIR
+        }
+        None => std::fs::metadata(source)
+            .map_err(|e| RuntimeError::io("stat bind mount source", source, e))?
+            .is_dir(),
+    };
+    let target = if is_dir {
         safe_path::mkdir_all_in_root(ctx.root, dest, 0o755)?
     } else {
         safe_path::create_file_in_root(ctx.root, dest, 0o644)?
     };
     let field = format!("mounts[{index}].destination");
     check_resolved_destination(ctx, &target, dest, "bind", true, &field)?;
-    bind_onto(source, &target, dest, opts, index)
+    let made;
+    let tree = match prepared {
+        Some(tree) => tree,
+        None => {
+            made = bind_tree(source, opts, dest, index)?;
+            &made
+        }
+    };
+    mount_api::move_mount(tree, target.as_raw_fd())
+        .map_err(|e| RuntimeError::sys("move_mount", dest.display(), e))
 }
 
 /// Binds `source` onto the already resolved `target` (`dest` names it in
-/// errors): a detached clone of the source, its attributes set, moved
-/// into place.
+/// errors).
 fn bind_onto(
     source: &Path,
     target: &OwnedFd,
@@ -333,6 +425,15 @@ fn bind_onto(
     opts: &MountOptions,
     index: usize,
 ) -> Result<()> {
+    let tree = bind_tree(source, opts, dest, index)?;
+    mount_api::move_mount(&tree, target.as_raw_fd())
+        .map_err(|e| RuntimeError::sys("move_mount", dest.display(), e))
+}
+
+/// A detached clone of bind source `source`, with the attributes and
+/// propagation of `opts` set (`dest` names it in errors), ready to be
+/// moved onto its target.
+fn bind_tree(source: &Path, opts: &MountOptions, dest: &Path, index: usize) -> Result<OwnedFd> {
     let tree = mount_api::open_tree(libc::AT_FDCWD, source, opts.rec)
         .map_err(|e| RuntimeError::sys("open_tree", source.display(), e))?;
     let attr = opts.bind_attr();
@@ -346,8 +447,7 @@ fn bind_onto(
         })?;
     }
     apply_propagation(&tree, opts, dest)?;
-    mount_api::move_mount(&tree, target.as_raw_fd())
-        .map_err(|e| RuntimeError::sys("move_mount", dest.display(), e))
+    Ok(tree)
 }
 
 fn apply_propagation(mounted: &OwnedFd, opts: &MountOptions, dest: &Path) -> Result<()> {
@@ -613,7 +713,7 @@ mod tests {
     use super::*;
 
     fn opts(v: &[&str]) -> MountOptions {
-        MountOptions::parse(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>(), 0).unwrap()
+        MountOptions::parse(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
     }
 
     #[test]
@@ -640,11 +740,10 @@ mod tests {
     }
 
     #[test]
-    fn idmap_is_refused_clearly() {
-        let e = MountOptions::parse(&["idmap".to_string()], 3)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("mounts[3].options"), "{e}");
+    fn idmap_options_are_parsed() {
+        assert_eq!(opts(&["bind", "idmap"]).idmap, Some(false));
+        assert_eq!(opts(&["rbind", "ridmap"]).idmap, Some(true));
+        assert_eq!(opts(&["bind"]).idmap, None);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! read-only. Runs in the init, inside its new mount namespace.
 
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use libc::c_ulong;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
@@ -13,7 +13,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use crate::devices;
 use crate::error::{Result, RuntimeError};
 use crate::mount_api;
-use crate::mounts::{self, MountContext};
+use crate::mounts::{self, MountContext, PreparedBinds};
 use crate::namespaces::NamespacePlan;
 use crate::safe_path;
 
@@ -47,16 +47,59 @@ pub fn isolate_mount_tree(spec: &Spec) -> Result<()> {
         .map_err(|e| RuntimeError::sys("make / private to the container", "/", e))
 }
 
-/// Binds the rootfs onto itself: pivot_root needs the new root to be a mount point.
-pub fn bind_rootfs(rootfs: &Path, spec: &Spec) -> Result<()> {
-    mount_api::mount(
-        Some(rootfs),
-        rootfs,
-        None,
-        libc::MS_BIND | libc::MS_REC,
-        None,
-    )
-    .map_err(|e| RuntimeError::sys("bind rootfs onto itself", rootfs.display(), e))?;
+/// The container root once bound onto itself, and the path that reaches it.
+pub struct BoundRoot {
+    /// `rootfs` itself, or `/proc/self/fd/N` of [`Self::fd`].
+    pub path: PathBuf,
+    /// The bound mount, when it is reached through its descriptor.
+    _fd: Option<OwnedFd>,
+}
+
+/// Binds the rootfs onto itself: pivot_root needs the new root to be a
+/// mount point. With `from_cwd`, the root is the working directory (which
+/// the runtime entered as the host's root, before the user namespace: the
+/// container's root may not be able to walk the path to it), and the
+/// bound root is reached through its descriptor from then on.
+pub fn bind_rootfs(rootfs: &Path, spec: &Spec, from_cwd: bool) -> Result<BoundRoot> {
+    let bound = if from_cwd {
+        let here = Path::new(".");
+        let tree = mount_api::open_tree(libc::AT_FDCWD, here, true).map_err(|e| {
+            RuntimeError::sys("clone rootfs (the working directory)", rootfs.display(), e)
+        })?;
+        let cwd = nix::fcntl::open(
+            here,
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| {
+            RuntimeError::sys("open rootfs (the working directory)", rootfs.display(), e)
+        })?;
+        // SAFETY: fresh descriptor from open.
+        let cwd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(cwd) };
+        mount_api::move_mount(&tree, cwd.as_raw_fd())
+            .map_err(|e| RuntimeError::sys("bind rootfs onto itself", rootfs.display(), e))?;
+        nix::unistd::fchdir(tree.as_raw_fd())
+            .map_err(|e| RuntimeError::sys("chdir", rootfs.display(), e))?;
+        BoundRoot {
+            path: PathBuf::from(format!("/proc/self/fd/{}", tree.as_raw_fd())),
+            _fd: Some(tree),
+        }
+    } else {
+        mount_api::mount(
+            Some(rootfs),
+            rootfs,
+            None,
+            libc::MS_BIND | libc::MS_REC,
+            None,
+        )
+        .map_err(|e| RuntimeError::sys("bind rootfs onto itself", rootfs.display(), e))?;
+        BoundRoot {
+            path: rootfs.to_path_buf(),
+            _fd: None,
+        }
+    };
     // pivot_root refuses a new root, its parent mount, or the current
     // root's parent that is shared, which all are when rootfsPropagation
     // asks for "shared": they become private here, and the propagation is
@@ -68,9 +111,9 @@ pub fn bind_rootfs(rootfs: &Path, spec: &Spec) -> Result<()> {
         .as_ref()
         .and_then(|l| l.rootfs_propagation().clone());
     if propagation_flags(prop.as_deref()) & libc::MS_SHARED == 0 {
-        return Ok(());
+        return Ok(bound);
     }
-    mount_api::mount(None, rootfs, None, libc::MS_PRIVATE, None)
+    mount_api::mount(None, &bound.path, None, libc::MS_PRIVATE, None)
         .map_err(|e| RuntimeError::sys("make rootfs mount private", rootfs.display(), e))?;
     if let Some(parent) = rootfs.parent().and_then(mount_point_of) {
         mount_api::mount(None, &parent, None, libc::MS_PRIVATE, None).map_err(|e| {
@@ -83,7 +126,7 @@ pub fn bind_rootfs(rootfs: &Path, spec: &Spec) -> Result<()> {
     }
     mount_api::mount(None, Path::new("/"), None, libc::MS_PRIVATE, None)
         .map_err(|e| RuntimeError::sys("make the old root's mount private", "/", e))?;
-    Ok(())
+    Ok(bound)
 }
 
 /// The mount point of the mount that holds `path` (the longest mount
@@ -126,6 +169,7 @@ pub fn mount_all(
     rootfs: &Path,
     ns: &NamespacePlan,
     cgroup: Option<&cgroups::CgroupManager>,
+    prepared: Option<&PreparedBinds>,
 ) -> Result<()> {
     let root = nix::fcntl::open(
         rootfs,
@@ -139,6 +183,7 @@ pub fn mount_all(
         root: root.as_raw_fd(),
         cgroup,
         cgroupns: ns.creates(LinuxNamespaceType::Cgroup),
+        prepared,
     };
     let mounts = spec.mounts().clone().unwrap_or_default();
     let mut dev_is_host_bind = false;

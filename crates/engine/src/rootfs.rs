@@ -1,5 +1,5 @@
 //! Container root filesystems: a fresh writable root for each container,
-//! made from an image's snapshot layers (as [`crate::snapshot::prepare`]
+//! made from an image's snapshot layers (as [`image::snapshot::prepare`]
 //! returns them). `<root>/containers/<id>/` holds `upper` (the container's
 //! writes), `work` (overlay's scratch) and `rootfs`, where the layers and
 //! the upper are mounted: overlayfs read-write, or, where overlay cannot
@@ -15,8 +15,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::overlay::{mount_overlay_with, MountKind, MountStrategy};
-use crate::snapshot::SnapshotError;
+use image::overlay::{mount_overlay_with, MountKind, MountStrategy};
+use image::snapshot::SnapshotError;
 
 /// Why a container root could not be prepared or torn down.
 #[derive(Debug, thiserror::Error)]

@@ -7,8 +7,8 @@
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use engine::rootfs::{prepare_rootfs, prepare_rootfs_with, teardown_rootfs, RootfsError};
 use image::overlay::{MountKind, MountStrategy};
-use image::rootfs::{prepare_rootfs, prepare_rootfs_with, teardown_rootfs, RootfsError};
 use image::{apply_layer, Digest};
 
 /// Tears the container down when dropped (and unmounts its root, should
