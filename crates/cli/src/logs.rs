@@ -141,7 +141,7 @@ pub(crate) fn logs(engine: &Engine, a: &LogsArgs) -> Result<()> {
     }
     let file = match std::fs::File::open(&path) {
         Ok(f) => f,
-        // A foreground container's output went to its terminal only.
+        // Nothing written yet.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e.into()),
     };

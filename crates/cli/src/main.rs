@@ -66,7 +66,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a command in a new container (in the foreground, so far).
+    /// Run a command in a new container (-d: in the background, under berth-shim).
     Run(Box<run::RunArgs>),
     /// List containers.
     Ps(ps::PsArgs),

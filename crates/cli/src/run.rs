@@ -83,9 +83,17 @@ pub struct RunArgs {
     /// Cgroup namespace: private, host.
     #[arg(long)]
     cgroupns: Option<String>,
-    /// User namespace: host (remapping is not implemented yet).
+    /// User namespace: host (the default), auto[:size=N] (a block of host
+    /// ids of its own) or keep-id[:uid=U,gid=G] (the calling or sudo user
+    /// keeps its ids).
     #[arg(long)]
     userns: Option<String>,
+    /// A uid mapping of a user namespace of its own: CONTAINER_ID:HOST_ID:SIZE (repeatable).
+    #[arg(long)]
+    uidmap: Vec<String>,
+    /// A gid mapping: CONTAINER_ID:HOST_ID:SIZE (repeatable; the uid mapping when absent).
+    #[arg(long)]
+    gidmap: Vec<String>,
     /// A host device: HOST[:CONTAINER][:PERMISSIONS].
     #[arg(long)]
     device: Vec<String>,
@@ -374,6 +382,8 @@ fn prepare(root: &Path, args: &RunArgs) -> anyhow::Result<Prepared> {
             uts: args.uts.clone(),
             cgroupns: args.cgroupns.clone(),
             userns: args.userns.clone(),
+            uidmap: args.uidmap.clone(),
+            gidmap: args.gidmap.clone(),
         },
         devices: args.device.clone(),
         device_cgroup_rules: args.device_cgroup_rule.clone(),

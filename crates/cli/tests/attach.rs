@@ -1,8 +1,8 @@
 //! Attaching: `run -dit` then `attach` under a real pty (typing reaches
 //! the container's shell, the detach keys leave it running, a second
 //! attach finds it as it was and gets its exit status), `run -i` and
-//! `start -ai` with piped stdin, sig-proxy, and the errors of attaching
-//! to what cannot be attached to.
+//! `start -ai` with piped stdin, sig-proxy, a plain foreground run's log
+//! and attach, and the errors of attaching to what cannot be attached to.
 
 use std::io::Write;
 use std::process::Stdio;
@@ -175,6 +175,52 @@ fn attach_proxies_signals_and_refuses_what_it_cannot_attach_to() {
     assert_eq!(o.code, 125, "{o:?}");
     assert!(o.stderr.contains("--detach-keys"), "{o:?}");
     f.berth(&["rm", "trap"]).ok();
+    f.assert_clean();
+}
+
+#[test]
+fn a_plain_foreground_run_is_logged_and_attached_to() {
+    let f = Fixture::new();
+    let out = f.dir.path().join("fg.out");
+    let err = f.dir.path().join("fg.err");
+    // Prints "one" to both streams, waits for /go, then prints "two" and exits 5.
+    let script = "echo one; echo one-err >&2; while [ ! -e /tmp/go ]; do sleep 0.05; done; \
+                  echo two; exit 5";
+    let mut run = f
+        .command(&["run", "--name", "fg", "bb:1", "sh", "-c", script])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&out).unwrap().contains("one") {
+        assert!(std::time::Instant::now() < deadline, "no output");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The caller's own stdout and stderr get the streams, unmixed.
+    assert_eq!(std::fs::read_to_string(&err).unwrap(), "one-err\n");
+    let attached_out = f.dir.path().join("attach.out");
+    let mut attach = f
+        .command(&["attach", "fg"])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&attached_out).unwrap())
+        .spawn()
+        .unwrap();
+    // Give the client time to connect, then let the container go on.
+    std::thread::sleep(Duration::from_millis(300));
+    f.berth(&["exec", "fg", "touch", "/tmp/go"]).ok();
+    assert_eq!(
+        exit_code(&mut attach),
+        5,
+        "attach exits with the container's status"
+    );
+    assert_eq!(exit_code(&mut run), 5);
+    assert_eq!(std::fs::read_to_string(&attached_out).unwrap(), "two\n");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "one\ntwo\n");
+    let o = f.berth(&["logs", "fg"]).ok();
+    assert_eq!(o.stdout, "one\ntwo\n");
+    assert_eq!(o.stderr, "one-err\n");
+    f.berth(&["rm", "fg"]).ok();
     f.assert_clean();
 }
 

@@ -83,7 +83,7 @@ fn namespace_flags_share_or_join() {
         ),
         (vec!["--network", "bridge"], 125, "issue 15"),
         (vec!["--ipc", "sideways"], 125, "--ipc"),
-        (vec!["--userns", "remap"], 125, "not implemented"),
+        (vec!["--userns", "remap"], 125, "invalid --userns \"remap\""),
     ] {
         let mut full = args.clone();
         full.extend(["bb:1", "true"]);

@@ -9,7 +9,9 @@
 //! archived as links. Writing goes through the image unpacker, which keeps
 //! every entry inside the destination directory.
 //!
-//! A stopped container's root is mounted for the copy and unmounted after.
+//! A stopped container's root is mounted for the copy and unmounted after
+//! (without its id mapping, so ids are as the disk keeps them; a running
+//! remapped container is refused).
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -158,6 +160,16 @@ impl Engine {
         let dir = crate::rootfs::container_dir(&self.root, &rec.id)?;
         let rootfs = dir.join("rootfs");
         if rec.is_running() {
+            if crate::restart::ContainerSettings::parse(&rec.config)
+                .id_mappings
+                .is_some()
+            {
+                // Its root shows host ids through the mapping, and the
+                // host's root cannot write there.
+                return Err(EngineError::NotImplemented(
+                    "cp and export of a running container with a user namespace of its own (stop it first)",
+                ));
+            }
             return with(&rootfs);
         }
         let _lock = crate::run::teardown_lock(&self.root, &rec.id)?

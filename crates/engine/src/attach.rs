@@ -1,5 +1,6 @@
-//! Attaching to a container that berth-shim supervises (`attach`,
-//! `start -a`, `run -it`): the client's side of the shim's attach socket
+//! Attaching to a running container (`attach`, `start -a`, `run -it`):
+//! the client's side of the attach socket that its berth-shim, or the
+//! foreground `berth run` that supervises it, serves
 //! (framing in `shim::protocol`). Our stdin goes to the container
 //! (through its terminal with `-t`, our own terminal raw meanwhile), its
 //! output to our stdout and stderr; a SIGWINCH resizes its terminal; with

@@ -96,8 +96,9 @@ pub enum EngineError {
     /// An operation that needs a running container.
     #[error("container {0} is not running")]
     NotRunning(String),
-    /// Attach to a container that no berth-shim serves.
-    #[error("container {0} was not started by berth-shim (a foreground `berth run` holds its stdio): it cannot be attached to")]
+    /// Attach to a running container whose attach socket is gone (its
+    /// supervisor died, or an older berth started it).
+    #[error("container {0} serves no attach socket (its supervisor is gone, or an older berth started it): `berth system check` repairs the first")]
     NotAttachable(String),
     /// An operation refused while the container is paused.
     #[error("container {0} is paused: unpause it first")]

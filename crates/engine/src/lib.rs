@@ -4,7 +4,8 @@
 //! run under one berth-shim each (see docs/engine.md for what works today).
 //!
 //! - [`image_config`]: how the image says its containers run.
-//! - [`user`]: `--user` against the image's /etc/passwd and /etc/group.
+//! - [`user`]: `--user` against the image's /etc/passwd and /etc/group;
+//!   [`userns`]: `--userns` and `--uidmap`/`--gidmap` remapping.
 //! - [`spec`]: the OCI spec from the runtime's defaults, the image and the options;
 //!   [`hosts`]: the container's /etc/hosts and /etc/resolv.conf.
 //! - [`limits`] (with [`blkio`]), [`mounts`], [`confine`], [`devices`],
@@ -60,6 +61,7 @@ pub mod store;
 pub mod template;
 mod tty;
 pub mod user;
+pub mod userns;
 mod volume_files;
 mod volume_store;
 pub mod volumes;

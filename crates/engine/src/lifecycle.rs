@@ -54,7 +54,13 @@ impl Engine {
                 reason: format!("its layer {} is gone", gone.display()),
             });
         }
-        crate::rootfs::remount_rootfs(&self.root, &rec.id, &lowers)?;
+        let settings = crate::restart::ContainerSettings::parse(&rec.config);
+        crate::rootfs::remount_rootfs_mapped(
+            &self.root,
+            &rec.id,
+            &lowers,
+            settings.id_mappings.as_ref(),
+        )?;
         let mut container = Container {
             engine: self,
             db,

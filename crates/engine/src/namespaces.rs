@@ -1,7 +1,7 @@
 //! Docker's namespace flags: `--network none|host|container:NAME`,
 //! `--ipc private|shareable|none|host|container:NAME`, `--pid
 //! host|container:NAME`, `--uts host`, `--cgroupns private|host` and
-//! `--userns host`. `host` leaves the container in the host's namespace
+//! `--userns host` (remapping: [`crate::userns`]). `host` leaves the container in the host's namespace
 //! (the spec lists none of that kind); `container:NAME` joins the
 //! namespace of another running container's init, by its
 //! `/proc/<pid>/ns/…` path. Networks other than `none` and `host`
@@ -26,6 +26,10 @@ pub struct NamespaceFlags {
     pub cgroupns: Option<String>,
     /// `--userns`.
     pub userns: Option<String>,
+    /// `--uidmap C:H:N` (repeatable).
+    pub uidmap: Vec<String>,
+    /// `--gidmap C:H:N` (repeatable).
+    pub gidmap: Vec<String>,
 }
 
 /// What one flag asks of its namespace.
@@ -121,17 +125,14 @@ impl NamespaceFlags {
             }
             out.push((LinuxNamespaceType::Cgroup, c));
         }
-        if let Some(v) = &self.userns {
-            match v.as_str() {
-                "host" | "" => {}
-                _ => {
-                    return Err(EngineError::NotImplemented(
-                        "--userns other than host (user namespace remapping)",
-                    ))
-                }
-            }
-        }
+        // The user namespace is set up with its mappings (crate::userns).
+        self.userns_request()?;
         Ok(out)
+    }
+
+    /// What `--userns`, `--uidmap` and `--gidmap` ask for.
+    pub fn userns_request(&self) -> Result<crate::userns::UsernsRequest, EngineError> {
+        crate::userns::UsernsRequest::parse(self.userns.as_deref(), &self.uidmap, &self.gidmap)
     }
 
     /// The containers these flags join (`container:NAME`).
@@ -280,9 +281,9 @@ mod tests {
         });
         assert!(e.to_string().contains("--uts"), "{e}");
         let e = run(NamespaceFlags {
-            userns: Some("keep-id".into()),
+            userns: Some("sideways".into()),
             ..Default::default()
         });
-        assert!(matches!(e, EngineError::NotImplemented(_)), "{e}");
+        assert!(e.to_string().contains("--userns"), "{e}");
     }
 }

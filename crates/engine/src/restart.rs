@@ -148,6 +148,14 @@ pub struct ContainerSettings {
     /// Its health since it last started.
     #[serde(rename = "Health", default, skip_serializing_if = "Option::is_none")]
     pub health: Option<crate::health::HealthState>,
+    /// Its user namespace's id mappings (`--userns`, `--uidmap`), if it
+    /// has one of its own.
+    #[serde(
+        rename = "IdMappings",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub id_mappings: Option<crate::userns::IdMappings>,
 }
 
 /// A process, told apart from a later one with the same pid by its

@@ -53,6 +53,14 @@ pub enum RootfsError {
         /// What went wrong.
         err: SnapshotError,
     },
+    /// The idmapped layers of a remapped container could not be made.
+    #[error("container {id}: idmapped root: {err}")]
+    Idmap {
+        /// The container ID.
+        id: String,
+        /// What went wrong.
+        err: berth_fs::idmap::IdmapError,
+    },
     /// A file operation failed.
     #[error("{op} {path}: {err}")]
     Io {
@@ -154,6 +162,7 @@ pub fn teardown_rootfs(root: &Path, id: &str) -> Result<(), RootfsError> {
     }
     let rootfs = dir.join("rootfs");
     unmount(&rootfs)?;
+    remove_helpers(&dir)?;
     // rmdir, never a recursive removal: an empty mount point is all preparation made.
     match std::fs::remove_dir(&rootfs) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io("remove", &rootfs)(e)),
@@ -225,6 +234,115 @@ pub fn remount_rootfs(root: &Path, id: &str, lowers: &[PathBuf]) -> Result<PathB
         },
     )?;
     Ok(rootfs)
+}
+
+/// [`remount_rootfs`] for a container with a user namespace of its own
+/// (`mappings`; None is plain [`remount_rootfs`]): the layers and the
+/// upper are idmapped through the container's mapping, and the overlay is
+/// mounted over them with the filesystem ids of the container's root, so
+/// the image's files show as the container's own while the disk keeps
+/// them (and what the container writes) as they would be without a
+/// mapping. The idmapped helper mounts under `<id>/idmap/` are detached
+/// as soon as the overlay holds its own references to them.
+pub fn remount_rootfs_mapped(
+    root: &Path,
+    id: &str,
+    lowers: &[PathBuf],
+    mappings: Option<&crate::userns::IdMappings>,
+) -> Result<PathBuf, RootfsError> {
+    let Some(m) = mappings else {
+        return remount_rootfs(root, id, lowers);
+    };
+    let dir = container_dir(root, id)?;
+    let rootfs = dir.join("rootfs");
+    if is_mount_point(&rootfs).map_err(|err| RootfsError::Io {
+        op: "check the mounts of",
+        path: rootfs.clone(),
+        err,
+    })? {
+        return Ok(rootfs);
+    }
+    let idmap_err = |err| RootfsError::Idmap {
+        id: id.to_string(),
+        err,
+    };
+    let io = |op: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |err| RootfsError::Io { op, path, err }
+    };
+    let (uids, gids) = (m.uid_ranges(), m.gid_ranges());
+    let (root_uid, root_gid) = m.host_root().ok_or(RootfsError::Idmap {
+        id: id.to_string(),
+        err: berth_fs::idmap::IdmapError::Empty,
+    })?;
+    let ns = berth_fs::idmap::UserNamespace::new(&uids, &gids).map_err(idmap_err)?;
+    remove_helpers(&dir)?;
+    let helpers = dir.join("idmap");
+    std::fs::create_dir(&helpers).map_err(io("create", &helpers))?;
+    let mut attached: Vec<PathBuf> = vec![];
+    let mut attach = |source: &Path, name: String| -> Result<PathBuf, RootfsError> {
+        let at = helpers.join(name);
+        std::fs::create_dir(&at).map_err(io("create", &at))?;
+        let tree = berth_fs::idmap::idmapped_tree(source, &ns, false).map_err(idmap_err)?;
+        berth_fs::mount_api::move_mount_to_path(&tree, &at)
+            .map_err(|e| io("attach the idmapped layer at", &at)(e.into()))?;
+        attached.push(at.clone());
+        Ok(at)
+    };
+    let made = (|| {
+        let rw = attach(&dir, "rw".into())?;
+        let layers = lowers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| attach(l, i.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (upper, work) = (rw.join("upper"), rw.join("work"));
+        berth_fs::idmap::with_fs_ids(root_uid, root_gid, || {
+            mount_overlay_with(&layers, Some((&upper, &work)), &rootfs, MountStrategy::Auto)
+        })
+        .map_err(idmap_err)?
+        .map_err(|err| RootfsError::Mount {
+            id: id.to_string(),
+            err,
+        })
+    })();
+    // The overlay took its own references to the layers: the helper
+    // mounts go whether it was made or not.
+    let cleaned = remove_helpers(&dir);
+    made?;
+    cleaned?;
+    Ok(rootfs)
+}
+
+/// Detaches and removes the idmapped helper mounts under `<dir>/idmap/`
+/// (left only by a crash between attaching them and mounting the root).
+fn remove_helpers(dir: &Path) -> Result<(), RootfsError> {
+    let helpers = dir.join("idmap");
+    let entries = match std::fs::read_dir(&helpers) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => {
+            return Err(RootfsError::Io {
+                op: "read",
+                path: helpers,
+                err,
+            })
+        }
+        Ok(e) => e,
+    };
+    for entry in entries.flatten() {
+        let p = entry.path();
+        while nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH).is_ok() {}
+        std::fs::remove_dir(&p).map_err(|err| RootfsError::Io {
+            op: "remove",
+            path: p.clone(),
+            err,
+        })?;
+    }
+    std::fs::remove_dir(&helpers).map_err(|err| RootfsError::Io {
+        op: "remove",
+        path: helpers,
+        err,
+    })
 }
 
 /// Whether something is mounted at `path` (statx's mount-root attribute, or

@@ -147,6 +147,37 @@ impl Engine {
         let wanted = opts.name.as_deref().map(names::check).transpose()?;
         let db = Store::open(&self.root)?;
         let id = new_id()?;
+        // A user namespace's ids are chosen and recorded under one lock, so
+        // two runs never take the same block.
+        let userns = opts.namespaces.userns_request()?;
+        let alloc_lock = userns
+            .is_private()
+            .then(|| crate::userns::allocation_lock(&self.root))
+            .transpose()?;
+        let id_mappings = match &alloc_lock {
+            Some(_) => userns.allocate(
+                &crate::userns::taken(&db)?,
+                (
+                    nix::unistd::geteuid().as_raw(),
+                    nix::unistd::getegid().as_raw(),
+                ),
+                (
+                    std::env::var("SUDO_UID").ok().as_deref(),
+                    std::env::var("SUDO_GID").ok().as_deref(),
+                ),
+            )?,
+            None => None,
+        };
+        let keep_id_opts;
+        let opts = match userns.default_user(id_mappings.as_ref()) {
+            Some(u) if opts.user.is_none() => {
+                let mut o = opts.clone();
+                o.user = Some(u);
+                keep_id_opts = o;
+                &keep_id_opts
+            }
+            _ => opts,
+        };
         let mut record = Record {
             id: id.clone(),
             name: String::new(),
@@ -181,6 +212,7 @@ impl Engine {
                     &opts.log_opts,
                 )?,
                 healthcheck,
+                id_mappings: id_mappings.clone(),
                 ..Default::default()
             }
             .to_json(),
@@ -196,6 +228,7 @@ impl Engine {
             }
             break;
         }
+        drop(alloc_lock);
         if let Some(f) = &opts.cidfile {
             let written = std::fs::OpenOptions::new()
                 .write(true)
@@ -239,7 +272,26 @@ impl Engine {
         let result = self
             .attach_volumes(&db, &id, &rootfs, &wanted, &image_volumes, &taken)
             .and_then(|volumes| {
-                container.write_bundle(&defaults, opts, &rootfs, &lowers, argv, cwd, volumes)
+                container.write_bundle(
+                    &defaults,
+                    opts,
+                    &rootfs,
+                    &lowers,
+                    argv,
+                    cwd,
+                    volumes,
+                    id_mappings.as_ref(),
+                )
+            })
+            .and_then(|()| match (&id_mappings, mode) {
+                // Set up without the mapping (the image's ids as they are,
+                // for the volumes' first content); run with it.
+                (Some(m), Launch::Detach | Launch::Attached | Launch::Foreground) => {
+                    crate::rootfs::unmount_rootfs(&self.root, &id)?;
+                    crate::rootfs::remount_rootfs_mapped(&self.root, &id, &lowers, Some(m))?;
+                    Ok(())
+                }
+                _ => Ok(()),
             })
             .and_then(|()| match mode {
                 // Made, not started: its root is unmounted until `start`.
@@ -361,6 +413,7 @@ impl Container<'_> {
         argv: Vec<String>,
         cwd: String,
         volumes: Vec<oci_spec::runtime::Mount>,
+        id_mappings: Option<&crate::userns::IdMappings>,
     ) -> Result<(), EngineError> {
         let user_spec = opts
             .user
@@ -424,6 +477,9 @@ impl Container<'_> {
         let mut mounts = spec.mounts().clone().unwrap_or_default();
         mounts.extend(volumes);
         spec.set_mounts(Some(mounts));
+        if let Some(m) = id_mappings {
+            crate::userns::apply(&mut spec, m, &self.engine.root)?;
+        }
         let config = self.bundle.join("config.json");
         spec.save(&config)
             .map_err(|e| EngineError::Spec(format!("write {}: {e}", config.display())))
@@ -453,6 +509,22 @@ impl Container<'_> {
             .thread_block()
             .map_err(|e| io("block signals", Path::new("sigprocmask"))(e.into()))?;
 
+        // The output goes through a thread of ours: to our stdout and
+        // stderr, the log, and `attach` clients.
+        let settings = crate::restart::ContainerSettings::parse(&self.db.find(&self.id)?.config);
+        let log = shim::log::LogConfig {
+            path: self.bundle.join(crate::detach::LOG_FILE),
+            enabled: settings.log.readable(),
+            max_size: settings.log.max_size,
+            max_file: settings.log.max_file.unwrap_or(1).clamp(1, 1000),
+        };
+        let shim_err = |e: shim::StartError| EngineError::Io {
+            op: "set up the output of",
+            path: self.bundle.clone(),
+            err: std::io::Error::other(e.0),
+        };
+        let (pending, out_w, err_w) =
+            shim::passthrough::prepare(&self.bundle, log).map_err(shim_err)?;
         let pid_file = self.bundle.join("init.pid");
         let mut create = self.engine.runtime_cmd(&runtime_root, &self.log());
         create
@@ -464,9 +536,15 @@ impl Container<'_> {
         let created = create
             .arg(&self.id)
             .stdin(Stdio::null())
+            .stdout(Stdio::from(out_w))
+            .stderr(Stdio::from(err_w))
             .status()
             .map_err(io("run", &self.engine.runtime))?;
+        // Our copies of the write ends go: the container holds its own.
+        drop(create);
+        let output = pending.start().map_err(shim_err)?;
         if !created.success() {
+            output.finish(125);
             return Err(self.runtime_error("create"));
         }
         self.created = true;
@@ -492,6 +570,7 @@ impl Container<'_> {
             Ok(_) => Err(self.runtime_error("start")),
             Err(e) => Err(e),
         };
+        output.finish(*code.as_ref().unwrap_or(&125));
         let code = code?;
         let oom = oom_killed(&self.id);
         self.db.update_settings(&self.id, |s| s.oom_killed = oom)?;

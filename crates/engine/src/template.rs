@@ -26,8 +26,39 @@ fn to_gtmpl(v: &Value) -> G {
         Value::Array(a) => G::Array(a.iter().map(to_gtmpl).collect()),
         // As Go structs: a field that is not there is an error, as in
         // the docker CLI (`{{.Nope}}`), not `<no value>`.
-        Value::Object(o) => G::Object(o.iter().map(|(k, v)| (k.clone(), to_gtmpl(v))).collect()),
+        Value::Object(o) => {
+            let mut m: std::collections::HashMap<String, G> =
+                o.iter().map(|(k, v)| (k.clone(), to_gtmpl(v))).collect();
+            if o.contains_key("Labels") && !o.contains_key("Label") {
+                // The docker CLI's `{{.Label "key"}}` method.
+                m.insert(
+                    "Label".into(),
+                    G::Function(gtmpl_value::Function { f: label_fn }),
+                );
+            }
+            G::Object(m)
+        }
     }
+}
+
+/// `{{.Label "key"}}`: the value of label `key` of the receiver (whose
+/// `Labels` is a map, or `k=v,…` as `ps` shows it), empty when unset.
+fn label_fn(args: &[G]) -> Result<G, FuncError> {
+    let key = string_arg(args, 1, "Label")?;
+    let labels = match args.first() {
+        Some(G::Object(o) | G::Map(o)) => o.get("Labels").cloned(),
+        _ => None,
+    };
+    Ok(G::String(match labels {
+        Some(G::Object(m) | G::Map(m)) => m.get(&key).map(|v| v.to_string()).unwrap_or_default(),
+        Some(G::String(s)) => s
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_default(),
+        _ => String::new(),
+    }))
 }
 
 /// A template value as JSON (for `json`).
@@ -43,9 +74,12 @@ fn to_json(v: &G) -> Value {
             .unwrap_or(Value::Null),
         G::String(s) => Value::String(s.clone()),
         G::Array(a) => Value::Array(a.iter().map(to_json).collect()),
-        G::Map(m) | G::Object(m) => {
-            Value::Object(m.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
-        }
+        G::Map(m) | G::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(_, v)| !matches!(v, G::Function(_)))
+                .map(|(k, v)| (k.clone(), to_json(v)))
+                .collect(),
+        ),
         G::Function(_) => Value::Null,
     }
 }
@@ -290,6 +324,13 @@ mod tests {
         assert_eq!(r("{{.Args}}", &v), "[-c x]");
         assert_eq!(r("{{.Labels}}", &v), "map[a:1 b:2]");
         assert_eq!(r("{{index .Labels \"a\"}}", &v), "1");
+        assert_eq!(r("{{.Label \"b\"}}|{{.Label \"zz\"}}", &v), "2|");
+        assert_eq!(r("{{.Label \"y\"}}", &json!({"Labels": "x=1,y=2"})), "2");
+        assert!(
+            !r("{{json .}}", &v).contains("Label\""),
+            "{}",
+            r("{{json .}}", &v)
+        );
         assert_eq!(
             r("{{range .Mounts}}{{.Source}}:{{.Destination}} {{end}}", &v),
             "/s:/d "

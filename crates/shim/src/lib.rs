@@ -23,6 +23,7 @@
 //!    which records the status and takes the container down.
 
 pub mod log;
+pub mod passthrough;
 pub mod protocol;
 pub mod supervise;
 
@@ -143,12 +144,17 @@ fn wait_for(pid: i32) -> Option<i32> {
 /// Listens on the bundle's attach socket. The bundle is reached through
 /// a descriptor (`/proc/self/fd/N/…`), so a long path does not matter.
 pub fn listen(c: &Config) -> Result<UnixListener, StartError> {
+    listen_at(&c.bundle)
+}
+
+/// [`listen`] on the attach socket of `bundle`.
+pub fn listen_at(bundle: &std::path::Path) -> Result<UnixListener, StartError> {
     let dir = nix::fcntl::open(
-        &c.bundle,
+        bundle,
         nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
-    .map_err(|e| StartError(format!("open {}: {e}", c.bundle.display())))?;
+    .map_err(|e| StartError(format!("open {}: {e}", bundle.display())))?;
     // SAFETY: open returned a new descriptor that nothing else owns.
     let dir = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(dir) };
     let path = format!("/proc/self/fd/{}/{}", dir.as_raw_fd(), protocol::SOCKET);
@@ -157,7 +163,7 @@ pub fn listen(c: &Config) -> Result<UnixListener, StartError> {
     UnixListener::bind(&path).map_err(|e| {
         StartError(format!(
             "listen on {}: {e}",
-            c.bundle.join(protocol::SOCKET).display()
+            bundle.join(protocol::SOCKET).display()
         ))
     })
 }

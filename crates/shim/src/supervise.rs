@@ -36,15 +36,16 @@ pub struct ContainerIo {
 }
 
 /// One attached client.
-struct Client {
+pub(crate) struct Client {
     sock: UnixStream,
     inbuf: Vec<u8>,
     outbuf: Vec<u8>,
-    gone: bool,
+    /// It hung up, failed or fell too far behind: to be dropped.
+    pub(crate) gone: bool,
 }
 
 impl Client {
-    fn new(sock: UnixStream) -> Client {
+    pub(crate) fn new(sock: UnixStream) -> Client {
         let _ = sock.set_nonblocking(true);
         Client {
             sock,
@@ -54,7 +55,17 @@ impl Client {
         }
     }
 
-    fn send(&mut self, frame: &[u8]) {
+    /// Whether everything sent so far has been written.
+    pub(crate) fn outbuf_is_empty(&self) -> bool {
+        self.outbuf.is_empty()
+    }
+
+    /// The client's socket, for poll.
+    pub(crate) fn sock_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+
+    pub(crate) fn send(&mut self, frame: &[u8]) {
         if self.outbuf.len() + frame.len() > CLIENT_BACKLOG {
             self.gone = true;
             return;
@@ -63,7 +74,7 @@ impl Client {
         self.flush();
     }
 
-    fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         while !self.outbuf.is_empty() {
             match self.sock.write(&self.outbuf) {
                 Ok(0) => {
@@ -86,7 +97,7 @@ impl Client {
 
 /// What the clients asked for in one round.
 #[derive(Default)]
-struct Requests {
+pub(crate) struct Requests {
     stdin: Vec<u8>,
     resize: Option<(u16, u16)>,
     close_stdin: bool,
@@ -94,7 +105,7 @@ struct Requests {
 
 impl Client {
     /// Reads what the client sent and parses its frames.
-    fn receive(&mut self, req: &mut Requests) {
+    pub(crate) fn receive(&mut self, req: &mut Requests) {
         let mut chunk = [0u8; 16384];
         match self.sock.read(&mut chunk) {
             Ok(0) => self.gone = true,
@@ -129,7 +140,7 @@ impl Client {
 }
 
 /// Splits `buf` into complete lines written to `log`; keeps the rest.
-fn flush_lines(buf: &mut Vec<u8>, stream: &str, log: &mut LogWriter, all: bool) {
+pub(crate) fn flush_lines(buf: &mut Vec<u8>, stream: &str, log: &mut LogWriter, all: bool) {
     while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
         let line: Vec<u8> = buf.drain(..=nl).collect();
         log.write(stream, &line);
@@ -141,7 +152,7 @@ fn flush_lines(buf: &mut Vec<u8>, stream: &str, log: &mut LogWriter, all: bool) 
     }
 }
 
-fn stream_name(kind: u8) -> &'static str {
+pub(crate) fn stream_name(kind: u8) -> &'static str {
     if kind == protocol::STDERR {
         "stderr"
     } else {
@@ -378,7 +389,7 @@ pub fn supervise(
 
 /// Sends `last` to every client, waiting a little for slow ones, and
 /// hangs up.
-fn say_goodbye(clients: Vec<Client>, last: &[u8]) {
+pub(crate) fn say_goodbye(clients: Vec<Client>, last: &[u8]) {
     for mut cl in clients {
         let _ = cl.sock.set_nonblocking(false);
         let _ = cl
@@ -395,7 +406,7 @@ pub fn refuse(clients: Vec<UnixStream>, last: &[u8]) {
 }
 
 /// Whether `fd` has data or its end waiting (a read will not block).
-fn readable(fd: &OwnedFd) -> bool {
+pub(crate) fn readable(fd: &OwnedFd) -> bool {
     let mut p = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
     poll(&mut p, PollTimeout::ZERO).unwrap_or(0) > 0
 }

@@ -205,7 +205,7 @@ impl<'a, 'b, T: Write> State<'a, 'b, T> {
 
         match *(*first_word) {
             Nodes::Field(ref n) => return self.eval_field_node(ctx, n, &cmd.args, val),
-            Nodes::Variable(ref n) => return self.eval_variable_node(n, &cmd.args, val),
+            Nodes::Variable(ref n) => return self.eval_variable_node(ctx, n, &cmd.args, val),
             Nodes::Pipe(ref n) => return self.eval_pipeline(ctx, n),
             Nodes::Chain(ref n) => return self.eval_chain_node(ctx, n, &cmd.args, val),
             Nodes::Identifier(ref n) => return self.eval_function(ctx, n, &cmd.args, val),
@@ -272,7 +272,7 @@ impl<'a, 'b, T: Write> State<'a, 'b, T> {
             return Err(ExecError::NullInChain(chain.clone()));
         }
         let pipe = self.eval_arg(ctx, &*chain.node)?;
-        self.eval_field_chain(&pipe, &chain.field, args, fin)
+        self.eval_field_chain(ctx, &pipe, &chain.field, args, fin)
     }
 
     fn eval_arg(&mut self, ctx: &Context, node: &Nodes) -> Result<Value, ExecError> {
@@ -280,7 +280,7 @@ impl<'a, 'b, T: Write> State<'a, 'b, T> {
             Nodes::Dot(_) => Ok(ctx.dot.clone()),
             //Nodes::Nil
             Nodes::Field(ref n) => self.eval_field_node(ctx, n, &[], &None), // args?
-            Nodes::Variable(ref n) => self.eval_variable_node(n, &[], &None),
+            Nodes::Variable(ref n) => self.eval_variable_node(ctx, n, &[], &None),
             Nodes::Pipe(ref n) => self.eval_pipeline(ctx, n),
             // Nodes::Identifier
             Nodes::Identifier(ref n) => self.eval_function(ctx, n, &[], &None),
@@ -299,11 +299,12 @@ impl<'a, 'b, T: Write> State<'a, 'b, T> {
         args: &[Nodes],
         fin: &Option<Value>,
     ) -> Result<Value, ExecError> {
-        self.eval_field_chain(&ctx.dot, &field.ident, args, fin)
+        self.eval_field_chain(ctx, &ctx.dot, &field.ident, args, fin)
     }
 
     fn eval_field_chain(
         &mut self,
+        ctx: &Context,
         receiver: &Value,
         ident: &[String],
         args: &[Nodes],
@@ -316,13 +317,14 @@ impl<'a, 'b, T: Write> State<'a, 'b, T> {
         // TODO clean shit up
         let mut r: Value = Value::from(0);
         for (i, id) in ident.iter().enumerate().take(n - 1) {
-            r = self.eval_field(if i == 0 { receiver } else { &r }, id, &[], &None)?;
+            r = self.eval_field(ctx, if i == 0 { receiver } else { &r }, id, &[], &None)?;
         }
-        self.eval_field(if n == 1 { receiver } else { &r }, &ident[n - 1], args, fin)
+        self.eval_field(ctx, if n == 1 { receiver } else { &r }, &ident[n - 1], args, fin)
     }
 
     fn eval_field(
         &mut self,
+        ctx: &Context,
         receiver: &Value,
         field_name: &str,
         args: &[Nodes],
@@ -330,6 +332,20 @@ impl<'a, 'b, T: Write> State<'a, 'b, T> {
     ) -> Result<Value, ExecError> {
         let has_args = args.len() > 1 || fin.is_some();
         if has_args {
+            // berth: a function-valued field is a method, as in Go
+            // (`{{.Label "k"}}`): called with the receiver, then the arguments.
+            if let Value::Object(ref o) = *receiver {
+                if let Some(Value::Function(f)) = o.get(field_name) {
+                    let mut vals = vec![receiver.clone()];
+                    for arg in args.iter().skip(1) {
+                        vals.push(self.eval_arg(ctx, arg)?);
+                    }
+                    if let Some(ref v) = *fin {
+                        vals.push(v.clone());
+                    }
+                    return (f.f)(&vals).map_err(Into::into);
+                }
+            }
             return Err(ExecError::NotAFunctionButArguments(field_name.to_string()));
         }
         let ret = match *receiver {
@@ -348,6 +364,7 @@ impl<'a, 'b, T: Write> State<'a, 'b, T> {
 
     fn eval_variable_node(
         &mut self,
+        ctx: &Context,
         variable: &VariableNode,
         args: &[Nodes],
         fin: &Option<Value>,
@@ -357,7 +374,7 @@ impl<'a, 'b, T: Write> State<'a, 'b, T> {
             not_a_function(args, fin)?;
             return Ok(val);
         }
-        self.eval_field_chain(&val, &variable.ident[1..], args, fin)
+        self.eval_field_chain(ctx, &val, &variable.ident[1..], args, fin)
     }
 
     // Walks an `if` or `with` node. They behave the same, except that `with` sets dot.
