@@ -26,22 +26,60 @@ pub struct LogsArgs {
     /// Only lines before this time (same forms as --since).
     #[arg(long)]
     until: Option<String>,
+    /// Show each line's attributes (`--log-opt labels=…`, `env=…`) before it.
+    #[arg(long)]
+    details: bool,
     /// The container.
     container: String,
 }
 
+/// `key=value` escaped as Go's url.QueryEscape does it for `logs --details`.
+fn query_escape(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
 /// Prints one json-file log line to stdout or stderr.
-fn print_log_line(line: &str, timestamps: bool) -> Result<()> {
+fn print_log_line(line: &str, timestamps: bool, details: bool) -> Result<()> {
     use std::io::Write;
     let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
         return Ok(());
     };
     let text = v["log"].as_str().unwrap_or("");
-    let prefix = if timestamps {
+    let mut prefix = if timestamps {
         format!("{} ", v["time"].as_str().unwrap_or(""))
     } else {
         String::new()
     };
+    if details {
+        // As dockerd: the attributes sorted, `k=v` joined by commas, a space.
+        let mut attrs: Vec<String> = v["attrs"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| {
+                        format!(
+                            "{}={}",
+                            query_escape(k),
+                            query_escape(v.as_str().unwrap_or(""))
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        attrs.sort();
+        prefix.push_str(&attrs.join(","));
+        prefix.push(' ');
+    }
     if v["stream"] == "stderr" {
         write!(std::io::stderr(), "{prefix}{text}")?;
     } else {
@@ -153,7 +191,7 @@ pub(crate) fn logs(engine: &Engine, a: &LogsArgs) -> Result<()> {
     lines.retain(|l| in_window(l));
     let skip = tail.map_or(0, |n| lines.len().saturating_sub(n));
     for l in &lines[skip..] {
-        print_log_line(l, a.timestamps)?;
+        print_log_line(l, a.timestamps, a.details)?;
     }
     if !a.follow {
         return Ok(());
@@ -179,7 +217,7 @@ pub(crate) fn logs(engine: &Engine, a: &LogsArgs) -> Result<()> {
                 let mut l = String::new();
                 while r.read_line(&mut l)? > 0 {
                     if in_window(&l) {
-                        print_log_line(&l, a.timestamps)?;
+                        print_log_line(&l, a.timestamps, a.details)?;
                     }
                     l.clear();
                     got = true;
@@ -201,7 +239,7 @@ pub(crate) fn logs(engine: &Engine, a: &LogsArgs) -> Result<()> {
                 return Ok(());
             }
             if in_window(&l) {
-                print_log_line(&l, a.timestamps)?;
+                print_log_line(&l, a.timestamps, a.details)?;
             }
             got = true;
         }

@@ -225,6 +225,66 @@ fn a_plain_foreground_run_is_logged_and_attached_to() {
 }
 
 #[test]
+fn logs_details_show_the_labels_and_env_the_log_opts_name() {
+    let f = Fixture::new();
+    f.berth(&[
+        "run",
+        "--name",
+        "fg",
+        "-l",
+        "team=a b",
+        "-l",
+        "other=x",
+        "-e",
+        "MODE=on",
+        "--log-opt",
+        "labels=team,missing",
+        "--log-opt",
+        "env=MODE",
+        "bb:1",
+        "echo",
+        "hello",
+    ])
+    .ok();
+    f.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "bg",
+        "-l",
+        "team=z",
+        "--log-opt",
+        "labels=team",
+        "bb:1",
+        "echo",
+        "hi",
+    ])
+    .ok();
+    f.berth(&["wait", "bg"]).ok();
+    let o = f.berth(&["logs", "--details", "fg"]).ok();
+    assert_eq!(o.stdout, "MODE=on,team=a+b hello\n");
+    assert_eq!(f.berth(&["logs", "fg"]).ok().stdout, "hello\n");
+    let o = f.berth(&["logs", "--details", "bg"]).ok();
+    assert_eq!(o.stdout, "team=z hi\n");
+    // Without attributes, --details leaves the space dockerd leaves.
+    f.berth(&["run", "--name", "plain", "bb:1", "echo", "x"])
+        .ok();
+    assert_eq!(f.berth(&["logs", "--details", "plain"]).ok().stdout, " x\n");
+    let o = f.berth(&[
+        "run",
+        "--rm",
+        "--log-opt",
+        "labels-regex=.*",
+        "bb:1",
+        "true",
+    ]);
+    assert_eq!(o.code, 125, "{o:?}");
+    assert!(o.stderr.contains("labels-regex"), "{o:?}");
+    f.berth(&["rm", "fg", "bg", "plain"]).ok();
+    f.assert_clean();
+}
+
+#[test]
 fn logs_rotate_at_max_size_and_the_none_driver_keeps_none() {
     let f = Fixture::new();
     let script = "i=0; while [ $i -lt 300 ]; do echo line-$i; i=$((i+1)); done";

@@ -132,9 +132,7 @@ fn signals_reach_the_container_and_it_is_removed() {
 #[test]
 fn what_is_not_there_yet_says_so() {
     let f = Fixture::new();
-    for args in [
-        vec!["run", "--rm", "--network", "bridge", "bb:1", "true"],
-    ] {
+    for args in [vec!["run", "--rm", "--network", "bridge", "bb:1", "true"]] {
         let o = f.berth(&args);
         assert_ne!(o.code, 0, "{args:?}: {o:?}");
         assert!(

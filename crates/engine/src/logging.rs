@@ -13,6 +13,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::EngineError;
 
+/// `a,b,c` as a list (empty items dropped).
+fn list(v: &str) -> Vec<String> {
+    v.split(',')
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// A container's log driver and its options.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogSettings {
@@ -25,6 +33,20 @@ pub struct LogSettings {
     /// Keep this many files (`max-file`).
     #[serde(rename = "MaxFile", default, skip_serializing_if = "Option::is_none")]
     pub max_file: Option<u32>,
+    /// The container labels whose values go with every entry (`labels`).
+    #[serde(rename = "Labels", default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// The environment variables whose values go with every entry (`env`).
+    #[serde(rename = "Env", default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    /// What `labels` and `env` found when the container was made: the
+    /// attributes of every entry (`logs --details` shows them).
+    #[serde(
+        rename = "Attrs",
+        default,
+        skip_serializing_if = "std::collections::BTreeMap::is_empty"
+    )]
+    pub attrs: std::collections::BTreeMap<String, String>,
 }
 
 const DRIVERS: &str = "json-file, local, none";
@@ -84,11 +106,13 @@ impl LogSettings {
                 }
                 // Compression of rotated files is not done: said, not ignored.
                 (_, "compress") if v == "false" => {}
+                (_, "labels") => s.labels = list(v),
+                (_, "env") => s.env = list(v),
                 _ => {
                     return Err(bad(
                         "--log-opt",
                         o,
-                        format!("unknown log opt {k:?} for the {driver} log driver (berth takes max-size, max-file, compress=false)"),
+                        format!("unknown log opt {k:?} for the {driver} log driver (berth takes max-size, max-file, labels, env, compress=false)"),
                     ))
                 }
             }
@@ -101,6 +125,29 @@ impl LogSettings {
             ));
         }
         Ok(s)
+    }
+
+    /// Fills [`Self::attrs`] from the container's `labels` and `env`
+    /// (`KEY=value` strings), as Docker's json-file does when it starts.
+    pub fn set_attrs(
+        &mut self,
+        labels: &std::collections::BTreeMap<String, String>,
+        env: &[String],
+    ) {
+        self.attrs.clear();
+        for k in &self.labels {
+            if let Some(v) = labels.get(k) {
+                self.attrs.insert(k.clone(), v.clone());
+            }
+        }
+        for k in &self.env {
+            if let Some(v) = env
+                .iter()
+                .find_map(|e| e.split_once('=').filter(|(ek, _)| ek == k).map(|(_, v)| v))
+            {
+                self.attrs.insert(k.clone(), v.to_string());
+            }
+        }
     }
 
     /// Whether `logs` can read it.
@@ -129,7 +176,25 @@ impl LogSettings {
         if let Some(n) = self.max_file {
             a.extend(["--log-max-file".into(), n.to_string()]);
         }
+        if !self.attrs.is_empty() {
+            a.extend([
+                "--log-attrs".into(),
+                serde_json::to_string(&self.attrs).unwrap_or_default(),
+            ]);
+        }
         a
+    }
+
+    /// The shim's log configuration at `path` (for a foreground run's
+    /// passthrough, which writes the log itself).
+    pub fn log_config(&self, path: PathBuf) -> shim::log::LogConfig {
+        shim::log::LogConfig {
+            path,
+            enabled: self.readable(),
+            max_size: self.max_size,
+            max_file: self.max_file.unwrap_or(1).clamp(1, 1000),
+            attrs: self.attrs.clone().into_iter().collect(),
+        }
     }
 }
 

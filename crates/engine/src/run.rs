@@ -427,6 +427,17 @@ impl Container<'_> {
             .unwrap_or_else(|| self.id[..12].to_string());
         let env = spec::environment(defaults, opts, &hostname, &user, |k| std::env::var(k).ok())?;
         lookup::check_program(rootfs, &argv[0], &env, &cwd)?;
+        if opts
+            .log_opts
+            .iter()
+            .any(|o| o.starts_with("labels=") || o.starts_with("env="))
+        {
+            // The log's attributes, from the labels and the environment it has now.
+            self.db.update_settings(&self.id, |s| {
+                let labels = s.labels.clone();
+                s.log.set_attrs(&labels, &env)
+            })?;
+        }
         let io = |op: &'static str, path: &Path| {
             let path = path.to_path_buf();
             move |err| EngineError::Io { op, path, err }
@@ -512,12 +523,9 @@ impl Container<'_> {
         // The output goes through a thread of ours: to our stdout and
         // stderr, the log, and `attach` clients.
         let settings = crate::restart::ContainerSettings::parse(&self.db.find(&self.id)?.config);
-        let log = shim::log::LogConfig {
-            path: self.bundle.join(crate::detach::LOG_FILE),
-            enabled: settings.log.readable(),
-            max_size: settings.log.max_size,
-            max_file: settings.log.max_file.unwrap_or(1).clamp(1, 1000),
-        };
+        let log = settings
+            .log
+            .log_config(self.bundle.join(crate::detach::LOG_FILE));
         let shim_err = |e: shim::StartError| EngineError::Io {
             op: "set up the output of",
             path: self.bundle.clone(),

@@ -18,6 +18,8 @@ pub struct LogConfig {
     pub max_size: Option<u64>,
     /// How many files to keep, the current one included (at least 1).
     pub max_file: u32,
+    /// Attributes written with every entry (`"attrs"`, `--log-opt labels/env`).
+    pub attrs: Vec<(String, String)>,
 }
 
 /// An open log.
@@ -57,11 +59,20 @@ impl LogWriter {
         let now = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
-        let line = serde_json::json!({
+        let mut line = serde_json::json!({
             "log": String::from_utf8_lossy(text),
             "stream": stream,
-            "time": now,
         });
+        if !self.config.attrs.is_empty() {
+            line["attrs"] = self
+                .config
+                .attrs
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
+        }
+        line["time"] = now.into();
         let line = format!("{line}\n");
         if let Some(max) = self.config.max_size {
             if self.size > 0 && self.size + line.len() as u64 > max {

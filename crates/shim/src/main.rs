@@ -34,6 +34,7 @@ fn parse(args: &[String]) -> Result<shim::Config, String> {
             | "--log-driver"
             | "--log-max-size"
             | "--log-max-file"
+            | "--log-attrs"
             | "--health-interval"
             | "--health-start-period"
             | "--health-start-interval" => {
@@ -70,6 +71,13 @@ fn parse(args: &[String]) -> Result<shim::Config, String> {
             enabled,
             max_size: number("--log-max-size")?,
             max_file: number("--log-max-file")?.unwrap_or(1).clamp(1, 1000) as u32,
+            attrs: match flags.get("--log-attrs") {
+                None => vec![],
+                Some(j) => serde_json::from_str::<std::collections::BTreeMap<String, String>>(j)
+                    .map_err(|e| format!("--log-attrs: {e}"))?
+                    .into_iter()
+                    .collect(),
+            },
         },
         exit_file: PathBuf::from(&rest[5]),
         callback: rest[sep + 1..].to_vec(),
