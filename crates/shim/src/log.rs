@@ -133,6 +133,7 @@ mod tests {
             enabled: true,
             max_size: Some(300),
             max_file: 3,
+            attrs: vec![],
         });
         for i in 0..40 {
             log.write("stdout", format!("line {i}\n").as_bytes());
@@ -158,6 +159,7 @@ mod tests {
             enabled: false,
             max_size: None,
             max_file: 1,
+            attrs: vec![("k".into(), "v".into())],
         });
         log.write("stdout", b"x\n");
         assert!(!path.exists());
