@@ -238,7 +238,7 @@ mod tests {
             (None, vec!["max-size=0"]),
             (None, vec!["max-file=0"]),
             (None, vec!["max-file=3"]),
-            (None, vec!["labels=a"]),
+            (None, vec!["labels-regex=a"]),
             (Some("none"), vec!["max-size=1m"]),
         ] {
             let opts: Vec<String> = opts.into_iter().map(String::from).collect();

@@ -587,17 +587,21 @@ fn intermediate_main(ctx: &InitContext) -> ! {
         // bundle (a private store): the bind sources are cloned and the
         // root entered now, as the host's root; unshare carries the
         // working directory into the new mount namespace.
-        let prepared =
-            if plan.creates(LinuxNamespaceType::User) && plan.creates(LinuxNamespaceType::Mount) {
-                let mounts = ctx.bundle.spec.mounts().clone().unwrap_or_default();
-                let linux = ctx.bundle.spec.linux().clone().unwrap_or_default();
-                let binds = PreparedBinds::open(&mounts, &linux)?;
-                std::env::set_current_dir(&ctx.bundle.rootfs)
-                    .map_err(|e| RuntimeError::io("chdir", &ctx.bundle.rootfs, e))?;
-                Some(binds)
-            } else {
-                None
-            };
+        // (A caller that is not root owns its bundle, and could not clone
+        // mounts before it has a user namespace of its own.)
+        let prepared = if plan.creates(LinuxNamespaceType::User)
+            && plan.creates(LinuxNamespaceType::Mount)
+            && nix::unistd::geteuid().is_root()
+        {
+            let mounts = ctx.bundle.spec.mounts().clone().unwrap_or_default();
+            let linux = ctx.bundle.spec.linux().clone().unwrap_or_default();
+            let binds = PreparedBinds::open(&mounts, &linux)?;
+            std::env::set_current_dir(&ctx.bundle.rootfs)
+                .map_err(|e| RuntimeError::io("chdir", &ctx.bundle.rootfs, e))?;
+            Some(binds)
+        } else {
+            None
+        };
         let fds = plan.open_joins()?;
         namespaces::join(&fds, plan)?;
         drop(fds);
