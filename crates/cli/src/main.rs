@@ -14,6 +14,7 @@ mod format;
 mod images;
 mod logs;
 mod manage;
+mod networks;
 mod progress;
 mod ps;
 mod remote;
@@ -145,6 +146,11 @@ enum Command {
     Volume {
         #[command(subcommand)]
         command: volumes::VolumeCommand,
+    },
+    /// Network commands.
+    Network {
+        #[command(subcommand)]
+        command: networks::NetworkCommand,
     },
     /// Container commands.
     Container {
@@ -672,6 +678,7 @@ fn run(cli: &Cli) -> Result<()> {
         | Command::Version { .. }
         | Command::Info { .. }
         | Command::Volume { .. }
+        | Command::Network { .. }
         | Command::Container { .. } => {
             bail!("container commands are dispatched before the image commands")
         }
@@ -743,6 +750,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => Some(containers::inspect_main(&cli.root, a)),
         Command::Logs(a) => Some(logs::logs_main(&cli.root, a)),
         Command::Volume { command } => Some(volumes::main(&cli.root, command)),
+        Command::Network { command } => Some(networks::main(&cli.root, command)),
         Command::Container { command } => Some(containers::container_main(&cli.root, command)),
         _ => None,
     };

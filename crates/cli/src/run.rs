@@ -68,7 +68,7 @@ pub struct RunArgs {
     /// Restart policy: no, on-failure[:N], always, unless-stopped.
     #[arg(long)]
     restart: Option<String>,
-    /// Network: none (the default until networking lands), host, container:NAME.
+    /// Network: none (the default until the default bridge lands), host, container:NAME, or a network's name.
     #[arg(long, visible_alias = "net")]
     network: Option<String>,
     /// IPC namespace: private, shareable, none, host, container:NAME.
@@ -97,6 +97,9 @@ pub struct RunArgs {
     /// A host device: HOST[:CONTAINER][:PERMISSIONS].
     #[arg(long)]
     device: Vec<String>,
+    /// The container's IPv4 address on its network (--network NAME).
+    #[arg(long)]
+    ip: Option<String>,
     /// A device cgroup rule: 'c|b|a MAJOR:MINOR rwm'.
     #[arg(long)]
     device_cgroup_rule: Vec<String>,
@@ -392,6 +395,7 @@ fn prepare(root: &Path, args: &RunArgs) -> anyhow::Result<Prepared> {
         stop_timeout: args.stop_timeout,
         labels,
         add_hosts: args.add_host.clone(),
+        ip: args.ip.clone(),
         dns: args.dns.clone(),
         dns_search: args.dns_search.clone(),
         dns_options: args.dns_option.clone(),

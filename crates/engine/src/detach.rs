@@ -61,6 +61,7 @@ impl Container<'_> {
                 s.health = Some(crate::health::HealthState::starting())
             })?;
         }
+        crate::net_setup::up(&self.engine.root, self.db, &self.id)?;
         let mut child = Command::new(&self.engine.shim)
             .args(&options)
             .arg(&self.engine.runtime)

@@ -128,6 +128,44 @@ pub enum EngineError {
     /// The spec could not be built.
     #[error("container spec: {0}")]
     Spec(String),
+    /// No network has this name or id.
+    #[error("no such network: {0}")]
+    NoSuchNetwork(String),
+    /// A network name that another network has.
+    #[error("network with name {0} already exists")]
+    NetworkExists(String),
+    /// A network that containers are on cannot go.
+    #[error("network {name} has active endpoints (containers {}): remove them or disconnect them first", containers.join(", "))]
+    NetworkInUse {
+        /// The network.
+        name: String,
+        /// The containers on it.
+        containers: Vec<String>,
+    },
+    /// A subnet that overlaps another network's, or the host's routes.
+    #[error("subnet {subnet} overlaps {other}")]
+    SubnetOverlap {
+        /// The subnet asked for.
+        subnet: String,
+        /// What it overlaps (a network, or a route of the host).
+        other: String,
+    },
+    /// An address that cannot be had on a network.
+    #[error("network {network}: {reason}")]
+    Address {
+        /// The network.
+        network: String,
+        /// Why.
+        reason: String,
+    },
+    /// Setting up or taking down a container's network failed.
+    #[error("container {id}: network: {err}")]
+    Network {
+        /// The container.
+        id: String,
+        /// What failed.
+        err: network::NetworkError,
+    },
 }
 
 impl EngineError {

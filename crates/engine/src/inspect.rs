@@ -79,7 +79,7 @@ pub fn container_json(r: &Record) -> Value {
                 "Type": settings.log.name(),
                 "Config": log_options(&settings.log),
             },
-            "NetworkMode": "none",
+            "NetworkMode": if settings.network_mode.is_empty() { "none" } else { settings.network_mode.as_str() },
             "RestartPolicy": {
                 "Name": settings.restart_policy.name(),
                 "MaximumRetryCount": match settings.restart_policy {
@@ -87,6 +87,9 @@ pub fn container_json(r: &Record) -> Value {
                     _ => 0,
                 },
             },
+        },
+        "NetworkSettings": {
+            "Networks": settings.networks,
         },
         "Config": {
             "Image": r.image,

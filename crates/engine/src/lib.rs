@@ -51,6 +51,8 @@ pub mod manage;
 pub mod mounts;
 pub mod names;
 pub mod namespaces;
+pub mod net_setup;
+pub mod networks;
 pub mod restart;
 pub mod rootfs;
 pub mod run;

@@ -4,8 +4,9 @@
 //! `--userns host` (remapping: [`crate::userns`]). `host` leaves the container in the host's namespace
 //! (the spec lists none of that kind); `container:NAME` joins the
 //! namespace of another running container's init, by its
-//! `/proc/<pid>/ns/…` path. Networks other than `none` and `host`
-//! (bridge, user-defined) come with berth's network layer.
+//! `/proc/<pid>/ns/…` path. A user-defined network (`--network NAME`)
+//! is a private namespace that the engine sets up ([`crate::net_setup`]);
+//! the default `bridge` network is not there yet.
 
 use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType, Spec};
 
@@ -88,16 +89,16 @@ impl NamespaceFlags {
                         "--network bridge (container networking comes with issue 15; the default is none)",
                     ))
                 }
-                _ => {
-                    return Err(EngineError::NotImplemented(
-                        "user-defined networks (--network NAME: issue 15)",
-                    ))
-                }
+                _ => {}
             }
-            out.push((
-                LinuxNamespaceType::Network,
-                choice("--network", n, &["none"])?,
-            ));
+            // A network of the engine's gets a namespace of its own, which
+            // the engine pins and sets up (crate::net_setup).
+            let c = if crate::networks::is_user_network(n) {
+                Choice::Private
+            } else {
+                choice("--network", n, &["none"])?
+            };
+            out.push((LinuxNamespaceType::Network, c));
         }
         if let Some(v) = &self.ipc {
             out.push((

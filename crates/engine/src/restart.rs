@@ -156,6 +156,20 @@ pub struct ContainerSettings {
         skip_serializing_if = "Option::is_none"
     )]
     pub id_mappings: Option<crate::userns::IdMappings>,
+    /// `--network` as given (`none` by default).
+    #[serde(
+        rename = "NetworkMode",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub network_mode: String,
+    /// Its places on networks, by network name.
+    #[serde(
+        rename = "Networks",
+        default,
+        skip_serializing_if = "std::collections::BTreeMap::is_empty"
+    )]
+    pub networks: std::collections::BTreeMap<String, crate::net_setup::Attachment>,
 }
 
 /// A process, told apart from a later one with the same pid by its

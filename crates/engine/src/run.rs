@@ -213,6 +213,11 @@ impl Engine {
                 )?,
                 healthcheck,
                 id_mappings: id_mappings.clone(),
+                network_mode: opts
+                    .namespaces
+                    .network
+                    .clone()
+                    .unwrap_or_else(|| "none".into()),
                 ..Default::default()
             }
             .to_json(),
@@ -229,6 +234,28 @@ impl Engine {
             break;
         }
         drop(alloc_lock);
+        // An address on its network, kept while the container exists.
+        if let Some(net) = opts
+            .namespaces
+            .network
+            .as_deref()
+            .filter(|n| crate::networks::is_user_network(n))
+        {
+            let leased = self
+                .lease_network(&db, &id, net, opts.ip.as_deref())
+                .and_then(|atts| db.update_settings(&id, |s| s.networks = atts));
+            if let Err(e) = leased {
+                let _ = db.remove(&id);
+                return Err(e);
+            }
+        } else if let Some(ip) = &opts.ip {
+            let _ = db.remove(&id);
+            return Err(EngineError::InvalidOption {
+                option: "--ip",
+                value: ip.clone(),
+                reason: "an address needs a user-defined network (--network NAME)".into(),
+            });
+        }
         if let Some(f) = &opts.cidfile {
             let written = std::fs::OpenOptions::new()
                 .write(true)
@@ -482,6 +509,15 @@ impl Container<'_> {
             &resolved
         };
         spec::apply_flags(&mut spec, opts, &|name| self.engine.init_pid(name))?;
+        if opts
+            .namespaces
+            .network
+            .as_deref()
+            .is_some_and(crate::networks::is_user_network)
+        {
+            // It joins the namespace the engine pins and sets up.
+            crate::net_setup::join_pinned(&mut spec, &self.engine.root, &self.id)?;
+        }
         if opts.init {
             crate::init::apply(&mut spec, &crate::init::find(&self.engine.root)?)?;
         }
@@ -533,6 +569,7 @@ impl Container<'_> {
         };
         let (pending, out_w, err_w) =
             shim::passthrough::prepare(&self.bundle, log).map_err(shim_err)?;
+        crate::net_setup::up(&self.engine.root, self.db, &self.id)?;
         let pid_file = self.bundle.join("init.pid");
         let mut create = self.engine.runtime_cmd(&runtime_root, &self.log());
         create
@@ -622,7 +659,7 @@ impl Container<'_> {
             }
             self.created = false;
         }
-        Ok(())
+        crate::net_setup::down(&self.engine.root, &self.id)
     }
 
     /// Takes the container down once it has exited: removes it all with
@@ -715,6 +752,7 @@ pub(crate) fn teardown_lock(
 
 /// Removes a container's bundle and its root (writable layer included).
 pub(crate) fn remove_files(root: &Path, id: &str) -> Result<(), EngineError> {
+    crate::net_setup::down(root, id)?;
     let bundle = crate::rootfs::container_dir(root, id)?.join("bundle");
     match std::fs::remove_dir_all(&bundle) {
         Ok(()) => {}

@@ -54,6 +54,8 @@ pub struct RunOptions {
     pub labels: Vec<String>,
     /// `--add-host NAME:IP`.
     pub add_hosts: Vec<String>,
+    /// `--ip`: the container's address on its network.
+    pub ip: Option<String>,
     /// `--dns`.
     pub dns: Vec<String>,
     /// `--dns-search`.

@@ -14,7 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::error::EngineError;
 
 /// The schema this build reads and writes.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// Where a container is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -249,6 +249,37 @@ impl Store {
             )
             .map_err(sql(&path))?;
         }
+        if version < 3 {
+            // Networks, and each container's place on them (its address
+            // lease: one per network, never two alike on one network).
+            db.execute_batch(
+                "BEGIN IMMEDIATE;
+                 CREATE TABLE IF NOT EXISTS networks (
+                     id TEXT PRIMARY KEY,
+                     name TEXT NOT NULL UNIQUE,
+                     driver TEXT NOT NULL,
+                     subnet TEXT NOT NULL,
+                     gateway TEXT NOT NULL,
+                     bridge TEXT NOT NULL UNIQUE,
+                     internal INTEGER NOT NULL DEFAULT 0,
+                     labels TEXT NOT NULL DEFAULT '{}',
+                     options TEXT NOT NULL DEFAULT '{}',
+                     created INTEGER NOT NULL
+                 );
+                 CREATE TABLE IF NOT EXISTS endpoints (
+                     network TEXT NOT NULL,
+                     container TEXT NOT NULL,
+                     ip TEXT NOT NULL,
+                     aliases TEXT NOT NULL DEFAULT '[]',
+                     PRIMARY KEY (network, container),
+                     UNIQUE (network, ip)
+                 );
+                 CREATE INDEX IF NOT EXISTS endpoints_by_container ON endpoints (container);
+                 PRAGMA user_version = 3;
+                 COMMIT;",
+            )
+            .map_err(sql(&path))?;
+        }
         Ok(Store { db, path })
     }
 
@@ -424,6 +455,8 @@ impl Store {
             params![id],
         )
         .map_err(sql(&self.path))?;
+        tx.execute("DELETE FROM endpoints WHERE container = ?1", params![id])
+            .map_err(sql(&self.path))?;
         let (name, image) = tx
             .query_row(
                 "SELECT name, image FROM containers WHERE id = ?1",

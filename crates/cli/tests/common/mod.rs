@@ -24,6 +24,9 @@ pub fn pid_of(words: &[&str]) -> Option<i32> {
 /// A berth root with a busybox image imported as `bb:1`.
 pub struct Fixture {
     pub dir: tempfile::TempDir,
+    /// A network namespace of the test's own that plays the host
+    /// ([`Fixture::in_netns`]): every berth command runs in it.
+    pub netns: Option<PathBuf>,
 }
 
 impl Fixture {
@@ -39,9 +42,30 @@ impl Fixture {
         let dir = tempfile::tempdir().unwrap();
         let rootfs = dir.path().join("rootfs");
         busybox_rootfs(&rootfs);
-        let f = Fixture { dir };
+        let f = Fixture { dir, netns: None };
         f.berth(&["import", rootfs.to_str().unwrap(), "bb:1"]).ok();
         f
+    }
+
+    /// [`Fixture::new`] whose berth runs in a network namespace of its own
+    /// (pinned in the fixture's directory), so bridges and veths exist
+    /// only there.
+    pub fn in_netns() -> Fixture {
+        let mut f = Fixture::new();
+        let ns = f.dir.path().join("host-netns");
+        network::netns::create(&ns).unwrap();
+        f.netns = Some(ns);
+        f
+    }
+
+    /// Runs `program` with `args` in the fixture's network namespace.
+    pub fn host_command(&self, program: &str, args: &[&str]) -> Command {
+        let ns = self.netns.as_ref().expect("a fixture made with in_netns");
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net={}", ns.display()))
+            .arg(program)
+            .args(args);
+        c
     }
 
     pub fn root(&self) -> PathBuf {
@@ -49,7 +73,14 @@ impl Fixture {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BERTH);
+        let mut c = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={}", ns.display())).arg(BERTH);
+                c
+            }
+            None => Command::new(BERTH),
+        };
         c.arg("--root").arg(self.root()).args(args);
         c
     }
@@ -82,6 +113,10 @@ impl Fixture {
         assert!(runtime.is_empty(), "runtime state left: {runtime:?}");
         let m = mounts_containing(self.root().to_str().unwrap());
         assert!(m.is_empty(), "mounts left: {m:?}");
+        let netns: Vec<_> = std::fs::read_dir(self.root().join("netns"))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(netns.is_empty(), "network namespaces left: {netns:?}");
     }
 }
 
@@ -91,6 +126,15 @@ impl Fixture {
 /// passed has checked with `assert_clean` that nothing is left.)
 impl Drop for Fixture {
     fn drop(&mut self) {
+        self.take_down();
+        if let Some(ns) = &self.netns {
+            let _ = network::netns::remove(ns);
+        }
+    }
+}
+
+impl Fixture {
+    fn take_down(&self) {
         if !self.root().join("engine.db").exists() {
             return;
         }
@@ -102,5 +146,6 @@ impl Drop for Fixture {
         for v in volumes.lines().filter(|l| !l.is_empty()) {
             let _ = self.berth(&["volume", "rm", "-f", v]);
         }
+        let _ = self.berth(&["network", "prune", "-f"]);
     }
 }

@@ -1,0 +1,240 @@
+//! `berth network create|ls|inspect|rm|prune`: Docker's network commands,
+//! flags and output over the engine's networks (the bridge driver).
+
+use std::path::Path;
+
+use anyhow::{bail, Result};
+use clap::{Args, Subcommand};
+use engine::networks::{Network, NetworkOptions};
+
+/// `docker network …`.
+#[derive(Subcommand)]
+pub enum NetworkCommand {
+    /// Create a network.
+    Create(CreateArgs),
+    /// List networks.
+    #[command(visible_alias = "list")]
+    Ls(LsArgs),
+    /// Show networks as JSON.
+    Inspect {
+        /// Go template (`{{.IPAM.Config}}`, `{{json .Containers}}`).
+        #[arg(short, long)]
+        format: Option<String>,
+        /// Network names or ids.
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
+    /// Remove networks (never one a container is on).
+    #[command(visible_alias = "remove")]
+    Rm {
+        /// A missing network is no error.
+        #[arg(short, long)]
+        force: bool,
+        /// Network names or ids.
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
+    /// Remove the networks no container is on.
+    Prune {
+        /// Do not ask.
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+/// `network create` flags.
+#[derive(Args)]
+pub struct CreateArgs {
+    /// The network's name.
+    name: String,
+    /// The driver (only `bridge`).
+    #[arg(short, long)]
+    driver: Option<String>,
+    /// The IPv4 subnet, a.b.c.d/n (default: the first free 10.89.N.0/24).
+    #[arg(long)]
+    subnet: Option<String>,
+    /// The gateway (default: the subnet's first address).
+    #[arg(long)]
+    gateway: Option<String>,
+    /// No default route for its containers.
+    #[arg(long)]
+    internal: bool,
+    /// A label: `KEY=VALUE`.
+    #[arg(long)]
+    label: Vec<String>,
+    /// A driver option: `com.docker.network.bridge.name=NAME`, `com.docker.network.driver.mtu=N`.
+    #[arg(short, long = "opt")]
+    opt: Vec<String>,
+}
+
+/// `network ls` flags.
+#[derive(Args)]
+pub struct LsArgs {
+    /// Only ids.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Full ids.
+    #[arg(long)]
+    no_trunc: bool,
+    /// `name=…`, `id=…`, `driver=bridge`, `label=KEY[=VALUE]`.
+    #[arg(short, long)]
+    filter: Vec<String>,
+    /// Go template for each network (`{{.Name}}`, `{{.ID}}`, `{{.Driver}}`).
+    #[arg(long)]
+    format: Option<String>,
+}
+
+/// Whether `n` passes every `--filter`.
+fn passes(filters: &[String], n: &Network) -> Result<bool> {
+    let mut all = true;
+    for f in filters {
+        let (k, val) = f.split_once('=').unwrap_or((f.as_str(), ""));
+        all &= match k {
+            "name" => n.name.contains(val),
+            "id" => n.id.starts_with(val),
+            "driver" => n.driver == val,
+            "label" => match val.split_once('=') {
+                Some((lk, lv)) => n.labels.get(lk).is_some_and(|x| x == lv),
+                None => n.labels.contains_key(val),
+            },
+            _ => bail!("--filter {f:?}: berth filters networks by name, id, driver and label"),
+        };
+    }
+    Ok(all)
+}
+
+/// A network as `network ls --format` sees it.
+fn row_json(n: &Network, no_trunc: bool) -> serde_json::Value {
+    serde_json::json!({
+        "ID": if no_trunc { n.id.clone() } else { n.id[..12].to_string() },
+        "Name": n.name,
+        "Driver": n.driver,
+        "Scope": "local",
+        "IPv6": "false",
+        "Internal": n.internal.to_string(),
+        "Labels": n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+        "CreatedAt": engine::inspect::rfc3339(n.created),
+    })
+}
+
+/// Runs a `network` subcommand.
+pub fn main(root: &Path, command: &NetworkCommand) -> Result<()> {
+    let e = crate::containers::engine(root, None)?;
+    match command {
+        NetworkCommand::Create(a) => {
+            let n = e.network_create(
+                &a.name,
+                &NetworkOptions {
+                    driver: a.driver.clone(),
+                    subnet: a.subnet.clone(),
+                    gateway: a.gateway.clone(),
+                    internal: a.internal,
+                    labels: a.label.clone(),
+                    options: a.opt.clone(),
+                },
+            )?;
+            println!("{}", n.id);
+        }
+        NetworkCommand::Ls(a) => {
+            let probe = Network {
+                id: "0".repeat(64),
+                name: String::new(),
+                driver: String::new(),
+                subnet: String::new(),
+                gateway: String::new(),
+                bridge: String::new(),
+                internal: false,
+                labels: Default::default(),
+                options: Default::default(),
+                created: 0,
+            };
+            passes(&a.filter, &probe)?;
+            let mut rows = vec![vec![
+                "NETWORK ID".to_string(),
+                "NAME".into(),
+                "DRIVER".into(),
+                "SCOPE".into(),
+            ]];
+            for n in e.networks()? {
+                if !passes(&a.filter, &n)? {
+                    continue;
+                }
+                let id = if a.no_trunc {
+                    n.id.clone()
+                } else {
+                    n.id[..12].to_string()
+                };
+                if a.quiet {
+                    println!("{id}");
+                } else if let Some(t) = &a.format {
+                    println!("{}", engine::inspect::format(t, &row_json(&n, a.no_trunc))?);
+                } else {
+                    rows.push(vec![id, n.name.clone(), n.driver.clone(), "local".into()]);
+                }
+            }
+            if !a.quiet && a.format.is_none() {
+                crate::containers::table(&rows);
+            }
+        }
+        NetworkCommand::Inspect { format, networks } => {
+            let mut all = vec![];
+            let mut failed = false;
+            for key in networks {
+                match e.network_inspect(key) {
+                    Ok(v) => all.push(v),
+                    Err(err) => {
+                        eprintln!("berth: {err}");
+                        failed = true;
+                    }
+                }
+            }
+            match format {
+                Some(t) => {
+                    for v in &all {
+                        println!("{}", engine::inspect::format(t, v)?);
+                    }
+                }
+                None => println!("{}", serde_json::to_string_pretty(&all)?),
+            }
+            if failed {
+                bail!("some networks do not exist");
+            }
+        }
+        NetworkCommand::Rm { force, networks } => {
+            let mut failed = false;
+            for key in networks {
+                match e.network_remove(key) {
+                    Ok(_) => println!("{key}"),
+                    Err(engine::error::EngineError::NoSuchNetwork(_)) if *force => {}
+                    Err(err) => {
+                        eprintln!("berth: {err}");
+                        failed = true;
+                    }
+                }
+            }
+            if failed {
+                bail!("some networks could not be removed");
+            }
+        }
+        NetworkCommand::Prune { force } => {
+            if !force {
+                use std::io::Write;
+                print!("WARNING! This will remove all custom networks not used by at least one container.\nAre you sure you want to continue? [y/N] ");
+                std::io::stdout().flush()?;
+                let mut answer = String::new();
+                std::io::stdin().read_line(&mut answer)?;
+                if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                    return Ok(());
+                }
+            }
+            let gone = e.network_prune()?;
+            if !gone.is_empty() {
+                println!("Deleted Networks:");
+                for n in gone {
+                    println!("{n}");
+                }
+            }
+        }
+    }
+    Ok(())
+}

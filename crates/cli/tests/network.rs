@@ -1,0 +1,308 @@
+//! User-defined bridge networks, each test in a network namespace of its
+//! own that plays the host (the machine's devices are never touched):
+//! containers on one network reach each other and the host by address,
+//! keep their address across a restart, leave no veth, bridge or pinned
+//! namespace behind, get distinct addresses when made in parallel, and
+//! bad input is refused by name with nothing left.
+
+mod common;
+use common::Fixture;
+
+fn ip_of(f: &Fixture, name: &str, net: &str) -> String {
+    let t = format!("{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}");
+    f.berth(&["inspect", "-f", &t, name])
+        .ok()
+        .stdout
+        .trim()
+        .to_string()
+}
+
+fn host_links(f: &Fixture) -> String {
+    let o = test_support::run_through_files(&mut f.host_command("ip", &["-o", "link"]));
+    o.stdout
+}
+
+#[test]
+fn containers_on_a_network_reach_each_other_and_leave_nothing() {
+    let f = Fixture::in_netns();
+    let id = f
+        .berth(&[
+            "network",
+            "create",
+            "--subnet",
+            "10.77.0.0/24",
+            "--label",
+            "team=a",
+            "n1",
+        ])
+        .ok()
+        .stdout;
+    assert_eq!(id.trim().len(), 64);
+    let o = f
+        .berth(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"])
+        .ok();
+    assert_eq!(o.stdout, "n1 bridge\n");
+    let o = f
+        .berth(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}}",
+            "n1",
+        ])
+        .ok();
+    assert_eq!(o.stdout.trim(), "10.77.0.0/24 10.77.0.1");
+
+    f.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "a",
+        "--network",
+        "n1",
+        "bb:1",
+        "sleep",
+        "1000",
+    ])
+    .ok();
+    f.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "b",
+        "--network",
+        "n1",
+        "--ip",
+        "10.77.0.50",
+        "bb:1",
+        "sh",
+        "-c",
+        "while :; do echo pong | nc -l -p 7000; done",
+    ])
+    .ok();
+    assert_eq!(ip_of(&f, "a", "n1"), "10.77.0.2");
+    assert_eq!(ip_of(&f, "b", "n1"), "10.77.0.50");
+    let o = f
+        .berth(&["exec", "a", "ping", "-c", "1", "-W", "2", "10.77.0.50"])
+        .ok();
+    assert!(o.stdout.contains("1 packets received"), "{o:?}");
+    // TCP from one to the other.
+    let o = f
+        .berth(&["exec", "a", "sh", "-c", "echo hi | nc -w 2 10.77.0.50 7000"])
+        .ok();
+    assert_eq!(o.stdout.trim(), "pong");
+    // The host (the gateway's side of the bridge) reaches it too.
+    let o = test_support::run_through_files(
+        &mut f.host_command("busybox", &["ping", "-c", "1", "-W", "2", "10.77.0.2"]),
+    );
+    assert_eq!(o.code, 0, "{o:?}");
+    let o = f.berth(&["exec", "a", "ip", "route"]).ok();
+    assert!(o.stdout.contains("default via 10.77.0.1"), "{o:?}");
+
+    // A network with containers on it stays.
+    let o = f.berth(&["network", "rm", "n1"]);
+    assert_ne!(o.code, 0);
+    assert!(
+        o.stderr.contains("a, b") || o.stderr.contains("b, a"),
+        "{o:?}"
+    );
+
+    // Stopped: no veth, no namespace; started again: the same address.
+    f.berth(&["stop", "-t", "1", "a"]).ok();
+    assert_eq!(
+        host_links(&f).matches("vb").count(),
+        1,
+        "{}",
+        host_links(&f)
+    );
+    f.berth(&["start", "a"]).ok();
+    let o = f
+        .berth(&["exec", "a", "ip", "-4", "-o", "addr", "show", "eth0"])
+        .ok();
+    assert!(o.stdout.contains("10.77.0.2/24"), "{o:?}");
+
+    f.berth(&["rm", "-f", "a", "b"]).ok();
+    let links = host_links(&f);
+    assert!(!links.contains("vb"), "{links}");
+    f.berth(&["network", "rm", "n1"]).ok();
+    let links = host_links(&f);
+    assert!(!links.contains("br-"), "{links}");
+    assert_eq!(f.berth(&["network", "ls", "-q"]).ok().stdout, "");
+    f.assert_clean();
+}
+
+#[test]
+fn parallel_containers_get_distinct_addresses_and_internal_has_no_route_out() {
+    let f = Fixture::in_netns();
+    f.berth(&["network", "create", "--subnet", "10.78.0.0/24", "par"])
+        .ok();
+    let made: Vec<_> = (0..50)
+        .map(|i| {
+            let name = format!("c{i}");
+            let mut c = f.command(&[
+                "create",
+                "--name",
+                &name,
+                "--network",
+                "par",
+                "bb:1",
+                "true",
+            ]);
+            c.stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped());
+            (name, c.spawn().unwrap())
+        })
+        .collect();
+    let mut ips = std::collections::HashSet::new();
+    for (name, child) in made {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            ips.insert(ip_of(&f, &name, "par")),
+            "{name}: a second lease of one address"
+        );
+    }
+    assert_eq!(ips.len(), 50);
+    let names: Vec<String> = (0..50).map(|i| format!("c{i}")).collect();
+    let mut rm = vec!["rm"];
+    rm.extend(names.iter().map(String::as_str));
+    f.berth(&rm).ok();
+
+    f.berth(&[
+        "network",
+        "create",
+        "--internal",
+        "--subnet",
+        "10.79.0.0/24",
+        "inner",
+    ])
+    .ok();
+    let o = f.run(&["--network", "inner", "bb:1", "ip", "route"]).ok();
+    assert!(!o.stdout.contains("default"), "{o:?}");
+    assert!(o.stdout.contains("10.79.0.0/24"), "{o:?}");
+    f.berth(&["network", "rm", "par", "inner"]).ok();
+    f.assert_clean();
+}
+
+#[test]
+fn bad_network_input_is_refused_by_name_and_leaves_nothing() {
+    let f = Fixture::in_netns();
+    f.berth(&["network", "create", "--subnet", "10.80.0.0/16", "base"])
+        .ok();
+    for (args, named) in [
+        (
+            vec!["network", "create", "--subnet", "10.80.5.0/24", "x"],
+            "overlaps network base",
+        ),
+        (
+            vec![
+                "network",
+                "create",
+                "--subnet",
+                "10.81.0.0/24",
+                "--gateway",
+                "10.82.0.1",
+                "x",
+            ],
+            "--gateway",
+        ),
+        (
+            vec!["network", "create", "--subnet", "10.81.0.1/24", "x"],
+            "host bits",
+        ),
+        (
+            vec!["network", "create", "--driver", "overlay", "x"],
+            "--driver",
+        ),
+        (vec!["network", "create", "base"], "already exists"),
+        (vec!["network", "create", "bridge"], "reserved"),
+        (
+            vec![
+                "network",
+                "create",
+                "-o",
+                "com.docker.network.bridge.name=a/b",
+                "x",
+            ],
+            "a/b",
+        ),
+        (vec!["network", "rm", "nope"], "no such network: nope"),
+        (
+            vec!["run", "--rm", "--network", "nope", "bb:1", "true"],
+            "no such network: nope",
+        ),
+        (
+            vec![
+                "run",
+                "--rm",
+                "--network",
+                "base",
+                "--ip",
+                "10.9.0.5",
+                "bb:1",
+                "true",
+            ],
+            "not in 10.80.0.0/16",
+        ),
+        (
+            vec![
+                "run",
+                "--rm",
+                "--network",
+                "base",
+                "--ip",
+                "10.80.0.1",
+                "bb:1",
+                "true",
+            ],
+            "reserved",
+        ),
+        (
+            vec!["run", "--rm", "--ip", "10.80.0.5", "bb:1", "true"],
+            "--ip",
+        ),
+    ] {
+        let o = f.berth(&args);
+        assert_ne!(o.code, 0, "{args:?}: {o:?}");
+        assert!(o.stderr.contains(named), "{args:?}: {o:?}");
+    }
+    // An address in use.
+    f.berth(&[
+        "create",
+        "--name",
+        "holder",
+        "--network",
+        "base",
+        "--ip",
+        "10.80.0.9",
+        "bb:1",
+        "true",
+    ])
+    .ok();
+    let o = f.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "base",
+        "--ip",
+        "10.80.0.9",
+        "bb:1",
+        "true",
+    ]);
+    assert_eq!(o.code, 125, "{o:?}");
+    assert!(o.stderr.contains("in use"), "{o:?}");
+    f.berth(&["rm", "holder"]).ok();
+    assert_eq!(
+        f.berth(&["network", "ls", "--format", "{{.Name}}"])
+            .ok()
+            .stdout,
+        "base\n"
+    );
+    assert_eq!(f.berth(&["ps", "-aq"]).ok().stdout, "");
+    f.berth(&["network", "rm", "base"]).ok();
+    f.assert_clean();
+}

@@ -1,0 +1,176 @@
+//! A container's network while it runs. When it is made on a network,
+//! it gets its address lease (kept until it is removed, so its address
+//! stays across restarts) and its spec joins a network namespace pinned
+//! at `<root>/netns/<id>`. Before each run the engine makes that
+//! namespace and puts it on the network's bridge (a veth pair, the
+//! container's end `eth0` with its address and, unless the network is
+//! internal, a default route through the gateway); when the run ends, the
+//! namespace and the veth pair go. The runtime only joins.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::EngineError;
+use crate::run::Engine;
+use crate::store::Store;
+
+/// Where a container is on one network, as recorded with it (and shown
+/// by `inspect` under NetworkSettings.Networks).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Attachment {
+    /// The network's id.
+    #[serde(rename = "NetworkID")]
+    pub network_id: String,
+    /// Its address.
+    #[serde(rename = "IPAddress")]
+    pub ip: String,
+    /// The subnet's prefix length.
+    #[serde(rename = "IPPrefixLen")]
+    pub prefix: u8,
+    /// The gateway.
+    #[serde(rename = "Gateway")]
+    pub gateway: String,
+}
+
+/// The pinned network namespace of container `id`.
+pub(crate) fn netns_path(root: &Path, id: &str) -> PathBuf {
+    root.join("netns").join(id)
+}
+
+/// Makes `spec`'s network namespace the one pinned for container `id`.
+pub(crate) fn join_pinned(
+    spec: &mut oci_spec::runtime::Spec,
+    root: &Path,
+    id: &str,
+) -> Result<(), EngineError> {
+    use oci_spec::runtime::{LinuxNamespaceBuilder, LinuxNamespaceType};
+    let mut linux = spec.linux().clone().unwrap_or_default();
+    let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+    namespaces.retain(|n| n.typ() != LinuxNamespaceType::Network);
+    namespaces.push(
+        LinuxNamespaceBuilder::default()
+            .typ(LinuxNamespaceType::Network)
+            .path(netns_path(root, id))
+            .build()
+            .map_err(|e| EngineError::Spec(e.to_string()))?,
+    );
+    linux.set_namespaces(Some(namespaces));
+    spec.set_linux(Some(linux));
+    Ok(())
+}
+
+/// The host's end of container `id`'s veth pair on its `n`th network (15
+/// bytes: the kernel's limit).
+fn host_veth(id: &str, n: usize) -> String {
+    format!("vb{}{}", &id[..12.min(id.len())], n % 10)
+}
+
+fn net_err(id: &str) -> impl Fn(network::NetworkError) -> EngineError + '_ {
+    move |err| EngineError::Network {
+        id: id.to_string(),
+        err,
+    }
+}
+
+impl Engine {
+    /// Leases container `id` an address on network `key` (`ip` if given)
+    /// and records where it is. Returns the attachments by network name.
+    pub(crate) fn lease_network(
+        &self,
+        db: &Store,
+        id: &str,
+        key: &str,
+        ip: Option<&str>,
+    ) -> Result<BTreeMap<String, Attachment>, EngineError> {
+        let net = db.network(key)?;
+        let wanted = ip
+            .map(|v| {
+                v.parse().map_err(|_| EngineError::InvalidOption {
+                    option: "--ip",
+                    value: v.to_string(),
+                    reason: "not an IPv4 address".into(),
+                })
+            })
+            .transpose()?;
+        let addr = db.lease(&net, id, wanted)?;
+        let mut out = BTreeMap::new();
+        out.insert(
+            net.name.clone(),
+            Attachment {
+                network_id: net.id.clone(),
+                ip: addr.to_string(),
+                prefix: net.subnet()?.prefix,
+                gateway: net.gateway.clone(),
+            },
+        );
+        Ok(out)
+    }
+}
+
+/// Sets container `id`'s network up for a run: its namespace, pinned, and
+/// its place on each network it has a lease on. Nothing (false) for a
+/// container on no network. On failure, what was made is taken down.
+pub(crate) fn up(root: &Path, db: &Store, id: &str) -> Result<bool, EngineError> {
+    let endpoints = db.endpoints(None, Some(id))?;
+    if endpoints.is_empty() {
+        return Ok(false);
+    }
+    down(root, id)?;
+    let dir = root.join("netns");
+    berth_fs::private_dir(&dir).map_err(|e| EngineError::Io {
+        op: "create",
+        path: dir.clone(),
+        err: std::io::Error::other(e.to_string()),
+    })?;
+    let path = netns_path(root, id);
+    network::netns::create(&path).map_err(net_err(id))?;
+    let made = (|| {
+        for (n, ep) in endpoints.iter().enumerate() {
+            let net = db.network(&ep.network)?;
+            let subnet = net.subnet()?;
+            let gateway = net.gateway_addr()?;
+            network::bridge::ensure(&network::bridge::Bridge {
+                name: &net.bridge,
+                gateway,
+                prefix: subnet.prefix,
+                mtu: net.mtu(),
+            })
+            .map_err(net_err(id))?;
+            let veth = host_veth(id, n);
+            let ifname = format!("eth{n}");
+            network::bridge::attach(
+                &net.bridge,
+                &network::bridge::Endpoint {
+                    netns: &path,
+                    host_veth: &veth,
+                    ifname: &ifname,
+                    addr: ep.ip,
+                    prefix: subnet.prefix,
+                    gateway: (n == 0 && !net.internal).then_some(gateway),
+                    mtu: net.mtu(),
+                },
+            )
+            .map_err(net_err(id))?;
+        }
+        Ok(true)
+    })();
+    if made.is_err() {
+        let _ = down(root, id);
+    }
+    made
+}
+
+/// Takes container `id`'s network down after a run: its veth pairs and
+/// its pinned namespace. Nothing to do for one that has none.
+pub(crate) fn down(root: &Path, id: &str) -> Result<(), EngineError> {
+    let path = netns_path(root, id);
+    if !path.exists() {
+        return Ok(());
+    }
+    for n in 0..4 {
+        network::bridge::remove_link(&host_veth(id, n)).map_err(net_err(id))?;
+    }
+    network::netns::remove(&path).map_err(net_err(id))
+}

@@ -1,0 +1,176 @@
+//! Address management for bridge networks: IPv4 subnets in CIDR form,
+//! their gateway, and the lowest address that no lease holds. Leases
+//! themselves are the engine's (its database), so that two runs never
+//! take the same address; this module only computes.
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+
+/// Why a subnet or an address is not acceptable.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum IpamError {
+    /// Not `a.b.c.d/n`.
+    #[error("{value:?} is not an IPv4 subnet (a.b.c.d/n): {reason}")]
+    BadSubnet {
+        /// What was given.
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// An address outside its subnet.
+    #[error("{addr} is not in {subnet}")]
+    Outside {
+        /// The address.
+        addr: Ipv4Addr,
+        /// The subnet.
+        subnet: Subnet,
+    },
+    /// An address the subnet reserves (network, broadcast, gateway).
+    #[error("{addr} is reserved in {subnet} (its network, broadcast or gateway address)")]
+    Reserved {
+        /// The address.
+        addr: Ipv4Addr,
+        /// The subnet.
+        subnet: Subnet,
+    },
+}
+
+/// An IPv4 subnet: the network address (host bits zero) and its prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subnet {
+    /// The network address.
+    pub net: Ipv4Addr,
+    /// The prefix length (8 to 30: room for a gateway and a container).
+    pub prefix: u8,
+}
+
+impl std::fmt::Display for Subnet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.net, self.prefix)
+    }
+}
+
+impl std::str::FromStr for Subnet {
+    type Err = IpamError;
+
+    fn from_str(value: &str) -> Result<Self, IpamError> {
+        let bad = |reason| IpamError::BadSubnet {
+            value: value.to_string(),
+            reason,
+        };
+        let (addr, prefix) = value.split_once('/').ok_or_else(|| bad("no /prefix"))?;
+        let addr: Ipv4Addr = addr.parse().map_err(|_| bad("not an IPv4 address"))?;
+        let prefix: u8 = prefix
+            .parse()
+            .map_err(|_| bad("the prefix is not a number"))?;
+        if !(8..=30).contains(&prefix) {
+            return Err(bad("the prefix must be 8 to 30"));
+        }
+        let s = Subnet { net: addr, prefix };
+        if u32::from(addr) & !s.mask() != 0 {
+            return Err(bad("host bits are set (give the network address)"));
+        }
+        Ok(s)
+    }
+}
+
+impl Subnet {
+    fn mask(&self) -> u32 {
+        u32::MAX << (32 - self.prefix)
+    }
+
+    /// Whether `a` is in the subnet.
+    pub fn contains(&self, a: Ipv4Addr) -> bool {
+        u32::from(a) & self.mask() == u32::from(self.net)
+    }
+
+    /// The broadcast address.
+    pub fn broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.net) | !self.mask())
+    }
+
+    /// The gateway Docker picks: the first host address.
+    pub fn default_gateway(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.net) + 1)
+    }
+
+    /// Whether the two subnets share an address.
+    pub fn overlaps(&self, other: &Subnet) -> bool {
+        self.contains(other.net) || other.contains(self.net)
+    }
+
+    /// Checks that `a` may be given to a container (`--ip`) with `gateway`.
+    pub fn check_host(&self, a: Ipv4Addr, gateway: Ipv4Addr) -> Result<(), IpamError> {
+        if !self.contains(a) {
+            return Err(IpamError::Outside {
+                addr: a,
+                subnet: *self,
+            });
+        }
+        if a == self.net || a == self.broadcast() || a == gateway {
+            return Err(IpamError::Reserved {
+                addr: a,
+                subnet: *self,
+            });
+        }
+        Ok(())
+    }
+
+    /// The lowest address of the subnet that is not reserved and not in
+    /// `used`, if any is left.
+    pub fn next_free(&self, gateway: Ipv4Addr, used: &HashSet<Ipv4Addr>) -> Option<Ipv4Addr> {
+        let first = u32::from(self.net) + 1;
+        let last = u32::from(self.broadcast()) - 1;
+        (first..=last)
+            .map(Ipv4Addr::from)
+            .find(|a| *a != gateway && !used.contains(a))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnets_parse_and_bad_ones_say_why() {
+        let s: Subnet = "10.89.0.0/16".parse().unwrap();
+        assert_eq!(s.to_string(), "10.89.0.0/16");
+        assert_eq!(s.default_gateway(), Ipv4Addr::new(10, 89, 0, 1));
+        assert_eq!(s.broadcast(), Ipv4Addr::new(10, 89, 255, 255));
+        for (bad, why) in [
+            ("10.89.0.0", "no /prefix"),
+            ("10.89.0.1/16", "host bits"),
+            ("10.89.0.0/31", "8 to 30"),
+            ("nope/16", "IPv4"),
+        ] {
+            let e = bad.parse::<Subnet>().unwrap_err().to_string();
+            assert!(e.contains(why) && e.contains(bad), "{e}");
+        }
+    }
+
+    #[test]
+    fn addresses_skip_the_reserved_and_the_used() {
+        let s: Subnet = "192.168.7.0/29".parse().unwrap();
+        let gw = s.default_gateway();
+        let mut used = HashSet::new();
+        let mut got = vec![];
+        while let Some(a) = s.next_free(gw, &used) {
+            used.insert(a);
+            got.push(a.octets()[3]);
+        }
+        assert_eq!(got, [2, 3, 4, 5, 6]);
+        assert!(s.check_host(Ipv4Addr::new(192, 168, 7, 1), gw).is_err());
+        assert!(s.check_host(Ipv4Addr::new(192, 168, 7, 7), gw).is_err());
+        assert!(s.check_host(Ipv4Addr::new(192, 168, 8, 2), gw).is_err());
+        s.check_host(Ipv4Addr::new(192, 168, 7, 5), gw).unwrap();
+    }
+
+    #[test]
+    fn overlap_either_way() {
+        let a: Subnet = "10.0.0.0/8".parse().unwrap();
+        let b: Subnet = "10.5.0.0/16".parse().unwrap();
+        let c: Subnet = "11.0.0.0/16".parse().unwrap();
+        assert!(a.overlaps(&b) && b.overlaps(&a));
+        assert!(!a.overlaps(&c));
+    }
+}

@@ -1,0 +1,39 @@
+//! berth's container networks, daemonless: address management for bridge
+//! networks ([`ipam`]), a synchronous rtnetlink client ([`rtnl`]),
+//! network namespaces pinned to a file ([`netns`]) and the bridge driver
+//! that puts a container on a bridge through a veth pair ([`bridge`]).
+//! The engine keeps the networks and the leases in its database and calls
+//! these to make and unmake devices; nothing here touches a device it was
+//! not asked to.
+
+pub mod bridge;
+pub mod ipam;
+pub mod netns;
+pub mod rtnl;
+
+/// Why a network step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    /// The kernel refused a request.
+    #[error("{step}: {errno}")]
+    Kernel {
+        /// What was being done.
+        step: &'static str,
+        /// The kernel's answer.
+        errno: nix::errno::Errno,
+    },
+    /// A socket or file operation failed.
+    #[error("{step}: {err}")]
+    Io {
+        /// What was being done.
+        step: &'static str,
+        /// The error.
+        err: std::io::Error,
+    },
+    /// A link that should exist does not.
+    #[error("no network device {0}")]
+    NoSuchLink(String),
+    /// A device name the kernel would refuse.
+    #[error("{0:?} cannot name a network device (1 to 15 bytes, no '/', ' ' or ':')")]
+    BadName(String),
+}
