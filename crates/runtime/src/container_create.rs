@@ -29,8 +29,8 @@ use oci_spec::runtime::LinuxNamespaceType;
 use crate::error::{CleanupError, Result, RuntimeError};
 use crate::hooks;
 use crate::init::{self, InitContext};
-use crate::mounts::PreparedBinds;
 use crate::namespaces;
+use crate::prepared_binds::PreparedBinds;
 use crate::spec::{self, Bundle};
 use crate::state::{
     process_start_time, ContainerRecord, OciState, StateStore, Status, EXEC_FIFO, OCI_VERSION,

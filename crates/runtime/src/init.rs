@@ -14,7 +14,7 @@ use oci_spec::runtime::LinuxNamespaceType;
 use crate::console;
 use crate::error::{Result, RuntimeError};
 use crate::hooks;
-use crate::mounts::PreparedBinds;
+use crate::prepared_binds::PreparedBinds;
 use crate::process_attrs;
 use crate::process_setup::ProcessSetup;
 use crate::rootfs;

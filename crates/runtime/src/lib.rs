@@ -13,6 +13,7 @@
 //! `container_create`.
 
 pub mod capabilities;
+mod cgroup_mount;
 pub mod console;
 pub mod console_client;
 pub mod container_create;
@@ -34,6 +35,7 @@ pub mod init;
 pub use berth_fs::mount_api;
 pub mod mounts;
 pub mod namespaces;
+pub mod prepared_binds;
 pub mod process_attrs;
 mod process_setup;
 pub mod rootfs;

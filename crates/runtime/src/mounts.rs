@@ -2,7 +2,9 @@
 //! container root. Destinations are resolved with `safe_path`; bind mounts
 //! are built as detached trees (`open_tree`), given their flags with
 //! `mount_setattr`, and attached to the resolved target with `move_mount`.
-//! This module must not decide the order of mounts: `rootfs` does.
+//! This module must not decide the order of mounts: `rootfs` does. (The
+//! `cgroup` mount is `cgroup_mount`'s; binds cloned before a new user
+//! namespace exists are `prepared_binds`'.)
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -165,20 +167,6 @@ impl MountOptions {
     }
 }
 
-/// A spec's id mappings as ranges.
-fn ranges(maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>) -> Vec<berth_fs::idmap::IdRange> {
-    maps.map(|v| {
-        v.iter()
-            .map(|m| berth_fs::idmap::IdRange {
-                container: m.container_id(),
-                host: m.host_id(),
-                size: m.size(),
-            })
-            .collect()
-    })
-    .unwrap_or_default()
-}
-
 /// What a mount needs to know about the container beyond the entry itself.
 pub struct MountContext<'a> {
     /// O_PATH descriptor of the container root (before pivot_root).
@@ -188,59 +176,7 @@ pub struct MountContext<'a> {
     /// Whether the container has its own cgroup namespace.
     pub cgroupns: bool,
     /// Bind trees cloned before the user namespace ([`PreparedBinds`]).
-    pub prepared: Option<&'a PreparedBinds>,
-}
-
-/// The bind mounts of a spec, cloned as detached trees (with their flags
-/// set) by the runtime while it is still the host's root, before the
-/// container's user namespace exists. The container's root maps to an id
-/// that cannot traverse a private store (`<root>` is 0700, root's), so
-/// the init could not open these sources itself; it attaches the trees
-/// with `move_mount`, which needs no path to them (as runc 1.2 does).
-#[derive(Debug, Default)]
-pub struct PreparedBinds {
-    trees: Vec<Option<OwnedFd>>,
-}
-
-impl PreparedBinds {
-    /// Clones every bind mount source of `mounts` (entries that are not
-    /// binds get no tree). An `idmap` bind gets its entry's
-    /// `uidMappings`/`gidMappings`, or else the container's (`linux`).
-    pub fn open(mounts: &[Mount], linux: &oci_spec::runtime::Linux) -> Result<Self> {
-        let mut trees = Vec::with_capacity(mounts.len());
-        for (index, m) in mounts.iter().enumerate() {
-            let opts = MountOptions::parse(m.options().as_deref().unwrap_or(&[]))?;
-            let bind = opts.bind || m.typ().as_deref() == Some("bind");
-            let tree = match (bind, m.source()) {
-                (true, Some(source)) => {
-                    let tree = bind_tree(source, &opts, m.destination(), index)?;
-                    if let Some(recursive) = opts.idmap {
-                        let field = format!("mounts[{index}]");
-                        let uids =
-                            ranges(m.uid_mappings().as_ref().or(linux.uid_mappings().as_ref()));
-                        let gids =
-                            ranges(m.gid_mappings().as_ref().or(linux.gid_mappings().as_ref()));
-                        let ns =
-                            berth_fs::idmap::UserNamespace::new(&uids, &gids).map_err(|e| {
-                                RuntimeError::spec(field.clone(), format!("idmap: {e}"))
-                            })?;
-                        berth_fs::idmap::set_idmap(&tree, &ns, recursive).map_err(|e| {
-                            RuntimeError::spec(field, format!("idmap of {}: {e}", source.display()))
-                        })?;
-                    }
-                    Some(tree)
-                }
-                _ => None,
-            };
-            trees.push(tree);
-        }
-        Ok(Self { trees })
-    }
-
-    /// The tree cloned for entry `index`.
-    fn get(&self, index: usize) -> Option<&OwnedFd> {
-        self.trees.get(index).and_then(|t| t.as_ref())
-    }
+    pub prepared: Option<&'a crate::prepared_binds::PreparedBinds>,
 }
 
 /// /proc files that may be bind-mounted over (lxcfs and friends), as runc allows.
@@ -284,7 +220,7 @@ pub fn mount_entry(ctx: &MountContext, m: &Mount, index: usize) -> Result<()> {
         return bind_mount(ctx, source, &dest, &opts, index);
     }
     if typ == "cgroup" {
-        return mount_cgroup(ctx, &dest, &opts, index);
+        return crate::cgroup_mount::mount_cgroup(ctx, &dest, &opts, index);
     }
     let target = safe_path::mkdir_all_in_root(ctx.root, &dest, 0o755)?;
     check_resolved_destination(ctx, &target, &dest, typ, false, &field("destination"))?;
@@ -371,7 +307,7 @@ fn mount_call(typ: &str) -> &'static str {
     }
 }
 
-fn bind_mount(
+pub(crate) fn bind_mount(
     ctx: &MountContext,
     source: &Path,
     dest: &Path,
@@ -418,7 +354,7 @@ fn bind_mount(
 
 /// Binds `source` onto the already resolved `target` (`dest` names it in
 /// errors).
-fn bind_onto(
+pub(crate) fn bind_onto(
     source: &Path,
     target: &OwnedFd,
     dest: &Path,
@@ -433,7 +369,12 @@ fn bind_onto(
 /// A detached clone of bind source `source`, with the attributes and
 /// propagation of `opts` set (`dest` names it in errors), ready to be
 /// moved onto its target.
-fn bind_tree(source: &Path, opts: &MountOptions, dest: &Path, index: usize) -> Result<OwnedFd> {
+pub(crate) fn bind_tree(
+    source: &Path,
+    opts: &MountOptions,
+    dest: &Path,
+    index: usize,
+) -> Result<OwnedFd> {
     let tree = mount_api::open_tree(libc::AT_FDCWD, source, opts.rec)
         .map_err(|e| RuntimeError::sys("open_tree", source.display(), e))?;
     let attr = opts.bind_attr();
@@ -462,148 +403,6 @@ fn apply_propagation(mounted: &OwnedFd, opts: &MountOptions, dest: &Path) -> Res
         };
         mount_api::mount_setattr(mounted, &attr, p & libc::MS_REC != 0)
             .map_err(|e| RuntimeError::sys("set mount propagation", dest.display(), e))?;
-    }
-    Ok(())
-}
-
-/// A `cgroup` mount: with a cgroup namespace, a fresh cgroupfs rooted at the
-/// container's cgroup; without one, a bind mount of the container's own
-/// cgroup directories (so the container never sees its siblings).
-fn mount_cgroup(ctx: &MountContext, dest: &Path, opts: &MountOptions, index: usize) -> Result<()> {
-    let hier = cgroups::Hierarchy::detect()?;
-    let ro = opts.flags & libc::MS_RDONLY;
-    let base =
-        opts.flags & (libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RELATIME);
-    if hier.layout() == cgroups::Layout::Unified {
-        let target = safe_path::mkdir_all_in_root(ctx.root, dest, 0o755)?;
-        let field = format!("mounts[{index}].destination");
-        check_resolved_destination(ctx, &target, dest, "cgroup", false, &field)?;
-        if ctx.cgroupns {
-            return mount_api::mount(
-                Some(Path::new("cgroup2")),
-                &safe_path::proc_fd_path(&target),
-                Some("cgroup2"),
-                base | ro,
-                None,
-            )
-            .map_err(|e| RuntimeError::sys("mount cgroup2", dest.display(), e));
-        }
-        let src = ctx
-            .cgroup
-            .map(|c| {
-                hier.unified_mount()
-                    .unwrap_or(Path::new("/sys/fs/cgroup"))
-                    .join(c.path().trim_start_matches('/'))
-            })
-            .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"));
-        let o = MountOptions {
-            flags: opts.flags,
-            bind: true,
-            rec: true,
-            ..Default::default()
-        };
-        return bind_mount(ctx, &src, dest, &o, index);
-    }
-    // v1 or hybrid: a tmpfs holding one mount per hierarchy.
-    let target = safe_path::mkdir_all_in_root(ctx.root, dest, 0o755)?;
-    let field = format!("mounts[{index}].destination");
-    check_resolved_destination(ctx, &target, dest, "cgroup", false, &field)?;
-    mount_api::mount(
-        Some(Path::new("tmpfs")),
-        &safe_path::proc_fd_path(&target),
-        Some("tmpfs"),
-        base,
-        Some("mode=755"),
-    )
-    .map_err(|e| RuntimeError::sys("mount cgroup tmpfs", dest.display(), e))?;
-    // The tmpfs just mounted is empty and no container process runs yet:
-    // its mount points are made directly in it, one mkdirat each.
-    let tmpfs = safe_path::open_in_root(ctx.root, dest, libc::O_PATH | libc::O_DIRECTORY, 0)
-        .map_err(|e| RuntimeError::sys("open cgroup tmpfs", dest.display(), e))?;
-    let subdir = |name: &str| -> Result<OwnedFd> {
-        let sub = dest.join(name);
-        nix::sys::stat::mkdirat(
-            Some(tmpfs.as_raw_fd()),
-            name,
-            nix::sys::stat::Mode::from_bits_truncate(0o755),
-        )
-        .map_err(|e| RuntimeError::sys("mkdir", sub.display(), e))?;
-        let fd = nix::fcntl::openat(
-            Some(tmpfs.as_raw_fd()),
-            name,
-            nix::fcntl::OFlag::O_PATH
-                | nix::fcntl::OFlag::O_DIRECTORY
-                | nix::fcntl::OFlag::O_NOFOLLOW
-                | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )
-        .map_err(|e| RuntimeError::sys("open", sub.display(), e))?;
-        // SAFETY: a fresh descriptor from openat.
-        Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
-    };
-    for (name, host_mount, options) in hier.v1_mounts() {
-        let sub = dest.join(&name);
-        let t = subdir(&name)?;
-        if ctx.cgroupns {
-            mount_api::mount(
-                Some(Path::new("cgroup")),
-                &safe_path::proc_fd_path(&t),
-                Some("cgroup"),
-                base | ro,
-                Some(&options),
-            )
-            .map_err(|e| RuntimeError::sys("mount cgroup", sub.display(), e))?;
-        } else {
-            let src = match ctx.cgroup {
-                Some(c) => host_mount.join(c.path().trim_start_matches('/')),
-                None => host_mount.clone(),
-            };
-            let o = MountOptions {
-                flags: base | ro,
-                bind: true,
-                rec: false,
-                ..Default::default()
-            };
-            bind_onto(&src, &t, &sub, &o, index)?;
-        }
-    }
-    if let Some(unified) = hier.unified_mount() {
-        let sub = dest.join("unified");
-        let t = subdir("unified")?;
-        if ctx.cgroupns {
-            mount_api::mount(
-                Some(Path::new("cgroup2")),
-                &safe_path::proc_fd_path(&t),
-                Some("cgroup2"),
-                base | ro,
-                None,
-            )
-            .map_err(|e| RuntimeError::sys("mount cgroup2", sub.display(), e))?;
-        } else {
-            let src = match ctx.cgroup {
-                Some(c) => unified.join(c.path().trim_start_matches('/')),
-                None => unified.to_path_buf(),
-            };
-            let o = MountOptions {
-                flags: base | ro,
-                bind: true,
-                ..Default::default()
-            };
-            bind_onto(&src, &t, &sub, &o, index)?;
-        }
-    }
-    if ro != 0 {
-        // Make the tmpfs itself read-only once its mount points exist.
-        let reopened = safe_path::open_in_root(ctx.root, dest, libc::O_PATH, 0)
-            .map_err(|e| RuntimeError::sys("reopen cgroup tmpfs", dest.display(), e))?;
-        mount_api::mount(
-            None,
-            &safe_path::proc_fd_path(&reopened),
-            None,
-            libc::MS_REMOUNT | libc::MS_BIND | base | ro,
-            None,
-        )
-        .map_err(|e| RuntimeError::sys("remount cgroup tmpfs read-only", dest.display(), e))?;
     }
     Ok(())
 }
@@ -641,7 +440,7 @@ fn check_proc_destination(dest: &Path, typ: &str, bind: bool, field: &str) -> Re
 /// /proc` makes `/evil/sys` lexically harmless but resolve into procfs. A
 /// target on procfs is refused unless it is an allowed bind over /proc;
 /// a target whose place cannot be told is refused too.
-fn check_resolved_destination(
+pub(crate) fn check_resolved_destination(
     ctx: &MountContext,
     target: &OwnedFd,
     dest: &Path,

@@ -13,8 +13,9 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use crate::devices;
 use crate::error::{Result, RuntimeError};
 use crate::mount_api;
-use crate::mounts::{self, MountContext, PreparedBinds};
+use crate::mounts::{self, MountContext};
 use crate::namespaces::NamespacePlan;
+use crate::prepared_binds::PreparedBinds;
 use crate::safe_path;
 
 fn propagation_flags(p: Option<&str>) -> c_ulong {
