@@ -306,3 +306,52 @@ fn bad_network_input_is_refused_by_name_and_leaves_nothing() {
     f.berth(&["network", "rm", "base"]).ok();
     f.assert_clean();
 }
+
+#[test]
+fn system_check_takes_down_the_network_a_killed_run_left() {
+    use std::time::{Duration, Instant};
+    let f = Fixture::in_netns();
+    f.berth(&["network", "create", "--subnet", "10.83.0.0/24", "n"])
+        .ok();
+    let out = f.dir.path().join("fg.out");
+    let mut run = f
+        .command(&[
+            "run",
+            "--name",
+            "fg",
+            "--network",
+            "n",
+            "bb:1",
+            "sh",
+            "-c",
+            "echo ready; sleep 100",
+        ])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&out).unwrap().contains("ready") {
+        assert!(Instant::now() < end, "never ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Its supervisor dies; the container, its veth and its namespace stay.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(run.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = run.wait();
+    assert!(host_links(&f).contains("vb"));
+    // And a pinned namespace no container owns (a kill during set-up).
+    let netns = f.root().join("netns");
+    let stray = netns.join("0".repeat(64));
+    network::netns::create(&stray).unwrap();
+    let o = f.berth(&["system", "check"]).ok();
+    assert!(o.stdout.contains("network namespace"), "{o:?}");
+    assert!(!host_links(&f).contains("vb"), "{}", host_links(&f));
+    let left: Vec<_> = std::fs::read_dir(&netns).unwrap().flatten().collect();
+    assert!(left.is_empty(), "{left:?}");
+    f.berth(&["rm", "fg"]).ok();
+    f.berth(&["network", "rm", "n"]).ok();
+    f.assert_clean();
+}

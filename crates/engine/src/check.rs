@@ -15,6 +15,9 @@
 //!   from the runtime, unmounted;
 //! - the cgroup of a container of this store that is not running (a
 //!   runtime delete cut short): processes in it killed, the cgroup removed;
+//! - the pinned network namespace of a container that is not running (a
+//!   `kill -9` during network set-up or teardown): its veth pairs deleted,
+//!   the namespace unpinned and removed;
 //! - console socket directories of processes that are gone: removed.
 //!
 //! It fails closed: if the container database cannot be read, nothing is
@@ -226,6 +229,21 @@ impl Engine {
                             err: e.into(),
                         })?;
                     Ok("unmounted".into())
+                },
+            );
+        }
+        // Network namespaces (and their veths) of containers that do not run.
+        for pinned in entries(&self.root.join("netns")) {
+            let id = file_name(&pinned);
+            if runs(&id) {
+                continue;
+            }
+            note(
+                format!("network namespace {}", pinned.display()),
+                "the network of a container that is not running".into(),
+                &mut || {
+                    crate::net_setup::down(&self.root, &id)?;
+                    Ok("its veth pairs deleted, the namespace unpinned and removed".into())
                 },
             );
         }
