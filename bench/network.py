@@ -118,7 +118,10 @@ def run_true(e, network):
 def stream(e, iterations):
     """MB/s of a TCP stream between two containers on benchnet (medians)."""
     server = check(e.cmd(["run", "-d", "--network", "benchnet", e.image(), "sh", "-c",
-                          "while :; do nc -l -p 5001 | wc -c > /tmp/got; done"])).strip()
+                          # (busybox nc stops reading the network at the end of its
+                          # stdin: a FIFO held open gives it none)
+                          "mkfifo /tmp/f; exec 3<>/tmp/f; "
+                          "while :; do nc -l -p 5001 <&3 | wc -c > /tmp/n; mv /tmp/n /tmp/got; done"])).strip()
     ip = check(e.cmd(["inspect", "-f",
                       '{{(index .NetworkSettings.Networks "benchnet").IPAddress}}', server])).strip()
     rates = []
@@ -139,11 +142,14 @@ def stream(e, iterations):
     return statistics.median(rates)
 
 
-def loopback(ns, iterations):
+def loopback(ns, iterations, work):
     """MB/s of the same stream over the bench namespace's loopback."""
     rates = []
     for _ in range(iterations):
-        srv = subprocess.Popen(ns.wrap(["busybox", "sh", "-c", "busybox nc -l -p 5002 | wc -c"]),
+        fifo = os.path.join(work, "fifo")
+        srv = subprocess.Popen(ns.wrap(["busybox", "sh", "-c",
+                                        f"rm -f {fifo}; mkfifo {fifo}; exec 3<>{fifo}; "
+                                        "busybox nc -l -p 5002 <&3 | busybox wc -c"]),
                                stdout=subprocess.PIPE)
         time.sleep(0.2)
         t = time.perf_counter()
@@ -187,7 +193,7 @@ def main():
             e.name: med[(e.name, "benchnet")] - med[(e.name, "none")] for e in made}
         result[f"container to container, {SIZE_MB} MiB over TCP (MB/s)"] = {
             e.name: stream(e, max(3, args.iterations // 3)) for e in made}
-        result["loopback in the same namespace (MB/s)"] = {"loopback": loopback(ns, 3)}
+        result["loopback in the same namespace (MB/s)"] = {"loopback": loopback(ns, 3, work)}
     finally:
         for e in made:
             e.close()
@@ -196,7 +202,8 @@ def main():
     print(f"busybox; {args.iterations} alternating runs where timed; medians")
     for what, m in result.items():
         cells = ", ".join(f"{n} {v:.1f}" for n, v in m.items())
-        peers = ", ".join(f"berth/{p} {m['berth'] / m[p]:.2f}" for p in m if p != "berth" and m.get(p))
+        peers = ", ".join(f"berth/{p} {m['berth'] / m[p]:.2f}"
+                          for p in m if "berth" in m and p != "berth" and m.get(p))
         print(f"{what}: {cells}" + (f"; {peers}" if "berth" in m else ""))
     if "loopback in the same namespace (MB/s)" in result:
         c2c = result[f"container to container, {SIZE_MB} MiB over TCP (MB/s)"]["berth"]

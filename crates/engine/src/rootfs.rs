@@ -94,6 +94,19 @@ pub fn prepare_rootfs(root: &Path, id: &str, lowers: &[PathBuf]) -> Result<PathB
     prepare_rootfs_with(root, id, lowers, MountStrategy::Auto).map(|(path, _)| path)
 }
 
+/// [`prepare_rootfs`] for a container that is removed when it exits
+/// (`--rm`): the overlay is `volatile`, so its unmount syncs nothing.
+pub fn prepare_rootfs_volatile(
+    root: &Path,
+    id: &str,
+    lowers: &[PathBuf],
+) -> Result<PathBuf, RootfsError> {
+    prepare(root, id, lowers, &|l, u, t| {
+        image::overlay::mount_overlay_volatile(l, u, t)
+    })
+    .map(|(path, _)| path)
+}
+
 /// [`prepare_rootfs`] with a chosen strategy; also says how the root was
 /// mounted. Fails if the container already has a directory; on failure,
 /// whatever was made is removed again.
@@ -102,6 +115,21 @@ pub fn prepare_rootfs_with(
     id: &str,
     lowers: &[PathBuf],
     strategy: MountStrategy,
+) -> Result<(PathBuf, MountKind), RootfsError> {
+    prepare(root, id, lowers, &|l, u, t| {
+        mount_overlay_with(l, Some(u), t, strategy)
+    })
+}
+
+/// How [`prepare`] mounts the layers: (lowers, (upper, work), target).
+type Mounter<'a> =
+    &'a dyn Fn(&[PathBuf], (&Path, &Path), &Path) -> Result<MountKind, SnapshotError>;
+
+fn prepare(
+    root: &Path,
+    id: &str,
+    lowers: &[PathBuf],
+    mount: Mounter,
 ) -> Result<(PathBuf, MountKind), RootfsError> {
     let dir = container_dir(root, id)?;
     let io = |op: &'static str, path: &Path| {
@@ -125,11 +153,9 @@ pub fn prepare_rootfs_with(
         .into_iter()
         .try_for_each(|d| std::fs::create_dir(d).map_err(io("create", d)))
         .and_then(|_| {
-            mount_overlay_with(lowers, Some((&upper, &work)), &rootfs, strategy).map_err(|err| {
-                RootfsError::Mount {
-                    id: id.to_string(),
-                    err,
-                }
+            mount(lowers, (&upper, &work), &rootfs).map_err(|err| RootfsError::Mount {
+                id: id.to_string(),
+                err,
             })
         });
     match made {
@@ -210,9 +236,21 @@ fn unmount(rootfs: &Path) -> Result<(), RootfsError> {
 }
 
 /// Unmounts container `id`'s root and keeps its writable layer (`upper`)
-/// for a later [`remount_rootfs`]: what a stopped container keeps.
+/// for a later [`remount_rootfs`]: what a stopped container keeps. The
+/// mark a `volatile` mount leaves in the work directory goes, so the root
+/// can be mounted again.
 pub fn unmount_rootfs(root: &Path, id: &str) -> Result<(), RootfsError> {
-    unmount(&container_dir(root, id)?.join("rootfs"))
+    let dir = container_dir(root, id)?;
+    unmount(&dir.join("rootfs"))?;
+    let mark = dir.join("work").join("work").join("incompat");
+    match std::fs::remove_dir_all(&mark) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(RootfsError::Io {
+            op: "remove",
+            path: mark,
+            err: e,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Mounts container `id`'s root again over its kept writable layer (after

@@ -265,7 +265,15 @@ impl Engine {
         }
         let prepared = image::snapshot::prepare(store, &self.root, image)
             .map_err(EngineError::from)
-            .and_then(|l| Ok((crate::rootfs::prepare_rootfs(&self.root, &id, &l)?, l)));
+            .and_then(|l| {
+                // A root thrown away with its container is never synced.
+                let rootfs = if opts.auto_remove && mode != Launch::CreateOnly {
+                    crate::rootfs::prepare_rootfs_volatile(&self.root, &id, &l)?
+                } else {
+                    crate::rootfs::prepare_rootfs(&self.root, &id, &l)?
+                };
+                Ok((rootfs, l))
+            });
         let (rootfs, lowers) = match prepared {
             Ok(r) => r,
             Err(e) => {

@@ -165,6 +165,34 @@ fn prepare_rootfs_returns_the_mounted_root() {
 }
 
 #[test]
+fn a_volatile_root_keeps_its_writes_and_mounts_again_after_an_unmount() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lowers = image_snapshots(tmp.path());
+    let c = Container {
+        root: tmp.path(),
+        id: "vol",
+    };
+    let rootfs = engine::rootfs::prepare_rootfs_volatile(tmp.path(), c.id, &lowers).unwrap();
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        info.lines()
+            .any(|l| l.contains(rootfs.to_str().unwrap()) && l.contains("volatile")),
+        "mounted volatile"
+    );
+    std::fs::write(rootfs.join("new"), "kept").unwrap();
+    engine::rootfs::unmount_rootfs(tmp.path(), c.id).unwrap();
+    assert!(!tmp
+        .path()
+        .join("containers/vol/work/work/incompat")
+        .exists());
+    // overlayfs refuses a work directory a volatile mount marked: the mark went.
+    let again = engine::rootfs::remount_rootfs(tmp.path(), c.id, &lowers).unwrap();
+    assert_eq!(std::fs::read_to_string(again.join("new")).unwrap(), "kept");
+    drop(c);
+    assert_eq!(mounts_under(tmp.path()), Vec::<String>::new());
+}
+
+#[test]
 fn bad_ids_are_refused_and_nothing_is_made() {
     let tmp = tempfile::tempdir().unwrap();
     let lowers = image_snapshots(tmp.path());

@@ -171,6 +171,28 @@ fn too_many(layers: usize) -> Result<(), SnapshotError> {
     Ok(())
 }
 
+/// [`mount_overlay`] with overlayfs's `volatile` option where the legacy
+/// option string fits (the writes are never synced: no syncfs when it is
+/// unmounted, so for a root thrown away with its container, `run --rm`).
+/// Once unmounted, the work directory's `work/incompat/volatile` must go before
+/// it is mounted again (overlayfs refuses it otherwise). Elsewhere it is
+/// a plain [`mount_overlay_with`] (`MountStrategy::Auto`).
+pub fn mount_overlay_volatile(
+    lowers: &[PathBuf],
+    upper: (&Path, &Path),
+    target: &Path,
+) -> Result<MountKind, SnapshotError> {
+    if !lowers.is_empty() {
+        if let Some(mut opts) = legacy_options(lowers, Some(upper)) {
+            opts.push_str(",volatile");
+            if opts.len() < LEGACY_OPTIONS_MAX && mount_legacy(&opts, false, target).is_ok() {
+                return Ok(MountKind::Legacy);
+            }
+        }
+    }
+    mount_overlay_with(lowers, Some(upper), target, MountStrategy::Auto)
+}
+
 /// `lowerdir=top:…:bottom[,upperdir=…,workdir=…]` if it fits in mount(2)'s
 /// page and needs no escaping.
 fn legacy_options(lowers: &[PathBuf], upper: Option<(&Path, &Path)>) -> Option<String> {
