@@ -115,9 +115,44 @@ pub struct InspectArgs {
     /// Format each with a template (`{{.State.Pid}}`, `{{json .State}}`).
     #[arg(short, long)]
     format: Option<String>,
-    /// Containers.
+    /// Only objects of this type: container, image, volume or network.
+    #[arg(long = "type")]
+    kind: Option<String>,
+    /// Containers (or images, volumes, networks: the first kind that has the name).
     #[arg(required = true)]
     containers: Vec<String>,
+}
+
+/// Object `name` as `inspect` shows it: a container, else an image, a
+/// volume or a network (only `kind` when given), as the docker CLI looks.
+fn inspect_object(engine: &Engine, kind: Option<&str>, name: &str) -> Result<serde_json::Value> {
+    let wants = |k: &str| kind.is_none_or(|x| x == k);
+    if let Some(k) = kind.filter(|k| !["container", "image", "volume", "network"].contains(k)) {
+        bail!("--type {k:?}: expected container, image, volume or network");
+    }
+    if wants("container") {
+        if let Ok(r) = engine.container(name) {
+            return Ok(engine::inspect::container_json(&r));
+        }
+    }
+    if wants("image") {
+        let store = image::ContentStore::open(&engine.root)?;
+        let refs = image::refs::Refs::new(&engine.root).load()?;
+        if let Ok(v) = crate::images::inspect_json(&store, &refs, name) {
+            return Ok(v);
+        }
+    }
+    if wants("volume") {
+        if let Ok(v) = engine.volume(name) {
+            return Ok(crate::volumes::inspect_json(engine, &v));
+        }
+    }
+    if wants("network") {
+        if let Ok(v) = engine.network_inspect(name) {
+            return Ok(v);
+        }
+    }
+    bail!("no such object: {name}")
 }
 
 /// `berth container …`.
@@ -319,10 +354,10 @@ fn inspect(engine: &Engine, a: &InspectArgs) -> Result<()> {
     let mut all = vec![];
     let mut failed = false;
     for c in &a.containers {
-        match engine.container(c) {
-            Ok(r) => all.push(engine::inspect::container_json(&r)),
+        match inspect_object(engine, a.kind.as_deref(), c) {
+            Ok(v) => all.push(v),
             Err(e) => {
-                eprintln!("berth: {e}");
+                eprintln!("berth: {e:#}");
                 failed = true;
             }
         }
@@ -336,7 +371,7 @@ fn inspect(engine: &Engine, a: &InspectArgs) -> Result<()> {
         None => println!("{}", serde_json::to_string_pretty(&all)?),
     }
     if failed {
-        bail!("some containers were not found");
+        bail!("some objects were not found");
     }
     Ok(())
 }

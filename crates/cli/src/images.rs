@@ -165,3 +165,31 @@ pub fn prune(
             .collect()
     })?)
 }
+
+/// Image `name` as `image inspect` shows it.
+pub(crate) fn inspect_json(
+    store: &ContentStore,
+    refs: &std::collections::BTreeMap<String, ImageRecord>,
+    name: &str,
+) -> Result<serde_json::Value> {
+    let (key, rec) = find(refs, name)?;
+    let config = read_config(store, rec)?;
+    let tags: Vec<&String> = refs
+        .iter()
+        .filter(|(_, r)| r.config == rec.config)
+        .map(|(k, _)| k)
+        .collect();
+    Ok(serde_json::json!({
+        "Id": rec.config,
+        "RepoTags": tags,
+        "RepoDigests": [format!("{}@{}", key.rsplit_once(':').map(|(r, _)| r).unwrap_or(&key), rec.manifest)],
+        "Created": config["created"],
+        "Author": config["author"].as_str().unwrap_or(""),
+        "Comment": config["history"].as_array().and_then(|h| h.last()).and_then(|h| h["comment"].as_str()).unwrap_or(""),
+        "Architecture": config["architecture"],
+        "Os": config["os"],
+        "Config": config["config"],
+        "Size": rec.size,
+        "RootFS": {"Type": "layers", "Layers": rec.layers.iter().map(|(_, d)| d.clone()).collect::<Vec<_>>()},
+    }))
+}

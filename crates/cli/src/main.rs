@@ -519,26 +519,7 @@ fn run(cli: &Cli) -> Result<()> {
             let refs = refs_file.load().context("read images.json")?;
             let mut out = vec![];
             for n in names {
-                let (key, rec) = find(&refs, n)?;
-                let config = read_config(&store, rec)?;
-                let tags: Vec<&String> = refs
-                    .iter()
-                    .filter(|(_, r)| r.config == rec.config)
-                    .map(|(k, _)| k)
-                    .collect();
-                out.push(serde_json::json!({
-                    "Id": rec.config,
-                    "RepoTags": tags,
-                    "RepoDigests": [format!("{}@{}", key.rsplit_once(':').map(|(r, _)| r).unwrap_or(&key), rec.manifest)],
-                    "Created": config["created"],
-                    "Author": config["author"].as_str().unwrap_or(""),
-                    "Comment": config["history"].as_array().and_then(|h| h.last()).and_then(|h| h["comment"].as_str()).unwrap_or(""),
-                    "Architecture": config["architecture"],
-                    "Os": config["os"],
-                    "Config": config["config"],
-                    "Size": rec.size,
-                    "RootFS": {"Type": "layers", "Layers": rec.layers.iter().map(|(_, d)| d.clone()).collect::<Vec<_>>()},
-                }));
+                out.push(images::inspect_json(&store, &refs, n)?);
             }
             println!("{}", serde_json::to_string_pretty(&out)?);
         }

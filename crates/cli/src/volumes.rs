@@ -80,7 +80,7 @@ pub struct LsArgs {
 }
 
 /// A volume as `volume inspect` shows it.
-fn inspect_json(e: &Engine, v: &Volume) -> serde_json::Value {
+pub(crate) fn inspect_json(e: &Engine, v: &Volume) -> serde_json::Value {
     serde_json::json!({
         "CreatedAt": engine::inspect::rfc3339(v.created),
         "Driver": v.driver,

@@ -355,3 +355,29 @@ fn system_check_takes_down_the_network_a_killed_run_left() {
     f.berth(&["network", "rm", "n"]).ok();
     f.assert_clean();
 }
+
+#[test]
+fn inspect_finds_containers_images_volumes_and_networks() {
+    let f = Fixture::in_netns();
+    f.berth(&["network", "create", "--subnet", "10.84.0.0/24", "insp"])
+        .ok();
+    f.berth(&["volume", "create", "insp-vol"]).ok();
+    f.berth(&["create", "--name", "insp-c", "bb:1", "true"])
+        .ok();
+    let o = f
+        .berth(&["inspect", "-f", "{{.Name}}", "insp-c", "insp", "insp-vol"])
+        .ok();
+    assert_eq!(o.stdout, "/insp-c\ninsp\ninsp-vol\n", "{o:?}");
+    let o = f.berth(&["inspect", "-f", "{{.Id}}", "bb:1"]).ok();
+    assert!(o.stdout.starts_with("sha256:"), "{o:?}");
+    // --type narrows the search.
+    let o = f.berth(&["inspect", "--type", "volume", "insp-c"]);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("no such object: insp-c"), "{o:?}");
+    let o = f.berth(&["inspect", "--type", "thing", "insp-c"]);
+    assert!(o.code != 0 && o.stderr.contains("--type"), "{o:?}");
+    f.berth(&["rm", "insp-c"]).ok();
+    f.berth(&["volume", "rm", "insp-vol"]).ok();
+    f.berth(&["network", "rm", "insp"]).ok();
+    f.assert_clean();
+}

@@ -519,12 +519,3 @@ impl Engine {
 pub fn is_user_network(key: &str) -> bool {
     !matches!(key, "none" | "host" | "") && !key.starts_with("container:")
 }
-
-/// The ids of the networks in `db` (for `ps --filter network` and friends).
-pub fn network_of(db: &Store, key: &str) -> Result<Option<Network>, EngineError> {
-    match db.network(key) {
-        Ok(n) => Ok(Some(n)),
-        Err(EngineError::NoSuchNetwork(_)) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
