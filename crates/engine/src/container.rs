@@ -197,7 +197,10 @@ impl Container<'_> {
         };
         let (pending, out_w, err_w) =
             shim::passthrough::prepare(&self.bundle, log).map_err(shim_err)?;
-        crate::net_setup::up(&self.engine.root, self.db, &self.id)?;
+        // (A container on no network has nothing to set up: no query for it.)
+        if !settings.networks.is_empty() {
+            crate::net_setup::up(&self.engine.root, self.db, &self.id)?;
+        }
         let pid_file = self.bundle.join("init.pid");
         let mut create = self.engine.runtime_cmd(&runtime_root, &self.log());
         create

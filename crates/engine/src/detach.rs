@@ -61,7 +61,10 @@ impl Container<'_> {
                 s.health = Some(crate::health::HealthState::starting())
             })?;
         }
-        crate::net_setup::up(&self.engine.root, self.db, &self.id)?;
+        // (A container on no network has nothing to set up: no query for it.)
+        if !settings.networks.is_empty() {
+            crate::net_setup::up(&self.engine.root, self.db, &self.id)?;
+        }
         let mut child = Command::new(&self.engine.shim)
             .args(&options)
             .arg(&self.engine.runtime)
