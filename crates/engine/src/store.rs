@@ -390,16 +390,22 @@ impl Store {
     }
 
     /// Records that the container exited with `code`.
+    /// The "die" event is logged before the exit is committed, so whoever
+    /// waits for the exit (`stop`) logs after it, as Docker orders them.
     pub fn set_exited(&self, id: &str, code: i64, now: i64) -> Result<(), EngineError> {
-        self.db
-            .execute(
-                "UPDATE containers SET state = 'exited', pid = 0, pid_start = 0, exit_code = ?2, \
-                 finished = ?3 WHERE id = ?1",
-                params![id, code, now],
-            )
-            .map_err(sql(&self.path))?;
+        let tx = rusqlite::Transaction::new_unchecked(
+            &self.db,
+            rusqlite::TransactionBehavior::Immediate,
+        )
+        .map_err(sql(&self.path))?;
+        tx.execute(
+            "UPDATE containers SET state = 'exited', pid = 0, pid_start = 0, exit_code = ?2, \
+             finished = ?3 WHERE id = ?1",
+            params![id, code, now],
+        )
+        .map_err(sql(&self.path))?;
         self.container_event("die", id, &[("exitCode", &code.to_string())]);
-        Ok(())
+        tx.commit().map_err(sql(&self.path))
     }
 
     /// Records the exit of the run whose init was `pid`, if the record
@@ -412,8 +418,13 @@ impl Store {
         code: i64,
         now: i64,
     ) -> Result<bool, EngineError> {
-        let n = self
-            .db
+        // As set_exited: the event first, then the exit becomes visible.
+        let tx = rusqlite::Transaction::new_unchecked(
+            &self.db,
+            rusqlite::TransactionBehavior::Immediate,
+        )
+        .map_err(sql(&self.path))?;
+        let n = tx
             .execute(
                 "UPDATE containers SET state = 'exited', pid = 0, pid_start = 0, exit_code = ?3, \
                  finished = ?4 WHERE id = ?1 AND pid = ?2 AND state = 'running'",
@@ -423,6 +434,7 @@ impl Store {
         if n > 0 {
             self.container_event("die", id, &[("exitCode", &code.to_string())]);
         }
+        tx.commit().map_err(sql(&self.path))?;
         Ok(n > 0)
     }
 
