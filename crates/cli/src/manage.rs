@@ -140,18 +140,38 @@ pub fn diff_main(root: &Path, container: &str) -> Result<()> {
     Ok(())
 }
 
-/// `berth port`: a container's published ports. berth publishes none yet
-/// (networking is issue 15): nothing to list, and a port asked for by
-/// name is not published, as Docker says.
+/// `berth port`: a container's published ports while it runs
+/// (`80/tcp -> 0.0.0.0:32768`), or the host sides of one port.
 pub fn port_main(root: &Path, container: &str, port: Option<&str>) -> Result<()> {
     let rec = engine(root, None)?.container(container)?;
-    if let Some(p) = port {
-        let p = if p.contains('/') {
-            p.to_string()
-        } else {
-            format!("{p}/tcp")
-        };
-        anyhow::bail!("no public port '{p}' published for {}", rec.name);
+    let settings = engine::restart::ContainerSettings::parse(&rec.config);
+    let ports = if rec.is_running() {
+        settings.ports
+    } else {
+        Default::default()
+    };
+    match port {
+        Some(p) => {
+            let key = if p.contains('/') {
+                p.to_string()
+            } else {
+                format!("{p}/tcp")
+            };
+            let bound = ports.get(&key).filter(|b| !b.is_empty());
+            let Some(bound) = bound else {
+                anyhow::bail!("no public port '{key}' published for {}", rec.name);
+            };
+            for b in bound {
+                println!("{}:{}", b.host_ip, b.host_port);
+            }
+        }
+        None => {
+            for (key, bound) in &ports {
+                for b in bound {
+                    println!("{key} -> {}:{}", b.host_ip, b.host_port);
+                }
+            }
+        }
     }
     Ok(())
 }

@@ -174,7 +174,8 @@ struct Context {
 
 /// The fields a `--format` template reads, as `docker ps` names them.
 fn fields(r: &Record, now: i64, no_trunc: bool) -> serde_json::Value {
-    let labels = engine::restart::ContainerSettings::parse(&r.config).labels;
+    let settings = engine::restart::ContainerSettings::parse(&r.config);
+    let labels = &settings.labels;
     serde_json::json!({
         "ID": if no_trunc { r.id.clone() } else { r.id[..12].to_string() },
         "Image": r.image,
@@ -187,7 +188,7 @@ fn fields(r: &Record, now: i64, no_trunc: bool) -> serde_json::Value {
             ))
             .unwrap_or_default(),
         "RunningFor": format::ago(r.created, now),
-        "Ports": "",
+        "Ports": ports_column(r),
         "State": state_word(r),
         "Status": status(r, now),
         "Size": "",
@@ -196,6 +197,17 @@ fn fields(r: &Record, now: i64, no_trunc: bool) -> serde_json::Value {
         "Mounts": "",
         "Networks": "",
     })
+}
+
+/// The PORTS column: the host sides of a running container's published
+/// ports and its other exposed ports (the settings are read only for a
+/// container that has some).
+fn ports_column(r: &Record) -> String {
+    if !r.is_running() || !r.config.contains("\"ExposedPorts\"") {
+        return String::new();
+    }
+    let settings = engine::restart::ContainerSettings::parse(&r.config);
+    engine::ports::ports_text(&settings.ports, &settings.exposed)
 }
 
 /// The column titles `table` templates get, per field.
@@ -334,7 +346,7 @@ pub(crate) fn ps(engine: &Engine, a: &PsArgs) -> Result<()> {
             command(r, a.no_trunc),
             format::ago(r.created, now),
             status(r, now),
-            String::new(),
+            ports_column(r),
             r.name.clone(),
         ]);
     }

@@ -68,7 +68,7 @@ pub struct RunArgs {
     /// Restart policy: no, on-failure[:N], always, unless-stopped.
     #[arg(long)]
     restart: Option<String>,
-    /// Network: none (the default until the default bridge lands), host, container:NAME, or a network's name.
+    /// Network: bridge (the default network), none (the default, unless ports are published), host, container:NAME, or a network's name.
     #[arg(long, visible_alias = "net")]
     network: Option<String>,
     /// IPC namespace: private, shareable, none, host, container:NAME.
@@ -100,6 +100,15 @@ pub struct RunArgs {
     /// The container's IPv4 address on its network (--network NAME).
     #[arg(long)]
     ip: Option<String>,
+    /// Publish a container port on the host: `[IP:][HOST_PORT[-END]:]PORT[-END][/tcp|udp|sctp]` (no host port: a free one).
+    #[arg(short = 'p', long = "publish")]
+    publish: Vec<String>,
+    /// Publish every exposed port (the image's EXPOSE and --expose) on a free host port.
+    #[arg(short = 'P', long = "publish-all")]
+    publish_all: bool,
+    /// Expose a port or a range (`80`, `53/udp`, `8000-8010`) without publishing it.
+    #[arg(long)]
+    expose: Vec<String>,
     /// A device cgroup rule: 'c|b|a MAJOR:MINOR rwm'.
     #[arg(long)]
     device_cgroup_rule: Vec<String>,
@@ -396,6 +405,9 @@ fn prepare(root: &Path, args: &RunArgs) -> anyhow::Result<Prepared> {
         labels,
         add_hosts: args.add_host.clone(),
         ip: args.ip.clone(),
+        publish: args.publish.clone(),
+        publish_all: args.publish_all,
+        expose: args.expose.clone(),
         dns: args.dns.clone(),
         dns_search: args.dns_search.clone(),
         dns_options: args.dns_option.clone(),

@@ -247,6 +247,58 @@ impl Engine {
                 },
             );
         }
+        // Published ports of containers that do not run: their mark is
+        // followed by `down`; a chain in the firewall of a container this
+        // store has, that does not run, and that has no mark is taken off
+        // too. Chains of ids the store does not know are left: they may
+        // belong to another root.
+        for marker in entries(&self.root.join("published")) {
+            let id = file_name(&marker);
+            if runs(&id) {
+                continue;
+            }
+            note(
+                format!("published ports of {id}"),
+                "the ports of a container that is not running".into(),
+                &mut || {
+                    crate::net_setup::down(&self.root, &id)?;
+                    Ok("taken off the firewall".into())
+                },
+            );
+        }
+        if rows
+            .iter()
+            .any(|r| !ContainerSettings::parse(&r.config).port_bindings.is_empty())
+        {
+            let keys = match network::firewall::published_keys() {
+                Ok(k) => k,
+                Err(network::NetworkError::NoNft) => vec![],
+                Err(err) => {
+                    return Err(EngineError::Network {
+                        id: "system check".into(),
+                        err,
+                    })
+                }
+            };
+            for key in keys {
+                let stale = rows.iter().any(|r| r.id.starts_with(&key) && !runs(&r.id))
+                    && !rows.iter().any(|r| r.id.starts_with(&key) && runs(&r.id));
+                if !stale {
+                    continue;
+                }
+                note(
+                    format!("firewall chain c-{key}"),
+                    "the published ports of a container that is not running".into(),
+                    &mut || {
+                        network::firewall::unpublish(&key).map_err(|err| EngineError::Network {
+                            id: key.clone(),
+                            err,
+                        })?;
+                        Ok("taken off the firewall".into())
+                    },
+                );
+            }
+        }
         for dir in entries(&self.root.join("run")) {
             let name = file_name(&dir);
             let pid = name

@@ -158,6 +158,12 @@ pub enum EngineError {
         /// Why.
         reason: String,
     },
+    /// A host port a socket of the host's holds.
+    #[error("cannot publish {port}: address already in use")]
+    PortInUse {
+        /// `ip:port/proto`.
+        port: String,
+    },
     /// Setting up or taking down a container's network failed.
     #[error("container {id}: network: {err}")]
     Network {

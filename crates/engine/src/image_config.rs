@@ -31,6 +31,9 @@ pub struct RunDefaults {
     /// `HEALTHCHECK`.
     #[serde(rename = "Healthcheck", default)]
     pub healthcheck: Option<crate::health::HealthConfig>,
+    /// `EXPOSE`: `80/tcp` and the like (what `-P` publishes).
+    #[serde(rename = "ExposedPorts", default)]
+    pub exposed_ports: Option<std::collections::BTreeMap<String, serde_json::Value>>,
 }
 
 #[derive(Deserialize)]

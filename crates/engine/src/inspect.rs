@@ -79,6 +79,7 @@ pub fn container_json(r: &Record) -> Value {
                 "Type": settings.log.name(),
                 "Config": log_options(&settings.log),
             },
+            "PortBindings": settings.port_bindings,
             "NetworkMode": if settings.network_mode.is_empty() { "none" } else { settings.network_mode.as_str() },
             "RestartPolicy": {
                 "Name": settings.restart_policy.name(),
@@ -90,6 +91,7 @@ pub fn container_json(r: &Record) -> Value {
         },
         "NetworkSettings": {
             "Networks": settings.networks,
+            "Ports": network_ports(&settings, running),
         },
         "Config": {
             "Image": r.image,
@@ -101,8 +103,23 @@ pub fn container_json(r: &Record) -> Value {
             "OpenStdin": settings.open_stdin,
             "StdinOnce": settings.stdin_once,
             "Healthcheck": settings.healthcheck,
+            "ExposedPorts": settings.exposed.iter().map(|p| (p.clone(), serde_json::json!({}))).collect::<serde_json::Map<_, _>>(),
         },
     })
+}
+
+/// `NetworkSettings.Ports`: each exposed port, with its host sides while
+/// the container runs (null when it has none), as Docker shows it.
+fn network_ports(settings: &crate::restart::ContainerSettings, running: bool) -> Value {
+    let mut m = serde_json::Map::new();
+    for p in &settings.exposed {
+        let bound = running.then(|| settings.ports.get(p)).flatten();
+        m.insert(
+            p.clone(),
+            serde_json::to_value(bound).unwrap_or(Value::Null),
+        );
+    }
+    Value::Object(m)
 }
 
 /// The `--log-opt`s in effect, as inspect shows them.

@@ -54,6 +54,7 @@ pub mod names;
 pub mod namespaces;
 pub mod net_setup;
 pub mod networks;
+pub mod ports;
 pub mod restart;
 pub mod rootfs;
 pub mod run;

@@ -81,16 +81,6 @@ impl NamespaceFlags {
     fn choices(&self) -> Result<Vec<(LinuxNamespaceType, Choice)>, EngineError> {
         let mut out = vec![];
         if let Some(n) = &self.network {
-            match n.as_str() {
-                "none" | "host" => {}
-                v if v.starts_with("container:") => {}
-                "bridge" | "default" => {
-                    return Err(EngineError::NotImplemented(
-                        "--network bridge (container networking comes with issue 15; the default is none)",
-                    ))
-                }
-                _ => {}
-            }
             // A network of the engine's gets a namespace of its own, which
             // the engine pins and sets up (crate::net_setup).
             let c = if crate::networks::is_user_network(n) {
@@ -271,11 +261,6 @@ mod tests {
             ..Default::default()
         });
         assert!(e.to_string().contains("--ipc"), "{e}");
-        let e = run(NamespaceFlags {
-            network: Some("bridge".into()),
-            ..Default::default()
-        });
-        assert!(matches!(e, EngineError::NotImplemented(_)), "{e}");
         let e = run(NamespaceFlags {
             uts: Some("container:x".into()),
             ..Default::default()

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use network::firewall::{self, NetRules};
+
 use crate::error::EngineError;
 use crate::run::Engine;
 use crate::store::Store;
@@ -84,7 +86,11 @@ impl Engine {
         key: &str,
         ip: Option<&str>,
     ) -> Result<BTreeMap<String, Attachment>, EngineError> {
-        let net = db.network(key)?;
+        let net = if matches!(key, crate::networks::DEFAULT_NETWORK | "default") {
+            self.default_network(db)?
+        } else {
+            db.network(key)?
+        };
         let wanted = ip
             .map(|v| {
                 v.parse().map_err(|_| EngineError::InvalidOption {
@@ -109,9 +115,21 @@ impl Engine {
     }
 }
 
-/// Sets container `id`'s network up for a run: its namespace, pinned, and
-/// its place on each network it has a lease on. Nothing (false) for a
-/// container on no network. On failure, what was made is taken down.
+/// The marker of a container whose ports are published: what tells
+/// [`down`] to take them off the firewall.
+fn published_marker(root: &Path, id: &str) -> PathBuf {
+    root.join("published").join(id)
+}
+
+/// The firewall's key for container `id`.
+fn firewall_key(id: &str) -> &str {
+    &id[..12.min(id.len())]
+}
+
+/// Sets container `id`'s network up for a run: its namespace, pinned, its
+/// place on each network it has a lease on, and its published ports.
+/// Nothing (false) for a container on no network. On failure, what was
+/// made is taken down.
 pub(crate) fn up(root: &Path, db: &Store, id: &str) -> Result<bool, EngineError> {
     let endpoints = db.endpoints(None, Some(id))?;
     if endpoints.is_empty() {
@@ -127,9 +145,11 @@ pub(crate) fn up(root: &Path, db: &Store, id: &str) -> Result<bool, EngineError>
     let path = netns_path(root, id);
     network::netns::create(&path).map_err(net_err(id))?;
     let made = (|| {
+        let mut nets = vec![];
         for (n, ep) in endpoints.iter().enumerate() {
             let net = db.network(&ep.network)?;
             let subnet = net.subnet()?;
+            nets.push((net.bridge.clone(), subnet, net.internal));
             let gateway = net.gateway_addr()?;
             network::bridge::ensure(&network::bridge::Bridge {
                 name: &net.bridge,
@@ -154,6 +174,19 @@ pub(crate) fn up(root: &Path, db: &Store, id: &str) -> Result<bool, EngineError>
             )
             .map_err(net_err(id))?;
         }
+        let rules: Vec<NetRules> = nets
+            .iter()
+            .map(|(bridge, subnet, internal)| NetRules {
+                bridge,
+                subnet: *subnet,
+                internal: *internal,
+            })
+            .collect();
+        firewall::add_networks(&rules).map_err(net_err(id))?;
+        let settings = crate::restart::ContainerSettings::parse(&db.find(id)?.config);
+        if !settings.port_bindings.is_empty() {
+            publish(root, db, id, &settings.port_bindings, endpoints[0].ip)?;
+        }
         Ok(true)
     })();
     if made.is_err() {
@@ -162,9 +195,71 @@ pub(crate) fn up(root: &Path, db: &Store, id: &str) -> Result<bool, EngineError>
     made
 }
 
-/// Takes container `id`'s network down after a run: its veth pairs and
-/// its pinned namespace. Nothing to do for one that has none.
+/// Publishes the ports of container `id` at `addr`: host ports chosen
+/// (again, when another container took a chosen one meanwhile), the
+/// firewall told, and the choice recorded for `inspect`, `ps` and `port`.
+fn publish(
+    root: &Path,
+    db: &Store,
+    id: &str,
+    map: &crate::ports::PortMap,
+    addr: std::net::Ipv4Addr,
+) -> Result<(), EngineError> {
+    let marker = published_marker(root, id);
+    let dir = root.join("published");
+    berth_fs::private_dir(&dir).map_err(|e| EngineError::Io {
+        op: "create",
+        path: dir.clone(),
+        err: std::io::Error::other(e.to_string()),
+    })?;
+    // Marked first: a crash after the firewall is told leaves a mark
+    // that `down` and `system check` follow.
+    std::fs::write(&marker, b"").map_err(|err| EngineError::Io {
+        op: "create",
+        path: marker.clone(),
+        err,
+    })?;
+    let seed = u64::from_le_bytes(
+        crate::run::new_id()?.as_bytes()[..8]
+            .try_into()
+            .unwrap_or_default(),
+    );
+    let mut avoid = std::collections::BTreeSet::new();
+    loop {
+        let r = crate::ports::resolve(map, addr, &avoid, seed)?;
+        match firewall::publish(firewall_key(id), &[], &r.forwards) {
+            Ok(()) => {
+                db.update_settings(id, |s| s.ports = r.actual)?;
+                return Ok(());
+            }
+            Err(network::NetworkError::PortTaken { proto, port })
+                if avoid.len() < 64
+                    && !crate::ports::asked_for(
+                        map,
+                        proto.parse().unwrap_or(network::firewall::Proto::Tcp),
+                        port,
+                    ) =>
+            {
+                avoid.insert((proto.parse().unwrap_or(network::firewall::Proto::Tcp), port));
+            }
+            Err(e) => return Err(net_err(id)(e)),
+        }
+    }
+}
+
+/// Takes container `id`'s network down after a run: its published ports,
+/// its veth pairs and its pinned namespace. Nothing to do for one that
+/// has none.
 pub(crate) fn down(root: &Path, id: &str) -> Result<(), EngineError> {
+    let marker = published_marker(root, id);
+    if marker.exists() {
+        firewall::unpublish(firewall_key(id)).map_err(net_err(id))?;
+        std::fs::remove_file(&marker).map_err(|err| EngineError::Io {
+            op: "remove",
+            path: marker.clone(),
+            err,
+        })?;
+    }
     let path = netns_path(root, id);
     if !path.exists() {
         return Ok(());

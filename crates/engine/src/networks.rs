@@ -71,6 +71,11 @@ pub struct Endpoint {
 }
 
 const BRIDGE_NAME: &str = "com.docker.network.bridge.name";
+const DEFAULT_BRIDGE_OPTION: &str = "com.docker.network.bridge.default_bridge";
+/// The default network's name.
+pub const DEFAULT_NETWORK: &str = "bridge";
+/// The default network's bridge device.
+pub const DEFAULT_BRIDGE: &str = "berth0";
 const MTU: &str = "com.docker.network.driver.mtu";
 
 fn invalid(option: &'static str, value: &str, reason: impl Into<String>) -> EngineError {
@@ -317,6 +322,56 @@ impl Engine {
             }
         }
         let db = Store::open(&self.root)?;
+        // As Podman: the first free 10.89.N.0/24.
+        let candidates = (0..=255u8).map(|n| Subnet {
+            net: Ipv4Addr::new(10, 89, n, 0),
+            prefix: 24,
+        });
+        self.insert_network(&db, name, driver, o, labels, options, candidates)
+    }
+
+    /// The default network, `bridge` (bridge device `berth0`, the first of
+    /// 172.17.0.0/16 … 172.31.0.0/16 that no network or host route
+    /// overlaps, as Docker picks): made by the first container that asks
+    /// for it, kept after.
+    pub(crate) fn default_network(&self, db: &Store) -> Result<Network, EngineError> {
+        match db.network(DEFAULT_NETWORK) {
+            Err(EngineError::NoSuchNetwork(_)) => {}
+            other => return other,
+        }
+        let candidates = (17..=31u8).map(|n| Subnet {
+            net: Ipv4Addr::new(172, n, 0, 0),
+            prefix: 16,
+        });
+        let mut options = BTreeMap::new();
+        options.insert(BRIDGE_NAME.to_string(), DEFAULT_BRIDGE.to_string());
+        options.insert(DEFAULT_BRIDGE_OPTION.to_string(), "true".to_string());
+        match self.insert_network(
+            db,
+            DEFAULT_NETWORK,
+            "bridge".into(),
+            &NetworkOptions::default(),
+            BTreeMap::new(),
+            options,
+            candidates,
+        ) {
+            // Another run made it meanwhile.
+            Err(EngineError::NetworkExists(_)) => db.network(DEFAULT_NETWORK),
+            other => other,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn insert_network(
+        &self,
+        db: &Store,
+        name: &str,
+        driver: String,
+        o: &NetworkOptions,
+        labels: BTreeMap<String, String>,
+        options: BTreeMap<String, String>,
+        mut candidates: impl Iterator<Item = Subnet>,
+    ) -> Result<Network, EngineError> {
         let existing = db.networks()?;
         if existing.iter().any(|n| n.name == name) {
             return Err(EngineError::NetworkExists(name.to_string()));
@@ -343,20 +398,9 @@ impl Engine {
                 }
                 subnet
             }
-            // As Podman: the first free 10.89.N.0/24.
-            None => (0..=255u8)
-                .map(|n| Subnet {
-                    net: Ipv4Addr::new(10, 89, n, 0),
-                    prefix: 24,
-                })
+            None => candidates
                 .find(|c| !taken.iter().any(|(_, t)| t.overlaps(c)))
-                .ok_or_else(|| {
-                    invalid(
-                        "--subnet",
-                        "",
-                        "no free subnet is left in 10.89.0.0/16: give one",
-                    )
-                })?,
+                .ok_or_else(|| invalid("--subnet", "", "no free subnet is left: give one"))?,
         };
         let gateway = match &o.gateway {
             Some(g) => {
@@ -424,6 +468,13 @@ impl Engine {
     pub fn network_remove(&self, key: &str) -> Result<Network, EngineError> {
         let db = Store::open(&self.root)?;
         let n = db.network(key)?;
+        if n.name == DEFAULT_NETWORK {
+            return Err(invalid(
+                "network rm",
+                &n.name,
+                "bridge is a pre-defined network and cannot be removed",
+            ));
+        }
         let on = db.endpoints(Some(&n.id), None)?;
         if !on.is_empty() {
             let names = on
@@ -439,10 +490,20 @@ impl Engine {
                 containers: names,
             });
         }
-        network::bridge::remove_link(&n.bridge).map_err(|err| EngineError::Network {
+        let net_err = |err| EngineError::Network {
             id: n.name.clone(),
             err,
-        })?;
+        };
+        match network::firewall::remove_network(&network::firewall::NetRules {
+            bridge: &n.bridge,
+            subnet: n.subnet()?,
+            internal: n.internal,
+        }) {
+            // Without nft, there is no table to take the network out of.
+            Ok(()) | Err(network::NetworkError::NoNft) => {}
+            Err(e) => return Err(net_err(e)),
+        }
+        network::bridge::remove_link(&n.bridge).map_err(net_err)?;
         let gone = db
             .db
             .execute(
@@ -464,7 +525,10 @@ impl Engine {
         let db = Store::open(&self.root)?;
         let mut gone = vec![];
         for n in db.networks()? {
-            if db.endpoints(Some(&n.id), None)?.is_empty() && self.network_remove(&n.id).is_ok() {
+            if n.name != DEFAULT_NETWORK
+                && db.endpoints(Some(&n.id), None)?.is_empty()
+                && self.network_remove(&n.id).is_ok()
+            {
                 gone.push(n.name);
             }
         }

@@ -170,6 +170,27 @@ pub struct ContainerSettings {
         skip_serializing_if = "std::collections::BTreeMap::is_empty"
     )]
     pub networks: std::collections::BTreeMap<String, crate::net_setup::Attachment>,
+    /// `-p`/`-P`: its container ports and the host sides asked for.
+    #[serde(
+        rename = "PortBindings",
+        default,
+        skip_serializing_if = "std::collections::BTreeMap::is_empty"
+    )]
+    pub port_bindings: crate::ports::PortMap,
+    /// The ports it exposes (the image's EXPOSE and `--expose`).
+    #[serde(
+        rename = "ExposedPorts",
+        default,
+        skip_serializing_if = "std::collections::BTreeSet::is_empty"
+    )]
+    pub exposed: std::collections::BTreeSet<String>,
+    /// The host sides chosen when it last started (while it runs).
+    #[serde(
+        rename = "Ports",
+        default,
+        skip_serializing_if = "std::collections::BTreeMap::is_empty"
+    )]
+    pub ports: crate::ports::PortMap,
 }
 
 /// A process, told apart from a later one with the same pid by its

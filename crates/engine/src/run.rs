@@ -136,6 +136,20 @@ impl Engine {
         let argv = spec::argv(&defaults, opts)?;
         let cwd = spec::workdir(&defaults, opts)?;
         spec::check_flags(opts)?;
+        // Publishing ports without --network: the default network.
+        let bridged;
+        let opts = if opts.namespaces.network.is_none()
+            && (!opts.publish.is_empty() || opts.publish_all)
+        {
+            let mut o = opts.clone();
+            o.namespaces.network = Some(crate::networks::DEFAULT_NETWORK.into());
+            bridged = o;
+            &bridged
+        } else {
+            opts
+        };
+        let (port_bindings, exposed) =
+            crate::ports::for_run(defaults.exposed_ports.as_ref(), opts)?;
         let wanted = opts.name.as_deref().map(names::check).transpose()?;
         let db = Store::open(&self.root)?;
         let id = new_id()?;
@@ -210,6 +224,8 @@ impl Engine {
                     .network
                     .clone()
                     .unwrap_or_else(|| "none".into()),
+                port_bindings,
+                exposed,
                 ..Default::default()
             }
             .to_json(),

@@ -56,6 +56,12 @@ pub struct RunOptions {
     pub add_hosts: Vec<String>,
     /// `--ip`: the container's address on its network.
     pub ip: Option<String>,
+    /// `-p`/`--publish`: `[IP:][HOST_PORT:]PORT[/PROTO]`.
+    pub publish: Vec<String>,
+    /// `-P`/`--publish-all`: every exposed port on a free host port.
+    pub publish_all: bool,
+    /// `--expose`: ports exposed beyond the image's.
+    pub expose: Vec<String>,
     /// `--dns`.
     pub dns: Vec<String>,
     /// `--dns-search`.

@@ -1,12 +1,14 @@
 //! berth's container networks, daemonless: address management for bridge
 //! networks ([`ipam`]), a synchronous rtnetlink client ([`rtnl`]),
 //! network namespaces pinned to a file ([`netns`]) and the bridge driver
-//! that puts a container on a bridge through a veth pair ([`bridge`]).
+//! that puts a container on a bridge through a veth pair ([`bridge`]),
+//! and berth's nftables table for NAT and published ports ([`firewall`]).
 //! The engine keeps the networks and the leases in its database and calls
 //! these to make and unmake devices; nothing here touches a device it was
 //! not asked to.
 
 pub mod bridge;
+pub mod firewall;
 pub mod ipam;
 pub mod netns;
 pub mod rtnl;
@@ -33,6 +35,25 @@ pub enum NetworkError {
     /// A link that should exist does not.
     #[error("no network device {0}")]
     NoSuchLink(String),
+    /// `nft` is not installed.
+    #[error("nftables' nft is needed for networks with a way out and published ports (apt-get install nftables)")]
+    NoNft,
+    /// nft refused a batch.
+    #[error("{step}: nft: {message}")]
+    Firewall {
+        /// What was being done.
+        step: &'static str,
+        /// What nft said.
+        message: String,
+    },
+    /// Another container has published this host port.
+    #[error("port {port}/{proto} is already allocated (another container publishes it)")]
+    PortTaken {
+        /// The protocol.
+        proto: &'static str,
+        /// The host port.
+        port: u16,
+    },
     /// A device name the kernel would refuse.
     #[error("{0:?} cannot name a network device (1 to 15 bytes, no '/', ' ' or ':')")]
     BadName(String),

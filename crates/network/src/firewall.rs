@@ -1,0 +1,407 @@
+//! berth's firewall: one nftables table, `inet berth`, and nothing else.
+//! It masquerades what containers send out of their networks, publishes
+//! container ports on the host's addresses (DNAT), and keeps internal
+//! networks in. Every change is one `nft -f -` batch, so it is applied
+//! whole or not at all. What the table holds (docs/network.md):
+//!
+//! - sets `nets` (the subnets of networks with a way out), `bridges`
+//!   (every berth bridge) and `internal` (the bridges of internal
+//!   networks), kept up to date as networks come and go;
+//! - map `ports`: `protocol . host port` to a jump into the chain of the
+//!   container that publishes it (`c-<12 hex of its id>`), which holds
+//!   its DNAT rules. `create element` refuses a port another container
+//!   holds: that is the "port is already allocated" check, atomic;
+//! - base chains on the nat prerouting/output/postrouting and filter
+//!   forward hooks whose few rules only consult the sets and the map, so
+//!   they never change with containers or networks.
+
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use crate::ipam::Subnet;
+use crate::NetworkError;
+
+/// The table's name (family `inet`).
+pub const TABLE: &str = "berth";
+
+/// A transport protocol a port is published for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Proto {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+    /// SCTP.
+    Sctp,
+}
+
+impl Proto {
+    /// Its name, as Docker and nft write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+            Proto::Sctp => "sctp",
+        }
+    }
+}
+
+impl std::str::FromStr for Proto {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Proto, ()> {
+        match s {
+            "tcp" => Ok(Proto::Tcp),
+            "udp" => Ok(Proto::Udp),
+            "sctp" => Ok(Proto::Sctp),
+            _ => Err(()),
+        }
+    }
+}
+
+/// A network, as the firewall sees it.
+#[derive(Debug, Clone)]
+pub struct NetRules<'a> {
+    /// Its bridge device.
+    pub bridge: &'a str,
+    /// Its subnet.
+    pub subnet: Subnet,
+    /// No way out (`--internal`).
+    pub internal: bool,
+}
+
+/// One published port: what reaches `host_ip:host_port` (any of the
+/// host's addresses when None) goes to `addr:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    /// The protocol.
+    pub proto: Proto,
+    /// The host address it is published on (None: all of them).
+    pub host_ip: Option<Ipv4Addr>,
+    /// The host's port.
+    pub host_port: u16,
+    /// The container's address.
+    pub addr: Ipv4Addr,
+    /// The container's port.
+    pub port: u16,
+}
+
+/// The chain of the container whose key (12 hex digits of its id) is `key`.
+fn chain(key: &str) -> String {
+    format!("c-{key}")
+}
+
+fn nft_path() -> Result<PathBuf, NetworkError> {
+    ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .ok_or(NetworkError::NoNft)
+}
+
+/// Runs `nft` with `args`, `script` on its stdin; its stdout.
+fn nft(args: &[&str], script: &str, step: &'static str) -> Result<String, NetworkError> {
+    let mut child = Command::new(nft_path()?)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|err| NetworkError::Io { step, err })?;
+    let written = child
+        .stdin
+        .take()
+        .map(|mut i| i.write_all(script.as_bytes()));
+    let out = child
+        .wait_with_output()
+        .map_err(|err| NetworkError::Io { step, err })?;
+    if let Some(Err(err)) = written {
+        return Err(NetworkError::Io { step, err });
+    }
+    if !out.status.success() {
+        return Err(NetworkError::Firewall {
+            step,
+            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The table, its sets and base chains, and the base chains' rules
+/// (flushed and written again: they are the same every time).
+fn base() -> String {
+    let t = format!("inet {TABLE}");
+    format!(
+        "add table {t}\n\
+         add set {t} nets {{ type ipv4_addr; flags interval; }}\n\
+         add set {t} bridges {{ type ifname; }}\n\
+         add set {t} internal {{ type ifname; }}\n\
+         add map {t} ports {{ type inet_proto . inet_service : verdict; }}\n\
+         add chain {t} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}\n\
+         add chain {t} output {{ type nat hook output priority -100; policy accept; }}\n\
+         add chain {t} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}\n\
+         add chain {t} forward {{ type filter hook forward priority filter; policy accept; }}\n\
+         flush chain {t} prerouting\n\
+         flush chain {t} output\n\
+         flush chain {t} postrouting\n\
+         flush chain {t} forward\n\
+         add rule {t} prerouting fib daddr type local meta l4proto . th dport vmap @ports\n\
+         add rule {t} output fib daddr type local meta l4proto . th dport vmap @ports\n\
+         add rule {t} postrouting meta nfproto ipv4 ip saddr @nets ip daddr != @nets oifname != @bridges masquerade\n\
+         add rule {t} postrouting meta nfproto ipv4 oifname @bridges ip saddr @nets ct status dnat masquerade\n\
+         add rule {t} postrouting meta nfproto ipv4 oifname @bridges ip saddr 127.0.0.0/8 masquerade\n\
+         add rule {t} forward iifname @internal oifname != @internal drop\n\
+         add rule {t} forward oifname @internal iifname != @internal drop\n"
+    )
+}
+
+fn network_elements(n: &NetRules) -> String {
+    let t = format!("inet {TABLE}");
+    let mut s = format!("add element {t} bridges {{ \"{}\" }}\n", n.bridge);
+    if n.internal {
+        s.push_str(&format!(
+            "add element {t} internal {{ \"{}\" }}\n",
+            n.bridge
+        ));
+    } else {
+        s.push_str(&format!("add element {t} nets {{ {} }}\n", n.subnet));
+    }
+    s
+}
+
+fn write_sysctl(path: &str, step: &'static str) -> Result<(), NetworkError> {
+    if std::fs::read_to_string(path).is_ok_and(|v| v.trim() == "1") {
+        return Ok(());
+    }
+    std::fs::write(path, "1").map_err(|err| NetworkError::Io { step, err })
+}
+
+/// Makes networks `nets` known to the firewall (masquerade out, unless it is
+/// internal) and sets the two sysctls it needs: forwarding (for the way
+/// out and for one container reaching another's published port) and
+/// `route_localnet` on its bridge only (so 127.0.0.1 reaches published
+/// ports, as Docker does without its proxy).
+///
+/// Every run of a container on a network does this (one batch for all its
+/// networks), so a table flushed by someone else comes back.
+pub fn add_networks(nets: &[NetRules]) -> Result<(), NetworkError> {
+    let mut s = base();
+    for n in nets {
+        crate::bridge::check_name(n.bridge)?;
+        s.push_str(&network_elements(n));
+    }
+    nft(&["-f", "-"], &s, "add the networks' firewall rules")?;
+    for n in nets {
+        write_sysctl(
+            &format!("/proc/sys/net/ipv4/conf/{}/route_localnet", n.bridge),
+            "set route_localnet on the bridge",
+        )?;
+    }
+    if nets.iter().any(|n| !n.internal) {
+        write_sysctl("/proc/sys/net/ipv4/ip_forward", "enable IPv4 forwarding")?;
+    }
+    Ok(())
+}
+
+/// What the table holds now (None: there is no table).
+#[derive(Debug, Default)]
+struct Listing {
+    bridges: Vec<String>,
+    internal: Vec<String>,
+    nets: Vec<String>,
+    /// `(protocol, port, chain)`.
+    ports: Vec<(String, u64, String)>,
+    chains: Vec<String>,
+}
+
+fn read_table() -> Result<Option<Listing>, NetworkError> {
+    let out = match nft(
+        &["-j", "list", "table", "inet", TABLE],
+        "",
+        "list berth's table",
+    ) {
+        Ok(o) => o,
+        Err(NetworkError::Firewall { message, .. }) if message.contains("No such file") => {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
+    };
+    let json: serde_json::Value =
+        serde_json::from_str(&out).map_err(|e| NetworkError::Firewall {
+            step: "read berth's table",
+            message: e.to_string(),
+        })?;
+    let mut l = Listing::default();
+    for item in json["nftables"].as_array().into_iter().flatten() {
+        if let Some(c) = item.get("chain") {
+            if let Some(name) = c["name"].as_str() {
+                l.chains.push(name.to_string());
+            }
+        }
+        let Some(set) = item.get("set").or_else(|| item.get("map")) else {
+            continue;
+        };
+        let elems = set["elem"].as_array().cloned().unwrap_or_default();
+        match set["name"].as_str() {
+            Some(name @ ("bridges" | "internal")) => {
+                let names = elems.iter().filter_map(|e| Some(e.as_str()?.to_string()));
+                if name == "bridges" {
+                    l.bridges.extend(names);
+                } else {
+                    l.internal.extend(names);
+                }
+            }
+            Some("nets") => l.nets.extend(elems.iter().filter_map(|e| {
+                let p = e.get("prefix")?;
+                Some(format!("{}/{}", p["addr"].as_str()?, p["len"].as_u64()?))
+            })),
+            Some("ports") => l.ports.extend(elems.iter().filter_map(|e| {
+                let key = e[0]["concat"].as_array()?;
+                let target = e[1]["jump"]["target"].as_str()?;
+                Some((
+                    key.first()?.as_str()?.to_string(),
+                    key.get(1)?.as_u64()?,
+                    target.to_string(),
+                ))
+            })),
+            _ => {}
+        }
+    }
+    Ok(Some(l))
+}
+
+/// Forgets network `n` (its elements go; nothing if they are gone).
+pub fn remove_network(n: &NetRules) -> Result<(), NetworkError> {
+    let Some(l) = read_table()? else {
+        return Ok(());
+    };
+    let t = format!("inet {TABLE}");
+    let mut s = String::new();
+    if l.bridges.iter().any(|b| b == n.bridge) {
+        s.push_str(&format!(
+            "delete element {t} bridges {{ \"{}\" }}\n",
+            n.bridge
+        ));
+    }
+    if l.internal.iter().any(|b| b == n.bridge) {
+        s.push_str(&format!(
+            "delete element {t} internal {{ \"{}\" }}\n",
+            n.bridge
+        ));
+    }
+    if l.nets.iter().any(|x| *x == n.subnet.to_string()) {
+        s.push_str(&format!("delete element {t} nets {{ {} }}\n", n.subnet));
+    }
+    if s.is_empty() {
+        return Ok(());
+    }
+    nft(&["-f", "-"], &s, "remove the network's firewall rules").map(drop)
+}
+
+/// Publishes the ports of the container whose key is `key` (12 hex
+/// digits), on networks `nets`: its chain with one DNAT rule per port,
+/// and its ports in the map. One batch: on a port that another container
+/// holds, nothing is changed and [`NetworkError::PortTaken`] names it.
+pub fn publish(key: &str, nets: &[NetRules], fwd: &[Forward]) -> Result<(), NetworkError> {
+    let t = format!("inet {TABLE}");
+    let c = chain(key);
+    let mut s = base();
+    for n in nets {
+        crate::bridge::check_name(n.bridge)?;
+        s.push_str(&network_elements(n));
+    }
+    s.push_str(&format!("add chain {t} {c}\nflush chain {t} {c}\n"));
+    for f in fwd {
+        let daddr = f
+            .host_ip
+            .map(|ip| format!("ip daddr {ip} "))
+            .unwrap_or_default();
+        s.push_str(&format!(
+            "add rule {t} {c} meta nfproto ipv4 {daddr}meta l4proto {p} th dport {hp} dnat ip to {a}:{cp}\n",
+            p = f.proto.as_str(),
+            hp = f.host_port,
+            a = f.addr,
+            cp = f.port,
+        ));
+    }
+    let mut keys: Vec<(Proto, u16)> = fwd.iter().map(|f| (f.proto, f.host_port)).collect();
+    keys.sort();
+    keys.dedup();
+    for (p, port) in &keys {
+        s.push_str(&format!(
+            "create element {t} ports {{ {} . {port} : jump {c} }}\n",
+            p.as_str()
+        ));
+    }
+    match nft(&["-f", "-"], &s, "publish the container's ports") {
+        Err(NetworkError::Firewall { message, .. }) if message.contains("File exists") => {
+            // nft quotes the failing line: `create element … { tcp . 8080 : …`.
+            let taken = message
+                .lines()
+                .find_map(|l| {
+                    let rest = l.split_once(" ports { ")?.1;
+                    let mut w = rest.split_whitespace();
+                    let proto: Proto = w.next()?.parse().ok()?;
+                    w.next()?;
+                    let port: u16 = w.next()?.parse().ok()?;
+                    Some((proto, port))
+                })
+                .unwrap_or(keys.first().copied().unwrap_or((Proto::Tcp, 0)));
+            // The chain made in the failed batch was not made either.
+            Err(NetworkError::PortTaken {
+                proto: taken.0.as_str(),
+                port: taken.1,
+            })
+        }
+        other => other.map(drop),
+    }
+}
+
+/// Takes the container whose key is `key` off the firewall: its ports and
+/// its chain. Nothing if it has none.
+pub fn unpublish(key: &str) -> Result<(), NetworkError> {
+    let Some(l) = read_table()? else {
+        return Ok(());
+    };
+    unpublish_listed(&l, key)
+}
+
+fn unpublish_listed(l: &Listing, key: &str) -> Result<(), NetworkError> {
+    let t = format!("inet {TABLE}");
+    let c = chain(key);
+    let mut s = String::new();
+    for (p, port, target) in &l.ports {
+        if *target == c {
+            s.push_str(&format!("delete element {t} ports {{ {p} . {port} }}\n"));
+        }
+    }
+    if l.chains.contains(&c) {
+        s.push_str(&format!("flush chain {t} {c}\ndelete chain {t} {c}\n"));
+    }
+    if s.is_empty() {
+        return Ok(());
+    }
+    nft(&["-f", "-"], &s, "unpublish the container's ports").map(drop)
+}
+
+/// The keys of the containers the firewall publishes ports of.
+pub fn published_keys() -> Result<Vec<String>, NetworkError> {
+    let Some(l) = read_table()? else {
+        return Ok(vec![]);
+    };
+    let mut keys: Vec<String> = l
+        .chains
+        .iter()
+        .chain(l.ports.iter().map(|(_, _, c)| c))
+        .filter_map(|c| Some(c.strip_prefix("c-")?.to_string()))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    Ok(keys)
+}
+
+/// Whether berth's table exists (in the caller's network namespace).
+pub fn table_exists() -> Result<bool, NetworkError> {
+    Ok(read_table()?.is_some())
+}
