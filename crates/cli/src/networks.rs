@@ -34,6 +34,12 @@ pub enum NetworkCommand {
         #[arg(required = true)]
         networks: Vec<String>,
     },
+    /// Serve a network's DNS (started by the engine; not for users).
+    #[command(hide = true)]
+    DnsServe {
+        /// The network's id.
+        id: String,
+    },
     /// Remove the networks no container is on.
     Prune {
         /// Do not ask.
@@ -216,6 +222,7 @@ pub fn main(root: &Path, command: &NetworkCommand) -> Result<()> {
                 bail!("some networks could not be removed");
             }
         }
+        NetworkCommand::DnsServe { id } => e.dns_serve(id)?,
         NetworkCommand::Prune { force } => {
             if !force {
                 use std::io::Write;

@@ -100,6 +100,9 @@ pub struct RunArgs {
     /// The container's IPv4 address on its network (--network NAME).
     #[arg(long)]
     ip: Option<String>,
+    /// Another name the container answers to on its network's DNS (repeatable).
+    #[arg(long = "network-alias", visible_alias = "net-alias")]
+    network_alias: Vec<String>,
     /// Publish a container port on the host: `[IP:][HOST_PORT[-END]:]PORT[-END][/tcp|udp|sctp]` (no host port: a free one).
     #[arg(short = 'p', long = "publish")]
     publish: Vec<String>,
@@ -406,6 +409,7 @@ fn prepare(root: &Path, args: &RunArgs) -> anyhow::Result<Prepared> {
         add_hosts: args.add_host.clone(),
         ip: args.ip.clone(),
         publish: args.publish.clone(),
+        network_aliases: args.network_alias.clone(),
         publish_all: args.publish_all,
         expose: args.expose.clone(),
         dns: args.dns.clone(),

@@ -105,15 +105,26 @@ impl Container<'_> {
             .map_err(io("write", &files.join("lowers.json")))?;
         std::fs::write(files.join("hostname"), format!("{hostname}\n"))
             .map_err(io("write", &files.join("hostname")))?;
+        // Its place on its network (leased when it was made), if it has one.
+        let place = crate::restart::ContainerSettings::parse(&self.db.find(&self.id)?.config)
+            .networks
+            .iter()
+            .find_map(|(name, a)| {
+                Some(crate::hosts::Place {
+                    ip: a.ip.parse().ok()?,
+                    gateway: a.gateway.parse().ok()?,
+                    dns: name != crate::networks::DEFAULT_NETWORK,
+                })
+            });
         std::fs::write(
             files.join("hosts"),
-            crate::hosts::hosts_file(&hostname, &opts.add_hosts)?,
+            crate::hosts::hosts_file(&hostname, &opts.add_hosts, place)?,
         )
         .map_err(io("write", &files.join("hosts")))?;
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         std::fs::write(
             files.join("resolv.conf"),
-            crate::hosts::resolv_conf(opts, &host_resolv),
+            crate::hosts::resolv_conf(opts, &host_resolv, place),
         )
         .map_err(io("write", &files.join("resolv.conf")))?;
         let mut spec = spec::container_spec(rootfs, files, &hostname, argv, env, cwd, &user)?;
@@ -199,7 +210,7 @@ impl Container<'_> {
             shim::passthrough::prepare(&self.bundle, log).map_err(shim_err)?;
         // (A container on no network has nothing to set up: no query for it.)
         if !settings.networks.is_empty() {
-            crate::net_setup::up(&self.engine.root, self.db, &self.id)?;
+            crate::net_setup::up(self.engine, self.db, &self.id)?;
         }
         let pid_file = self.bundle.join("init.pid");
         let mut create = self.engine.runtime_cmd(&runtime_root, &self.log());

@@ -63,7 +63,7 @@ impl Container<'_> {
         }
         // (A container on no network has nothing to set up: no query for it.)
         if !settings.networks.is_empty() {
-            crate::net_setup::up(&self.engine.root, self.db, &self.id)?;
+            crate::net_setup::up(self.engine, self.db, &self.id)?;
         }
         let mut child = Command::new(&self.engine.shim)
             .args(&options)

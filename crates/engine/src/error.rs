@@ -158,6 +158,14 @@ pub enum EngineError {
         /// Why.
         reason: String,
     },
+    /// A network's DNS server failed.
+    #[error("network {network}: {reason}")]
+    Dns {
+        /// The network.
+        network: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// A host port a socket of the host's holds.
     #[error("cannot publish {port}: address already in use")]
     PortInUse {

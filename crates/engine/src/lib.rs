@@ -36,6 +36,7 @@ pub mod containers;
 pub mod detach;
 pub mod devices;
 pub mod diff;
+pub mod dns;
 pub mod error;
 pub mod events;
 pub mod exec;

@@ -34,6 +34,9 @@ pub struct Attachment {
     /// The gateway.
     #[serde(rename = "Gateway")]
     pub gateway: String,
+    /// `--network-alias`es: more names it answers to on the network.
+    #[serde(rename = "Aliases", default)]
+    pub aliases: Vec<String>,
 }
 
 /// The pinned network namespace of container `id`.
@@ -85,6 +88,7 @@ impl Engine {
         id: &str,
         key: &str,
         ip: Option<&str>,
+        aliases: &[String],
     ) -> Result<BTreeMap<String, Attachment>, EngineError> {
         let net = if matches!(key, crate::networks::DEFAULT_NETWORK | "default") {
             self.default_network(db)?
@@ -100,6 +104,20 @@ impl Engine {
                 })
             })
             .transpose()?;
+        if !aliases.is_empty() && !crate::dns::has_dns(&net) {
+            return Err(EngineError::InvalidOption {
+                option: "--network-alias",
+                value: aliases.join(","),
+                reason: "network-scoped aliases are for user-defined networks (the default bridge has no DNS)".into(),
+            });
+        }
+        for a in aliases {
+            crate::names::check(a).map_err(|_| EngineError::InvalidOption {
+                option: "--network-alias",
+                value: a.clone(),
+                reason: "use letters, digits, '_', '.' and '-'".into(),
+            })?;
+        }
         let addr = db.lease(&net, id, wanted)?;
         let mut out = BTreeMap::new();
         out.insert(
@@ -109,6 +127,7 @@ impl Engine {
                 ip: addr.to_string(),
                 prefix: net.subnet()?.prefix,
                 gateway: net.gateway.clone(),
+                aliases: aliases.to_vec(),
             },
         );
         Ok(out)
@@ -130,7 +149,8 @@ fn firewall_key(id: &str) -> &str {
 /// place on each network it has a lease on, and its published ports.
 /// Nothing (false) for a container on no network. On failure, what was
 /// made is taken down.
-pub(crate) fn up(root: &Path, db: &Store, id: &str) -> Result<bool, EngineError> {
+pub(crate) fn up(engine: &Engine, db: &Store, id: &str) -> Result<bool, EngineError> {
+    let root = &engine.root;
     let endpoints = db.endpoints(None, Some(id))?;
     if endpoints.is_empty() {
         return Ok(false);
@@ -150,6 +170,7 @@ pub(crate) fn up(root: &Path, db: &Store, id: &str) -> Result<bool, EngineError>
             let net = db.network(&ep.network)?;
             let subnet = net.subnet()?;
             nets.push((net.bridge.clone(), subnet, net.internal));
+            let dns = crate::dns::has_dns(&net).then_some(net.clone());
             let gateway = net.gateway_addr()?;
             network::bridge::ensure(&network::bridge::Bridge {
                 name: &net.bridge,
@@ -173,6 +194,10 @@ pub(crate) fn up(root: &Path, db: &Store, id: &str) -> Result<bool, EngineError>
                 },
             )
             .map_err(net_err(id))?;
+            // Its DNS server serves the bridge's address.
+            if let Some(net) = dns {
+                crate::dns::ensure(engine, &net)?;
+            }
         }
         let rules: Vec<NetRules> = nets
             .iter()

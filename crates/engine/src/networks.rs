@@ -503,6 +503,7 @@ impl Engine {
             Ok(()) | Err(network::NetworkError::NoNft) => {}
             Err(e) => return Err(net_err(e)),
         }
+        crate::dns::stop(&self.root, &n.id);
         network::bridge::remove_link(&n.bridge).map_err(net_err)?;
         let gone = db
             .db

@@ -250,12 +250,19 @@ impl Engine {
             .filter(|n| crate::networks::is_user_network(n))
         {
             let leased = self
-                .lease_network(&db, &id, net, opts.ip.as_deref())
+                .lease_network(&db, &id, net, opts.ip.as_deref(), &opts.network_aliases)
                 .and_then(|atts| db.update_settings(&id, |s| s.networks = atts));
             if let Err(e) = leased {
                 let _ = db.remove(&id);
                 return Err(e);
             }
+        } else if !opts.network_aliases.is_empty() {
+            let _ = db.remove(&id);
+            return Err(EngineError::InvalidOption {
+                option: "--network-alias",
+                value: opts.network_aliases.join(","),
+                reason: "an alias needs a user-defined network (--network NAME)".into(),
+            });
         } else if let Some(ip) = &opts.ip {
             let _ = db.remove(&id);
             return Err(EngineError::InvalidOption {

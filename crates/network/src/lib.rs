@@ -8,6 +8,7 @@
 //! not asked to.
 
 pub mod bridge;
+pub mod dns;
 pub mod firewall;
 pub mod ipam;
 pub mod netns;
