@@ -30,8 +30,9 @@ BERTH = os.path.join(ROOT, "target", "release", "berth-runtime")
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
 
 
-def busybox_archive(path, tag):
-    """A docker-archive (`docker save` format) of a busybox image."""
+def busybox_archive(path, tag, extra=()):
+    """A docker-archive (`docker save` format) of a busybox image; `extra`
+    host files (symlinks followed) are added at their own paths."""
     layer = io.BytesIO()
     with tarfile.open(fileobj=layer, mode="w") as t:
         for d in ["bin", "dev", "proc", "sys", "etc", "tmp"]:
@@ -39,6 +40,17 @@ def busybox_archive(path, tag):
             info.type, info.mode = tarfile.DIRTYPE, 0o755
             t.addfile(info)
         t.add("/bin/busybox", arcname="bin/busybox")
+        made = set()
+        for f in extra:
+            parts = f.strip("/").split("/")
+            for i in range(1, len(parts)):
+                d = "/".join(parts[:i])
+                if d not in made and d not in ("bin", "dev", "proc", "sys", "etc", "tmp"):
+                    info = tarfile.TarInfo(d)
+                    info.type, info.mode = tarfile.DIRTYPE, 0o755
+                    t.addfile(info)
+                    made.add(d)
+            t.add(os.path.realpath(f), arcname=f.strip("/"))
         for applet in ["sh", "echo", "true", "sleep", "cat"]:
             info = tarfile.TarInfo("bin/" + applet)
             info.type, info.linkname = tarfile.SYMTYPE, "busybox"

@@ -10,8 +10,15 @@ machine's devices and firewall are never touched):
    another on the network (busybox nc on both ends; the bytes received are
    checked), as MB/s, and against plain loopback in the bench's namespace.
 
-Not measured yet (see docs/network.md): iperf3 throughput, published ports
-and the connection rate (berth has no published ports yet), and Docker.
+3. iperf3 (Debian's, in an image of the bench's own with its libraries):
+   container to container on the network, against iperf3 over loopback in the
+   bench's namespace (goal >= 0.9), and from the namespace's loopback to a
+   port the container publishes (`-p`), as Gbit/s.
+4. Connection rate: short HTTP/1.0 GETs (connect, request, read to the close)
+   from the namespace's loopback to busybox httpd behind a published port,
+   one at a time for 2 s, as connections per second.
+
+Not measured yet (see docs/network.md): Docker as a peer.
 
 Every command's exit status is checked; a fast failure is not a result.
 Usage (root): bench/network.py [--iterations N] [--json FILE]
@@ -162,6 +169,99 @@ def loopback(ns, iterations, work):
     return statistics.median(rates)
 
 
+IPERF_PORT = 5201
+
+
+def iperf_files():
+    """iperf3 and the libraries it loads, for the bench's image."""
+    out = check(["ldd", "/usr/bin/iperf3"])
+    libs = [w for line in out.splitlines() for w in line.split() if w.startswith("/")]
+    return ["/usr/bin/iperf3"] + libs
+
+
+def load_iperf_image(e, work):
+    archive = os.path.join(work, f"iperf3-{e.name}.tar")
+    tag = "localhost/iperf3:bench" if e.name == "podman" else "iperf3:bench"
+    engines.busybox_archive(archive, tag, extra=iperf_files())
+    check(e.cmd(["load", "-i", archive]))
+    return tag
+
+
+def gbits(report):
+    """Gbit/s received, from iperf3's JSON."""
+    return json.loads(report)["end"]["sum_received"]["bits_per_second"] / 1e9
+
+
+def iperf_c2c(e, image, iterations):
+    server = check(e.cmd(["run", "-d", "--network", "benchnet", image,
+                          "/usr/bin/iperf3", "-s", "-p", str(IPERF_PORT)])).strip()
+    ip = check(e.cmd(["inspect", "-f",
+                      '{{(index .NetworkSettings.Networks "benchnet").IPAddress}}', server])).strip()
+    try:
+        time.sleep(0.5)
+        return statistics.median(
+            gbits(check(e.cmd(["run", "--rm", "--network", "benchnet", image, "/usr/bin/iperf3", "-c", ip,
+                               "-p", str(IPERF_PORT), "-t", "3", "-J"])))
+            for _ in range(iterations))
+    finally:
+        subprocess.call(e.cmd(["rm", "-f", server]), stdout=subprocess.DEVNULL)
+
+
+def iperf_loopback(ns, iterations):
+    rates = []
+    for _ in range(iterations):
+        srv = subprocess.Popen(ns.wrap(["iperf3", "-s", "-1", "-p", "5301"]),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.3)
+        rates.append(gbits(check(ns.wrap(["iperf3", "-c", "127.0.0.1", "-p", "5301", "-t", "3", "-J"]))))
+        if srv.wait(timeout=30) != 0:
+            raise SystemExit("the loopback iperf3 server failed")
+    return statistics.median(rates)
+
+
+def iperf_published(e, image, ns, iterations, host_port):
+    server = check(e.cmd(["run", "-d", "--network", "benchnet", "-p", f"{host_port}:{IPERF_PORT}",
+                          image, "/usr/bin/iperf3", "-s", "-p", str(IPERF_PORT)])).strip()
+    try:
+        time.sleep(0.5)
+        return statistics.median(
+            gbits(check(ns.wrap(["iperf3", "-c", "127.0.0.1", "-p", str(host_port), "-t", "3", "-J"])))
+            for _ in range(iterations))
+    finally:
+        subprocess.call(e.cmd(["rm", "-f", server]), stdout=subprocess.DEVNULL)
+
+
+CONNECT_LOOP = """
+import socket, sys, time
+port = int(sys.argv[1]); n = 0; end = time.perf_counter() + 2.0
+while time.perf_counter() < end:
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+    body = b""
+    while True:
+        d = s.recv(4096)
+        if not d:
+            break
+        body += d
+    s.close()
+    if b"bench-page" not in body:
+        raise SystemExit("a wrong answer: %r" % body[:200])
+    n += 1
+print(n / 2.0)
+"""
+
+
+def connection_rate(e, ns, host_port):
+    server = check(e.cmd(["run", "-d", "--network", "benchnet", "-p", f"{host_port}:80", e.image(),
+                          "sh", "-c", "mkdir /tmp/w && echo bench-page > /tmp/w/index.html && "
+                          "exec busybox httpd -f -p 80 -h /tmp/w"])).strip()
+    try:
+        time.sleep(0.5)
+        return float(check(ns.wrap(["python3", "-c", CONNECT_LOOP, str(host_port)])).strip())
+    finally:
+        subprocess.call(e.cmd(["rm", "-f", server]), stdout=subprocess.DEVNULL)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--iterations", type=int, default=10)
@@ -194,6 +294,20 @@ def main():
         result[f"container to container, {SIZE_MB} MiB over TCP (MB/s)"] = {
             e.name: stream(e, max(3, args.iterations // 3)) for e in made}
         result["loopback in the same namespace (MB/s)"] = {"loopback": loopback(ns, 3, work)}
+        images = {e.name: load_iperf_image(e, work) for e in made}
+        n = max(3, args.iterations // 3)
+        c2c, pub, conn = {}, {}, {}
+        for i in range(n):
+            for e in (made if i % 2 == 0 else made[::-1]):
+                c2c.setdefault(e.name, []).append(iperf_c2c(e, images[e.name], 1))
+                port = 15201 + made.index(e)
+                pub.setdefault(e.name, []).append(iperf_published(e, images[e.name], ns, 1, port))
+                conn.setdefault(e.name, []).append(connection_rate(e, ns, 18081 + made.index(e)))
+        result["iperf3 container to container (Gbit/s)"] = {k: statistics.median(v) for k, v in c2c.items()}
+        result["iperf3 loopback in the same namespace (Gbit/s)"] = {"loopback": iperf_loopback(ns, 3)}
+        result["iperf3 loopback to a published port (Gbit/s)"] = {k: statistics.median(v) for k, v in pub.items()}
+        result["HTTP/1.0 connections to a published port (per s)"] = {
+            k: statistics.median(v) for k, v in conn.items()}
     finally:
         for e in made:
             e.close()
@@ -208,6 +322,10 @@ def main():
     if "loopback in the same namespace (MB/s)" in result:
         c2c = result[f"container to container, {SIZE_MB} MiB over TCP (MB/s)"]["berth"]
         print(f"berth container to container / loopback: {c2c / result['loopback in the same namespace (MB/s)']['loopback']:.2f}")
+    if "iperf3 loopback in the same namespace (Gbit/s)" in result:
+        c2c = result["iperf3 container to container (Gbit/s)"]["berth"]
+        lo = result["iperf3 loopback in the same namespace (Gbit/s)"]["loopback"]
+        print(f"berth iperf3 container to container / loopback: {c2c / lo:.2f}")
     if args.json:
         json.dump(result, open(args.json, "w"), indent=2)
 

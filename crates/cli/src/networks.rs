@@ -1,4 +1,4 @@
-//! `berth network create|ls|inspect|rm|prune`: Docker's network commands,
+//! `berth network create|ls|inspect|rm|prune|connect|disconnect`: Docker's network commands,
 //! flags and output over the engine's networks (the bridge driver).
 
 use std::path::Path;
@@ -33,6 +33,29 @@ pub enum NetworkCommand {
         /// Network names or ids.
         #[arg(required = true)]
         networks: Vec<String>,
+    },
+    /// Put a container on a network (a running one at once).
+    Connect {
+        /// Its IPv4 address on the network.
+        #[arg(long)]
+        ip: Option<String>,
+        /// Another name it answers to on the network (repeatable).
+        #[arg(long)]
+        alias: Vec<String>,
+        /// The network.
+        network: String,
+        /// The container.
+        container: String,
+    },
+    /// Take a container off a network.
+    Disconnect {
+        /// A container that is not on the network is no error.
+        #[arg(short, long)]
+        force: bool,
+        /// The network.
+        network: String,
+        /// The container.
+        container: String,
     },
     /// Serve a network's DNS (started by the engine; not for users).
     #[command(hide = true)]
@@ -223,6 +246,19 @@ pub fn main(root: &Path, command: &NetworkCommand) -> Result<()> {
             }
         }
         NetworkCommand::DnsServe { id } => e.dns_serve(id)?,
+        NetworkCommand::Connect {
+            ip,
+            alias,
+            network,
+            container,
+        } => {
+            e.network_connect(network, container, ip.as_deref(), alias)?;
+        }
+        NetworkCommand::Disconnect {
+            force,
+            network,
+            container,
+        } => e.network_disconnect(network, container, *force)?,
         NetworkCommand::Prune { force } => {
             if !force {
                 use std::io::Write;

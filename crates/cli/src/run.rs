@@ -68,9 +68,9 @@ pub struct RunArgs {
     /// Restart policy: no, on-failure[:N], always, unless-stopped.
     #[arg(long)]
     restart: Option<String>,
-    /// Network: bridge (the default network), none (the default, unless ports are published), host, container:NAME, or a network's name.
+    /// Network: bridge (the default network), none (the default, unless ports are published), host, container:NAME, or a network's name (repeatable: more networks).
     #[arg(long, visible_alias = "net")]
-    network: Option<String>,
+    network: Vec<String>,
     /// IPC namespace: private, shareable, none, host, container:NAME.
     #[arg(long)]
     ipc: Option<String>,
@@ -391,7 +391,7 @@ fn prepare(root: &Path, args: &RunArgs) -> anyhow::Result<Prepared> {
         },
         restart: args.restart.clone(),
         namespaces: engine::namespaces::NamespaceFlags {
-            network: args.network.clone(),
+            network: args.network.first().cloned(),
             ipc: args.ipc.clone(),
             pid: args.pid.clone(),
             uts: args.uts.clone(),
@@ -410,6 +410,7 @@ fn prepare(root: &Path, args: &RunArgs) -> anyhow::Result<Prepared> {
         ip: args.ip.clone(),
         publish: args.publish.clone(),
         network_aliases: args.network_alias.clone(),
+        more_networks: args.network.iter().skip(1).cloned().collect(),
         publish_all: args.publish_all,
         expose: args.expose.clone(),
         dns: args.dns.clone(),

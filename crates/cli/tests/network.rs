@@ -381,3 +381,141 @@ fn inspect_finds_containers_images_volumes_and_networks() {
     f.berth(&["network", "rm", "insp"]).ok();
     f.assert_clean();
 }
+
+#[test]
+fn connect_and_disconnect_running_and_stopped_containers() {
+    let f = Fixture::in_netns();
+    f.berth(&["network", "create", "--subnet", "10.93.0.0/24", "front"])
+        .ok();
+    f.berth(&["network", "create", "--subnet", "10.94.0.0/24", "back"])
+        .ok();
+    f.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "api",
+        "--network",
+        "front",
+        "bb:1",
+        "sh",
+        "-c",
+        "busybox nc -ll -p 80 -e echo from-api",
+    ])
+    .ok();
+    f.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "worker",
+        "--network",
+        "back",
+        "bb:1",
+        "sleep",
+        "60",
+    ])
+    .ok();
+    let ask = |name: &str| {
+        f.berth(&[
+            "exec",
+            "worker",
+            "sh",
+            "-c",
+            &format!("busybox nc -w 3 {name} 80 </dev/null"),
+        ])
+    };
+    // Not on `back` yet: its server does not know the name.
+    assert_ne!(ask("api").stdout, "from-api\n");
+
+    // Connected while it runs: eth1 now, its name and alias on `back`.
+    f.berth(&[
+        "network",
+        "connect",
+        "--alias",
+        "svc",
+        "--ip",
+        "10.94.0.50",
+        "back",
+        "api",
+    ])
+    .ok();
+    let o = f.berth(&["exec", "api", "ls", "/sys/class/net"]).ok();
+    assert_eq!(
+        o.stdout.split_whitespace().collect::<Vec<_>>(),
+        ["eth0", "eth1", "lo"]
+    );
+    assert_eq!(ip_of(&f, "api", "back"), "10.94.0.50");
+    assert_eq!(ip_of(&f, "api", "front"), "10.93.0.2");
+    for name in ["api", "svc"] {
+        let o = ask(name);
+        assert_eq!(o.stdout, "from-api\n", "{name}: {o:?}");
+    }
+    // Its default route stays on its first network.
+    let o = f.berth(&["exec", "api", "busybox", "ip", "route"]).ok();
+    assert!(o.stdout.contains("default via 10.93.0.1 dev eth0"), "{o:?}");
+    let o = f.berth(&["network", "connect", "back", "api"]);
+    assert!(o.code != 0 && o.stderr.contains("already"), "{o:?}");
+
+    // Disconnected: eth1 and the names go.
+    f.berth(&["network", "disconnect", "back", "api"]).ok();
+    let o = f.berth(&["exec", "api", "ls", "/sys/class/net"]).ok();
+    assert_eq!(
+        o.stdout.split_whitespace().collect::<Vec<_>>(),
+        ["eth0", "lo"]
+    );
+    assert_ne!(ask("api").stdout, "from-api\n");
+    let o = f.berth(&["network", "disconnect", "back", "api"]);
+    assert!(o.code != 0 && o.stderr.contains("not connected"), "{o:?}");
+    f.berth(&["network", "disconnect", "-f", "back", "api"])
+        .ok();
+    let o = f
+        .berth(&["network", "inspect", "-f", "{{len .Containers}}", "back"])
+        .ok();
+    assert_eq!(o.stdout.trim(), "1", "only the worker is left on back");
+
+    // A stopped container gets its interface at its next start.
+    f.berth(&[
+        "create",
+        "--name",
+        "later",
+        "--network",
+        "front",
+        "bb:1",
+        "ls",
+        "/sys/class/net",
+    ])
+    .ok();
+    f.berth(&["network", "connect", "back", "later"]).ok();
+    let o = f.berth(&["start", "-a", "later"]).ok();
+    assert_eq!(
+        o.stdout.split_whitespace().collect::<Vec<_>>(),
+        ["eth0", "eth1", "lo"]
+    );
+    // More than one --network at run.
+    let o = f
+        .run(&[
+            "--network",
+            "front",
+            "--network",
+            "back",
+            "bb:1",
+            "ls",
+            "/sys/class/net",
+        ])
+        .ok();
+    assert_eq!(
+        o.stdout.split_whitespace().collect::<Vec<_>>(),
+        ["eth0", "eth1", "lo"]
+    );
+    // Only containers on a network can be connected.
+    f.berth(&["create", "--name", "loner", "bb:1", "true"]).ok();
+    let o = f.berth(&["network", "connect", "back", "loner"]);
+    assert!(o.code != 0 && o.stderr.contains("--network none"), "{o:?}");
+    let o = f.run(&["--network", "none", "--network", "back", "bb:1", "true"]);
+    assert!(o.code != 0 && o.stderr.contains("--network"), "{o:?}");
+
+    f.berth(&["rm", "-f", "api", "worker", "later", "loner"])
+        .ok();
+    f.berth(&["network", "rm", "front", "back"]).ok();
+    assert!(!host_links(&f).contains("vb"), "{}", host_links(&f));
+    f.assert_clean();
+}

@@ -31,6 +31,7 @@ pub mod blkio;
 pub mod check;
 pub mod commit;
 pub mod confine;
+pub mod connect;
 mod container;
 pub mod containers;
 pub mod detach;

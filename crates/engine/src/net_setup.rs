@@ -66,10 +66,10 @@ pub(crate) fn join_pinned(
     Ok(())
 }
 
-/// The host's end of container `id`'s veth pair on its `n`th network (15
+/// The host's end of container `id`'s veth pair for its `eth<slot>` (15
 /// bytes: the kernel's limit).
-fn host_veth(id: &str, n: usize) -> String {
-    format!("vb{}{}", &id[..12.min(id.len())], n % 10)
+fn host_veth(id: &str, slot: u8) -> String {
+    format!("vb{}{}", &id[..12.min(id.len())], slot % 10)
 }
 
 fn net_err(id: &str) -> impl Fn(network::NetworkError) -> EngineError + '_ {
@@ -118,7 +118,7 @@ impl Engine {
                 reason: "use letters, digits, '_', '.' and '-'".into(),
             })?;
         }
-        let addr = db.lease(&net, id, wanted)?;
+        let (addr, _slot) = db.lease(&net, id, wanted)?;
         let mut out = BTreeMap::new();
         out.insert(
             net.name.clone(),
@@ -168,45 +168,20 @@ pub(crate) fn up(engine: &Engine, db: &Store, id: &str) -> Result<bool, EngineEr
         let mut nets = vec![];
         for (n, ep) in endpoints.iter().enumerate() {
             let net = db.network(&ep.network)?;
-            let subnet = net.subnet()?;
-            nets.push((net.bridge.clone(), subnet, net.internal));
-            let dns = crate::dns::has_dns(&net).then_some(net.clone());
-            let gateway = net.gateway_addr()?;
-            network::bridge::ensure(&network::bridge::Bridge {
-                name: &net.bridge,
-                gateway,
-                prefix: subnet.prefix,
-                mtu: net.mtu(),
-            })
-            .map_err(net_err(id))?;
-            let veth = host_veth(id, n);
-            let ifname = format!("eth{n}");
-            network::bridge::attach(
-                &net.bridge,
-                &network::bridge::Endpoint {
-                    netns: &path,
-                    host_veth: &veth,
-                    ifname: &ifname,
-                    addr: ep.ip,
-                    prefix: subnet.prefix,
-                    gateway: (n == 0 && !net.internal).then_some(gateway),
-                    mtu: net.mtu(),
-                },
-            )
-            .map_err(net_err(id))?;
-            // Its DNS server serves the bridge's address.
-            if let Some(net) = dns {
-                crate::dns::ensure(engine, &net)?;
-            }
+            // The first network (the lowest slot) has the default route.
+            attach_endpoint(engine, id, ep, &net, n == 0)?;
+            nets.push(net);
         }
-        let rules: Vec<NetRules> = nets
+        let rules = nets
             .iter()
-            .map(|(bridge, subnet, internal)| NetRules {
-                bridge,
-                subnet: *subnet,
-                internal: *internal,
+            .map(|n| {
+                Ok(NetRules {
+                    bridge: &n.bridge,
+                    subnet: n.subnet()?,
+                    internal: n.internal,
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>, EngineError>>()?;
         firewall::add_networks(&rules).map_err(net_err(id))?;
         let settings = crate::restart::ContainerSettings::parse(&db.find(id)?.config);
         if !settings.port_bindings.is_empty() {
@@ -218,6 +193,55 @@ pub(crate) fn up(engine: &Engine, db: &Store, id: &str) -> Result<bool, EngineEr
         let _ = down(root, id);
     }
     made
+}
+
+/// Puts container `id` (its namespace pinned) on network `net` as
+/// endpoint `ep`: the bridge, the veth pair `eth<slot>` with its address
+/// (and the default route when `route` and the network has a way out),
+/// and the network's DNS server.
+pub(crate) fn attach_endpoint(
+    engine: &Engine,
+    id: &str,
+    ep: &crate::networks::Endpoint,
+    net: &crate::networks::Network,
+    route: bool,
+) -> Result<(), EngineError> {
+    let subnet = net.subnet()?;
+    let gateway = net.gateway_addr()?;
+    network::bridge::ensure(&network::bridge::Bridge {
+        name: &net.bridge,
+        gateway,
+        prefix: subnet.prefix,
+        mtu: net.mtu(),
+    })
+    .map_err(net_err(id))?;
+    let path = netns_path(&engine.root, id);
+    let veth = host_veth(id, ep.slot);
+    let ifname = format!("eth{}", ep.slot);
+    network::bridge::attach(
+        &net.bridge,
+        &network::bridge::Endpoint {
+            netns: &path,
+            host_veth: &veth,
+            ifname: &ifname,
+            addr: ep.ip,
+            prefix: subnet.prefix,
+            gateway: (route && !net.internal).then_some(gateway),
+            mtu: net.mtu(),
+        },
+    )
+    .map_err(net_err(id))?;
+    // Its DNS server serves the bridge's address.
+    if crate::dns::has_dns(net) {
+        crate::dns::ensure(engine, net)?;
+    }
+    Ok(())
+}
+
+/// Takes container `id`'s interface `eth<slot>` off its network (the
+/// host's end of the pair goes, and the container's with it).
+pub(crate) fn detach_endpoint(id: &str, slot: u8) -> Result<(), EngineError> {
+    network::bridge::remove_link(&host_veth(id, slot)).map_err(net_err(id))
 }
 
 /// Publishes the ports of container `id` at `addr`: host ports chosen
@@ -289,8 +313,8 @@ pub(crate) fn down(root: &Path, id: &str) -> Result<(), EngineError> {
     if !path.exists() {
         return Ok(());
     }
-    for n in 0..4 {
-        network::bridge::remove_link(&host_veth(id, n)).map_err(net_err(id))?;
+    for slot in 0..crate::networks::MAX_SLOTS {
+        network::bridge::remove_link(&host_veth(id, slot)).map_err(net_err(id))?;
     }
     network::netns::remove(&path).map_err(net_err(id))
 }

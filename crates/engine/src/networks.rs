@@ -68,7 +68,13 @@ pub struct Endpoint {
     pub container: String,
     /// Its address.
     pub ip: Ipv4Addr,
+    /// Its interface in the container: `eth<slot>` (0: the first network,
+    /// with the default route).
+    pub slot: u8,
 }
+
+/// A container has at most this many networks (its interfaces eth0 to eth9).
+pub const MAX_SLOTS: u8 = 10;
 
 const BRIDGE_NAME: &str = "com.docker.network.bridge.name";
 const DEFAULT_BRIDGE_OPTION: &str = "com.docker.network.bridge.default_bridge";
@@ -190,9 +196,9 @@ impl Store {
         let mut st = self
             .db
             .prepare(
-                "SELECT network, container, ip FROM endpoints \
+                "SELECT network, container, ip, slot FROM endpoints \
                  WHERE (?1 IS NULL OR network = ?1) AND (?2 IS NULL OR container = ?2) \
-                 ORDER BY network, ip",
+                 ORDER BY container, slot, network",
             )
             .map_err(sql(&self.path))?;
         let rows = st
@@ -201,17 +207,19 @@ impl Store {
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
                     r.get::<_, String>(2)?,
+                    r.get::<_, u8>(3)?,
                 ))
             })
             .map_err(sql(&self.path))?;
         let mut out = vec![];
         for row in rows {
-            let (network, container, ip) = row.map_err(sql(&self.path))?;
+            let (network, container, ip, slot) = row.map_err(sql(&self.path))?;
             if let Ok(ip) = ip.parse() {
                 out.push(Endpoint {
                     network,
                     container,
                     ip,
+                    slot,
                 });
             }
         }
@@ -226,7 +234,7 @@ impl Store {
         net: &Network,
         container: &str,
         wanted: Option<Ipv4Addr>,
-    ) -> Result<Ipv4Addr, EngineError> {
+    ) -> Result<(Ipv4Addr, u8), EngineError> {
         let subnet = net.subnet()?;
         let gateway = net.gateway_addr()?;
         let tx = rusqlite::Transaction::new_unchecked(
@@ -234,6 +242,22 @@ impl Store {
             rusqlite::TransactionBehavior::Immediate,
         )
         .map_err(sql(&self.path))?;
+        let slots: HashSet<u8> = {
+            let mut st = tx
+                .prepare("SELECT slot FROM endpoints WHERE container = ?1")
+                .map_err(sql(&self.path))?;
+            let rows = st
+                .query_map(params![container], |r| r.get::<_, u8>(0))
+                .map_err(sql(&self.path))?;
+            rows.filter_map(Result::ok).collect()
+        };
+        let slot =
+            (0..MAX_SLOTS)
+                .find(|s| !slots.contains(s))
+                .ok_or_else(|| EngineError::Address {
+                    network: net.name.clone(),
+                    reason: format!("the container is on {MAX_SLOTS} networks already"),
+                })?;
         let used: HashSet<Ipv4Addr> = {
             let mut st = tx
                 .prepare("SELECT ip FROM endpoints WHERE network = ?1")
@@ -267,12 +291,35 @@ impl Store {
                 })?,
         };
         tx.execute(
-            "INSERT INTO endpoints (network, container, ip) VALUES (?1, ?2, ?3)",
-            params![net.id, container, ip.to_string()],
+            "INSERT INTO endpoints (network, container, ip, slot) VALUES (?1, ?2, ?3, ?4)",
+            params![net.id, container, ip.to_string(), slot],
         )
-        .map_err(sql(&self.path))?;
+        .map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                EngineError::Address {
+                    network: net.name.clone(),
+                    reason: "the container is on this network already".into(),
+                }
+            }
+            e => sql(&self.path)(e),
+        })?;
         tx.commit().map_err(sql(&self.path))?;
-        Ok(ip)
+        Ok((ip, slot))
+    }
+
+    /// Drops container `container`'s lease on network `network`; whether
+    /// it had one.
+    pub fn release(&self, network: &str, container: &str) -> Result<bool, EngineError> {
+        let n = self
+            .db
+            .execute(
+                "DELETE FROM endpoints WHERE network = ?1 AND container = ?2",
+                params![network, container],
+            )
+            .map_err(sql(&self.path))?;
+        Ok(n > 0)
     }
 }
 

@@ -249,13 +249,33 @@ impl Engine {
             .as_deref()
             .filter(|n| crate::networks::is_user_network(n))
         {
-            let leased = self
-                .lease_network(&db, &id, net, opts.ip.as_deref(), &opts.network_aliases)
-                .and_then(|atts| db.update_settings(&id, |s| s.networks = atts));
+            let leased = (|| {
+                let mut atts =
+                    self.lease_network(&db, &id, net, opts.ip.as_deref(), &opts.network_aliases)?;
+                for more in &opts.more_networks {
+                    if !crate::networks::is_user_network(more) {
+                        return Err(EngineError::InvalidOption {
+                            option: "--network",
+                            value: more.clone(),
+                            reason: "only the first --network may be none, host or container:NAME"
+                                .into(),
+                        });
+                    }
+                    atts.extend(self.lease_network(&db, &id, more, None, &[])?);
+                }
+                db.update_settings(&id, |s| s.networks = atts)
+            })();
             if let Err(e) = leased {
                 let _ = db.remove(&id);
                 return Err(e);
             }
+        } else if !opts.more_networks.is_empty() {
+            let _ = db.remove(&id);
+            return Err(EngineError::InvalidOption {
+                option: "--network",
+                value: opts.more_networks.join(","),
+                reason: "more networks need a first one that is a network (not none, host or container:NAME)".into(),
+            });
         } else if !opts.network_aliases.is_empty() {
             let _ = db.remove(&id);
             return Err(EngineError::InvalidOption {

@@ -14,7 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::error::EngineError;
 
 /// The schema this build reads and writes.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// Where a container is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,6 +276,17 @@ impl Store {
                  );
                  CREATE INDEX IF NOT EXISTS endpoints_by_container ON endpoints (container);
                  PRAGMA user_version = 3;
+                 COMMIT;",
+            )
+            .map_err(sql(&path))?;
+        }
+        if version < 4 {
+            // The interface a lease is (eth<slot>), so a container's
+            // interfaces keep their names when networks are connected.
+            db.execute_batch(
+                "BEGIN IMMEDIATE;
+                 ALTER TABLE endpoints ADD COLUMN slot INTEGER NOT NULL DEFAULT 0;
+                 PRAGMA user_version = 4;
                  COMMIT;",
             )
             .map_err(sql(&path))?;
