@@ -100,6 +100,9 @@ class Podman(engines.Podman):
         if args and args[0] == "run":
             args = ["run", "--cgroup-parent", self.cgroup, "--ulimit", "nofile=1024:1024",
                     "--ulimit", "nproc=1024:1024"] + args[1:]
+        if args[:2] == ["rm", "-f"]:
+            # Podman's rm -f waits the stop timeout (10 s) first; berth's kills at once.
+            args = ["rm", "-f", "--time", "0"] + args[2:]
         return base + args
 
     def image(self):

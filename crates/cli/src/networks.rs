@@ -39,6 +39,9 @@ pub enum NetworkCommand {
         /// Its IPv4 address on the network.
         #[arg(long)]
         ip: Option<String>,
+        /// Its IPv6 address on the network (a dual-stack one).
+        #[arg(long)]
+        ip6: Option<String>,
         /// Another name it answers to on the network (repeatable).
         #[arg(long)]
         alias: Vec<String>,
@@ -79,12 +82,15 @@ pub struct CreateArgs {
     /// The driver (only `bridge`).
     #[arg(short, long)]
     driver: Option<String>,
-    /// The IPv4 subnet, a.b.c.d/n (default: the first free 10.89.N.0/24).
+    /// A subnet: IPv4 a.b.c.d/n (default: the first free 10.89.N.0/24), and with --ipv6 an IPv6 one (default: a unique local /64).
     #[arg(long)]
-    subnet: Option<String>,
-    /// The gateway (default: the subnet's first address).
+    subnet: Vec<String>,
+    /// A gateway, per subnet (default: the subnet's first address).
     #[arg(long)]
-    gateway: Option<String>,
+    gateway: Vec<String>,
+    /// Dual-stack: IPv6 too.
+    #[arg(long)]
+    ipv6: bool,
     /// No default route for its containers.
     #[arg(long)]
     internal: bool,
@@ -155,8 +161,9 @@ pub fn main(root: &Path, command: &NetworkCommand) -> Result<()> {
                 &a.name,
                 &NetworkOptions {
                     driver: a.driver.clone(),
-                    subnet: a.subnet.clone(),
-                    gateway: a.gateway.clone(),
+                    subnets: a.subnet.clone(),
+                    gateways: a.gateway.clone(),
+                    ipv6: a.ipv6,
                     internal: a.internal,
                     labels: a.label.clone(),
                     options: a.opt.clone(),
@@ -176,6 +183,8 @@ pub fn main(root: &Path, command: &NetworkCommand) -> Result<()> {
                 labels: Default::default(),
                 options: Default::default(),
                 created: 0,
+                subnet6: String::new(),
+                gateway6: String::new(),
             };
             passes(&a.filter, &probe)?;
             let mut rows = vec![vec![
@@ -248,11 +257,12 @@ pub fn main(root: &Path, command: &NetworkCommand) -> Result<()> {
         NetworkCommand::DnsServe { id } => e.dns_serve(id)?,
         NetworkCommand::Connect {
             ip,
+            ip6,
             alias,
             network,
             container,
         } => {
-            e.network_connect(network, container, ip.as_deref(), alias)?;
+            e.network_connect(network, container, ip.as_deref(), ip6.as_deref(), alias)?;
         }
         NetworkCommand::Disconnect {
             force,

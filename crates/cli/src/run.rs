@@ -100,6 +100,9 @@ pub struct RunArgs {
     /// The container's IPv4 address on its network (--network NAME).
     #[arg(long)]
     ip: Option<String>,
+    /// The container's IPv6 address on its network (one made with --ipv6).
+    #[arg(long)]
+    ip6: Option<String>,
     /// Another name the container answers to on its network's DNS (repeatable).
     #[arg(long = "network-alias", visible_alias = "net-alias")]
     network_alias: Vec<String>,
@@ -408,6 +411,7 @@ fn prepare(root: &Path, args: &RunArgs) -> anyhow::Result<Prepared> {
         labels,
         add_hosts: args.add_host.clone(),
         ip: args.ip.clone(),
+        ip6: args.ip6.clone(),
         publish: args.publish.clone(),
         network_aliases: args.network_alias.clone(),
         more_networks: args.network.iter().skip(1).cloned().collect(),

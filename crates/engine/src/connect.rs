@@ -21,12 +21,13 @@ fn invalid(option: &'static str, value: &str, reason: impl Into<String>) -> Engi
 }
 
 impl Engine {
-    /// `network connect [--ip IP] [--alias A]… NETWORK CONTAINER`.
+    /// `network connect [--ip IP] [--ip6 IP6] [--alias A]… NETWORK CONTAINER`.
     pub fn network_connect(
         &self,
         network: &str,
         container: &str,
         ip: Option<&str>,
+        ip6: Option<&str>,
         aliases: &[String],
     ) -> Result<Attachment, EngineError> {
         let db = Store::open(&self.root)?;
@@ -59,7 +60,7 @@ impl Engine {
                 format!("the container is on network {} already", net.name),
             ));
         }
-        let leased = self.lease_network(&db, &r.id, &net.id, ip, aliases)?;
+        let leased = self.lease_network(&db, &r.id, &net.id, ip, ip6, aliases)?;
         let (name, att) = leased
             .into_iter()
             .next()
@@ -76,14 +77,11 @@ impl Engine {
                     .ok_or_else(|| EngineError::NoSuchNetwork(net.name.clone()))?;
                 let others = db.endpoints(None, Some(&r.id))?.len() > 1;
                 crate::net_setup::attach_endpoint(self, &r.id, &ep, &net, !others)?;
-                network::firewall::add_networks(&[network::firewall::NetRules {
-                    bridge: &net.bridge,
-                    subnet: net.subnet()?,
-                    internal: net.internal,
-                }])
-                .map_err(|err| EngineError::Network {
-                    id: r.id.clone(),
-                    err,
+                network::firewall::add_networks(&[net.rules()?]).map_err(|err| {
+                    EngineError::Network {
+                        id: r.id.clone(),
+                        err,
+                    }
                 })?;
             }
             Ok(())

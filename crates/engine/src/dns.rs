@@ -10,7 +10,7 @@
 //! address only.
 
 use std::io::Read;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -133,7 +133,7 @@ pub(crate) fn ensure(engine: &Engine, n: &Network) -> Result<(), EngineError> {
 
 /// The names network `n`'s containers answer to, for the server: each
 /// running container's name, short id and aliases on `n`.
-fn lookup(db: &Store, n: &Network, name: &str) -> Vec<Ipv4Addr> {
+fn lookup(db: &Store, n: &Network, name: &str) -> Vec<IpAddr> {
     let Ok(endpoints) = db.endpoints(Some(&n.id), None) else {
         return vec![];
     };
@@ -152,7 +152,8 @@ fn lookup(db: &Store, n: &Network, name: &str) -> Vec<Ipv4Addr> {
                 .get(&n.name)
                 .is_some_and(|a| a.aliases.iter().any(|x| x.eq_ignore_ascii_case(name)));
         if matches {
-            out.push(e.ip);
+            out.push(IpAddr::V4(e.ip));
+            out.extend(e.ip6.map(IpAddr::V6));
         }
     }
     out

@@ -55,6 +55,7 @@ pub mod mounts;
 pub mod names;
 pub mod namespaces;
 pub mod net_setup;
+mod network_store;
 pub mod networks;
 pub mod ports;
 pub mod restart;

@@ -34,6 +34,15 @@ pub struct Attachment {
     /// The gateway.
     #[serde(rename = "Gateway")]
     pub gateway: String,
+    /// Its IPv6 address, on a dual-stack network ("" otherwise).
+    #[serde(rename = "GlobalIPv6Address", default)]
+    pub ip6: String,
+    /// The IPv6 subnet's prefix length (0 without one).
+    #[serde(rename = "GlobalIPv6PrefixLen", default)]
+    pub prefix6: u8,
+    /// The IPv6 gateway ("" without one).
+    #[serde(rename = "IPv6Gateway", default)]
+    pub gateway6: String,
     /// `--network-alias`es: more names it answers to on the network.
     #[serde(rename = "Aliases", default)]
     pub aliases: Vec<String>,
@@ -88,6 +97,7 @@ impl Engine {
         id: &str,
         key: &str,
         ip: Option<&str>,
+        ip6: Option<&str>,
         aliases: &[String],
     ) -> Result<BTreeMap<String, Attachment>, EngineError> {
         let net = if matches!(key, crate::networks::DEFAULT_NETWORK | "default") {
@@ -118,7 +128,17 @@ impl Engine {
                 reason: "use letters, digits, '_', '.' and '-'".into(),
             })?;
         }
-        let (addr, _slot) = db.lease(&net, id, wanted)?;
+        let wanted6 = ip6
+            .map(|v| {
+                v.parse().map_err(|_| EngineError::InvalidOption {
+                    option: "--ip6",
+                    value: v.to_string(),
+                    reason: "not an IPv6 address".into(),
+                })
+            })
+            .transpose()?;
+        let (addr, addr6, _slot) = db.lease(&net, id, wanted, wanted6)?;
+        let v6 = net.subnet6()?;
         let mut out = BTreeMap::new();
         out.insert(
             net.name.clone(),
@@ -127,6 +147,9 @@ impl Engine {
                 ip: addr.to_string(),
                 prefix: net.subnet()?.prefix,
                 gateway: net.gateway.clone(),
+                ip6: addr6.map(|a| a.to_string()).unwrap_or_default(),
+                prefix6: v6.map(|(s, _)| s.prefix).unwrap_or(0),
+                gateway6: v6.map(|(_, g)| g.to_string()).unwrap_or_default(),
                 aliases: aliases.to_vec(),
             },
         );
@@ -174,18 +197,12 @@ pub(crate) fn up(engine: &Engine, db: &Store, id: &str) -> Result<bool, EngineEr
         }
         let rules = nets
             .iter()
-            .map(|n| {
-                Ok(NetRules {
-                    bridge: &n.bridge,
-                    subnet: n.subnet()?,
-                    internal: n.internal,
-                })
-            })
-            .collect::<Result<Vec<_>, EngineError>>()?;
+            .map(|n| n.rules())
+            .collect::<Result<Vec<NetRules>, EngineError>>()?;
         firewall::add_networks(&rules).map_err(net_err(id))?;
         let settings = crate::restart::ContainerSettings::parse(&db.find(id)?.config);
         if !settings.port_bindings.is_empty() {
-            publish(root, db, id, &settings.port_bindings, endpoints[0].ip)?;
+            publish(root, db, id, &settings.port_bindings, &endpoints[0])?;
         }
         Ok(true)
     })();
@@ -208,11 +225,13 @@ pub(crate) fn attach_endpoint(
 ) -> Result<(), EngineError> {
     let subnet = net.subnet()?;
     let gateway = net.gateway_addr()?;
+    let v6 = net.subnet6()?;
     network::bridge::ensure(&network::bridge::Bridge {
         name: &net.bridge,
         gateway,
         prefix: subnet.prefix,
         mtu: net.mtu(),
+        gateway6: v6.map(|(s, g)| (g, s.prefix)),
     })
     .map_err(net_err(id))?;
     let path = netns_path(&engine.root, id);
@@ -228,6 +247,8 @@ pub(crate) fn attach_endpoint(
             prefix: subnet.prefix,
             gateway: (route && !net.internal).then_some(gateway),
             mtu: net.mtu(),
+            addr6: ep.ip6.zip(v6).map(|(a, (s, _))| (a, s.prefix)),
+            gateway6: v6.filter(|_| route && !net.internal).map(|(_, g)| g),
         },
     )
     .map_err(net_err(id))?;
@@ -252,7 +273,7 @@ fn publish(
     db: &Store,
     id: &str,
     map: &crate::ports::PortMap,
-    addr: std::net::Ipv4Addr,
+    ep: &crate::networks::Endpoint,
 ) -> Result<(), EngineError> {
     let marker = published_marker(root, id);
     let dir = root.join("published");
@@ -275,7 +296,7 @@ fn publish(
     );
     let mut avoid = std::collections::BTreeSet::new();
     loop {
-        let r = crate::ports::resolve(map, addr, &avoid, seed)?;
+        let r = crate::ports::resolve(map, ep.ip, ep.ip6, &avoid, seed)?;
         match firewall::publish(firewall_key(id), &[], &r.forwards) {
             Ok(()) => {
                 db.update_settings(id, |s| s.ports = r.actual)?;

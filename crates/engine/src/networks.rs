@@ -7,10 +7,11 @@
 //! address; names, published ports, outbound NAT and the default `bridge`
 //! network are not there yet (docs/network.md).
 
-use std::collections::{BTreeMap, HashSet};
-use std::net::Ipv4Addr;
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use network::ipam::Subnet;
+use network::ipam6::{Ipam6Error, Subnet6};
 use rusqlite::params;
 
 use crate::error::EngineError;
@@ -30,6 +31,10 @@ pub struct Network {
     pub subnet: String,
     /// The gateway (the bridge's address).
     pub gateway: String,
+    /// Its IPv6 subnet ("" unless dual-stack, `--ipv6`).
+    pub subnet6: String,
+    /// Its IPv6 gateway ("" unless dual-stack).
+    pub gateway6: String,
     /// The bridge device.
     pub bridge: String,
     /// `--internal`: no default route for its containers.
@@ -47,10 +52,12 @@ pub struct Network {
 pub struct NetworkOptions {
     /// `--driver` (bridge only).
     pub driver: Option<String>,
-    /// `--subnet`.
-    pub subnet: Option<String>,
-    /// `--gateway`.
-    pub gateway: Option<String>,
+    /// `--subnet`s: at most one IPv4 and one IPv6.
+    pub subnets: Vec<String>,
+    /// `--gateway`s: at most one IPv4 and one IPv6.
+    pub gateways: Vec<String>,
+    /// `--ipv6`: dual-stack (a unique local /64 unless a subnet is given).
+    pub ipv6: bool,
     /// `--internal`.
     pub internal: bool,
     /// `--label KEY=VALUE`.
@@ -68,6 +75,8 @@ pub struct Endpoint {
     pub container: String,
     /// Its address.
     pub ip: Ipv4Addr,
+    /// Its IPv6 address, on a dual-stack network.
+    pub ip6: Option<std::net::Ipv6Addr>,
     /// Its interface in the container: `eth<slot>` (0: the first network,
     /// with the default route).
     pub slot: u8,
@@ -111,6 +120,36 @@ impl Network {
         })
     }
 
+    /// The parsed IPv6 subnet and gateway, on a dual-stack network.
+    pub fn subnet6(&self) -> Result<Option<(Subnet6, Ipv6Addr)>, EngineError> {
+        if self.subnet6.is_empty() {
+            return Ok(None);
+        }
+        let bad = |reason: String| EngineError::Address {
+            network: self.name.clone(),
+            reason,
+        };
+        let s: Subnet6 = self
+            .subnet6
+            .parse()
+            .map_err(|e: Ipam6Error| bad(e.to_string()))?;
+        let g: Ipv6Addr = self
+            .gateway6
+            .parse()
+            .map_err(|_| bad(format!("gateway {:?} is not an address", self.gateway6)))?;
+        Ok(Some((s, g)))
+    }
+
+    /// What the firewall knows of it.
+    pub fn rules(&self) -> Result<network::firewall::NetRules<'_>, EngineError> {
+        Ok(network::firewall::NetRules {
+            bridge: &self.bridge,
+            subnet: self.subnet()?,
+            subnet6: self.subnet6()?.map(|(s, _)| s),
+            internal: self.internal,
+        })
+    }
+
     /// The MTU option, if given.
     pub fn mtu(&self) -> Option<u32> {
         self.options.get(MTU).and_then(|v| v.parse().ok())
@@ -136,191 +175,6 @@ fn host_routes() -> Vec<Subnet> {
             })
         })
         .collect()
-}
-
-impl Store {
-    fn network_row(r: &rusqlite::Row) -> rusqlite::Result<Network> {
-        let json = |s: String| serde_json::from_str(&s).unwrap_or_default();
-        Ok(Network {
-            id: r.get(0)?,
-            name: r.get(1)?,
-            driver: r.get(2)?,
-            subnet: r.get(3)?,
-            gateway: r.get(4)?,
-            bridge: r.get(5)?,
-            internal: r.get(6)?,
-            labels: json(r.get(7)?),
-            options: json(r.get(8)?),
-            created: r.get(9)?,
-        })
-    }
-
-    /// Every network, by name.
-    pub fn networks(&self) -> Result<Vec<Network>, EngineError> {
-        let mut st = self
-            .db
-            .prepare(
-                "SELECT id, name, driver, subnet, gateway, bridge, internal, labels, options, created \
-                 FROM networks ORDER BY name",
-            )
-            .map_err(sql(&self.path))?;
-        let rows = st
-            .query_map([], Self::network_row)
-            .map_err(sql(&self.path))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(sql(&self.path))
-    }
-
-    /// The network called `key`, or whose id is or starts with `key`.
-    pub fn network(&self, key: &str) -> Result<Network, EngineError> {
-        let all = self.networks()?;
-        if let Some(n) = all.iter().find(|n| n.name == key || n.id == key) {
-            return Ok(n.clone());
-        }
-        let by_prefix: Vec<&Network> = all
-            .iter()
-            .filter(|n| !key.is_empty() && n.id.starts_with(key))
-            .collect();
-        match by_prefix.as_slice() {
-            [one] => Ok((*one).clone()),
-            [] => Err(EngineError::NoSuchNetwork(key.to_string())),
-            _ => Err(EngineError::Ambiguous(key.to_string())),
-        }
-    }
-
-    /// The endpoints on network `id`, or of container `container`.
-    pub fn endpoints(
-        &self,
-        network: Option<&str>,
-        container: Option<&str>,
-    ) -> Result<Vec<Endpoint>, EngineError> {
-        let mut st = self
-            .db
-            .prepare(
-                "SELECT network, container, ip, slot FROM endpoints \
-                 WHERE (?1 IS NULL OR network = ?1) AND (?2 IS NULL OR container = ?2) \
-                 ORDER BY container, slot, network",
-            )
-            .map_err(sql(&self.path))?;
-        let rows = st
-            .query_map(params![network, container], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, u8>(3)?,
-                ))
-            })
-            .map_err(sql(&self.path))?;
-        let mut out = vec![];
-        for row in rows {
-            let (network, container, ip, slot) = row.map_err(sql(&self.path))?;
-            if let Ok(ip) = ip.parse() {
-                out.push(Endpoint {
-                    network,
-                    container,
-                    ip,
-                    slot,
-                });
-            }
-        }
-        Ok(out)
-    }
-
-    /// Leases an address on `net` to `container`: `wanted`, or the lowest
-    /// free one. One transaction: the check and the lease cannot be split
-    /// by another run.
-    pub fn lease(
-        &self,
-        net: &Network,
-        container: &str,
-        wanted: Option<Ipv4Addr>,
-    ) -> Result<(Ipv4Addr, u8), EngineError> {
-        let subnet = net.subnet()?;
-        let gateway = net.gateway_addr()?;
-        let tx = rusqlite::Transaction::new_unchecked(
-            &self.db,
-            rusqlite::TransactionBehavior::Immediate,
-        )
-        .map_err(sql(&self.path))?;
-        let slots: HashSet<u8> = {
-            let mut st = tx
-                .prepare("SELECT slot FROM endpoints WHERE container = ?1")
-                .map_err(sql(&self.path))?;
-            let rows = st
-                .query_map(params![container], |r| r.get::<_, u8>(0))
-                .map_err(sql(&self.path))?;
-            rows.filter_map(Result::ok).collect()
-        };
-        let slot =
-            (0..MAX_SLOTS)
-                .find(|s| !slots.contains(s))
-                .ok_or_else(|| EngineError::Address {
-                    network: net.name.clone(),
-                    reason: format!("the container is on {MAX_SLOTS} networks already"),
-                })?;
-        let used: HashSet<Ipv4Addr> = {
-            let mut st = tx
-                .prepare("SELECT ip FROM endpoints WHERE network = ?1")
-                .map_err(sql(&self.path))?;
-            let rows = st
-                .query_map(params![net.id], |r| r.get::<_, String>(0))
-                .map_err(sql(&self.path))?;
-            rows.filter_map(|r| r.ok()?.parse().ok()).collect()
-        };
-        let ip = match wanted {
-            Some(ip) => {
-                subnet
-                    .check_host(ip, gateway)
-                    .map_err(|e| EngineError::Address {
-                        network: net.name.clone(),
-                        reason: e.to_string(),
-                    })?;
-                if used.contains(&ip) {
-                    return Err(EngineError::Address {
-                        network: net.name.clone(),
-                        reason: format!("address {ip} is already in use"),
-                    });
-                }
-                ip
-            }
-            None => subnet
-                .next_free(gateway, &used)
-                .ok_or_else(|| EngineError::Address {
-                    network: net.name.clone(),
-                    reason: format!("no address is left in {subnet}"),
-                })?,
-        };
-        tx.execute(
-            "INSERT INTO endpoints (network, container, ip, slot) VALUES (?1, ?2, ?3, ?4)",
-            params![net.id, container, ip.to_string(), slot],
-        )
-        .map_err(|e| match e {
-            rusqlite::Error::SqliteFailure(f, _)
-                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                EngineError::Address {
-                    network: net.name.clone(),
-                    reason: "the container is on this network already".into(),
-                }
-            }
-            e => sql(&self.path)(e),
-        })?;
-        tx.commit().map_err(sql(&self.path))?;
-        Ok((ip, slot))
-    }
-
-    /// Drops container `container`'s lease on network `network`; whether
-    /// it had one.
-    pub fn release(&self, network: &str, container: &str) -> Result<bool, EngineError> {
-        let n = self
-            .db
-            .execute(
-                "DELETE FROM endpoints WHERE network = ?1 AND container = ?2",
-                params![network, container],
-            )
-            .map_err(sql(&self.path))?;
-        Ok(n > 0)
-    }
 }
 
 impl Engine {
@@ -432,7 +286,27 @@ impl Engine {
                     .map(|r| (format!("the host's route to {r}"), r)),
             )
             .collect();
-        let subnet = match &o.subnet {
+        let one = |option: &'static str, list: &[String], v6: bool| {
+            let found: Vec<&String> = list.iter().filter(|s| s.contains(':') == v6).collect();
+            match found.as_slice() {
+                [] => Ok(None),
+                [one] => Ok(Some((*one).clone())),
+                _ => Err(invalid(
+                    option,
+                    &list.join(" "),
+                    format!("at most one IPv{} value", if v6 { 6 } else { 4 }),
+                )),
+            }
+        };
+        let (subnet4, subnet6_given) = (
+            one("--subnet", &o.subnets, false)?,
+            one("--subnet", &o.subnets, true)?,
+        );
+        let (gateway4, gateway6_given) = (
+            one("--gateway", &o.gateways, false)?,
+            one("--gateway", &o.gateways, true)?,
+        );
+        let subnet = match &subnet4 {
             Some(s) => {
                 let subnet: Subnet = s
                     .parse()
@@ -449,7 +323,7 @@ impl Engine {
                 .find(|c| !taken.iter().any(|(_, t)| t.overlaps(c)))
                 .ok_or_else(|| invalid("--subnet", "", "no free subnet is left: give one"))?,
         };
-        let gateway = match &o.gateway {
+        let gateway = match &gateway4 {
             Some(g) => {
                 let ip: Ipv4Addr = g
                     .parse()
@@ -466,6 +340,57 @@ impl Engine {
             None => subnet.default_gateway(),
         };
         let id = crate::run::new_id()?;
+        // Dual-stack: with --ipv6 or an IPv6 subnet.
+        let v6 = if o.ipv6 || subnet6_given.is_some() {
+            let s6 = match &subnet6_given {
+                Some(s) => {
+                    let s6: Subnet6 = s
+                        .parse()
+                        .map_err(|e: Ipam6Error| invalid("--subnet", s, e.to_string()))?;
+                    if let Some(other) = existing.iter().find(|n| {
+                        n.subnet6()
+                            .ok()
+                            .flatten()
+                            .is_some_and(|(x, _)| x.overlaps(&s6))
+                    }) {
+                        return Err(EngineError::SubnetOverlap {
+                            subnet: s6.to_string(),
+                            other: format!("network {}", other.name),
+                        });
+                    }
+                    s6
+                }
+                // A unique local /64, its global id from the network's id.
+                None => {
+                    let b = u64::from_str_radix(&id[..10], 16)
+                        .unwrap_or(0)
+                        .to_be_bytes();
+                    Subnet6::unique_local([b[3], b[4], b[5], b[6], b[7]])
+                }
+            };
+            let g6 = match &gateway6_given {
+                Some(g) => {
+                    let a: Ipv6Addr = g
+                        .parse()
+                        .map_err(|_| invalid("--gateway", g, "not an IPv6 address"))?;
+                    if !s6.contains(a) || a == s6.net {
+                        return Err(invalid(
+                            "--gateway",
+                            g,
+                            format!("not a host address of the subnet {s6}"),
+                        ));
+                    }
+                    a
+                }
+                None => s6.default_gateway(),
+            };
+            Some((s6, g6))
+        } else {
+            if let Some(g) = &gateway6_given {
+                return Err(invalid("--gateway", g, "an IPv6 gateway needs --ipv6"));
+            }
+            None
+        };
         let bridge = options
             .get(BRIDGE_NAME)
             .cloned()
@@ -488,16 +413,20 @@ impl Engine {
             labels,
             options,
             created: crate::run::now(),
+            subnet6: v6.map(|(s, _)| s.to_string()).unwrap_or_default(),
+            gateway6: v6.map(|(_, g)| g.to_string()).unwrap_or_default(),
         };
         db.db
             .execute(
-                "INSERT INTO networks (id, name, driver, subnet, gateway, bridge, internal, labels, options, created) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT INTO networks (id, name, driver, subnet, gateway, bridge, internal, labels, options, created, subnet6, gateway6) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
                     n.id, n.name, n.driver, n.subnet, n.gateway, n.bridge, n.internal,
                     serde_json::to_string(&n.labels).unwrap_or_default(),
                     serde_json::to_string(&n.options).unwrap_or_default(),
-                    n.created
+                    n.created,
+                    n.subnet6,
+                    n.gateway6
                 ],
             )
             .map_err(|e| match e {
@@ -541,11 +470,7 @@ impl Engine {
             id: n.name.clone(),
             err,
         };
-        match network::firewall::remove_network(&network::firewall::NetRules {
-            bridge: &n.bridge,
-            subnet: n.subnet()?,
-            internal: n.internal,
-        }) {
+        match network::firewall::remove_network(&n.rules()?) {
             // Without nft, there is no table to take the network out of.
             Ok(()) | Err(network::NetworkError::NoNft) => {}
             Err(e) => return Err(net_err(e)),
@@ -596,11 +521,19 @@ impl Engine {
         for e in db.endpoints(Some(&n.id), None)? {
             let name = db.find(&e.container).map(|r| r.name).unwrap_or_default();
             let prefix = n.subnet().map(|s| s.prefix).unwrap_or(24);
+            let v6 = match (e.ip6, n.subnet6().ok().flatten()) {
+                (Some(a), Some((s6, _))) => format!("{a}/{}", s6.prefix),
+                _ => String::new(),
+            };
             containers.insert(
                 e.container.clone(),
                 serde_json::json!({"Name": name, "IPv4Address": format!("{}/{prefix}", e.ip),
-                    "IPv6Address": "", "MacAddress": ""}),
+                    "IPv6Address": v6, "MacAddress": ""}),
             );
+        }
+        let mut ipam = vec![serde_json::json!({"Subnet": n.subnet, "Gateway": n.gateway})];
+        if !n.subnet6.is_empty() {
+            ipam.push(serde_json::json!({"Subnet": n.subnet6, "Gateway": n.gateway6}));
         }
         let mut options = serde_json::Map::new();
         options.insert(BRIDGE_NAME.into(), n.bridge.clone().into());
@@ -613,8 +546,8 @@ impl Engine {
             "Created": crate::inspect::rfc3339(n.created),
             "Scope": "local",
             "Driver": n.driver,
-            "EnableIPv6": false,
-            "IPAM": {"Driver": "default", "Options": {}, "Config": [{"Subnet": n.subnet, "Gateway": n.gateway}]},
+            "EnableIPv6": !n.subnet6.is_empty(),
+            "IPAM": {"Driver": "default", "Options": {}, "Config": ipam},
             "Internal": n.internal,
             "Attachable": false,
             "Ingress": false,

@@ -80,7 +80,7 @@ pub fn parse_publish(specs: &[String], map: &mut PortMap) -> Result<(), EngineEr
             return Err(invalid(
                 OPT,
                 spec,
-                "IPv6 host addresses are not there yet (issue 15)",
+                "a port on one IPv6 host address is not there yet (a port published on all addresses covers the host's IPv6 ones)",
             ));
         }
         let parts: Vec<&str> = rest.split(':').collect();
@@ -235,6 +235,7 @@ pub struct Resolved {
 pub fn resolve(
     map: &PortMap,
     addr: Ipv4Addr,
+    addr6: Option<std::net::Ipv6Addr>,
     avoid: &BTreeSet<(Proto, u16)>,
     seed: u64,
 ) -> Result<Resolved, EngineError> {
@@ -311,6 +312,7 @@ pub fn resolve(
                 host_port,
                 addr,
                 port,
+                addr6,
             });
             out.actual
                 .entry(key.clone())
@@ -417,7 +419,7 @@ mod tests {
         let m = parse(&["80", "81", "127.0.0.1:6000-6002:22"]).unwrap();
         let mut avoid = BTreeSet::new();
         avoid.insert((Proto::Tcp, 6000));
-        let r = resolve(&m, Ipv4Addr::new(10, 0, 0, 2), &avoid, 7).unwrap();
+        let r = resolve(&m, Ipv4Addr::new(10, 0, 0, 2), None, &avoid, 7).unwrap();
         assert_eq!(r.forwards.len(), 3);
         let ports: BTreeSet<u16> = r.forwards.iter().map(|f| f.host_port).collect();
         assert_eq!(ports.len(), 3, "{:?}", r.forwards);

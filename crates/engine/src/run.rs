@@ -250,8 +250,14 @@ impl Engine {
             .filter(|n| crate::networks::is_user_network(n))
         {
             let leased = (|| {
-                let mut atts =
-                    self.lease_network(&db, &id, net, opts.ip.as_deref(), &opts.network_aliases)?;
+                let mut atts = self.lease_network(
+                    &db,
+                    &id,
+                    net,
+                    opts.ip.as_deref(),
+                    opts.ip6.as_deref(),
+                    &opts.network_aliases,
+                )?;
                 for more in &opts.more_networks {
                     if !crate::networks::is_user_network(more) {
                         return Err(EngineError::InvalidOption {
@@ -261,7 +267,7 @@ impl Engine {
                                 .into(),
                         });
                     }
-                    atts.extend(self.lease_network(&db, &id, more, None, &[])?);
+                    atts.extend(self.lease_network(&db, &id, more, None, None, &[])?);
                 }
                 db.update_settings(&id, |s| s.networks = atts)
             })();

@@ -56,6 +56,8 @@ pub struct RunOptions {
     pub add_hosts: Vec<String>,
     /// `--ip`: the container's address on its network.
     pub ip: Option<String>,
+    /// `--ip6`: its IPv6 address on its (dual-stack) network.
+    pub ip6: Option<String>,
     /// Networks after the first `--network` (each a network's name).
     pub more_networks: Vec<String>,
     /// `--network-alias`: more names on its network.

@@ -282,10 +282,15 @@ impl Store {
         }
         if version < 4 {
             // The interface a lease is (eth<slot>), so a container's
-            // interfaces keep their names when networks are connected.
+            // interfaces keep their names when networks are connected;
+            // dual-stack networks and their IPv6 leases.
             db.execute_batch(
                 "BEGIN IMMEDIATE;
                  ALTER TABLE endpoints ADD COLUMN slot INTEGER NOT NULL DEFAULT 0;
+                 ALTER TABLE endpoints ADD COLUMN ip6 TEXT NOT NULL DEFAULT '';
+                 CREATE UNIQUE INDEX IF NOT EXISTS endpoints_ip6 ON endpoints (network, ip6) WHERE ip6 != '';
+                 ALTER TABLE networks ADD COLUMN subnet6 TEXT NOT NULL DEFAULT '';
+                 ALTER TABLE networks ADD COLUMN gateway6 TEXT NOT NULL DEFAULT '';
                  PRAGMA user_version = 4;
                  COMMIT;",
             )

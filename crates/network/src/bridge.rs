@@ -4,7 +4,7 @@
 //! address and a default route through the gateway. Everything is done
 //! over rtnetlink ([`crate::rtnl`]); only berth's own devices are touched.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
@@ -22,6 +22,8 @@ pub struct Bridge<'a> {
     pub prefix: u8,
     /// The MTU, if not the default.
     pub mtu: Option<u32>,
+    /// The IPv6 gateway and prefix length, on a dual-stack network.
+    pub gateway6: Option<(Ipv6Addr, u8)>,
 }
 
 /// Makes the bridge if it is missing, gives it its address and sets it
@@ -44,7 +46,18 @@ pub fn ensure(b: &Bridge) -> Result<u32, NetworkError> {
                 .ok_or(NetworkError::NoSuchLink(b.name.to_string()))?
         }
     };
-    rtnl.add_address(index, b.gateway, b.prefix)?;
+    rtnl.add_address(index, IpAddr::V4(b.gateway), b.prefix)?;
+    if let Some((gw6, prefix6)) = b.gateway6 {
+        // A host that turns IPv6 off by default would refuse the address.
+        let knob = format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", b.name);
+        if std::fs::read_to_string(&knob).is_ok_and(|v| v.trim() != "0") {
+            std::fs::write(&knob, "0").map_err(|err| NetworkError::Io {
+                step: "turn IPv6 on for the bridge",
+                err,
+            })?;
+        }
+        rtnl.add_address(index, IpAddr::V6(gw6), prefix6)?;
+    }
     rtnl.set_up(index, None)?;
     Ok(index)
 }
@@ -86,6 +99,10 @@ pub struct Endpoint<'a> {
     pub gateway: Option<Ipv4Addr>,
     /// The MTU, if not the default.
     pub mtu: Option<u32>,
+    /// The container's IPv6 address and prefix length, on a dual-stack network.
+    pub addr6: Option<(Ipv6Addr, u8)>,
+    /// The IPv6 default route's gateway (None: no IPv6 route out).
+    pub gateway6: Option<Ipv6Addr>,
 }
 
 /// Checks that `name` can name a network device.
@@ -116,10 +133,16 @@ pub fn attach(bridge: &str, e: &Endpoint) -> Result<(), NetworkError> {
             let i = inner
                 .link_index(e.ifname)?
                 .ok_or(NetworkError::NoSuchLink(e.ifname.to_string()))?;
-            inner.add_address(i, e.addr, e.prefix)?;
+            inner.add_address(i, IpAddr::V4(e.addr), e.prefix)?;
+            if let Some((a6, p6)) = e.addr6 {
+                inner.add_address(i, IpAddr::V6(a6), p6)?;
+            }
             inner.set_up(i, None)?;
             if let Some(gw) = e.gateway {
-                inner.add_default_route(gw)?;
+                inner.add_default_route(IpAddr::V4(gw))?;
+            }
+            if let Some(gw6) = e.gateway6 {
+                inner.add_default_route(IpAddr::V6(gw6))?;
             }
             Ok(())
         })

@@ -6,7 +6,7 @@
 //! its own, at most [`MAX_FORWARDS`] at once. Reads are bounded: a
 //! question or an upstream answer larger than [`MAX_MESSAGE`] is dropped.
 
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,7 +53,7 @@ pub fn upstreams(resolv_conf: &str) -> Vec<SocketAddr> {
 pub fn serve(
     socket: UdpSocket,
     upstreams: Vec<SocketAddr>,
-    names: impl Fn(&str) -> Vec<Ipv4Addr>,
+    names: impl Fn(&str) -> Vec<IpAddr>,
     mut keep_going: impl FnMut() -> bool,
 ) -> Result<(), NetworkError> {
     let io = |step| move |err| NetworkError::Io { step, err };
@@ -105,7 +105,7 @@ pub fn serve(
 }
 
 /// The answer to `msg` when it asks for one of the network's names.
-fn answer(msg: &Message, names: &impl Fn(&str) -> Vec<Ipv4Addr>) -> Option<Message> {
+fn answer(msg: &Message, names: &impl Fn(&str) -> Vec<IpAddr>) -> Option<Message> {
     let q = msg.queries().first()?;
     let name = q.name().to_ascii().to_ascii_lowercase();
     let addrs = names(name.trim_end_matches('.'));
@@ -114,16 +114,15 @@ fn answer(msg: &Message, names: &impl Fn(&str) -> Vec<Ipv4Addr>) -> Option<Messa
     }
     let mut reply = reply_to(msg, ResponseCode::NoError);
     reply.set_authoritative(true);
-    // An AAAA question about a container: no IPv6 address, but the name
-    // is ours (NOERROR, no answer), so resolvers do not ask elsewhere.
-    if q.query_type() == RecordType::A {
-        for a in addrs {
-            reply.add_answer(Record::from_rdata(
-                q.name().clone(),
-                TTL,
-                RData::A(rdata::A(a)),
-            ));
-        }
+    // A question of the other family about a container gets an empty
+    // answer: the name is ours (NOERROR), so resolvers do not ask elsewhere.
+    for a in addrs {
+        let data = match (q.query_type(), a) {
+            (RecordType::A, IpAddr::V4(v4)) => RData::A(rdata::A(v4)),
+            (RecordType::AAAA, IpAddr::V6(v6)) => RData::AAAA(rdata::AAAA(v6)),
+            _ => continue,
+        };
+        reply.add_answer(Record::from_rdata(q.name().clone(), TTL, data));
     }
     Some(reply)
 }
@@ -212,9 +211,12 @@ mod tests {
         m
     }
 
-    fn names(n: &str) -> Vec<Ipv4Addr> {
+    fn names(n: &str) -> Vec<IpAddr> {
         match n {
-            "web" | "web.alias" => vec![Ipv4Addr::new(10, 0, 0, 2)],
+            "web" | "web.alias" => vec![
+                IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+                IpAddr::V6("fd00::2".parse().unwrap()),
+            ],
             _ => vec![],
         }
     }
@@ -230,6 +232,12 @@ mod tests {
             Some(&RData::A(rdata::A(Ipv4Addr::new(10, 0, 0, 2))))
         );
         let r = answer(&query("web.alias.", RecordType::AAAA), &names).unwrap();
+        assert_eq!(
+            r.answers()[0].data(),
+            Some(&RData::AAAA(rdata::AAAA("fd00::2".parse().unwrap())))
+        );
+        assert_eq!(r.answers().len(), 1);
+        let r = answer(&query("web.", RecordType::MX), &names).unwrap();
         assert!(r.answers().is_empty());
         assert!(answer(&query("example.org.", RecordType::A), &names).is_none());
     }

@@ -16,11 +16,12 @@
 //!   they never change with containers or networks.
 
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use crate::ipam::Subnet;
+use crate::ipam6::Subnet6;
 use crate::NetworkError;
 
 /// The table's name (family `inet`).
@@ -67,6 +68,8 @@ pub struct NetRules<'a> {
     pub bridge: &'a str,
     /// Its subnet.
     pub subnet: Subnet,
+    /// Its IPv6 subnet, on a dual-stack network.
+    pub subnet6: Option<Subnet6>,
     /// No way out (`--internal`).
     pub internal: bool,
 }
@@ -85,6 +88,10 @@ pub struct Forward {
     pub addr: Ipv4Addr,
     /// The container's port.
     pub port: u16,
+    /// The container's IPv6 address, on a dual-stack network: a port
+    /// published on all the host's addresses is published on its IPv6
+    /// ones too.
+    pub addr6: Option<Ipv6Addr>,
 }
 
 /// The chain of the container whose key (12 hex digits of its id) is `key`.
@@ -135,6 +142,7 @@ fn base() -> String {
     format!(
         "add table {t}\n\
          add set {t} nets {{ type ipv4_addr; flags interval; }}\n\
+         add set {t} nets6 {{ type ipv6_addr; flags interval; }}\n\
          add set {t} bridges {{ type ifname; }}\n\
          add set {t} internal {{ type ifname; }}\n\
          add map {t} ports {{ type inet_proto . inet_service : verdict; }}\n\
@@ -151,6 +159,8 @@ fn base() -> String {
          add rule {t} postrouting meta nfproto ipv4 ip saddr @nets ip daddr != @nets oifname != @bridges masquerade\n\
          add rule {t} postrouting meta nfproto ipv4 oifname @bridges ip saddr @nets ct status dnat masquerade\n\
          add rule {t} postrouting meta nfproto ipv4 oifname @bridges ip saddr 127.0.0.0/8 masquerade\n\
+         add rule {t} postrouting meta nfproto ipv6 ip6 saddr @nets6 ip6 daddr != @nets6 oifname != @bridges masquerade\n\
+         add rule {t} postrouting meta nfproto ipv6 oifname @bridges ip6 saddr @nets6 ct status dnat masquerade\n\
          add rule {t} forward iifname @internal oifname != @internal drop\n\
          add rule {t} forward oifname @internal iifname != @internal drop\n"
     )
@@ -166,6 +176,9 @@ fn network_elements(n: &NetRules) -> String {
         ));
     } else {
         s.push_str(&format!("add element {t} nets {{ {} }}\n", n.subnet));
+        if let Some(s6) = n.subnet6 {
+            s.push_str(&format!("add element {t} nets6 {{ {s6} }}\n"));
+        }
     }
     s
 }
@@ -201,6 +214,12 @@ pub fn add_networks(nets: &[NetRules]) -> Result<(), NetworkError> {
     if nets.iter().any(|n| !n.internal) {
         write_sysctl("/proc/sys/net/ipv4/ip_forward", "enable IPv4 forwarding")?;
     }
+    if nets.iter().any(|n| !n.internal && n.subnet6.is_some()) {
+        write_sysctl(
+            "/proc/sys/net/ipv6/conf/all/forwarding",
+            "enable IPv6 forwarding",
+        )?;
+    }
     Ok(())
 }
 
@@ -210,6 +229,7 @@ struct Listing {
     bridges: Vec<String>,
     internal: Vec<String>,
     nets: Vec<String>,
+    nets6: Vec<String>,
     /// `(protocol, port, chain)`.
     ports: Vec<(String, u64, String)>,
     chains: Vec<String>,
@@ -252,10 +272,17 @@ fn read_table() -> Result<Option<Listing>, NetworkError> {
                     l.internal.extend(names);
                 }
             }
-            Some("nets") => l.nets.extend(elems.iter().filter_map(|e| {
-                let p = e.get("prefix")?;
-                Some(format!("{}/{}", p["addr"].as_str()?, p["len"].as_u64()?))
-            })),
+            Some(name @ ("nets" | "nets6")) => {
+                let found = elems.iter().filter_map(|e| {
+                    let p = e.get("prefix")?;
+                    Some(format!("{}/{}", p["addr"].as_str()?, p["len"].as_u64()?))
+                });
+                if name == "nets" {
+                    l.nets.extend(found);
+                } else {
+                    l.nets6.extend(found);
+                }
+            }
             Some("ports") => l.ports.extend(elems.iter().filter_map(|e| {
                 let key = e[0]["concat"].as_array()?;
                 let target = e[1]["jump"]["target"].as_str()?;
@@ -293,6 +320,9 @@ pub fn remove_network(n: &NetRules) -> Result<(), NetworkError> {
     if l.nets.iter().any(|x| *x == n.subnet.to_string()) {
         s.push_str(&format!("delete element {t} nets {{ {} }}\n", n.subnet));
     }
+    if let Some(s6) = n.subnet6.filter(|s6| l.nets6.contains(&s6.to_string())) {
+        s.push_str(&format!("delete element {t} nets6 {{ {s6} }}\n"));
+    }
     if s.is_empty() {
         return Ok(());
     }
@@ -324,6 +354,14 @@ pub fn publish(key: &str, nets: &[NetRules], fwd: &[Forward]) -> Result<(), Netw
             a = f.addr,
             cp = f.port,
         ));
+        if let (Some(a6), None) = (f.addr6, f.host_ip) {
+            s.push_str(&format!(
+                "add rule {t} {c} meta nfproto ipv6 meta l4proto {p} th dport {hp} dnat ip6 to [{a6}]:{cp}\n",
+                p = f.proto.as_str(),
+                hp = f.host_port,
+                cp = f.port,
+            ));
+        }
     }
     let mut keys: Vec<(Proto, u16)> = fwd.iter().map(|f| (f.proto, f.host_port)).collect();
     keys.sort();

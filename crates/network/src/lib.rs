@@ -11,6 +11,7 @@ pub mod bridge;
 pub mod dns;
 pub mod firewall;
 pub mod ipam;
+pub mod ipam6;
 pub mod netns;
 pub mod rtnl;
 

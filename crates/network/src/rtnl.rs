@@ -4,14 +4,14 @@
 //! runtime). Each request asks for an acknowledgement and fails with the
 //! kernel's errno, naming the step.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::os::fd::RawFd;
 
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL,
     NLM_F_REQUEST,
 };
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
@@ -183,19 +183,28 @@ impl Rtnl {
     }
 
     /// Gives link `index` address `addr`/`prefix` (an existing one is fine).
+    /// An IPv6 address skips duplicate address detection: the bridge's
+    /// addresses are berth's to hand out, and DAD would leave it unusable
+    /// for a second or more.
     pub fn add_address(
         &mut self,
         index: u32,
-        addr: Ipv4Addr,
+        addr: IpAddr,
         prefix: u8,
     ) -> Result<(), NetworkError> {
         let mut m = AddressMessage::default();
-        m.header.family = AddressFamily::Inet;
+        m.header.family = match addr {
+            IpAddr::V4(_) => AddressFamily::Inet,
+            IpAddr::V6(_) => AddressFamily::Inet6,
+        };
         m.header.prefix_len = prefix;
         m.header.index = index;
-        m.attributes.push(AddressAttribute::Local(IpAddr::V4(addr)));
-        m.attributes
-            .push(AddressAttribute::Address(IpAddr::V4(addr)));
+        m.attributes.push(AddressAttribute::Local(addr));
+        m.attributes.push(AddressAttribute::Address(addr));
+        if addr.is_ipv6() {
+            m.attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
         match self.request(
             RouteNetlinkMessage::NewAddress(m),
             NLM_F_CREATE | NLM_F_EXCL,
@@ -209,16 +218,21 @@ impl Rtnl {
         }
     }
 
-    /// Adds the default route through `gateway`.
-    pub fn add_default_route(&mut self, gateway: Ipv4Addr) -> Result<(), NetworkError> {
+    /// Adds the default route (of `gateway`'s family) through `gateway`.
+    pub fn add_default_route(&mut self, gateway: IpAddr) -> Result<(), NetworkError> {
         let mut m = RouteMessage::default();
-        m.header.address_family = AddressFamily::Inet;
+        m.header.address_family = match gateway {
+            IpAddr::V4(_) => AddressFamily::Inet,
+            IpAddr::V6(_) => AddressFamily::Inet6,
+        };
         m.header.table = RouteHeader::RT_TABLE_MAIN;
         m.header.protocol = RouteProtocol::Boot;
         m.header.scope = RouteScope::Universe;
         m.header.kind = RouteType::Unicast;
-        m.attributes
-            .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+        m.attributes.push(RouteAttribute::Gateway(match gateway {
+            IpAddr::V4(a) => RouteAddress::Inet(a),
+            IpAddr::V6(a) => RouteAddress::Inet6(a),
+        }));
         self.request(
             RouteNetlinkMessage::NewRoute(m),
             NLM_F_CREATE | NLM_F_EXCL,

@@ -57,6 +57,7 @@ fn two_containers_on_a_bridge_reach_each_other_and_leave_nothing() {
         gateway: gw,
         prefix: 24,
         mtu: None,
+        gateway6: None,
     };
     let (a1, a2) = (Ipv4Addr::new(10, 123, 0, 2), Ipv4Addr::new(10, 123, 0, 3));
     netns::run_in(&host, || {
@@ -75,6 +76,8 @@ fn two_containers_on_a_bridge_reach_each_other_and_leave_nothing() {
                     prefix: 24,
                     gateway: Some(gw),
                     mtu: None,
+                    addr6: None,
+                    gateway6: None,
                 },
             )?;
         }
@@ -100,6 +103,8 @@ fn two_containers_on_a_bridge_reach_each_other_and_leave_nothing() {
                 prefix: 24,
                 gateway: None,
                 mtu: None,
+                addr6: None,
+                gateway6: None,
             },
         )
     })
