@@ -14,7 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::error::EngineError;
 
 /// The schema this build reads and writes.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// Where a container is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -282,16 +282,24 @@ impl Store {
         }
         if version < 4 {
             // The interface a lease is (eth<slot>), so a container's
-            // interfaces keep their names when networks are connected;
-            // dual-stack networks and their IPv6 leases.
+            // interfaces keep their names when networks are connected.
             db.execute_batch(
                 "BEGIN IMMEDIATE;
                  ALTER TABLE endpoints ADD COLUMN slot INTEGER NOT NULL DEFAULT 0;
+                 PRAGMA user_version = 4;
+                 COMMIT;",
+            )
+            .map_err(sql(&path))?;
+        }
+        if version < 5 {
+            // Dual-stack networks and their IPv6 leases.
+            db.execute_batch(
+                "BEGIN IMMEDIATE;
                  ALTER TABLE endpoints ADD COLUMN ip6 TEXT NOT NULL DEFAULT '';
                  CREATE UNIQUE INDEX IF NOT EXISTS endpoints_ip6 ON endpoints (network, ip6) WHERE ip6 != '';
                  ALTER TABLE networks ADD COLUMN subnet6 TEXT NOT NULL DEFAULT '';
                  ALTER TABLE networks ADD COLUMN gateway6 TEXT NOT NULL DEFAULT '';
-                 PRAGMA user_version = 4;
+                 PRAGMA user_version = 5;
                  COMMIT;",
             )
             .map_err(sql(&path))?;

@@ -135,6 +135,22 @@ fn nft(args: &[&str], script: &str, step: &'static str) -> Result<String, Networ
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Runs `batch`, which needs the table; when the table (or a set of it)
+/// is missing, runs it again after [`base`]. The base chains are not
+/// touched otherwise: changing a chain that hooks into the kernel makes
+/// the commit wait for an RCU grace period (about 13 ms here), while
+/// adding set elements does not.
+fn apply(batch: &str, step: &'static str) -> Result<String, NetworkError> {
+    match nft(&["-f", "-"], batch, step) {
+        Err(NetworkError::Firewall { message, .. })
+            if message.contains("No such file or directory") =>
+        {
+            nft(&["-f", "-"], &(base() + batch), step)
+        }
+        other => other,
+    }
+}
+
 /// The table, its sets and base chains, and the base chains' rules
 /// (flushed and written again: they are the same every time).
 fn base() -> String {
@@ -197,14 +213,14 @@ fn write_sysctl(path: &str, step: &'static str) -> Result<(), NetworkError> {
 /// ports, as Docker does without its proxy).
 ///
 /// Every run of a container on a network does this (one batch for all its
-/// networks), so a table flushed by someone else comes back.
+/// networks), so a table someone deleted comes back.
 pub fn add_networks(nets: &[NetRules]) -> Result<(), NetworkError> {
-    let mut s = base();
+    let mut s = String::new();
     for n in nets {
         crate::bridge::check_name(n.bridge)?;
         s.push_str(&network_elements(n));
     }
-    nft(&["-f", "-"], &s, "add the networks' firewall rules")?;
+    apply(&s, "add the networks' firewall rules")?;
     for n in nets {
         write_sysctl(
             &format!("/proc/sys/net/ipv4/conf/{}/route_localnet", n.bridge),
@@ -336,12 +352,14 @@ pub fn remove_network(n: &NetRules) -> Result<(), NetworkError> {
 pub fn publish(key: &str, nets: &[NetRules], fwd: &[Forward]) -> Result<(), NetworkError> {
     let t = format!("inet {TABLE}");
     let c = chain(key);
-    let mut s = base();
+    let mut s = String::new();
     for n in nets {
         crate::bridge::check_name(n.bridge)?;
         s.push_str(&network_elements(n));
     }
-    s.push_str(&format!("add chain {t} {c}\nflush chain {t} {c}\n"));
+    // (A container's chain is gone before it is made again: `unpublish`
+    // runs first, and the engine's mark outlives a crash.)
+    s.push_str(&format!("add chain {t} {c}\n"));
     for f in fwd {
         let daddr = f
             .host_ip
@@ -372,7 +390,7 @@ pub fn publish(key: &str, nets: &[NetRules], fwd: &[Forward]) -> Result<(), Netw
             p.as_str()
         ));
     }
-    match nft(&["-f", "-"], &s, "publish the container's ports") {
+    match apply(&s, "publish the container's ports") {
         Err(NetworkError::Firewall { message, .. }) if message.contains("File exists") => {
             // nft quotes the failing line: `create element … { tcp . 8080 : …`.
             let taken = message
@@ -415,7 +433,7 @@ fn unpublish_listed(l: &Listing, key: &str) -> Result<(), NetworkError> {
         }
     }
     if l.chains.contains(&c) {
-        s.push_str(&format!("flush chain {t} {c}\ndelete chain {t} {c}\n"));
+        s.push_str(&format!("delete chain {t} {c}\n"));
     }
     if s.is_empty() {
         return Ok(());
