@@ -24,6 +24,10 @@
 //!   [`volumes`]: named and anonymous volumes (the local driver).
 //! - [`containers`]: listing, stopping, signalling, waiting for, removing
 //!   and pruning containers; [`inspect`]: their JSON and `--format`.
+//! - [`networks`]: networks and the default `bridge`; [`net_setup`]: a
+//!   container's network while it runs; [`ports`]: published ports;
+//!   [`dns`]: each user-defined network's DNS server; [`connect`]:
+//!   `network connect` and `disconnect`.
 
 pub mod archive;
 pub mod attach;

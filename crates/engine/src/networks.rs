@@ -1,11 +1,10 @@
-//! User-defined networks (`network create|ls|inspect|rm|prune`), kept in
-//! the engine's database with each container's address lease
-//! (`endpoints`). The bridge driver only, IPv4: a network is a Linux
-//! bridge (`br-<12 hex of its id>`, or `-o com.docker.network.bridge.name`)
-//! with the gateway's address, made when the first container needs it and
-//! removed with the network. Containers on one network reach each other by
-//! address; names, published ports, outbound NAT and the default `bridge`
-//! network are not there yet (docs/network.md).
+//! Networks (`network create|ls|inspect|rm|prune`) and the default one,
+//! `bridge`, kept in the engine's database (the leases are
+//! `network_store`'s). The bridge driver, IPv4 or dual-stack: a network is
+//! a Linux bridge (`br-<12 hex of its id>`, `berth0` for the default one,
+//! or `-o com.docker.network.bridge.name`) with the gateways' addresses,
+//! made when the first container needs it and removed with the network,
+//! its elements in berth's firewall with it (docs/network.md).
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
