@@ -91,6 +91,9 @@ pub struct CreateArgs {
     /// Dual-stack: IPv6 too.
     #[arg(long)]
     ipv6: bool,
+    /// Choose containers' addresses from this part of the IPv4 subnet.
+    #[arg(long = "ip-range")]
+    ip_range: Option<String>,
     /// No default route for its containers.
     #[arg(long)]
     internal: bool,
@@ -164,6 +167,7 @@ pub fn main(root: &Path, command: &NetworkCommand) -> Result<()> {
                     subnets: a.subnet.clone(),
                     gateways: a.gateway.clone(),
                     ipv6: a.ipv6,
+                    ip_range: a.ip_range.clone(),
                     internal: a.internal,
                     labels: a.label.clone(),
                     options: a.opt.clone(),
@@ -185,6 +189,7 @@ pub fn main(root: &Path, command: &NetworkCommand) -> Result<()> {
                 created: 0,
                 subnet6: String::new(),
                 gateway6: String::new(),
+                ip_range: String::new(),
             };
             passes(&a.filter, &probe)?;
             let mut rows = vec![vec![

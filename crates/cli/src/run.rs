@@ -103,6 +103,9 @@ pub struct RunArgs {
     /// The container's IPv6 address on its network (one made with --ipv6).
     #[arg(long)]
     ip6: Option<String>,
+    /// The container's MAC address on its (first) network.
+    #[arg(long = "mac-address")]
+    mac_address: Option<String>,
     /// Another name the container answers to on its network's DNS (repeatable).
     #[arg(long = "network-alias", visible_alias = "net-alias")]
     network_alias: Vec<String>,
@@ -412,6 +415,7 @@ fn prepare(root: &Path, args: &RunArgs) -> anyhow::Result<Prepared> {
         add_hosts: args.add_host.clone(),
         ip: args.ip.clone(),
         ip6: args.ip6.clone(),
+        mac_address: args.mac_address.clone(),
         publish: args.publish.clone(),
         network_aliases: args.network_alias.clone(),
         more_networks: args.network.iter().skip(1).cloned().collect(),

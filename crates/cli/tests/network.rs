@@ -519,3 +519,135 @@ fn connect_and_disconnect_running_and_stopped_containers() {
     assert!(!host_links(&f).contains("vb"), "{}", host_links(&f));
     f.assert_clean();
 }
+
+#[test]
+fn mac_addresses_and_ip_ranges() {
+    let f = Fixture::in_netns();
+    f.berth(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.97.0.0/24",
+        "--ip-range",
+        "10.97.0.128/25",
+        "ranged",
+    ])
+    .ok();
+    let o = f
+        .berth(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{range .IPAM.Config}}{{.IPRange}}{{end}}",
+            "ranged",
+        ])
+        .ok();
+    assert_eq!(o.stdout.trim(), "10.97.0.128/25");
+    let o = f
+        .run(&[
+            "--network",
+            "ranged",
+            "--mac-address",
+            "02:42:0A:61:00:99",
+            "bb:1",
+            "cat",
+            "/sys/class/net/eth0/address",
+        ])
+        .ok();
+    assert_eq!(o.stdout.trim(), "02:42:0a:61:00:99");
+    // Addresses come from the range; --ip may be anywhere in the subnet.
+    f.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "r1",
+        "--network",
+        "ranged",
+        "bb:1",
+        "sleep",
+        "60",
+    ])
+    .ok();
+    assert_eq!(ip_of(&f, "r1", "ranged"), "10.97.0.128");
+    f.berth(&[
+        "create",
+        "--name",
+        "r2",
+        "--network",
+        "ranged",
+        "--ip",
+        "10.97.0.5",
+        "--mac-address",
+        "02:00:00:00:00:05",
+        "bb:1",
+        "true",
+    ])
+    .ok();
+    assert_eq!(ip_of(&f, "r2", "ranged"), "10.97.0.5");
+    let o = f
+        .berth(&[
+            "inspect",
+            "-f",
+            "{{(index .NetworkSettings.Networks \"ranged\").MacAddress}}",
+            "r2",
+        ])
+        .ok();
+    assert_eq!(o.stdout.trim(), "02:00:00:00:00:05");
+    for (args, says) in [
+        (
+            vec![
+                "network",
+                "create",
+                "--subnet",
+                "10.98.0.0/24",
+                "--ip-range",
+                "10.99.0.0/25",
+                "x",
+            ],
+            "not a part of the subnet",
+        ),
+        (
+            vec![
+                "run",
+                "--rm",
+                "--network",
+                "ranged",
+                "--mac-address",
+                "01:00:5e:00:00:01",
+                "bb:1",
+                "true",
+            ],
+            "multicast",
+        ),
+        (
+            vec![
+                "run",
+                "--rm",
+                "--network",
+                "ranged",
+                "--mac-address",
+                "02:42",
+                "bb:1",
+                "true",
+            ],
+            "six hex pairs",
+        ),
+        (
+            vec![
+                "run",
+                "--rm",
+                "--mac-address",
+                "02:42:0a:61:00:99",
+                "bb:1",
+                "true",
+            ],
+            "needs a network",
+        ),
+    ] {
+        let o = f.berth(&args);
+        assert!(o.code != 0 && o.stderr.contains(says), "{args:?}: {o:?}");
+    }
+    f.berth(&["rm", "-f", "r1", "r2"]).ok();
+    f.berth(&["network", "rm", "ranged"]).ok();
+    f.assert_clean();
+}

@@ -76,7 +76,7 @@ impl Engine {
                     .next()
                     .ok_or_else(|| EngineError::NoSuchNetwork(net.name.clone()))?;
                 let others = db.endpoints(None, Some(&r.id))?.len() > 1;
-                crate::net_setup::attach_endpoint(self, &r.id, &ep, &net, !others)?;
+                crate::net_setup::attach_endpoint(self, &r.id, &ep, &net, !others, None)?;
                 network::firewall::add_networks(&[net.rules()?]).map_err(|err| {
                     EngineError::Network {
                         id: r.id.clone(),

@@ -43,6 +43,9 @@ pub struct Attachment {
     /// The IPv6 gateway ("" without one).
     #[serde(rename = "IPv6Gateway", default)]
     pub gateway6: String,
+    /// `--mac-address` ("": the kernel's choice).
+    #[serde(rename = "MacAddress", default)]
+    pub mac: String,
     /// `--network-alias`es: more names it answers to on the network.
     #[serde(rename = "Aliases", default)]
     pub aliases: Vec<String>,
@@ -150,6 +153,7 @@ impl Engine {
                 ip6: addr6.map(|a| a.to_string()).unwrap_or_default(),
                 prefix6: v6.map(|(s, _)| s.prefix).unwrap_or(0),
                 gateway6: v6.map(|(_, g)| g.to_string()).unwrap_or_default(),
+                mac: String::new(),
                 aliases: aliases.to_vec(),
             },
         );
@@ -188,11 +192,16 @@ pub(crate) fn up(engine: &Engine, db: &Store, id: &str) -> Result<bool, EngineEr
     let path = netns_path(root, id);
     network::netns::create(&path).map_err(net_err(id))?;
     let made = (|| {
+        let settings = crate::restart::ContainerSettings::parse(&db.find(id)?.config);
         let mut nets = vec![];
         for (n, ep) in endpoints.iter().enumerate() {
             let net = db.network(&ep.network)?;
+            let mac = settings
+                .networks
+                .get(&net.name)
+                .and_then(|a| network::ipam::parse_mac(&a.mac).ok());
             // The first network (the lowest slot) has the default route.
-            attach_endpoint(engine, id, ep, &net, n == 0)?;
+            attach_endpoint(engine, id, ep, &net, n == 0, mac)?;
             nets.push(net);
         }
         let rules = nets
@@ -200,7 +209,6 @@ pub(crate) fn up(engine: &Engine, db: &Store, id: &str) -> Result<bool, EngineEr
             .map(|n| n.rules())
             .collect::<Result<Vec<NetRules>, EngineError>>()?;
         firewall::add_networks(&rules).map_err(net_err(id))?;
-        let settings = crate::restart::ContainerSettings::parse(&db.find(id)?.config);
         if !settings.port_bindings.is_empty() {
             publish(root, db, id, &settings.port_bindings, &endpoints[0])?;
         }
@@ -222,6 +230,7 @@ pub(crate) fn attach_endpoint(
     ep: &crate::networks::Endpoint,
     net: &crate::networks::Network,
     route: bool,
+    mac: Option<[u8; 6]>,
 ) -> Result<(), EngineError> {
     let subnet = net.subnet()?;
     let gateway = net.gateway_addr()?;
@@ -248,6 +257,7 @@ pub(crate) fn attach_endpoint(
             gateway: (route && !net.internal).then_some(gateway),
             mtu: net.mtu(),
             addr6: ep.ip6.zip(v6).map(|(a, (s, _))| (a, s.prefix)),
+            mac,
             gateway6: v6.filter(|_| route && !net.internal).map(|(_, g)| g),
         },
     )

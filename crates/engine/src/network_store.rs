@@ -29,6 +29,7 @@ impl Store {
             created: r.get(9)?,
             subnet6: r.get(10)?,
             gateway6: r.get(11)?,
+            ip_range: r.get(12)?,
         })
     }
 
@@ -37,7 +38,7 @@ impl Store {
         let mut st = self
             .db
             .prepare(
-                "SELECT id, name, driver, subnet, gateway, bridge, internal, labels, options, created, subnet6, gateway6 \
+                "SELECT id, name, driver, subnet, gateway, bridge, internal, labels, options, created, subnet6, gateway6, ip_range \
                  FROM networks ORDER BY name",
             )
             .map_err(sql(&self.path))?;
@@ -172,12 +173,14 @@ impl Store {
                 }
                 ip
             }
-            None => subnet
-                .next_free(gateway, &used)
-                .ok_or_else(|| EngineError::Address {
-                    network: net.name.clone(),
-                    reason: format!("no address is left in {subnet}"),
-                })?,
+            None => match net.ip_range.parse::<network::ipam::Subnet>() {
+                Ok(range) => subnet.next_free_in(&range, gateway, &used),
+                Err(_) => subnet.next_free(gateway, &used),
+            }
+            .ok_or_else(|| EngineError::Address {
+                network: net.name.clone(),
+                reason: format!("no address is left in {subnet}"),
+            })?,
         };
         let ip6 = match v6 {
             None => None,

@@ -34,6 +34,8 @@ pub struct Network {
     pub subnet6: String,
     /// Its IPv6 gateway ("" unless dual-stack).
     pub gateway6: String,
+    /// `--ip-range`: where addresses are chosen from ("" for the whole subnet).
+    pub ip_range: String,
     /// The bridge device.
     pub bridge: String,
     /// `--internal`: no default route for its containers.
@@ -57,6 +59,8 @@ pub struct NetworkOptions {
     pub gateways: Vec<String>,
     /// `--ipv6`: dual-stack (a unique local /64 unless a subnet is given).
     pub ipv6: bool,
+    /// `--ip-range`: an IPv4 part of the subnet to choose addresses from.
+    pub ip_range: Option<String>,
     /// `--internal`.
     pub internal: bool,
     /// `--label KEY=VALUE`.
@@ -338,6 +342,22 @@ impl Engine {
             }
             None => subnet.default_gateway(),
         };
+        let ip_range = match &o.ip_range {
+            Some(r) => {
+                let range: Subnet = r.parse().map_err(|e: network::ipam::IpamError| {
+                    invalid("--ip-range", r, e.to_string())
+                })?;
+                if !subnet.contains(range.net) || range.prefix < subnet.prefix {
+                    return Err(invalid(
+                        "--ip-range",
+                        r,
+                        format!("not a part of the subnet {subnet}"),
+                    ));
+                }
+                range.to_string()
+            }
+            None => String::new(),
+        };
         let id = crate::run::new_id()?;
         // Dual-stack: with --ipv6 or an IPv6 subnet.
         let v6 = if o.ipv6 || subnet6_given.is_some() {
@@ -414,18 +434,20 @@ impl Engine {
             created: crate::run::now(),
             subnet6: v6.map(|(s, _)| s.to_string()).unwrap_or_default(),
             gateway6: v6.map(|(_, g)| g.to_string()).unwrap_or_default(),
+            ip_range,
         };
         db.db
             .execute(
-                "INSERT INTO networks (id, name, driver, subnet, gateway, bridge, internal, labels, options, created, subnet6, gateway6) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                "INSERT INTO networks (id, name, driver, subnet, gateway, bridge, internal, labels, options, created, subnet6, gateway6, ip_range) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 params![
                     n.id, n.name, n.driver, n.subnet, n.gateway, n.bridge, n.internal,
                     serde_json::to_string(&n.labels).unwrap_or_default(),
                     serde_json::to_string(&n.options).unwrap_or_default(),
                     n.created,
                     n.subnet6,
-                    n.gateway6
+                    n.gateway6,
+                    n.ip_range
                 ],
             )
             .map_err(|e| match e {
@@ -524,13 +546,27 @@ impl Engine {
                 (Some(a), Some((s6, _))) => format!("{a}/{}", s6.prefix),
                 _ => String::new(),
             };
+            let mac = db
+                .find(&e.container)
+                .ok()
+                .and_then(|r| {
+                    crate::restart::ContainerSettings::parse(&r.config)
+                        .networks
+                        .get(&n.name)
+                        .map(|a| a.mac.clone())
+                })
+                .unwrap_or_default();
             containers.insert(
                 e.container.clone(),
                 serde_json::json!({"Name": name, "IPv4Address": format!("{}/{prefix}", e.ip),
-                    "IPv6Address": v6, "MacAddress": ""}),
+                    "IPv6Address": v6, "MacAddress": mac}),
             );
         }
-        let mut ipam = vec![serde_json::json!({"Subnet": n.subnet, "Gateway": n.gateway})];
+        let mut v4 = serde_json::json!({"Subnet": n.subnet, "Gateway": n.gateway});
+        if !n.ip_range.is_empty() {
+            v4["IPRange"] = n.ip_range.clone().into();
+        }
+        let mut ipam = vec![v4];
         if !n.subnet6.is_empty() {
             ipam.push(serde_json::json!({"Subnet": n.subnet6, "Gateway": n.gateway6}));
         }

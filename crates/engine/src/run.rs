@@ -250,6 +250,19 @@ impl Engine {
             .filter(|n| crate::networks::is_user_network(n))
         {
             let leased = (|| {
+                let mac = opts
+                    .mac_address
+                    .as_deref()
+                    .map(|m| {
+                        network::ipam::parse_mac(m)
+                            .map(|_| m.to_ascii_lowercase())
+                            .map_err(|why| EngineError::InvalidOption {
+                                option: "--mac-address",
+                                value: m.to_string(),
+                                reason: why.into(),
+                            })
+                    })
+                    .transpose()?;
                 let mut atts = self.lease_network(
                     &db,
                     &id,
@@ -258,6 +271,9 @@ impl Engine {
                     opts.ip6.as_deref(),
                     &opts.network_aliases,
                 )?;
+                if let Some(a) = atts.values_mut().next() {
+                    a.mac = mac.unwrap_or_default();
+                }
                 for more in &opts.more_networks {
                     if !crate::networks::is_user_network(more) {
                         return Err(EngineError::InvalidOption {
@@ -275,6 +291,13 @@ impl Engine {
                 let _ = db.remove(&id);
                 return Err(e);
             }
+        } else if let Some(m) = &opts.mac_address {
+            let _ = db.remove(&id);
+            return Err(EngineError::InvalidOption {
+                option: "--mac-address",
+                value: m.clone(),
+                reason: "a MAC address needs a network (--network NAME or bridge)".into(),
+            });
         } else if !opts.more_networks.is_empty() {
             let _ = db.remove(&id);
             return Err(EngineError::InvalidOption {

@@ -58,6 +58,8 @@ pub struct RunOptions {
     pub ip: Option<String>,
     /// `--ip6`: its IPv6 address on its (dual-stack) network.
     pub ip6: Option<String>,
+    /// `--mac-address`: its MAC address on its (first) network.
+    pub mac_address: Option<String>,
     /// Networks after the first `--network` (each a network's name).
     pub more_networks: Vec<String>,
     /// `--network-alias`: more names on its network.

@@ -292,13 +292,14 @@ impl Store {
             .map_err(sql(&path))?;
         }
         if version < 5 {
-            // Dual-stack networks and their IPv6 leases.
+            // Dual-stack networks and their IPv6 leases; `--ip-range`.
             db.execute_batch(
                 "BEGIN IMMEDIATE;
                  ALTER TABLE endpoints ADD COLUMN ip6 TEXT NOT NULL DEFAULT '';
                  CREATE UNIQUE INDEX IF NOT EXISTS endpoints_ip6 ON endpoints (network, ip6) WHERE ip6 != '';
                  ALTER TABLE networks ADD COLUMN subnet6 TEXT NOT NULL DEFAULT '';
                  ALTER TABLE networks ADD COLUMN gateway6 TEXT NOT NULL DEFAULT '';
+                 ALTER TABLE networks ADD COLUMN ip_range TEXT NOT NULL DEFAULT '';
                  PRAGMA user_version = 5;
                  COMMIT;",
             )

@@ -101,6 +101,8 @@ pub struct Endpoint<'a> {
     pub mtu: Option<u32>,
     /// The container's IPv6 address and prefix length, on a dual-stack network.
     pub addr6: Option<(Ipv6Addr, u8)>,
+    /// The container's MAC address (None: the kernel's random one).
+    pub mac: Option<[u8; 6]>,
     /// The IPv6 default route's gateway (None: no IPv6 route out).
     pub gateway6: Option<Ipv6Addr>,
 }
@@ -122,7 +124,7 @@ pub fn attach(bridge: &str, e: &Endpoint) -> Result<(), NetworkError> {
         .link_index(bridge)?
         .ok_or(NetworkError::NoSuchLink(bridge.to_string()))?;
     let ns = crate::netns::open(e.netns)?;
-    rtnl.add_veth(e.host_veth, e.ifname, ns.as_raw_fd(), e.mtu)?;
+    rtnl.add_veth(e.host_veth, e.ifname, ns.as_raw_fd(), e.mtu, e.mac)?;
     let done = (|| {
         let host = rtnl
             .link_index(e.host_veth)?

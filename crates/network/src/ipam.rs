@@ -116,6 +116,21 @@ impl Subnet {
         Ok(())
     }
 
+    /// The lowest address of `range` (a part of the subnet, `--ip-range`)
+    /// that the subnet does not reserve and `used` does not hold.
+    pub fn next_free_in(
+        &self,
+        range: &Subnet,
+        gateway: Ipv4Addr,
+        used: &HashSet<Ipv4Addr>,
+    ) -> Option<Ipv4Addr> {
+        let first = u32::from(range.net).max(u32::from(self.net) + 1);
+        let last = u32::from(range.broadcast()).min(u32::from(self.broadcast()) - 1);
+        (first..=last)
+            .map(Ipv4Addr::from)
+            .find(|a| *a != gateway && !used.contains(a))
+    }
+
     /// The lowest address of the subnet that is not reserved and not in
     /// `used`, if any is left.
     pub fn next_free(&self, gateway: Ipv4Addr, used: &HashSet<Ipv4Addr>) -> Option<Ipv4Addr> {
@@ -125,6 +140,28 @@ impl Subnet {
             .map(Ipv4Addr::from)
             .find(|a| *a != gateway && !used.contains(a))
     }
+}
+
+/// Parses a unicast MAC address, `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(s: &str) -> Result<[u8; 6], &'static str> {
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 6 {
+        return Err("expected six hex pairs, aa:bb:cc:dd:ee:ff");
+    }
+    let mut mac = [0u8; 6];
+    for (i, p) in parts.iter().enumerate() {
+        if p.len() != 2 {
+            return Err("expected six hex pairs, aa:bb:cc:dd:ee:ff");
+        }
+        mac[i] = u8::from_str_radix(p, 16).map_err(|_| "not hexadecimal")?;
+    }
+    if mac[0] & 1 == 1 {
+        return Err("a multicast address (the first byte is odd)");
+    }
+    if mac == [0; 6] {
+        return Err("the zero address");
+    }
+    Ok(mac)
 }
 
 #[cfg(test)]
@@ -159,10 +196,38 @@ mod tests {
             got.push(a.octets()[3]);
         }
         assert_eq!(got, [2, 3, 4, 5, 6]);
+        let range: Subnet = "192.168.7.4/30".parse().unwrap();
+        let mut used = HashSet::new();
+        used.insert(Ipv4Addr::new(192, 168, 7, 4));
+        assert_eq!(
+            s.next_free_in(&range, gw, &used),
+            Some(Ipv4Addr::new(192, 168, 7, 5))
+        );
+        used.insert(Ipv4Addr::new(192, 168, 7, 5));
+        used.insert(Ipv4Addr::new(192, 168, 7, 6));
+        assert_eq!(
+            s.next_free_in(&range, gw, &used),
+            None,
+            "the broadcast is not given"
+        );
         assert!(s.check_host(Ipv4Addr::new(192, 168, 7, 1), gw).is_err());
         assert!(s.check_host(Ipv4Addr::new(192, 168, 7, 7), gw).is_err());
         assert!(s.check_host(Ipv4Addr::new(192, 168, 8, 2), gw).is_err());
         s.check_host(Ipv4Addr::new(192, 168, 7, 5), gw).unwrap();
+    }
+
+    #[test]
+    fn macs_parse_and_bad_ones_say_why() {
+        assert_eq!(
+            parse_mac("02:42:AC:11:00:02").unwrap(),
+            [2, 0x42, 0xac, 0x11, 0, 2]
+        );
+        assert!(parse_mac("01:00:5e:00:00:01")
+            .unwrap_err()
+            .contains("multicast"));
+        assert!(parse_mac("02:42:ac:11:00").is_err());
+        assert!(parse_mac("02:42:ac:11:00:zz").is_err());
+        assert!(parse_mac("00:00:00:00:00:00").is_err());
     }
 
     #[test]

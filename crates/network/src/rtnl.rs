@@ -147,10 +147,14 @@ impl Rtnl {
         peer: &str,
         peer_netns: RawFd,
         mtu: Option<u32>,
+        peer_mac: Option<[u8; 6]>,
     ) -> Result<(), NetworkError> {
         let mut p = LinkMessage::default();
         p.attributes.push(LinkAttribute::IfName(peer.to_string()));
         p.attributes.push(LinkAttribute::NetNsFd(peer_netns));
+        if let Some(mac) = peer_mac {
+            p.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        }
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::IfName(host.to_string()));
         if let Some(mtu) = mtu {

@@ -77,6 +77,7 @@ fn two_containers_on_a_bridge_reach_each_other_and_leave_nothing() {
                     gateway: Some(gw),
                     mtu: None,
                     addr6: None,
+                    mac: None,
                     gateway6: None,
                 },
             )?;
@@ -104,6 +105,7 @@ fn two_containers_on_a_bridge_reach_each_other_and_leave_nothing() {
                 gateway: None,
                 mtu: None,
                 addr6: None,
+                mac: None,
                 gateway6: None,
             },
         )
