@@ -18,7 +18,8 @@ machine's devices and firewall are never touched):
    from the namespace's loopback to busybox httpd behind a published port,
    one at a time for 2 s, as connections per second.
 
-Not measured yet (see docs/network.md): Docker as a peer.
+Peers: Podman 4.3 (netavark) and Docker (dockerd with its own bridge and
+iptables rules, in the same namespace; `--peers podman` leaves it out).
 
 Every command's exit status is checked; a fast failure is not a result.
 Usage (root): bench/network.py [--iterations N] [--json FILE]
@@ -117,6 +118,52 @@ class Podman(engines.Podman):
         subprocess.call(self.cmd(["network", "rm", "-f", "benchnet"]), stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL)
         super().close()
+
+
+class Docker:
+    """dockerd with its own bridge and iptables (nft), started in the bench's
+    namespace with its own data and exec roots and socket."""
+    name = "docker"
+
+    def __init__(self, work, ns):
+        self.ns = ns
+        self.dir = os.path.join(work, "docker")
+        os.makedirs(self.dir)
+        self.fixed = engines.fixed_dirs(["/run/docker", "/run/docker/plugins", "/run/containerd",
+                                         "/run/containerd/s"])
+        self.cgroup = "/berth-bench-docker-net"
+        cfg = os.path.join(self.dir, "daemon.json")
+        json.dump({"deprecated-key-path": self.dir + "/key.json"}, open(cfg, "w"))
+        self.log = os.path.join(self.dir, "log")
+        self.proc = subprocess.Popen(
+            ns.wrap(["dockerd", "--data-root", self.dir + "/data", "--exec-root", self.dir + "/exec",
+                     "--pidfile", self.dir + "/pid", "--config-file", cfg, "-H", f"unix://{self.dir}/sock",
+                     "--bip", "10.99.0.1/24", "--storage-driver=vfs", "--cgroup-parent", self.cgroup]),
+            stdout=open(self.log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+        engines.wait_up("dockerd", self.proc, self.cmd(["version"]), self.log)
+        engines.busybox_archive(os.path.join(work, "docker.tar"), "busybox:bench")
+        check(self.cmd(["load", "-i", os.path.join(work, "docker.tar")]))
+
+    def cmd(self, args):
+        return ["env", f"DOCKER_HOST=unix://{self.dir}/sock", "DOCKER_API_VERSION=1.41",
+                f"DOCKER_CONFIG={self.dir}/cli", "docker"] + args
+
+    def image(self):
+        return "busybox:bench"
+
+    def make_network(self, subnet):
+        check(self.cmd(["network", "create", "--subnet", subnet, "benchnet"]))
+
+    def close(self):
+        ids = subprocess.run(self.cmd(["ps", "-aq"]), stdout=subprocess.PIPE).stdout.decode().split()
+        if ids:
+            subprocess.call(self.cmd(["rm", "-f"] + ids), stdout=subprocess.DEVNULL)
+        subprocess.call(self.cmd(["network", "rm", "benchnet"]), stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL)
+        engines.stop(self.proc)
+        engines.unmount_under(self.dir)
+        engines.remove_cgroup(self.cgroup)
+        engines.remove_empty(self.fixed)
 
 
 def run_true(e, network):
@@ -269,6 +316,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--iterations", type=int, default=10)
     ap.add_argument("--json")
+    ap.add_argument("--peers", default="podman,docker", help="podman is always in; docker optional")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root")
@@ -279,8 +327,10 @@ def main():
     try:
         made.append(Berth(work, ns))
         made.append(Podman(work, ns))
-        made[0].make_network("10.96.0.0/24")
-        made[1].make_network("10.97.0.0/24")
+        if "docker" in args.peers.split(","):
+            made.append(Docker(work, ns))
+        for k, e in enumerate(made):
+            e.make_network(f"10.{96 + k}.0.0/24")
         for e in made:
             run_true(e, "none")
             run_true(e, "benchnet")
