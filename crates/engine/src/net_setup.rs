@@ -344,8 +344,10 @@ pub(crate) fn down(root: &Path, id: &str) -> Result<(), EngineError> {
     if !path.exists() {
         return Ok(());
     }
-    for slot in 0..crate::networks::MAX_SLOTS {
-        network::bridge::remove_link(&host_veth(id, slot)).map_err(net_err(id))?;
-    }
+    let veths: Vec<String> = (0..crate::networks::MAX_SLOTS)
+        .map(|slot| host_veth(id, slot))
+        .collect();
+    let names: Vec<&str> = veths.iter().map(String::as_str).collect();
+    network::bridge::remove_links(&names).map_err(net_err(id))?;
     network::netns::remove(&path).map_err(net_err(id))
 }

@@ -64,17 +64,25 @@ pub fn ensure(b: &Bridge) -> Result<u32, NetworkError> {
 
 /// Deletes bridge (or any link) `name`; nothing if it is gone.
 pub fn remove_link(name: &str) -> Result<(), NetworkError> {
+    remove_links(&[name])
+}
+
+/// Deletes the links `names` that exist, over one rtnetlink socket.
+pub fn remove_links(names: &[&str]) -> Result<(), NetworkError> {
     let mut rtnl = Rtnl::open()?;
-    match rtnl.link_index(name)? {
-        Some(i) => match rtnl.delete_link(i) {
-            Err(NetworkError::Kernel {
-                errno: nix::errno::Errno::ENODEV,
-                ..
-            }) => Ok(()),
-            other => other,
-        },
-        None => Ok(()),
+    for name in names {
+        if let Some(i) = rtnl.link_index(name)? {
+            match rtnl.delete_link(i) {
+                Err(NetworkError::Kernel {
+                    errno: nix::errno::Errno::ENODEV,
+                    ..
+                })
+                | Ok(()) => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
+    Ok(())
 }
 
 /// Whether link `name` exists (in the caller's network namespace).
