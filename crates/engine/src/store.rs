@@ -16,6 +16,48 @@ use crate::error::EngineError;
 /// The schema this build reads and writes.
 const SCHEMA_VERSION: i64 = 5;
 
+/// Runs schema step `to` unless the database is there already: the step
+/// and the version are read and written under one write lock, so two
+/// processes opening a new store at once run it once (and neither sets the
+/// version back).
+fn migrate(
+    db: &rusqlite::Connection,
+    path: &Path,
+    to: i64,
+    step: impl FnOnce(&rusqlite::Transaction) -> rusqlite::Result<()>,
+) -> Result<(), EngineError> {
+    let tx = rusqlite::Transaction::new_unchecked(db, rusqlite::TransactionBehavior::Immediate)
+        .map_err(sql(path))?;
+    let now: i64 = tx
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(sql(path))?;
+    if now < to {
+        step(&tx).map_err(sql(path))?;
+        tx.pragma_update(None, "user_version", to)
+            .map_err(sql(path))?;
+    }
+    tx.commit().map_err(sql(path))
+}
+
+/// Adds `column` to `table` unless it has it (a store an older berth set
+/// back to an earlier version may have it already).
+fn add_column(
+    tx: &rusqlite::Transaction,
+    table: &str,
+    column: &str,
+    decl: &str,
+) -> rusqlite::Result<()> {
+    let has: bool = tx.query_row(
+        &format!("SELECT COUNT(*) FROM pragma_table_info('{table}') WHERE name = ?1"),
+        [column],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !has {
+        tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
+    }
+    Ok(())
+}
+
 /// Where a container is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -199,9 +241,9 @@ impl Store {
             });
         }
         if version < 1 {
-            db.execute_batch(
-                "BEGIN IMMEDIATE;
-                 CREATE TABLE IF NOT EXISTS containers (
+            migrate(&db, &path, 1, |tx| {
+                tx.execute_batch(
+                    "CREATE TABLE IF NOT EXISTS containers (
                      id TEXT PRIMARY KEY,
                      name TEXT NOT NULL UNIQUE,
                      image TEXT NOT NULL,
@@ -216,19 +258,17 @@ impl Store {
                      finished INTEGER NOT NULL DEFAULT 0,
                      auto_remove INTEGER NOT NULL DEFAULT 0,
                      config TEXT NOT NULL DEFAULT '{}'
-                 );
-                 PRAGMA user_version = 1;
-                 COMMIT;",
-            )
-            .map_err(sql(&path))?;
+                 );",
+                )
+            })?;
         }
         if version < 2 {
             // Volumes, and which containers mount them (a volume in use is
             // never removed; a container's anonymous volumes go with it on
             // `rm -v` and `--rm`).
-            db.execute_batch(
-                "BEGIN IMMEDIATE;
-                 CREATE TABLE IF NOT EXISTS volumes (
+            migrate(&db, &path, 2, |tx| {
+                tx.execute_batch(
+                    "CREATE TABLE IF NOT EXISTS volumes (
                      name TEXT PRIMARY KEY,
                      driver TEXT NOT NULL,
                      created INTEGER NOT NULL,
@@ -243,18 +283,16 @@ impl Store {
                      PRIMARY KEY (container, destination)
                  );
                  CREATE INDEX IF NOT EXISTS container_volumes_by_volume
-                     ON container_volumes (volume);
-                 PRAGMA user_version = 2;
-                 COMMIT;",
-            )
-            .map_err(sql(&path))?;
+                     ON container_volumes (volume);",
+                )
+            })?;
         }
         if version < 3 {
             // Networks, and each container's place on them (its address
             // lease: one per network, never two alike on one network).
-            db.execute_batch(
-                "BEGIN IMMEDIATE;
-                 CREATE TABLE IF NOT EXISTS networks (
+            migrate(&db, &path, 3, |tx| {
+                tx.execute_batch(
+                    "CREATE TABLE IF NOT EXISTS networks (
                      id TEXT PRIMARY KEY,
                      name TEXT NOT NULL UNIQUE,
                      driver TEXT NOT NULL,
@@ -274,36 +312,28 @@ impl Store {
                      PRIMARY KEY (network, container),
                      UNIQUE (network, ip)
                  );
-                 CREATE INDEX IF NOT EXISTS endpoints_by_container ON endpoints (container);
-                 PRAGMA user_version = 3;
-                 COMMIT;",
-            )
-            .map_err(sql(&path))?;
+                 CREATE INDEX IF NOT EXISTS endpoints_by_container ON endpoints (container);",
+                )
+            })?;
         }
         if version < 4 {
             // The interface a lease is (eth<slot>), so a container's
             // interfaces keep their names when networks are connected.
-            db.execute_batch(
-                "BEGIN IMMEDIATE;
-                 ALTER TABLE endpoints ADD COLUMN slot INTEGER NOT NULL DEFAULT 0;
-                 PRAGMA user_version = 4;
-                 COMMIT;",
-            )
-            .map_err(sql(&path))?;
+            migrate(&db, &path, 4, |tx| {
+                add_column(tx, "endpoints", "slot", "INTEGER NOT NULL DEFAULT 0")
+            })?;
         }
         if version < 5 {
             // Dual-stack networks and their IPv6 leases; `--ip-range`.
-            db.execute_batch(
-                "BEGIN IMMEDIATE;
-                 ALTER TABLE endpoints ADD COLUMN ip6 TEXT NOT NULL DEFAULT '';
-                 CREATE UNIQUE INDEX IF NOT EXISTS endpoints_ip6 ON endpoints (network, ip6) WHERE ip6 != '';
-                 ALTER TABLE networks ADD COLUMN subnet6 TEXT NOT NULL DEFAULT '';
-                 ALTER TABLE networks ADD COLUMN gateway6 TEXT NOT NULL DEFAULT '';
-                 ALTER TABLE networks ADD COLUMN ip_range TEXT NOT NULL DEFAULT '';
-                 PRAGMA user_version = 5;
-                 COMMIT;",
-            )
-            .map_err(sql(&path))?;
+            migrate(&db, &path, 5, |tx| {
+                add_column(tx, "endpoints", "ip6", "TEXT NOT NULL DEFAULT ''")?;
+                tx.execute_batch(
+                    "CREATE UNIQUE INDEX IF NOT EXISTS endpoints_ip6 ON endpoints (network, ip6) WHERE ip6 != ''",
+                )?;
+                add_column(tx, "networks", "subnet6", "TEXT NOT NULL DEFAULT ''")?;
+                add_column(tx, "networks", "gateway6", "TEXT NOT NULL DEFAULT ''")?;
+                add_column(tx, "networks", "ip_range", "TEXT NOT NULL DEFAULT ''")
+            })?;
         }
         Ok(Store { db, path })
     }
@@ -627,6 +657,35 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_new_store_opened_at_once_by_many_is_migrated_once() {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let opened: Vec<_> = (0..8)
+                .map(|_| {
+                    let d = dir.path().to_path_buf();
+                    std::thread::spawn(move || Store::open(&d).map(drop).map_err(|e| e.to_string()))
+                })
+                .collect();
+            for t in opened {
+                t.join().unwrap().unwrap();
+            }
+            let db = Connection::open(dir.path().join("engine.db")).unwrap();
+            let v: i64 = db
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .unwrap();
+            assert_eq!(v, SCHEMA_VERSION);
+        }
+        // A store whose version was set back (as an older berth's
+        // concurrent open could) while its columns are there opens.
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let db = Connection::open(dir.path().join("engine.db")).unwrap();
+        db.pragma_update(None, "user_version", 1).unwrap();
+        drop(db);
+        Store::open(dir.path()).unwrap();
     }
 
     #[test]
