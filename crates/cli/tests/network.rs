@@ -651,3 +651,63 @@ fn mac_addresses_and_ip_ranges() {
     f.berth(&["network", "rm", "ranged"]).ok();
     f.assert_clean();
 }
+
+#[test]
+fn networks_are_isolated_but_published_ports_reach_across() {
+    let f = Fixture::in_netns();
+    f.berth(&["network", "create", "--subnet", "10.101.0.0/24", "left"])
+        .ok();
+    f.berth(&["network", "create", "--subnet", "10.102.0.0/24", "right"])
+        .ok();
+    f.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "srv",
+        "--network",
+        "right",
+        "-p",
+        "8089:80",
+        "bb:1",
+        "sh",
+        "-c",
+        "busybox nc -ll -p 80 -e echo from-right",
+    ])
+    .ok();
+    let srv = ip_of(&f, "srv", "right");
+    // From the other network: not by address, but through the published
+    // port on the host's address there (its gateway).
+    let o = f
+        .run(&[
+            "--network",
+            "left",
+            "bb:1",
+            "sh",
+            "-c",
+            &format!(
+                "busybox nc -w 2 {srv} 80 </dev/null; echo direct=$?; \
+                 busybox nc -w 3 10.101.0.1 8089 </dev/null"
+            ),
+        ])
+        .ok();
+    assert_eq!(o.stdout, "direct=1\nfrom-right\n", "{o:?}");
+    // On its own network, by address.
+    let o = f
+        .run(&[
+            "--network",
+            "right",
+            "bb:1",
+            "sh",
+            "-c",
+            &format!("busybox nc -w 3 {srv} 80 </dev/null"),
+        ])
+        .ok();
+    assert_eq!(o.stdout, "from-right\n", "{o:?}");
+    f.berth(&["rm", "-f", "srv"]).ok();
+    f.berth(&["network", "rm", "left", "right"]).ok();
+    let o = test_support::run_through_files(
+        &mut f.host_command("nft", &["list", "set", "inet", "berth", "same"]),
+    );
+    assert!(!o.stdout.contains("br-"), "{o:?}");
+    f.assert_clean();
+}

@@ -1,12 +1,15 @@
 //! berth's firewall: one nftables table, `inet berth`, and nothing else.
 //! It masquerades what containers send out of their networks, publishes
-//! container ports on the host's addresses (DNAT), and keeps internal
-//! networks in. Every change is one `nft -f -` batch, so it is applied
+//! container ports on the host's addresses (DNAT), keeps internal
+//! networks in and networks apart. Every change is one `nft -f -` batch, so it is applied
 //! whole or not at all. What the table holds (docs/network.md):
 //!
-//! - sets `nets` (the subnets of networks with a way out), `bridges`
-//!   (every berth bridge) and `internal` (the bridges of internal
-//!   networks), kept up to date as networks come and go;
+//! - sets `nets` and `nets6` (the subnets of networks with a way out),
+//!   `bridges` (every berth bridge), `internal` (the bridges of internal
+//!   networks) and `same` (each bridge paired with itself), kept up to date
+//!   as networks come and go: the forward chain drops what one network
+//!   would route to another (they are isolated, as Docker's are), except
+//!   traffic to a published port;
 //! - map `ports`: `protocol . host port` to a jump into the chain of the
 //!   container that publishes it (`c-<12 hex of its id>`), which holds
 //!   its DNAT rules. `create element` refuses a port another container
@@ -161,6 +164,7 @@ fn base() -> String {
          add set {t} nets6 {{ type ipv6_addr; flags interval; }}\n\
          add set {t} bridges {{ type ifname; }}\n\
          add set {t} internal {{ type ifname; }}\n\
+         add set {t} same {{ type ifname . ifname; }}\n\
          add map {t} ports {{ type inet_proto . inet_service : verdict; }}\n\
          add chain {t} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}\n\
          add chain {t} output {{ type nat hook output priority -100; policy accept; }}\n\
@@ -178,13 +182,18 @@ fn base() -> String {
          add rule {t} postrouting meta nfproto ipv6 ip6 saddr @nets6 ip6 daddr != @nets6 oifname != @bridges masquerade\n\
          add rule {t} postrouting meta nfproto ipv6 oifname @bridges ip6 saddr @nets6 ct status dnat masquerade\n\
          add rule {t} forward iifname @internal oifname != @internal drop\n\
-         add rule {t} forward oifname @internal iifname != @internal drop\n"
+         add rule {t} forward oifname @internal iifname != @internal drop\n\
+         add rule {t} forward ct status dnat accept\n\
+         add rule {t} forward iifname @bridges oifname @bridges iifname . oifname != @same drop\n"
     )
 }
 
 fn network_elements(n: &NetRules) -> String {
     let t = format!("inet {TABLE}");
-    let mut s = format!("add element {t} bridges {{ \"{}\" }}\n", n.bridge);
+    let mut s = format!(
+        "add element {t} bridges {{ \"{b}\" }}\nadd element {t} same {{ \"{b}\" . \"{b}\" }}\n",
+        b = n.bridge
+    );
     if n.internal {
         s.push_str(&format!(
             "add element {t} internal {{ \"{}\" }}\n",
@@ -244,6 +253,7 @@ pub fn add_networks(nets: &[NetRules]) -> Result<(), NetworkError> {
 struct Listing {
     bridges: Vec<String>,
     internal: Vec<String>,
+    same: Vec<String>,
     nets: Vec<String>,
     nets6: Vec<String>,
     /// `(protocol, port, chain)`.
@@ -280,6 +290,11 @@ fn read_table() -> Result<Option<Listing>, NetworkError> {
         };
         let elems = set["elem"].as_array().cloned().unwrap_or_default();
         match set["name"].as_str() {
+            Some("same") => l.same.extend(
+                elems
+                    .iter()
+                    .filter_map(|e| Some(e["concat"].as_array()?.first()?.as_str()?.to_string())),
+            ),
             Some(name @ ("bridges" | "internal")) => {
                 let names = elems.iter().filter_map(|e| Some(e.as_str()?.to_string()));
                 if name == "bridges" {
@@ -325,6 +340,12 @@ pub fn remove_network(n: &NetRules) -> Result<(), NetworkError> {
         s.push_str(&format!(
             "delete element {t} bridges {{ \"{}\" }}\n",
             n.bridge
+        ));
+    }
+    if l.same.iter().any(|b| b == n.bridge) {
+        s.push_str(&format!(
+            "delete element {t} same {{ \"{b}\" . \"{b}\" }}\n",
+            b = n.bridge
         ));
     }
     if l.internal.iter().any(|b| b == n.bridge) {
