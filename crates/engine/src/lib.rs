@@ -65,6 +65,7 @@ pub mod ports;
 pub mod restart;
 pub mod rootfs;
 pub mod run;
+mod schema;
 pub mod seccomp_profile;
 pub mod spec;
 pub mod stats;

@@ -30,6 +30,11 @@ use crate::NetworkError;
 /// The table's name (family `inet`).
 pub const TABLE: &str = "berth";
 
+/// A set whose name changes with the base chains' rules: every batch adds
+/// to it, so a table an older berth wrote (without it) is found missing it
+/// and its rules are written anew.
+const RULES: &str = "rules-4";
+
 /// A transport protocol a port is published for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Proto {
@@ -144,11 +149,12 @@ fn nft(args: &[&str], script: &str, step: &'static str) -> Result<String, Networ
 /// the commit wait for an RCU grace period (about 13 ms here), while
 /// adding set elements does not.
 fn apply(batch: &str, step: &'static str) -> Result<String, NetworkError> {
-    match nft(&["-f", "-"], batch, step) {
+    let batch = format!("add element inet {TABLE} {RULES} {{ \"berth\" }}\n{batch}");
+    match nft(&["-f", "-"], &batch, step) {
         Err(NetworkError::Firewall { message, .. })
             if message.contains("No such file or directory") =>
         {
-            nft(&["-f", "-"], &(base() + batch), step)
+            nft(&["-f", "-"], &(base() + &batch), step)
         }
         other => other,
     }
@@ -165,6 +171,7 @@ fn base() -> String {
          add set {t} bridges {{ type ifname; }}\n\
          add set {t} internal {{ type ifname; }}\n\
          add set {t} same {{ type ifname . ifname; }}\n\
+         add set {t} {RULES} {{ type ifname; }}\n\
          add map {t} ports {{ type inet_proto . inet_service : verdict; }}\n\
          add chain {t} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}\n\
          add chain {t} output {{ type nat hook output priority -100; policy accept; }}\n\
@@ -181,6 +188,7 @@ fn base() -> String {
          add rule {t} postrouting meta nfproto ipv4 oifname @bridges ip saddr 127.0.0.0/8 masquerade\n\
          add rule {t} postrouting meta nfproto ipv6 ip6 saddr @nets6 ip6 daddr != @nets6 oifname != @bridges masquerade\n\
          add rule {t} postrouting meta nfproto ipv6 oifname @bridges ip6 saddr @nets6 ct status dnat masquerade\n\
+         add rule {t} forward ct state established,related accept\n\
          add rule {t} forward iifname @internal oifname != @internal drop\n\
          add rule {t} forward oifname @internal iifname != @internal drop\n\
          add rule {t} forward ct status dnat accept\n\
