@@ -10,16 +10,8 @@ use oci_spec::runtime::{
     LinuxBlockIo, LinuxResources, LinuxThrottleDevice, LinuxThrottleDeviceBuilder,
 };
 
-use crate::error::EngineError;
+use crate::error::{invalid, EngineError};
 use crate::limits::Limits;
-
-fn invalid(option: &'static str, value: &str, reason: impl Into<String>) -> EngineError {
-    EngineError::InvalidOption {
-        option,
-        value: value.to_string(),
-        reason: reason.into(),
-    }
-}
 
 /// `DEVICE:RATE` as a throttle; `bytes` says whether RATE is a size.
 fn throttle(

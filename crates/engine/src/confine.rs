@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 
 use oci_spec::runtime::{Capability, Spec};
 
-use crate::error::EngineError;
+use crate::error::{invalid, EngineError};
 
 /// The confinement flags of one run.
 #[derive(Debug, Clone, Default)]
@@ -28,14 +28,6 @@ pub struct Confinement {
     pub sysctl: Vec<String>,
     /// `--privileged`.
     pub privileged: bool,
-}
-
-fn invalid(option: &'static str, value: &str, reason: impl Into<String>) -> EngineError {
-    EngineError::InvalidOption {
-        option,
-        value: value.to_string(),
-        reason: reason.into(),
-    }
 }
 
 /// A capability by Docker's spelling (`net_admin`, `NET_ADMIN`, `CAP_NET_ADMIN`).

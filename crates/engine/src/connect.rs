@@ -6,19 +6,11 @@
 //! network) can be connected: a `--network none|host|container:` one
 //! cannot, as with Docker.
 
-use crate::error::EngineError;
+use crate::error::{invalid, EngineError};
 use crate::net_setup::Attachment;
 use crate::restart::ContainerSettings;
 use crate::run::Engine;
 use crate::store::Store;
-
-fn invalid(option: &'static str, value: &str, reason: impl Into<String>) -> EngineError {
-    EngineError::InvalidOption {
-        option,
-        value: value.to_string(),
-        reason: reason.into(),
-    }
-}
 
 impl Engine {
     /// `network connect [--ip IP] [--ip6 IP6] [--alias A]… NETWORK CONTAINER`.

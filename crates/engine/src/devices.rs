@@ -11,15 +11,7 @@ use oci_spec::runtime::{
     Spec,
 };
 
-use crate::error::EngineError;
-
-fn invalid(option: &'static str, value: &str, reason: impl Into<String>) -> EngineError {
-    EngineError::InvalidOption {
-        option,
-        value: value.to_string(),
-        reason: reason.into(),
-    }
-}
+use crate::error::{invalid, EngineError};
 
 fn spec_err(e: oci_spec::OciSpecError) -> EngineError {
     EngineError::Spec(e.to_string())

@@ -82,6 +82,12 @@ pub enum EngineError {
         /// What SQLite said.
         err: String,
     },
+    /// Another berth process held the container store longer than we waited.
+    #[error("container store {}: database is locked (another berth process holds it)", path.display())]
+    StoreBusy {
+        /// The database file.
+        path: PathBuf,
+    },
     /// Another container has this name.
     #[error(
         "the container name {0:?} is already in use: remove that container or choose another name"
@@ -192,5 +198,14 @@ impl EngineError {
             EngineError::NotExecutable(_) => 126,
             _ => 125,
         }
+    }
+}
+
+/// A flag's value refused, naming the flag, the value and why.
+pub(crate) fn invalid(option: &'static str, value: &str, reason: impl Into<String>) -> EngineError {
+    EngineError::InvalidOption {
+        option,
+        value: value.to_string(),
+        reason: reason.into(),
     }
 }

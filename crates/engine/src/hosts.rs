@@ -6,16 +6,8 @@
 
 use std::net::IpAddr;
 
-use crate::error::EngineError;
+use crate::error::{invalid, EngineError};
 use crate::spec::RunOptions;
-
-fn invalid(option: &'static str, value: &str, reason: impl Into<String>) -> EngineError {
-    EngineError::InvalidOption {
-        option,
-        value: value.to_string(),
-        reason: reason.into(),
-    }
-}
 
 /// Where a container is on its (first) network: its address and the
 /// gateway, for `/etc/hosts`, `host-gateway` and `/etc/resolv.conf`.

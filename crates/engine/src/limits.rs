@@ -9,7 +9,7 @@
 
 use oci_spec::runtime::{LinuxPidsBuilder, PosixRlimit, PosixRlimitBuilder, PosixRlimitType, Spec};
 
-use crate::error::EngineError;
+use crate::error::{invalid, EngineError};
 
 /// The resource flags of one run (unset ones stay `None`).
 #[derive(Debug, Clone, Default)]
@@ -54,14 +54,6 @@ pub struct Limits {
     pub device_write_iops: Vec<String>,
     /// `--shm-size` (the size of /dev/shm; 64m by default).
     pub shm_size: Option<String>,
-}
-
-fn invalid(option: &'static str, value: &str, reason: impl Into<String>) -> EngineError {
-    EngineError::InvalidOption {
-        option,
-        value: value.to_string(),
-        reason: reason.into(),
-    }
 }
 
 /// A size as the docker CLI reads it: a number with an optional unit

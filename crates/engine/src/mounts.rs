@@ -10,7 +10,7 @@ use std::path::{Component, Path, PathBuf};
 
 use oci_spec::runtime::{Mount, MountBuilder, Spec};
 
-use crate::error::EngineError;
+use crate::error::{invalid, EngineError};
 use crate::volumes::VolumeMount;
 
 /// One mount flag, parsed.
@@ -51,14 +51,6 @@ pub struct MountFlags {
     pub tmpfs: Vec<String>,
     /// `--read-only`.
     pub read_only: bool,
-}
-
-fn invalid(option: &'static str, value: &str, reason: impl Into<String>) -> EngineError {
-    EngineError::InvalidOption {
-        option,
-        value: value.to_string(),
-        reason: reason.into(),
-    }
 }
 
 fn destination(option: &'static str, value: &str, d: &str) -> Result<String, EngineError> {

@@ -10,7 +10,7 @@
 
 use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType, Spec};
 
-use crate::error::EngineError;
+use crate::error::{invalid, EngineError};
 
 /// The namespace flags of one run (None: the default).
 #[derive(Debug, Clone, Default)]
@@ -42,14 +42,6 @@ enum Choice {
     Host,
     /// That of container NAME's init.
     Container(String),
-}
-
-fn invalid(option: &'static str, value: &str, reason: impl Into<String>) -> EngineError {
-    EngineError::InvalidOption {
-        option,
-        value: value.to_string(),
-        reason: reason.into(),
-    }
 }
 
 fn choice(option: &'static str, value: &str, private: &[&str]) -> Result<Choice, EngineError> {

@@ -13,7 +13,7 @@ use network::ipam::Subnet;
 use network::ipam6::{Ipam6Error, Subnet6};
 use rusqlite::params;
 
-use crate::error::EngineError;
+use crate::error::{invalid, EngineError};
 use crate::run::Engine;
 use crate::store::{sql, Store};
 
@@ -95,14 +95,6 @@ pub const DEFAULT_NETWORK: &str = "bridge";
 /// The default network's bridge device.
 pub const DEFAULT_BRIDGE: &str = "berth0";
 const MTU: &str = "com.docker.network.driver.mtu";
-
-fn invalid(option: &'static str, value: &str, reason: impl Into<String>) -> EngineError {
-    EngineError::InvalidOption {
-        option,
-        value: value.to_string(),
-        reason: reason.into(),
-    }
-}
 
 impl Network {
     /// The parsed subnet.

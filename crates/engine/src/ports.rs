@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 use network::firewall::{Forward, Proto};
 use serde::{Deserialize, Serialize};
 
-use crate::error::EngineError;
+use crate::error::{invalid, EngineError};
 
 /// One host side of a published port, as Docker writes it.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -26,14 +26,6 @@ pub struct HostBinding {
 
 /// Container ports (`80/tcp`) and their host sides.
 pub type PortMap = BTreeMap<String, Vec<HostBinding>>;
-
-fn invalid(option: &'static str, value: &str, reason: impl Into<String>) -> EngineError {
-    EngineError::InvalidOption {
-        option,
-        value: value.to_string(),
-        reason: reason.into(),
-    }
-}
 
 /// `N` or `A-B` (A ≤ B), each 1..=65535.
 fn port_range(option: &'static str, spec: &str, s: &str) -> Result<(u16, u16), EngineError> {

@@ -23,7 +23,7 @@
 use berth_fs::idmap::IdRange;
 use serde::{Deserialize, Serialize};
 
-use crate::error::EngineError;
+use crate::error::{invalid, EngineError};
 
 /// Host ids `auto` takes blocks from when `/etc/subuid` has no range for
 /// user `containers`: (first, count), the upper half of the 32-bit ids.
@@ -103,14 +103,6 @@ pub enum UsernsRequest {
     },
     /// The maps as given.
     Explicit(IdMappings),
-}
-
-fn invalid(option: &'static str, value: &str, reason: impl Into<String>) -> EngineError {
-    EngineError::InvalidOption {
-        option,
-        value: value.to_string(),
-        reason: reason.into(),
-    }
 }
 
 /// `key=value` options after `auto:` or `keep-id:`.

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{Mount, MountBuilder};
 
-use crate::error::EngineError;
+use crate::error::{invalid, EngineError};
 use crate::run::Engine;
 use crate::store::Store;
 use crate::volume_files::{copy_up, dir_size, is_mount_point, mount_tmpfs};
@@ -70,14 +70,6 @@ enum Backing {
     Tmpfs(String),
     /// A host path, bound in place of `_data`.
     Bind(PathBuf),
-}
-
-fn invalid(option: &'static str, value: &str, reason: impl Into<String>) -> EngineError {
-    EngineError::InvalidOption {
-        option,
-        value: value.to_string(),
-        reason: reason.into(),
-    }
 }
 
 /// Docker's rule for volume names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.

@@ -485,8 +485,3 @@ pub fn published_keys() -> Result<Vec<String>, NetworkError> {
     keys.dedup();
     Ok(keys)
 }
-
-/// Whether berth's table exists (in the caller's network namespace).
-pub fn table_exists() -> Result<bool, NetworkError> {
-    Ok(read_table()?.is_some())
-}
