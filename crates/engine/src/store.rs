@@ -17,6 +17,9 @@ use crate::error::EngineError;
 /// The schema this berth writes (`crate::schema`).
 pub(crate) const SCHEMA_VERSION: i64 = 5;
 
+/// How long a statement waits for another process's lock.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Where a container is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -108,9 +111,16 @@ pub struct Store {
 }
 
 pub(crate) fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> EngineError + '_ {
-    move |e| EngineError::ContainerStore {
-        path: path.to_path_buf(),
-        err: e.to_string(),
+    move |e| match e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DatabaseBusy => {
+            EngineError::StoreBusy {
+                path: path.to_path_buf(),
+            }
+        }
+        e => EngineError::ContainerStore {
+            path: path.to_path_buf(),
+            err: e.to_string(),
+        },
     }
 }
 
@@ -157,8 +167,23 @@ impl Store {
         crate::events::record(root, "container", action, id, &attrs);
     }
 
-    /// Opens (creating on first use) `<root>/engine.db`.
+    /// Opens (creating on first use) `<root>/engine.db`. Processes that
+    /// open a new store at once can find it busy without SQLite waiting
+    /// (its switch to WAL, a lock upgrade it refuses to wait for): such an
+    /// open is tried again, for as long as the busy timeout.
     pub fn open(root: &Path) -> Result<Store, EngineError> {
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match Self::open_once(root) {
+                Err(EngineError::StoreBusy { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5))
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(root: &Path) -> Result<Store, EngineError> {
         let path = root.join("engine.db");
         let fresh = !path.exists();
         let db = Connection::open(&path).map_err(sql(&path))?;
@@ -172,8 +197,7 @@ impl Store {
                 },
             )?;
         }
-        db.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(sql(&path))?;
+        db.busy_timeout(BUSY_TIMEOUT).map_err(sql(&path))?;
         db.pragma_update(None, "journal_mode", "WAL")
             .map_err(sql(&path))?;
         // WAL with synchronous=NORMAL: a commit is not fsync'd, the WAL is
