@@ -1,5 +1,5 @@
 //! `berth network create|ls|inspect|rm|prune|connect|disconnect`: Docker's network commands,
-//! flags and output over the engine's networks (the bridge driver).
+//! flags and output over the engine's networks (the bridge and cni drivers).
 
 use std::path::Path;
 
@@ -79,7 +79,7 @@ pub enum NetworkCommand {
 pub struct CreateArgs {
     /// The network's name.
     name: String,
-    /// The driver (only `bridge`).
+    /// The driver: `bridge` (the default) or `cni` (a CNI configuration list's plugins).
     #[arg(short, long)]
     driver: Option<String>,
     /// A subnet: IPv4 a.b.c.d/n (default: the first free 10.89.N.0/24), and with --ipv6 an IPv6 one (default: a unique local /64).
@@ -100,7 +100,8 @@ pub struct CreateArgs {
     /// A label: `KEY=VALUE`.
     #[arg(long)]
     label: Vec<String>,
-    /// A driver option: `com.docker.network.bridge.name=NAME`, `com.docker.network.driver.mtu=N`.
+    /// A driver option: `com.docker.network.bridge.name=NAME`, `com.docker.network.driver.mtu=N`;
+    /// for cni: `cni.config=FILE`, `cni.confdir=DIR`, `cni.path=DIR[:DIR]`.
     #[arg(short, long = "opt")]
     opt: Vec<String>,
 }
@@ -114,7 +115,7 @@ pub struct LsArgs {
     /// Full ids.
     #[arg(long)]
     no_trunc: bool,
-    /// `name=…`, `id=…`, `driver=bridge`, `label=KEY[=VALUE]`.
+    /// `name=…`, `id=…`, `driver=bridge|cni`, `label=KEY[=VALUE]`.
     #[arg(short, long)]
     filter: Vec<String>,
     /// Go template for each network (`{{.Name}}`, `{{.ID}}`, `{{.Driver}}`).

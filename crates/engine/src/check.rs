@@ -17,7 +17,8 @@
 //!   runtime delete cut short): processes in it killed, the cgroup removed;
 //! - the pinned network namespace of a container that is not running (a
 //!   `kill -9` during network set-up or teardown): its veth pairs deleted,
-//!   the namespace unpinned and removed;
+//!   the namespace unpinned and removed; its CNI interfaces deleted by
+//!   their plugins (`DEL`, from the cache `ADD` left);
 //! - console socket directories of processes that are gone: removed.
 //!
 //! It fails closed: if the container database cannot be read, nothing is
@@ -244,6 +245,21 @@ impl Engine {
                 &mut || {
                     crate::net_setup::down(&self.root, &id)?;
                     Ok("its veth pairs deleted, the namespace unpinned and removed".into())
+                },
+            );
+        }
+        // CNI interfaces of containers that do not run (a crash during
+        // ADD or before DEL): their plugins' DEL, from the cache.
+        for id in crate::cni::cached_containers(&self.root) {
+            if runs(&id) {
+                continue;
+            }
+            note(
+                format!("CNI interfaces of {id}"),
+                "the CNI interfaces of a container that is not running".into(),
+                &mut || {
+                    crate::net_setup::down(&self.root, &id)?;
+                    Ok("deleted by their plugins (DEL)".into())
                 },
             );
         }

@@ -67,6 +67,10 @@ impl Engine {
                     .into_iter()
                     .next()
                     .ok_or_else(|| EngineError::NoSuchNetwork(net.name.clone()))?;
+                if net.is_cni() {
+                    crate::cni::attach(self, &db, &r.id, &ep, &net, None, &[])?;
+                    return Ok(());
+                }
                 let others = db.endpoints(None, Some(&r.id))?.len() > 1;
                 crate::net_setup::attach_endpoint(self, &r.id, &ep, &net, !others, None)?;
                 network::firewall::add_networks(&[net.rules()?]).map_err(|err| {
@@ -121,7 +125,7 @@ impl Engine {
             ));
         };
         if r.is_running() {
-            crate::net_setup::detach_endpoint(&r.id, ep.slot)?;
+            crate::net_setup::detach_endpoint(&self.root, &r.id, ep.slot)?;
         }
         db.release(&net.id, &r.id)?;
         db.update_settings(&r.id, |s| {

@@ -323,13 +323,11 @@ impl Container<'_> {
         }
     }
 
-    /// [`Container::finish`] for a cleanup after the exit was recorded:
-    /// nothing is done (false) unless, under the teardown lock, the record
-    /// still says exited (a `start` meanwhile made a new run).
-    pub(crate) fn finish_exited(&mut self, auto_remove: bool) -> Result<bool, EngineError> {
-        let Some(_lock) = teardown_lock(&self.engine.root, &self.id)? else {
-            return Ok(false);
-        };
+    /// [`Container::finish`] for a cleanup after the exit was recorded, by
+    /// a caller that holds the teardown lock: nothing is done (false)
+    /// unless the record still says exited (a `start` meanwhile made a new
+    /// run).
+    pub(crate) fn finish_exited_locked(&mut self, auto_remove: bool) -> Result<bool, EngineError> {
         match self.db.find(&self.id) {
             Err(EngineError::NoSuchContainer(_)) => return Ok(false),
             Err(e) => return Err(e),
@@ -390,6 +388,53 @@ pub(crate) fn teardown_lock(
             path: dir,
             err: e.into(),
         })
+}
+
+/// Waits, at most `limit`, until no one holds container `id`'s teardown
+/// lock: a run whose exit is recorded has been taken down (its network
+/// included), so a `stop` that returns leaves its ports free.
+pub(crate) fn wait_teardown(
+    root: &Path,
+    id: &str,
+    limit: std::time::Duration,
+) -> Result<(), EngineError> {
+    let dir = crate::rootfs::container_dir(root, id)?;
+    let end = std::time::Instant::now() + limit;
+    loop {
+        let file = match std::fs::File::open(&dir) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(err) => {
+                return Err(EngineError::Io {
+                    op: "open",
+                    path: dir,
+                    err,
+                })
+            }
+        };
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(_) => return Ok(()),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) if std::time::Instant::now() < end => {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                return Err(EngineError::Runtime {
+                    step: "stop",
+                    message: format!(
+                    "container {id} exited, but its supervisor has not taken it down within {} s",
+                    limit.as_secs()
+                ),
+                })
+            }
+            Err((_, e)) => {
+                return Err(EngineError::Io {
+                    op: "lock",
+                    path: dir,
+                    err: e.into(),
+                })
+            }
+        }
+    }
 }
 
 /// Removes a container's bundle and its root (writable layer included).

@@ -198,6 +198,9 @@ impl Engine {
             Err(EngineError::NoSuchContainer(_)) => Ok(rec.clone()),
             other => other,
         };
+        // Its supervisor records the exit and takes the run down (network
+        // included) under the teardown lock: stopped means that is done.
+        crate::run::wait_teardown(&self.root, &rec.id, Duration::from_secs(90))?;
         let name = [("name", rec.name.as_str())];
         crate::events::record(&self.root, "container", "stop", &rec.id, &name);
         settled

@@ -154,12 +154,20 @@ impl Engine {
         // Only the run this cleanup is for: if another cleanup recorded it
         // already, or the container was started again meanwhile, there is
         // nothing of this run left to take down (and the new run must not be).
+        // The teardown lock is held from before the exit is recorded until
+        // the run is taken down: a `stop`, which waits for the exit and
+        // then for the lock, returns only once the network is down.
+        let Some(lock) = crate::run::teardown_lock(&self.root, &rec.id)? else {
+            return Ok(());
+        };
         if !db.set_exited_run(&rec.id, rec.pid, code, finished)? {
             return Ok(());
         }
-        if !c.finish_exited(rec.auto_remove)? {
+        if !c.finish_exited_locked(rec.auto_remove)? {
             return Ok(());
         }
+        // A restart policy starts it again, under the lock: let it go first.
+        drop(lock);
         let ran = std::time::Duration::from_secs((finished - rec.started).max(0) as u64);
         self.after_exit(&rec.id, code, ran);
         Ok(())

@@ -48,7 +48,7 @@ fn io(op: &'static str, path: &Path) -> impl Fn(std::io::Error) -> EngineError {
 /// Whether network `n` has a DNS server of berth's (user-defined bridge
 /// networks do; the default one does not).
 pub fn has_dns(n: &Network) -> bool {
-    n.name != crate::networks::DEFAULT_NETWORK
+    n.name != crate::networks::DEFAULT_NETWORK && !n.is_cni()
 }
 
 /// Starts network `n`'s DNS server unless one serves its gateway already,

@@ -33,6 +33,7 @@ pub mod archive;
 pub mod attach;
 pub mod blkio;
 pub mod check;
+pub mod cni;
 pub mod commit;
 pub mod confine;
 pub mod connect;

@@ -121,8 +121,23 @@ impl Engine {
             return Err(EngineError::InvalidOption {
                 option: "--network-alias",
                 value: aliases.join(","),
-                reason: "network-scoped aliases are for user-defined networks (the default bridge has no DNS)".into(),
+                reason: format!(
+                    "network {} has no DNS server (the default bridge and CNI networks have none), so no aliases",
+                    net.name
+                ),
             });
+        }
+        if net.is_cni() {
+            if let Some((option, v)) = ip.map(|v| ("--ip", v)).or(ip6.map(|v| ("--ip6", v))) {
+                return Err(EngineError::InvalidOption {
+                    option,
+                    value: v.to_string(),
+                    reason: format!(
+                        "network {} is a CNI network: its plugins choose the addresses (a static address is not there yet)",
+                        net.name
+                    ),
+                });
+            }
         }
         for a in aliases {
             crate::names::check(a).map_err(|_| EngineError::InvalidOption {
@@ -143,6 +158,18 @@ impl Engine {
         let (addr, addr6, _slot) = db.lease(&net, id, wanted, wanted6)?;
         let v6 = net.subnet6()?;
         let mut out = BTreeMap::new();
+        if net.is_cni() {
+            // Its addresses are known once its plugins have run.
+            out.insert(
+                net.name.clone(),
+                Attachment {
+                    network_id: net.id.clone(),
+                    aliases: aliases.to_vec(),
+                    ..Attachment::default()
+                },
+            );
+            return Ok(out);
+        }
         out.insert(
             net.name.clone(),
             Attachment {
@@ -194,22 +221,42 @@ pub(crate) fn up(engine: &Engine, db: &Store, id: &str) -> Result<bool, EngineEr
     let made = (|| {
         let settings = crate::restart::ContainerSettings::parse(&db.find(id)?.config);
         let mut nets = vec![];
+        let mut ports_by_cni = false;
         for (n, ep) in endpoints.iter().enumerate() {
             let net = db.network(&ep.network)?;
-            let mac = settings
-                .networks
-                .get(&net.name)
-                .and_then(|a| network::ipam::parse_mac(&a.mac).ok());
+            let mac = settings.networks.get(&net.name).map(|a| a.mac.as_str());
+            if net.is_cni() {
+                // Ports are published on the first network: on a CNI
+                // one, by its plugins (portmap).
+                let mut forwards = vec![];
+                if n == 0 && !settings.port_bindings.is_empty() {
+                    let r = crate::ports::resolve(
+                        &settings.port_bindings,
+                        std::net::Ipv4Addr::UNSPECIFIED,
+                        None,
+                        &Default::default(),
+                        0,
+                    )?;
+                    forwards = r.forwards;
+                    db.update_settings(id, |s| s.ports = r.actual)?;
+                    ports_by_cni = true;
+                }
+                crate::cni::attach(engine, db, id, ep, &net, mac, &forwards)?;
+                continue;
+            }
+            let mac = mac.and_then(|m| network::ipam::parse_mac(m).ok());
             // The first network (the lowest slot) has the default route.
             attach_endpoint(engine, id, ep, &net, n == 0, mac)?;
             nets.push(net);
         }
-        let rules = nets
-            .iter()
-            .map(|n| n.rules())
-            .collect::<Result<Vec<NetRules>, EngineError>>()?;
-        firewall::add_networks(&rules).map_err(net_err(id))?;
-        if !settings.port_bindings.is_empty() {
+        if !nets.is_empty() {
+            let rules = nets
+                .iter()
+                .map(|n| n.rules())
+                .collect::<Result<Vec<NetRules>, EngineError>>()?;
+            firewall::add_networks(&rules).map_err(net_err(id))?;
+        }
+        if !settings.port_bindings.is_empty() && !ports_by_cni {
             publish(root, db, id, &settings.port_bindings, &endpoints[0])?;
         }
         Ok(true)
@@ -269,9 +316,13 @@ pub(crate) fn attach_endpoint(
     Ok(())
 }
 
-/// Takes container `id`'s interface `eth<slot>` off its network (the
-/// host's end of the pair goes, and the container's with it).
-pub(crate) fn detach_endpoint(id: &str, slot: u8) -> Result<(), EngineError> {
+/// Takes container `id`'s interface `eth<slot>` off its network (a CNI
+/// one by its plugins; else the host's end of the pair goes, and the
+/// container's with it).
+pub(crate) fn detach_endpoint(root: &Path, id: &str, slot: u8) -> Result<(), EngineError> {
+    if crate::cni::detach(root, id, slot)? {
+        return Ok(());
+    }
     network::bridge::remove_link(&host_veth(id, slot)).map_err(net_err(id))
 }
 
@@ -328,9 +379,10 @@ fn publish(
 }
 
 /// Takes container `id`'s network down after a run: its published ports,
-/// its veth pairs and its pinned namespace. Nothing to do for one that
-/// has none.
+/// its CNI interfaces (by their plugins), its veth pairs and its pinned
+/// namespace. Nothing to do for one that has none.
 pub(crate) fn down(root: &Path, id: &str) -> Result<(), EngineError> {
+    crate::cni::detach_all(root, id)?;
     let marker = published_marker(root, id);
     if marker.exists() {
         firewall::unpublish(firewall_key(id)).map_err(net_err(id))?;

@@ -93,15 +93,14 @@ impl Store {
         let mut out = vec![];
         for row in rows {
             let (network, container, ip, slot, ip6) = row.map_err(sql(&self.path))?;
-            if let Ok(ip) = ip.parse() {
-                out.push(Endpoint {
-                    network,
-                    container,
-                    ip,
-                    ip6: ip6.parse().ok(),
-                    slot,
-                });
-            }
+            // A CNI lease has no address until its plugins give one.
+            out.push(Endpoint {
+                network,
+                container,
+                ip: ip.parse().unwrap_or(Ipv4Addr::UNSPECIFIED),
+                ip6: ip6.parse().ok(),
+                slot,
+            });
         }
         Ok(out)
     }
@@ -125,8 +124,6 @@ impl Store {
                 ),
             });
         }
-        let subnet = net.subnet()?;
-        let gateway = net.gateway_addr()?;
         let tx = rusqlite::Transaction::new_unchecked(
             &self.db,
             rusqlite::TransactionBehavior::Immediate,
@@ -148,6 +145,19 @@ impl Store {
                     network: net.name.clone(),
                     reason: format!("the container is on {MAX_SLOTS} networks already"),
                 })?;
+        if net.is_cni() {
+            // Its plugins choose the address at each start; until then
+            // the lease holds the slot and a placeholder unique to it.
+            tx.execute(
+                "INSERT INTO endpoints (network, container, ip, slot, ip6) VALUES (?1, ?2, ?3, ?4, '')",
+                params![net.id, container, cni_placeholder(container), slot],
+            )
+            .map_err(|e| taken(e, net, &self.path))?;
+            tx.commit().map_err(sql(&self.path))?;
+            return Ok((Ipv4Addr::UNSPECIFIED, None, slot));
+        }
+        let subnet = net.subnet()?;
+        let gateway = net.gateway_addr()?;
         let used: HashSet<Ipv4Addr> = {
             let mut st = tx
                 .prepare("SELECT ip FROM endpoints WHERE network = ?1")
@@ -224,19 +234,47 @@ impl Store {
                 ip6.map(|a| a.to_string()).unwrap_or_default()
             ],
         )
-        .map_err(|e| match e {
-            rusqlite::Error::SqliteFailure(f, _)
-                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                EngineError::Address {
-                    network: net.name.clone(),
-                    reason: "the container is on this network already".into(),
-                }
-            }
-            e => sql(&self.path)(e),
-        })?;
+        .map_err(|e| taken(e, net, &self.path))?;
         tx.commit().map_err(sql(&self.path))?;
         Ok((ip, ip6, slot))
+    }
+
+    /// Records the addresses CNI network `network`'s plugins gave
+    /// container `container` (None: none of that family). A lease of
+    /// another container that still shows one of them is stale (the
+    /// plugins' address management gave it back) and loses it.
+    pub fn set_endpoint_addresses(
+        &self,
+        network: &str,
+        container: &str,
+        ip: Option<String>,
+        ip6: Option<String>,
+    ) -> Result<(), EngineError> {
+        let tx = rusqlite::Transaction::new_unchecked(
+            &self.db,
+            rusqlite::TransactionBehavior::Immediate,
+        )
+        .map_err(sql(&self.path))?;
+        let ip = ip.unwrap_or_else(|| cni_placeholder(container));
+        let ip6 = ip6.unwrap_or_default();
+        tx.execute(
+            "UPDATE endpoints SET ip = 'cni:' || container WHERE network = ?1 AND ip = ?2 AND container != ?3",
+            params![network, ip, container],
+        )
+        .map_err(sql(&self.path))?;
+        if !ip6.is_empty() {
+            tx.execute(
+                "UPDATE endpoints SET ip6 = '' WHERE network = ?1 AND ip6 = ?2 AND container != ?3",
+                params![network, ip6, container],
+            )
+            .map_err(sql(&self.path))?;
+        }
+        tx.execute(
+            "UPDATE endpoints SET ip = ?3, ip6 = ?4 WHERE network = ?1 AND container = ?2",
+            params![network, container, ip, ip6],
+        )
+        .map_err(sql(&self.path))?;
+        tx.commit().map_err(sql(&self.path))
     }
 
     /// Drops container `container`'s lease on network `network`; whether
@@ -250,5 +288,26 @@ impl Store {
             )
             .map_err(sql(&self.path))?;
         Ok(n > 0)
+    }
+}
+
+/// The address column of a CNI lease without an address: unique per
+/// container, and no address.
+fn cni_placeholder(container: &str) -> String {
+    format!("cni:{container}")
+}
+
+/// A refused lease insert: the container has one on the network already.
+fn taken(e: rusqlite::Error, net: &Network, path: &std::path::Path) -> EngineError {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            EngineError::Address {
+                network: net.name.clone(),
+                reason: "the container is on this network already".into(),
+            }
+        }
+        e => sql(path)(e),
     }
 }

@@ -187,15 +187,27 @@ impl Engine {
             return Err(invalid("network name", name, "the name is reserved"));
         }
         let driver = o.driver.clone().unwrap_or_else(|| "bridge".into());
-        if driver != "bridge" {
-            return Err(invalid(
-                "--driver",
-                &driver,
-                "berth has the bridge driver (cni and others are not there yet)",
-            ));
-        }
         let labels = crate::volumes::key_values("--label", &o.labels)?;
         let options = crate::volumes::key_values("-o", &o.options)?;
+        match driver.as_str() {
+            "bridge" => {}
+            crate::cni::DRIVER => {
+                let n = crate::cni::new_network(name, o, labels, options)?;
+                let db = Store::open(&self.root)?;
+                if db.networks()?.iter().any(|x| x.name == name) {
+                    return Err(EngineError::NetworkExists(name.to_string()));
+                }
+                insert_row(&db, &n)?;
+                return Ok(n);
+            }
+            _ => {
+                return Err(invalid(
+                    "--driver",
+                    &driver,
+                    "berth has the bridge and cni drivers",
+                ))
+            }
+        }
         for (k, v) in &options {
             match k.as_str() {
                 BRIDGE_NAME => network::bridge::check_name(v)
@@ -428,28 +440,7 @@ impl Engine {
             gateway6: v6.map(|(_, g)| g.to_string()).unwrap_or_default(),
             ip_range,
         };
-        db.db
-            .execute(
-                "INSERT INTO networks (id, name, driver, subnet, gateway, bridge, internal, labels, options, created, subnet6, gateway6, ip_range) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-                params![
-                    n.id, n.name, n.driver, n.subnet, n.gateway, n.bridge, n.internal,
-                    serde_json::to_string(&n.labels).unwrap_or_default(),
-                    serde_json::to_string(&n.options).unwrap_or_default(),
-                    n.created,
-                    n.subnet6,
-                    n.gateway6,
-                    n.ip_range
-                ],
-            )
-            .map_err(|e| match e {
-                rusqlite::Error::SqliteFailure(f, _)
-                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-                {
-                    EngineError::NetworkExists(name.to_string())
-                }
-                e => sql(&db.path)(e),
-            })?;
+        insert_row(db, &n)?;
         Ok(n)
     }
 
@@ -483,13 +474,16 @@ impl Engine {
             id: n.name.clone(),
             err,
         };
-        match network::firewall::remove_network(&n.rules()?) {
-            // Without nft, there is no table to take the network out of.
-            Ok(()) | Err(network::NetworkError::NoNft) => {}
-            Err(e) => return Err(net_err(e)),
+        // A CNI network's devices and rules are its plugins'.
+        if !n.is_cni() {
+            match network::firewall::remove_network(&n.rules()?) {
+                // Without nft, there is no table to take the network out of.
+                Ok(()) | Err(network::NetworkError::NoNft) => {}
+                Err(e) => return Err(net_err(e)),
+            }
+            crate::dns::stop(&self.root, &n.id);
+            network::bridge::remove_link(&n.bridge).map_err(net_err)?;
         }
-        crate::dns::stop(&self.root, &n.id);
-        network::bridge::remove_link(&n.bridge).map_err(net_err)?;
         let gone = db
             .db
             .execute(
@@ -548,22 +542,32 @@ impl Engine {
                         .map(|a| a.mac.clone())
                 })
                 .unwrap_or_default();
+            let v4 = if e.ip.is_unspecified() {
+                String::new()
+            } else {
+                format!("{}/{prefix}", e.ip)
+            };
             containers.insert(
                 e.container.clone(),
-                serde_json::json!({"Name": name, "IPv4Address": format!("{}/{prefix}", e.ip),
+                serde_json::json!({"Name": name, "IPv4Address": v4,
                     "IPv6Address": v6, "MacAddress": mac}),
             );
         }
-        let mut v4 = serde_json::json!({"Subnet": n.subnet, "Gateway": n.gateway});
-        if !n.ip_range.is_empty() {
-            v4["IPRange"] = n.ip_range.clone().into();
+        let mut ipam = vec![];
+        if !n.subnet.is_empty() {
+            let mut v4 = serde_json::json!({"Subnet": n.subnet, "Gateway": n.gateway});
+            if !n.ip_range.is_empty() {
+                v4["IPRange"] = n.ip_range.clone().into();
+            }
+            ipam.push(v4);
         }
-        let mut ipam = vec![v4];
         if !n.subnet6.is_empty() {
             ipam.push(serde_json::json!({"Subnet": n.subnet6, "Gateway": n.gateway6}));
         }
         let mut options = serde_json::Map::new();
-        options.insert(BRIDGE_NAME.into(), n.bridge.clone().into());
+        if !n.is_cni() {
+            options.insert(BRIDGE_NAME.into(), n.bridge.clone().into());
+        }
         for (k, v) in &n.options {
             options.insert(k.clone(), v.clone().into());
         }
@@ -574,7 +578,7 @@ impl Engine {
             "Scope": "local",
             "Driver": n.driver,
             "EnableIPv6": !n.subnet6.is_empty(),
-            "IPAM": {"Driver": "default", "Options": {}, "Config": ipam},
+            "IPAM": {"Driver": if n.is_cni() { "cni" } else { "default" }, "Options": {}, "Config": ipam},
             "Internal": n.internal,
             "Attachable": false,
             "Ingress": false,
@@ -585,6 +589,33 @@ impl Engine {
             "Labels": n.labels,
         }))
     }
+}
+
+/// Records network `n` (its name must be new).
+fn insert_row(db: &Store, n: &Network) -> Result<(), EngineError> {
+    db.db
+        .execute(
+            "INSERT INTO networks (id, name, driver, subnet, gateway, bridge, internal, labels, options, created, subnet6, gateway6, ip_range) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                params![
+                    n.id, n.name, n.driver, n.subnet, n.gateway, n.bridge, n.internal,
+                    serde_json::to_string(&n.labels).unwrap_or_default(),
+                    serde_json::to_string(&n.options).unwrap_or_default(),
+                    n.created,
+                    n.subnet6,
+                    n.gateway6,
+                    n.ip_range
+                ],
+            )
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    EngineError::NetworkExists(n.name.clone())
+                }
+                e => sql(&db.path)(e),
+            })?;
+    Ok(())
 }
 
 /// Whether `key` asks for a network berth keeps (not none, host or container:NAME).

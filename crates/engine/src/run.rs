@@ -26,7 +26,7 @@ use crate::spec::RunOptions;
 use crate::store::{Record, State, Store};
 use crate::{image_config, names, spec};
 
-pub(crate) use crate::container::{remove_files, teardown_lock, Container};
+pub(crate) use crate::container::{remove_files, teardown_lock, wait_teardown, Container};
 
 /// Where the engine keeps things and which runtime it drives.
 #[derive(Debug, Clone)]

@@ -18,10 +18,9 @@
 //!   forward hooks whose few rules only consult the sets and the map, so
 //!   they never change with containers or networks.
 
-use std::io::Write;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::ipam::Subnet;
 use crate::ipam6::Subnet6;
@@ -115,25 +114,16 @@ fn nft_path() -> Result<PathBuf, NetworkError> {
         .ok_or(NetworkError::NoNft)
 }
 
+/// How long one `nft` run may take before it is killed and reported.
+const NFT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Runs `nft` with `args`, `script` on its stdin; its stdout.
 fn nft(args: &[&str], script: &str, step: &'static str) -> Result<String, NetworkError> {
-    let mut child = Command::new(nft_path()?)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|err| NetworkError::Io { step, err })?;
-    let written = child
-        .stdin
-        .take()
-        .map(|mut i| i.write_all(script.as_bytes()));
-    let out = child
-        .wait_with_output()
-        .map_err(|err| NetworkError::Io { step, err })?;
-    if let Some(Err(err)) = written {
-        return Err(NetworkError::Io { step, err });
-    }
+    let program = nft_path()?;
+    let mut cmd = Command::new(&program);
+    cmd.args(args);
+    let out = crate::exec::run(cmd, &program, script.as_bytes(), NFT_TIMEOUT, 4 << 20)
+        .map_err(|err| NetworkError::Helper { step, err })?;
     if !out.status.success() {
         return Err(NetworkError::Firewall {
             step,

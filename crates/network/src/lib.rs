@@ -2,13 +2,17 @@
 //! networks ([`ipam`]), a synchronous rtnetlink client ([`rtnl`]),
 //! network namespaces pinned to a file ([`netns`]) and the bridge driver
 //! that puts a container on a bridge through a veth pair ([`bridge`]),
-//! and berth's nftables table for NAT and published ports ([`firewall`]).
+//! berth's nftables table for NAT and published ports ([`firewall`]),
+//! the CNI plugin driver ([`cni`]) and a bounded way to run helpers
+//! ([`exec`]).
 //! The engine keeps the networks and the leases in its database and calls
 //! these to make and unmake devices; nothing here touches a device it was
 //! not asked to.
 
 pub mod bridge;
+pub mod cni;
 pub mod dns;
+pub mod exec;
 pub mod firewall;
 pub mod ipam;
 pub mod ipam6;
@@ -56,6 +60,17 @@ pub enum NetworkError {
         /// The host port.
         port: u16,
     },
+    /// A helper (`nft`) could not be run to its end.
+    #[error("{step}: {err}")]
+    Helper {
+        /// What was being done.
+        step: &'static str,
+        /// What went wrong.
+        err: crate::exec::ExecError,
+    },
+    /// A CNI plugin or configuration failed.
+    #[error(transparent)]
+    Cni(#[from] crate::cni::CniError),
     /// A device name the kernel would refuse.
     #[error("{0:?} cannot name a network device (1 to 15 bytes, no '/', ' ' or ':')")]
     BadName(String),
