@@ -340,14 +340,14 @@ impl CgroupManager {
     /// Creates the cgroup in every hierarchy, recording what it made.
     pub fn create(&mut self) -> Result<()> {
         // A parent removed by another container's delete between the walk
-        // and the mkdir below ([`CgroupManager::remove_parent_if_empty`]):
-        // walk again.
+        // and the mkdir below, or between its mkdir and the read of its
+        // cpuset ([`CgroupManager::remove_parent_if_empty`]): walk again.
         let mut tries = 0;
         loop {
             match self.create_once() {
-                Err(CgroupError::Io {
-                    op: "mkdir", err, ..
-                }) if err.kind() == std::io::ErrorKind::NotFound && tries < 10 => {
+                Err(CgroupError::Io { err, .. })
+                    if err.kind() == std::io::ErrorKind::NotFound && tries < 10 =>
+                {
                     tries += 1;
                 }
                 other => return other,
