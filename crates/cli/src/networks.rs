@@ -45,6 +45,9 @@ pub enum NetworkCommand {
         /// Another name it answers to on the network (repeatable).
         #[arg(long)]
         alias: Vec<String>,
+        /// Its interface's MAC address on the network.
+        #[arg(long = "mac-address")]
+        mac_address: Option<String>,
         /// The network.
         network: String,
         /// The container.
@@ -265,10 +268,17 @@ pub fn main(root: &Path, command: &NetworkCommand) -> Result<()> {
             ip,
             ip6,
             alias,
+            mac_address,
             network,
             container,
         } => {
-            e.network_connect(network, container, ip.as_deref(), ip6.as_deref(), alias)?;
+            let o = engine::connect::ConnectOptions {
+                ip: ip.clone(),
+                ip6: ip6.clone(),
+                aliases: alias.clone(),
+                mac: mac_address.clone(),
+            };
+            e.network_connect(network, container, &o)?;
         }
         NetworkCommand::Disconnect {
             force,

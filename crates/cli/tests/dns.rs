@@ -145,6 +145,33 @@ fn containers_find_each_other_by_name_and_alias_on_their_network_only() {
         assert!(send.success());
         std::thread::sleep(Duration::from_millis(100));
     }
+    // DNS over TCP (what a resolver falls back to for a large answer):
+    // the same name, length-prefixed, from the same namespace.
+    let db_ip = f
+        .berth(&[
+            "inspect",
+            "-f",
+            "{{(index .NetworkSettings.Networks \"app\").IPAddress}}",
+            "db",
+        ])
+        .ok()
+        .stdout;
+    let o = test_support::run_through_files(
+        Command::new("nsenter")
+            .arg(format!("--net={}", cns.display()))
+            .args([
+                "python3",
+                "-c",
+                "import socket,struct\n\
+                 q=struct.pack('>HHHHHH',9,0x100,1,0,0,0)+b'\\x02db\\x00'+struct.pack('>HH',1,1)\n\
+                 s=socket.create_connection(('10.91.0.1',53),timeout=5)\n\
+                 s.sendall(struct.pack('>H',len(q))+q)\n\
+                 n=struct.unpack('>H',s.recv(2))[0]; r=b''\n\
+                 while len(r)<n: r+=s.recv(n-len(r))\n\
+                 print(struct.unpack('>H',r[:2])[0], socket.inet_ntoa(r[-4:]))",
+            ]),
+    );
+    assert_eq!(o.stdout.trim(), format!("9 {}", db_ip.trim()), "{o:?}");
     f.berth(&["rm", "-f", client.trim()]).ok();
     assert!(receiver.wait().unwrap().success());
 

@@ -594,6 +594,40 @@ fn mac_addresses_and_ip_ranges() {
         ])
         .ok();
     assert_eq!(o.stdout.trim(), "02:00:00:00:00:05");
+    // network connect --mac-address, on a running container.
+    f.berth(&["network", "create", "--subnet", "10.97.1.0/24", "second"])
+        .ok();
+    f.berth(&[
+        "network",
+        "connect",
+        "--mac-address",
+        "02:42:0A:61:01:07",
+        "second",
+        "r1",
+    ])
+    .ok();
+    let o = f
+        .berth(&["exec", "r1", "cat", "/sys/class/net/eth1/address"])
+        .ok();
+    assert_eq!(o.stdout.trim(), "02:42:0a:61:01:07");
+    let o = f
+        .berth(&[
+            "inspect",
+            "-f",
+            "{{(index .NetworkSettings.Networks \"second\").MacAddress}}",
+            "r1",
+        ])
+        .ok();
+    assert_eq!(o.stdout.trim(), "02:42:0a:61:01:07");
+    let o = f.berth(&[
+        "network",
+        "connect",
+        "--mac-address",
+        "ff:ff:ff:ff:ff:ff",
+        "ranged",
+        "r2",
+    ]);
+    assert!(o.code != 0 && o.stderr.contains("--mac-address"), "{o:?}");
     for (args, says) in [
         (
             vec![
@@ -649,7 +683,7 @@ fn mac_addresses_and_ip_ranges() {
         assert!(o.code != 0 && o.stderr.contains(says), "{args:?}: {o:?}");
     }
     f.berth(&["rm", "-f", "r1", "r2"]).ok();
-    f.berth(&["network", "rm", "ranged"]).ok();
+    f.berth(&["network", "rm", "ranged", "second"]).ok();
     f.assert_clean();
 }
 

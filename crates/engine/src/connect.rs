@@ -12,16 +12,38 @@ use crate::restart::ContainerSettings;
 use crate::run::Engine;
 use crate::store::Store;
 
+/// What `network connect` asks for besides the network and the container.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// `--ip`: its IPv4 address on the network.
+    pub ip: Option<String>,
+    /// `--ip6`: its IPv6 address on a dual-stack network.
+    pub ip6: Option<String>,
+    /// `--alias`: more names it answers to on the network.
+    pub aliases: Vec<String>,
+    /// `--mac-address`: its interface's MAC address on the network.
+    pub mac: Option<String>,
+}
+
 impl Engine {
-    /// `network connect [--ip IP] [--ip6 IP6] [--alias A]… NETWORK CONTAINER`.
+    /// `network connect [--ip IP] [--ip6 IP6] [--alias A]… [--mac-address
+    /// MAC] NETWORK CONTAINER`.
     pub fn network_connect(
         &self,
         network: &str,
         container: &str,
-        ip: Option<&str>,
-        ip6: Option<&str>,
-        aliases: &[String],
+        o: &ConnectOptions,
     ) -> Result<Attachment, EngineError> {
+        let (ip, ip6, aliases) = (o.ip.as_deref(), o.ip6.as_deref(), &o.aliases);
+        let mac = o
+            .mac
+            .as_deref()
+            .map(|m| {
+                network::ipam::parse_mac(m)
+                    .map(|bytes| (m.to_ascii_lowercase(), bytes))
+                    .map_err(|why| invalid("--mac-address", m, why))
+            })
+            .transpose()?;
         let db = Store::open(&self.root)?;
         let r = db.find(container)?;
         let settings = ContainerSettings::parse(&r.config);
@@ -53,10 +75,13 @@ impl Engine {
             ));
         }
         let leased = self.lease_network(&db, &r.id, &net.id, ip, ip6, aliases)?;
-        let (name, att) = leased
+        let (name, mut att) = leased
             .into_iter()
             .next()
             .expect("a lease names its network");
+        if let Some((m, _)) = &mac {
+            att.mac = m.clone();
+        }
         let applied = (|| {
             db.update_settings(&r.id, |s| {
                 s.networks.insert(name.clone(), att.clone());
@@ -68,11 +93,13 @@ impl Engine {
                     .next()
                     .ok_or_else(|| EngineError::NoSuchNetwork(net.name.clone()))?;
                 if net.is_cni() {
-                    crate::cni::attach(self, &db, &r.id, &ep, &net, None, &[])?;
+                    let m = mac.as_ref().map(|(m, _)| m.as_str());
+                    crate::cni::attach(self, &db, &r.id, &ep, &net, m, &[])?;
                     return Ok(());
                 }
                 let others = db.endpoints(None, Some(&r.id))?.len() > 1;
-                crate::net_setup::attach_endpoint(self, &r.id, &ep, &net, !others, None)?;
+                let m = mac.as_ref().map(|(_, bytes)| *bytes);
+                crate::net_setup::attach_endpoint(self, &r.id, &ep, &net, !others, m)?;
                 network::firewall::add_networks(&[net.rules()?]).map_err(|err| {
                     EngineError::Network {
                         id: r.id.clone(),

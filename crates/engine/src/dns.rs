@@ -210,22 +210,27 @@ impl Engine {
         // SAFETY: plain close of our stdout, which nothing else uses now.
         unsafe { libc::close(1) };
         let mut idle_since: Option<Instant> = None;
-        let served = network::dns::serve(
-            socket,
-            upstreams,
-            |name| lookup(&db, &n, name),
-            || {
-                if db.network(&n.id).is_err() {
-                    return false;
-                }
-                if wanted(&db, &n.id) {
-                    idle_since = None;
-                    return true;
-                }
-                let since = *idle_since.get_or_insert_with(Instant::now);
-                since.elapsed() < IDLE
-            },
-        );
+        // One store for the UDP loop and the TCP threads.
+        let db = std::sync::Arc::new(std::sync::Mutex::new(db));
+        let names: network::dns::Names = {
+            let (db, n) = (db.clone(), n.clone());
+            std::sync::Arc::new(move |name: &str| match db.lock() {
+                Ok(db) => lookup(&db, &n, name),
+                Err(_) => vec![],
+            })
+        };
+        let served = network::dns::serve(socket, upstreams, names, || {
+            let Ok(db) = db.lock() else { return false };
+            if db.network(&n.id).is_err() {
+                return false;
+            }
+            if wanted(&db, &n.id) {
+                idle_since = None;
+                return true;
+            }
+            let since = *idle_since.get_or_insert_with(Instant::now);
+            since.elapsed() < IDLE
+        });
         // Only our own pid file: a later server may have written its own.
         if std::fs::read(&pid)
             .ok()
