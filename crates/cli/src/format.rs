@@ -39,9 +39,7 @@ pub fn human_binary(bytes: u64) -> String {
 
 /// Seconds (with the fraction) since the epoch of an RFC 3339 time.
 pub fn parse_rfc3339_f(s: &str) -> Option<f64> {
-    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(|t| t.unix_timestamp_nanos() as f64 / 1e9)
+    engine::inspect::parse_rfc3339_f(s)
 }
 
 /// Seconds since the epoch of an RFC 3339 time (`2024-05-01T12:00:00.5Z`,
@@ -54,20 +52,7 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
 
 /// A duration in Docker's words (`3 weeks`, `About a minute`, `Less than a second`).
 pub fn duration(secs: i64) -> String {
-    let s = secs.max(0);
-    let plural = |n: i64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
-    match s {
-        0..=1 => "Less than a second".into(),
-        2..=59 => plural(s, "second"),
-        60..=119 => "About a minute".into(),
-        120..=3599 => plural(s / 60, "minute"),
-        3600..=7199 => "About an hour".into(),
-        7200..=172_799 => plural(s / 3600, "hour"),
-        172_800..=1_209_599 => plural(s / 86400, "day"),
-        1_209_600..=5_183_999 => plural(s / 604_800, "week"),
-        5_184_000..=63_071_999 => plural(s / 2_592_000, "month"),
-        _ => plural(s / 31_536_000, "year"),
-    }
+    engine::inspect::human_duration(secs)
 }
 
 /// How long ago `then` was, in Docker's words (`3 weeks ago`).

@@ -5,38 +5,20 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use image::refs::{normalize, ImageRecord, Refs};
+use image::refs::{ImageRecord, Refs};
 use image::ContentStore;
 
 use crate::progress;
 
 use crate::format::{self, human};
 
-pub(crate) fn short_id(config: &str) -> String {
-    config
-        .trim_start_matches("sha256:")
-        .chars()
-        .take(12)
-        .collect()
-}
+pub(crate) use image::refs::short_id;
 
 pub(crate) fn find<'a>(
     refs: &'a std::collections::BTreeMap<String, ImageRecord>,
     name: &str,
 ) -> Result<(String, &'a ImageRecord)> {
-    let n = normalize(name);
-    if let Some(r) = refs.get(&n) {
-        return Ok((n, r));
-    }
-    // A short name matches a stored name under any registry (`localhost/x:1` for `x:1`).
-    let mut suffix = refs.iter().filter(|(k, _)| k.ends_with(&format!("/{n}")));
-    if let (Some((k, r)), None) = (suffix.next(), suffix.next()) {
-        return Ok((k.clone(), r));
-    }
-    refs.iter()
-        .find(|(_, r)| short_id(&r.config).starts_with(name) && name.len() >= 4)
-        .map(|(k, r)| (k.clone(), r))
-        .with_context(|| format!("no such image: {name}"))
+    image::refs::find(refs, name).with_context(|| format!("no such image: {name}"))
 }
 
 /// Load's layers as bars (on a terminal only, as docker load).
@@ -61,9 +43,7 @@ impl image::load::LoadProgress for LoadBars {
 }
 
 pub(crate) fn read_config(store: &ContentStore, rec: &ImageRecord) -> Result<serde_json::Value> {
-    let d: image::Digest = rec.config.parse().context("corrupt images.json")?;
-    let data = std::fs::read(store.path(&d)).with_context(|| format!("read config {d}"))?;
-    serde_json::from_slice(&data).with_context(|| format!("config {d} is not JSON"))
+    image::refs::read_config(store, rec).with_context(|| format!("read config {}", rec.config))
 }
 
 pub(crate) fn mount_dir(root: &Path, rec: &ImageRecord) -> PathBuf {
@@ -173,23 +153,5 @@ pub(crate) fn inspect_json(
     name: &str,
 ) -> Result<serde_json::Value> {
     let (key, rec) = find(refs, name)?;
-    let config = read_config(store, rec)?;
-    let tags: Vec<&String> = refs
-        .iter()
-        .filter(|(_, r)| r.config == rec.config)
-        .map(|(k, _)| k)
-        .collect();
-    Ok(serde_json::json!({
-        "Id": rec.config,
-        "RepoTags": tags,
-        "RepoDigests": [format!("{}@{}", key.rsplit_once(':').map(|(r, _)| r).unwrap_or(&key), rec.manifest)],
-        "Created": config["created"],
-        "Author": config["author"].as_str().unwrap_or(""),
-        "Comment": config["history"].as_array().and_then(|h| h.last()).and_then(|h| h["comment"].as_str()).unwrap_or(""),
-        "Architecture": config["architecture"],
-        "Os": config["os"],
-        "Config": config["config"],
-        "Size": rec.size,
-        "RootFS": {"Type": "layers", "Layers": rec.layers.iter().map(|(_, d)| d.clone()).collect::<Vec<_>>()},
-    }))
+    image::refs::inspect_json(store, refs, &key, rec).with_context(|| format!("image {key}"))
 }

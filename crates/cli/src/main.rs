@@ -147,6 +147,16 @@ enum Command {
         #[command(subcommand)]
         command: volumes::VolumeCommand,
     },
+    /// Serve the Docker Engine API (the docker CLI, Compose and the SDKs work against it).
+    Serve {
+        /// Where to listen: unix:///PATH (repeatable; default unix:///run/berth/berth.sock)
+        /// or tcp://127.0.0.1:PORT (loopback only).
+        #[arg(short = 'H', long = "host")]
+        hosts: Vec<String>,
+        /// The OCI runtime containers are run with (default: berth-runtime beside berth).
+        #[arg(long)]
+        runtime: Option<PathBuf>,
+    },
     /// Network commands.
     Network {
         #[command(subcommand)]
@@ -660,6 +670,7 @@ fn run(cli: &Cli) -> Result<()> {
         | Command::Info { .. }
         | Command::Volume { .. }
         | Command::Network { .. }
+        | Command::Serve { .. }
         | Command::Container { .. } => {
             bail!("container commands are dispatched before the image commands")
         }
@@ -677,6 +688,22 @@ fn run(cli: &Cli) -> Result<()> {
             std::fs::remove_dir(&target).with_context(|| format!("remove {}", target.display()))?;
         }
     }
+    Ok(())
+}
+
+/// `berth serve`: the Docker Engine API until SIGINT or SIGTERM.
+fn serve_main(root: &Path, hosts: &[String], runtime: Option<PathBuf>) -> Result<()> {
+    let hosts = if hosts.is_empty() {
+        vec![api::DEFAULT_HOST.to_string()]
+    } else {
+        hosts.to_vec()
+    };
+    let hosts = hosts
+        .iter()
+        .map(|h| api::Host::parse(h))
+        .collect::<Result<Vec<_>, _>>()?;
+    let engine = containers::engine(root, runtime)?;
+    api::serve(engine, &hosts)?;
     Ok(())
 }
 
@@ -711,6 +738,7 @@ fn main() -> ExitCode {
         }
         Command::Version { format } => Some(system::version_main(&cli.root, format.as_deref())),
         Command::Info { format } => Some(system::info_main(&cli.root, format.as_deref())),
+        Command::Serve { hosts, runtime } => Some(serve_main(&cli.root, hosts, runtime.clone())),
         Command::Exec(a)
         | Command::Container {
             command: containers::ContainerCommand::Exec(a),

@@ -265,22 +265,7 @@ fn print_formatted(t: &str, list: &[Record], now: i64, no_trunc: bool) -> Result
 
 /// `Up 3 seconds`, `Exited (0) 2 minutes ago`, `Created`, as Docker words them.
 pub fn status(r: &Record, now: i64) -> String {
-    match r.state {
-        State::Running if r.is_running() => {
-            let settings = engine::restart::ContainerSettings::parse(&r.config);
-            let note = match (&settings.health, settings.paused) {
-                (_, true) => " (Paused)".to_string(),
-                (Some(h), _) if h.status == "starting" => " (health: starting)".into(),
-                (Some(h), _) => format!(" ({})", h.status),
-                (None, _) => String::new(),
-            };
-            format!("Up {}{note}", format::duration(now - r.started))
-        }
-        // The record says running but its process is gone: berth run died.
-        State::Running => "Exited (255) (its berth run ended)".into(),
-        State::Exited => format!("Exited ({}) {}", r.exit_code, format::ago(r.finished, now)),
-        State::Created => "Created".into(),
-    }
+    engine::inspect::status_text(r, now)
 }
 
 /// Docker's `"sh -c 'ech…"`: the command quoted, cut at 20 characters.

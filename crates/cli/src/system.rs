@@ -107,81 +107,9 @@ pub fn version_main(root: &Path, format: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
-}
-
-fn os_name() -> String {
-    std::fs::read_to_string("/etc/os-release")
-        .ok()
-        .and_then(|t| {
-            t.lines().find_map(|l| {
-                l.strip_prefix("PRETTY_NAME=")
-                    .map(|v| v.trim_matches('"').to_string())
-            })
-        })
-        .unwrap_or_else(|| "Linux".into())
-}
-
-fn total_memory() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|t| {
-            t.lines().find_map(|l| {
-                l.strip_prefix("MemTotal:")
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            })
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
 /// The facts `info` prints.
 fn info_json(root: &Path) -> Result<Value> {
-    let e = crate::containers::engine(root, None)?;
-    let containers = e.containers()?;
-    let running = containers.iter().filter(|r| r.is_running()).count();
-    let paused = containers
-        .iter()
-        .filter(|r| r.is_running() && engine::restart::ContainerSettings::parse(&r.config).paused)
-        .count();
-    let images = image::refs::Refs::new(root)
-        .load()
-        .map(|m| {
-            m.values()
-                .map(|r| r.config.clone())
-                .collect::<std::collections::BTreeSet<_>>()
-                .len()
-        })
-        .unwrap_or(0);
-    let volumes = e.volumes().map(|v| v.len()).unwrap_or(0);
-    let cgroup_version = match cgroups::Hierarchy::detect().map(|h| h.layout()) {
-        Ok(cgroups::Layout::Unified) => "2",
-        Ok(_) => "1",
-        Err(_) => "",
-    };
-    Ok(json!({
-        "Containers": containers.len(),
-        "ContainersRunning": running - paused,
-        "ContainersPaused": paused,
-        "ContainersStopped": containers.len() - running,
-        "Images": images,
-        "Volumes": volumes,
-        "ServerVersion": env!("CARGO_PKG_VERSION"),
-        "Driver": "overlay",
-        "CgroupDriver": "cgroupfs",
-        "CgroupVersion": cgroup_version,
-        "DefaultRuntime": "berth-runtime",
-        "KernelVersion": kernel_release(),
-        "OperatingSystem": os_name(),
-        "OSType": "linux",
-        "Architecture": std::env::consts::ARCH,
-        "NCPU": std::thread::available_parallelism().map_or(1, |n| n.get()),
-        "MemTotal": total_memory(),
-        "BerthRootDir": root,
-        "SecurityOptions": ["name=seccomp,profile=builtin"],
-    }))
+    Ok(crate::containers::engine(root, None)?.info()?)
 }
 
 /// `berth info [-f TEMPLATE]`.

@@ -140,6 +140,59 @@ pub fn format(template: &str, v: &Value) -> Result<String, EngineError> {
     crate::template::render(template, v)
 }
 
+/// A duration as Docker's units.HumanDuration says it (`Less than a
+/// second`, `5 minutes`, `About an hour`, `3 weeks`).
+pub fn human_duration(secs: i64) -> String {
+    let s = secs.max(0);
+    let plural = |n: i64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
+    match s {
+        0..=1 => "Less than a second".into(),
+        2..=59 => plural(s, "second"),
+        60..=119 => "About a minute".into(),
+        120..=3599 => plural(s / 60, "minute"),
+        3600..=7199 => "About an hour".into(),
+        7200..=172_799 => plural(s / 3600, "hour"),
+        172_800..=1_209_599 => plural(s / 86400, "day"),
+        1_209_600..=5_183_999 => plural(s / 604_800, "week"),
+        5_184_000..=63_071_999 => plural(s / 2_592_000, "month"),
+        _ => plural(s / 31_536_000, "year"),
+    }
+}
+
+/// A container's state in `ps`'s words (`Up 5 minutes (healthy)`,
+/// `Exited (0) 3 seconds ago`, `Created`), at Unix time `now`.
+pub fn status_text(r: &crate::store::Record, now: i64) -> String {
+    use crate::store::State;
+    match r.state {
+        State::Running if r.is_running() => {
+            let settings = crate::restart::ContainerSettings::parse(&r.config);
+            let note = match (&settings.health, settings.paused) {
+                (_, true) => " (Paused)".to_string(),
+                (Some(h), _) if h.status == "starting" => " (health: starting)".into(),
+                (Some(h), _) => format!(" ({})", h.status),
+                (None, _) => String::new(),
+            };
+            format!("Up {}{note}", human_duration(now - r.started))
+        }
+        // The record says running but its process is gone: berth run died.
+        State::Running => "Exited (255) (its berth run ended)".into(),
+        State::Exited => format!(
+            "Exited ({}) {} ago",
+            r.exit_code,
+            human_duration(now - r.finished)
+        ),
+        State::Created => "Created".into(),
+    }
+}
+
+/// Seconds (with the fraction) since the epoch of an RFC 3339 time
+/// (`2024-05-01T12:00:00.5Z`, offsets allowed), or None.
+pub fn parse_rfc3339_f(s: &str) -> Option<f64> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp_nanos() as f64 / 1e9)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

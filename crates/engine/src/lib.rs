@@ -49,6 +49,7 @@ pub mod exec;
 pub mod health;
 pub mod hosts;
 pub mod image_config;
+pub mod info;
 pub mod init;
 pub mod inspect;
 pub mod lifecycle;

@@ -148,3 +148,80 @@ pub fn normalize(name: &str) -> String {
         format!("{name}:latest")
     }
 }
+
+/// The first 12 hex digits of an image's config digest: its short id.
+pub fn short_id(config: &str) -> String {
+    config
+        .trim_start_matches("sha256:")
+        .chars()
+        .take(12)
+        .collect()
+}
+
+/// The image `name` names in `refs`: by its reference (`:latest` added
+/// when untagged), by a short name under any registry (`localhost/x:1` for
+/// `x:1`, when only one matches) or by a prefix of its id (4 digits at
+/// least). Returns its reference and record.
+pub fn find<'a>(
+    refs: &'a BTreeMap<String, ImageRecord>,
+    name: &str,
+) -> Option<(String, &'a ImageRecord)> {
+    let n = normalize(name);
+    if let Some(r) = refs.get(&n) {
+        return Some((n, r));
+    }
+    let mut suffix = refs.iter().filter(|(k, _)| k.ends_with(&format!("/{n}")));
+    if let (Some((k, r)), None) = (suffix.next(), suffix.next()) {
+        return Some((k.clone(), r));
+    }
+    let id = name.trim_start_matches("sha256:");
+    refs.iter()
+        .find(|(_, r)| short_id(&r.config).starts_with(id) && id.len() >= 4)
+        .map(|(k, r)| (k.clone(), r))
+}
+
+/// The config (JSON) of image `rec`, read from `store`.
+pub fn read_config(
+    store: &crate::ContentStore,
+    rec: &ImageRecord,
+) -> std::io::Result<serde_json::Value> {
+    let bad = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
+    let d: Digest = rec.config.parse().map_err(|_| {
+        bad(format!(
+            "images.json: config {:?} is not a digest",
+            rec.config
+        ))
+    })?;
+    let data = std::fs::read(store.path(&d))?;
+    serde_json::from_slice(&data).map_err(|e| bad(format!("config {d} is not JSON: {e}")))
+}
+
+/// Docker's `image inspect` JSON of image `key` (its record `rec`), its
+/// other names from `refs`.
+pub fn inspect_json(
+    store: &crate::ContentStore,
+    refs: &BTreeMap<String, ImageRecord>,
+    key: &str,
+    rec: &ImageRecord,
+) -> std::io::Result<serde_json::Value> {
+    let config = read_config(store, rec)?;
+    let tags: Vec<&String> = refs
+        .iter()
+        .filter(|(_, r)| r.config == rec.config)
+        .map(|(k, _)| k)
+        .collect();
+    let repo = key.rsplit_once(':').map(|(r, _)| r).unwrap_or(key);
+    Ok(serde_json::json!({
+        "Id": rec.config,
+        "RepoTags": tags,
+        "RepoDigests": [format!("{repo}@{}", rec.manifest)],
+        "Created": config["created"],
+        "Author": config["author"].as_str().unwrap_or(""),
+        "Comment": config["history"].as_array().and_then(|h| h.last()).and_then(|h| h["comment"].as_str()).unwrap_or(""),
+        "Architecture": config["architecture"],
+        "Os": config["os"],
+        "Config": config["config"],
+        "Size": rec.size,
+        "RootFS": {"Type": "layers", "Layers": rec.layers.iter().map(|(_, d)| d.clone()).collect::<Vec<_>>()},
+    }))
+}

@@ -1,0 +1,83 @@
+//! `GET /images/json` and `GET /images/{name}/json`: the image store's
+//! images as dockerd lists and inspects them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use hyper::StatusCode;
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::http::{json, Query, Response};
+use crate::router::{blocking, State};
+
+fn io(e: std::io::Error) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("the image store: {e}"),
+    )
+}
+
+/// `GET /images/json`: one entry per image (its names together).
+pub async fn list(state: &Arc<State>, q: &Query) -> Result<Response, ApiError> {
+    let filters = q.filters()?;
+    if let Some((k, _)) = filters.iter().find(|(k, _)| k != "reference") {
+        return Err(ApiError::bad_request(format!(
+            "invalid filter '{k}' (berth filters images by reference)"
+        )));
+    }
+    let root = state.engine.root.clone();
+    let v = blocking(move || {
+        let refs = image::refs::Refs::new(&root).load().map_err(io)?;
+        let store = image::ContentStore::open(&root)
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let mut by_config: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
+        for (name, r) in &refs {
+            let wanted = filters.is_empty()
+                || filters.iter().any(|(_, pat)| {
+                    name == pat || name.starts_with(&format!("{pat}:")) || name.ends_with(&format!("/{pat}"))
+                });
+            if wanted {
+                by_config.entry(r.config.as_str()).or_default().push(name);
+            }
+        }
+        let mut out = vec![];
+        for (config, names) in by_config {
+            let rec = &refs[names[0]];
+            let created = image::refs::read_config(&store, rec)
+                .ok()
+                .and_then(|c| c["created"].as_str().and_then(engine::inspect::parse_rfc3339_f))
+                .map_or(0, |t| t as i64);
+            out.push(json!({
+                "Id": config,
+                "ParentId": "",
+                "RepoTags": names,
+                "RepoDigests": names.iter().map(|n| format!("{}@{}", n.rsplit_once(':').map_or(n.as_str(), |(r, _)| r), rec.manifest)).collect::<Vec<_>>(),
+                "Created": created,
+                "Size": rec.size,
+                "VirtualSize": rec.size,
+                "SharedSize": -1,
+                "Labels": {},
+                "Containers": -1,
+            }));
+        }
+        Ok(Value::Array(out))
+    })
+    .await?;
+    Ok(json(StatusCode::OK, &v))
+}
+
+/// `GET /images/{name}/json`.
+pub async fn inspect(state: &Arc<State>, name: &str) -> Result<Response, ApiError> {
+    let (root, name) = (state.engine.root.clone(), name.to_string());
+    let v = blocking(move || {
+        let refs = image::refs::Refs::new(&root).load().map_err(io)?;
+        let (key, rec) = image::refs::find(&refs, &name)
+            .ok_or_else(|| ApiError::not_found(format!("No such image: {name}")))?;
+        let store = image::ContentStore::open(&root)
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        image::refs::inspect_json(&store, &refs, &key, rec).map_err(io)
+    })
+    .await?;
+    Ok(json(StatusCode::OK, &v))
+}

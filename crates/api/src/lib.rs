@@ -1,0 +1,25 @@
+//! `berth serve`: the Docker Engine API in front of the engine, so the
+//! docker CLI, Compose and the SDKs work against berth. The server keeps
+//! no state of its own: every request is an engine call (run on tokio's
+//! blocking pool, as the engine is synchronous), so `berth` and `berth
+//! serve` see the same containers, and restarting the server touches no
+//! running container. This is the only async code in berth.
+//!
+//! - [`server`]: the listeners (unix sockets, loopback TCP) and connections;
+//! - [`router`]: the version prefix, the routes, the errors;
+//! - [`system`], [`containers`], [`create`], [`logs`], [`images`]: the
+//!   endpoints (docs/api.md lists each with its state);
+//! - [`http`]: bodies, queries, bounded reads; [`error`]: status codes.
+
+pub mod containers;
+pub mod create;
+pub mod error;
+pub mod http;
+pub mod images;
+pub mod logs;
+pub mod router;
+pub mod server;
+pub mod system;
+
+pub use error::ApiError;
+pub use server::{serve, Host, ServeError, DEFAULT_HOST};

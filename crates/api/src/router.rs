@@ -1,0 +1,198 @@
+//! Requests to handlers: the API version prefix (`/v1.NN/`, or none),
+//! the method and the path's segments. Every handler's error becomes
+//! dockerd's `{"message": …}` with its status.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::{Method, Request, StatusCode};
+
+use crate::error::ApiError;
+use crate::http::{error, Query, Response};
+
+/// The newest API version served.
+pub const API_VERSION: (u32, u32) = (1, 47);
+/// The oldest API version served.
+pub const MIN_API_VERSION: (u32, u32) = (1, 24);
+
+/// What every handler shares: the engine (the server keeps no state of
+/// its own).
+pub struct State {
+    /// The engine, as `berth` makes it.
+    pub engine: engine::Engine,
+}
+
+/// One request, parsed.
+pub struct Call {
+    /// The method.
+    pub method: Method,
+    /// The path's segments after the version, decoded.
+    pub path: Vec<String>,
+    /// The query string.
+    pub query: Query,
+    /// The API version the client speaks.
+    pub version: (u32, u32),
+    /// The request (its headers and body).
+    pub req: Request<Incoming>,
+}
+
+/// `/v1.47/containers/json` → ((1, 47), ["containers", "json"]).
+fn split_version(path: &str) -> Result<((u32, u32), Vec<String>), ApiError> {
+    let mut segs: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        })
+        .collect();
+    let mut version = API_VERSION;
+    if let Some(v) = segs.first().and_then(|s| s.strip_prefix('v')) {
+        if let Some((a, b)) = v.split_once('.') {
+            if let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>()) {
+                version = (a, b);
+                segs.remove(0);
+                if version > API_VERSION {
+                    return Err(ApiError::bad_request(format!(
+                        "client version {a}.{b} is too new. Maximum supported API version is {}.{}",
+                        API_VERSION.0, API_VERSION.1
+                    )));
+                }
+                if version < MIN_API_VERSION {
+                    return Err(ApiError::bad_request(format!(
+                        "client version {a}.{b} is too old. Minimum supported API version is {}.{}, please upgrade your client to a newer version",
+                        MIN_API_VERSION.0, MIN_API_VERSION.1
+                    )));
+                }
+            }
+        }
+    }
+    Ok((version, segs))
+}
+
+/// Serves one request.
+pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response, Infallible> {
+    let (version, path) = match split_version(req.uri().path()) {
+        Ok(v) => v,
+        Err(e) => return Ok(error(&e)),
+    };
+    let call = Call {
+        method: req.method().clone(),
+        query: Query::parse(req.uri().query()),
+        path,
+        version,
+        req,
+    };
+    let what = format!("{} /{}", call.method, call.path.join("/"));
+    let answer = route(state, call).await;
+    Ok(match answer {
+        Ok(r) => r,
+        Err(e) => {
+            if e.status.is_server_error() {
+                tracing::warn!("{what}: {}", e.message);
+            }
+            error(&e)
+        }
+    })
+}
+
+async fn route(state: Arc<State>, call: Call) -> Result<Response, ApiError> {
+    let segs: Vec<&str> = call.path.iter().map(String::as_str).collect();
+    let m = &call.method;
+    let get = m == Method::GET || m == Method::HEAD;
+    match segs.as_slice() {
+        ["_ping"] if get => Ok(crate::system::ping(m == Method::HEAD)),
+        ["version"] if get => crate::system::version(&state).await,
+        ["info"] if get => crate::system::info(&state).await,
+        ["containers", "json"] if get => crate::containers::list(&state, &call.query).await,
+        ["containers", "create"] if m == Method::POST => crate::create::create(&state, call).await,
+        ["containers", id, "json"] if get => crate::containers::inspect(&state, id).await,
+        ["containers", id, "start"] if m == Method::POST => {
+            crate::containers::start(&state, id).await
+        }
+        ["containers", id, "stop"] if m == Method::POST => {
+            crate::containers::stop(&state, id, &call.query).await
+        }
+        ["containers", id, "restart"] if m == Method::POST => {
+            crate::containers::restart(&state, id, &call.query).await
+        }
+        ["containers", id, "kill"] if m == Method::POST => {
+            crate::containers::kill(&state, id, &call.query).await
+        }
+        ["containers", id, "wait"] if m == Method::POST => {
+            crate::containers::wait(&state, id, &call.query).await
+        }
+        ["containers", id] if m == Method::DELETE => {
+            crate::containers::remove(&state, id, &call.query).await
+        }
+        ["containers", id, "logs"] if get => crate::logs::logs(&state, id, &call.query).await,
+        ["images", "json"] if get => crate::images::list(&state, &call.query).await,
+        ["images", rest @ .., "json"] if get && !rest.is_empty() => {
+            crate::images::inspect(&state, &rest.join("/")).await
+        }
+        ["containers", _, "attach" | "exec" | "top" | "changes" | "export" | "stats" | "resize" | "update"
+        | "rename" | "pause" | "unpause" | "archive"]
+        | ["containers", "prune"]
+        | ["exec", ..]
+        | ["images", ..]
+        | ["volumes", ..]
+        | ["networks", ..]
+        | ["build"]
+        | ["events"]
+        | ["system", "df"]
+        | ["auth"]
+        | ["commit"] => Err(ApiError::not_implemented(&format!(
+            "{} /{}",
+            call.method,
+            segs.join("/")
+        ))),
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("page not found: {} /{}", call.method, segs.join("/")),
+        )),
+    }
+}
+
+/// Runs a blocking engine call on the blocking pool.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the engine call failed: {e}"),
+        )
+    })?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_split_off_and_checked() {
+        let (v, p) = split_version("/v1.43/containers/abc/json").unwrap();
+        assert_eq!(
+            (v, p),
+            (
+                (1, 43),
+                vec!["containers".into(), "abc".into(), "json".into()]
+            )
+        );
+        let (v, p) = split_version("/_ping").unwrap();
+        assert_eq!((v, p), (API_VERSION, vec!["_ping".to_string()]));
+        let (_, p) = split_version("/images/localhost%2Fbb:1/json").unwrap();
+        assert_eq!(p, ["images", "localhost/bb:1", "json"]);
+        assert!(split_version("/v1.99/info")
+            .unwrap_err()
+            .message
+            .contains("too new. Maximum supported API version is 1.47"));
+        assert!(split_version("/v1.12/info")
+            .unwrap_err()
+            .message
+            .contains("too old"));
+    }
+}

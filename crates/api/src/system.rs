@@ -1,0 +1,114 @@
+//! `/_ping`, `/version` and `/info`: what a client asks first, to learn
+//! the API version it may speak and what the engine is.
+
+use std::sync::Arc;
+
+use hyper::{header, StatusCode};
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::http::{full, json, respond, Response};
+use crate::router::{blocking, State, API_VERSION, MIN_API_VERSION};
+
+fn api_version() -> String {
+    format!("{}.{}", API_VERSION.0, API_VERSION.1)
+}
+
+/// `GET|HEAD /_ping`: "OK", with the headers clients negotiate by.
+pub fn ping(head: bool) -> Response {
+    let mut r = respond(
+        StatusCode::OK,
+        "text/plain; charset=utf-8",
+        full(if head { "" } else { "OK" }),
+    );
+    let h = r.headers_mut();
+    for (k, v) in [
+        ("API-Version", api_version()),
+        ("OSType", "linux".into()),
+        ("Builder-Version", "1".into()),
+        ("Docker-Experimental", "false".into()),
+        (
+            "Cache-Control",
+            "no-cache, no-store, must-revalidate".into(),
+        ),
+        ("Pragma", "no-cache".into()),
+    ] {
+        if let (Ok(k), Ok(v)) = (
+            header::HeaderName::from_bytes(k.as_bytes()),
+            header::HeaderValue::from_str(&v),
+        ) {
+            h.insert(k, v);
+        }
+    }
+    r
+}
+
+fn kernel() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn goarch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// `GET /version`.
+pub async fn version(_state: &Arc<State>) -> Result<Response, ApiError> {
+    let v = env!("CARGO_PKG_VERSION");
+    Ok(json(
+        StatusCode::OK,
+        &json!({
+            "Platform": {"Name": "berth"},
+            "Components": [{"Name": "Engine", "Version": v,
+                "Details": {"ApiVersion": api_version(), "MinAPIVersion": format!("{}.{}", MIN_API_VERSION.0, MIN_API_VERSION.1),
+                            "Os": "linux", "Arch": goarch(), "KernelVersion": kernel()}}],
+            "Version": v,
+            "ApiVersion": api_version(),
+            "MinAPIVersion": format!("{}.{}", MIN_API_VERSION.0, MIN_API_VERSION.1),
+            "GitCommit": "",
+            "GoVersion": "",
+            "Os": "linux",
+            "Arch": goarch(),
+            "KernelVersion": kernel(),
+            "BuildTime": "",
+        }),
+    ))
+}
+
+/// `GET /info`: the engine's facts with the fields Docker clients read.
+pub async fn info(state: &Arc<State>) -> Result<Response, ApiError> {
+    let engine = state.engine.clone();
+    let mut v = blocking(move || Ok(engine.info()?)).await?;
+    let hostname = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let runtime = state.engine.runtime.display().to_string();
+    if let Some(m) = v.as_object_mut() {
+        m.insert("ID".into(), json!(""));
+        m.insert("Name".into(), json!(hostname));
+        m.insert("DockerRootDir".into(), json!(state.engine.root));
+        m.insert("LoggingDriver".into(), json!("json-file"));
+        m.insert(
+            "Runtimes".into(),
+            json!({"berth-runtime": {"path": runtime}}),
+        );
+        m.insert(
+            "Plugins".into(),
+            json!({"Volume": ["local"], "Network": ["bridge", "host", "none", "cni"],
+                   "Authorization": null, "Log": ["json-file", "none"]}),
+        );
+        m.insert("Swarm".into(), json!({"LocalNodeState": "inactive"}));
+        m.insert(
+            "IndexServerAddress".into(),
+            json!("https://index.docker.io/v1/"),
+        );
+        m.insert("Labels".into(), json!([]));
+        m.insert("Warnings".into(), json!([]));
+    }
+    Ok(json(StatusCode::OK, &v))
+}
