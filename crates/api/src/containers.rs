@@ -82,6 +82,8 @@ fn summary(r: &Record) -> Value {
     })
 }
 
+const FILTERS: [&str; 6] = ["id", "name", "status", "ancestor", "label", "exited"];
+
 /// Whether `r` passes the `filters` (each key any of its values).
 fn passes(r: &Record, filters: &[(String, String)]) -> Result<bool, ApiError> {
     let mut keys: Vec<&str> = filters.iter().map(|(k, _)| k.as_str()).collect();
@@ -130,6 +132,12 @@ pub async fn list(state: &Arc<State>, q: &Query) -> Result<Response, ApiError> {
     let all = q.flag("all");
     let limit = q.int("limit")?.filter(|n| *n > 0);
     let filters = q.filters()?;
+    if let Some((k, _)) = filters.iter().find(|(k, _)| !FILTERS.contains(&k.as_str())) {
+        return Err(ApiError::bad_request(format!(
+            "invalid filter '{k}' (berth filters containers by {})",
+            FILTERS.join(", ")
+        )));
+    }
     let engine = state.engine.clone();
     let v = blocking(move || {
         let mut recs = engine.containers()?;

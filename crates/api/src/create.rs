@@ -208,6 +208,8 @@ pub fn run_options(name: Option<String>, v: &Value) -> Result<(String, RunOption
             Some(first)
         }
     };
+    // "default" is the engine's default (berth's: none, or bridge when
+    // ports are published); clients also name it as an endpoint.
     let network_mode = h.string("NetworkMode")?.filter(|m| m != "default");
     let mut more_networks = vec![];
     let (mut ip, mut ip6, mut aliases, mut mac) = (None, None, vec![], c.string("MacAddress")?);
@@ -215,6 +217,7 @@ pub fn run_options(name: Option<String>, v: &Value) -> Result<(String, RunOption
         .object("EndpointsConfig")?
         .into_iter()
         .flatten()
+        .filter(|(n, _)| n.as_str() != "default")
         .enumerate()
     {
         let e = Fields::of("NetworkingConfig.EndpointsConfig.", Some(cfg))?;
@@ -459,6 +462,16 @@ mod tests {
         let mut t = o.mounts.tmpfs.clone();
         t.sort();
         assert_eq!(t, ["/run:size=1m", "/x"]);
+    }
+
+    #[test]
+    fn the_default_network_is_the_engines_default() {
+        // What the docker CLI sends without --network.
+        let v = json!({"Image": "bb:1", "HostConfig": {"NetworkMode": "default"},
+                       "NetworkingConfig": {"EndpointsConfig": {"default": {}}}});
+        let (_, o) = run_options(None, &v).unwrap();
+        assert_eq!(o.namespaces.network, None);
+        assert!(o.more_networks.is_empty());
     }
 
     #[test]

@@ -176,7 +176,7 @@ pub fn find<'a>(
     }
     let id = name.trim_start_matches("sha256:");
     refs.iter()
-        .find(|(_, r)| short_id(&r.config).starts_with(id) && id.len() >= 4)
+        .find(|(_, r)| r.config.trim_start_matches("sha256:").starts_with(id) && id.len() >= 4)
         .map(|(k, r)| (k.clone(), r))
 }
 
