@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""`berth serve` against dockerd (docker.io, started here with networking
+off) and `podman system service` (Podman 4.3's Docker-compatible API,
+runc, cgroupfs), in one run, each with its own root and socket under a
+temp dir:
+
+1. docker-py: create -> start -> wait -> remove of `busybox true`, the
+   engines alternating; medians. Goals: <= 0.3 x dockerd, <= 0.5 x Podman.
+2. `docker ps -a` and `docker inspect` (the docker CLI) with N containers
+   made (not started) in each store: medians, berth against dockerd.
+   Goal: <= 0.5 x.
+3. The idle server's memory: berth serve's RSS against dockerd's plus its
+   containerd's. Goal: <= 0.3 x.
+
+Every call is checked (docker-py raises on an error answer; each wait must
+say 0; each CLI call's exit status): a fast failure is not a result.
+
+Usage (root): bench/api.py [--iterations N] [--containers N] [--peers docker,podman] [--json FILE]
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import docker
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import engines  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BERTH_BIN = os.path.join(ROOT, "target", "release", "berth")
+ULIMITS = [docker.types.Ulimit(name="nofile", soft=1024, hard=1024),
+           docker.types.Ulimit(name="nproc", soft=1024, hard=1024)]
+
+
+def rss_kb(pid):
+    """The resident memory of `pid` and its descendants, in KiB."""
+    total = 0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for line in open(f"/proc/{p}/status"):
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+            for t in os.listdir(f"/proc/{p}/task"):
+                todo += [int(c) for c in open(f"/proc/{p}/task/{t}/children").read().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total
+
+
+class BerthServe:
+    name = "berth"
+
+    def __init__(self, work):
+        self.dir = os.path.join(work, "berth")
+        os.makedirs(self.dir)
+        self.root = os.path.join(self.dir, "root")
+        archive = os.path.join(work, "berth.tar")
+        engines.busybox_archive(archive, "busybox:bench")
+        engines.check([BERTH_BIN, "--root", self.root, "load", "-q", "-i", archive])
+        self.sock = os.path.join(self.dir, "api.sock")
+        self.log = os.path.join(self.dir, "log")
+        self.proc = subprocess.Popen([BERTH_BIN, "--root", self.root, "serve", "-H", f"unix://{self.sock}"],
+                                     stdout=open(self.log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+        self.env = dict(os.environ, DOCKER_HOST=f"unix://{self.sock}", DOCKER_CONFIG=self.dir + "/cli")
+        engines.wait_up("berth serve", self.proc, ["env", f"DOCKER_HOST=unix://{self.sock}", "docker", "version"],
+                        self.log)
+        self.image = "busybox:bench"
+        self.pid = self.proc.pid
+
+    def close(self):
+        subprocess.call([BERTH_BIN, "--root", self.root, "rm", "-f", *subprocess.run(
+            [BERTH_BIN, "--root", self.root, "ps", "-aq"], stdout=subprocess.PIPE).stdout.decode().split()],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        engines.stop(self.proc)
+
+
+class Dockerd(engines.Docker):
+    def __init__(self, work):
+        super().__init__(work)
+        self.sock = f"{self.dir}/sock"
+        self.env.pop("DOCKER_API_VERSION", None)
+        self.image = "busybox:bench"
+        self.pid = self.proc.pid
+
+
+class PodmanService(engines.Podman):
+    name = "podman"
+
+    def __init__(self, work):
+        super().__init__(work)
+        self.sock = os.path.join(self.dir, "api.sock")
+        self.log = os.path.join(self.dir, "service.log")
+        self.proc = subprocess.Popen(self.base(engines.RUNC) + ["system", "service", "--time=0", f"unix://{self.sock}"],
+                                     stdout=open(self.log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+        self.env = dict(os.environ, DOCKER_HOST=f"unix://{self.sock}", DOCKER_CONFIG=self.dir + "/cli")
+        engines.wait_up("podman system service", self.proc,
+                        ["env", f"DOCKER_HOST=unix://{self.sock}", "docker", "version"], self.log)
+        self.image = "localhost/busybox:bench"
+        self.pid = self.proc.pid
+
+    def close(self):
+        engines.stop(self.proc)
+        super().close()
+
+
+def loop_once(client, image):
+    """create -> start -> wait -> remove of `true`; its time."""
+    t = time.perf_counter()
+    c = client.containers.create(image, ["true"], network_mode="none", ulimits=ULIMITS)
+    c.start()
+    status = c.wait(timeout=60)
+    if status["StatusCode"] != 0:
+        raise SystemExit(f"wait said {status}")
+    c.remove()
+    return time.perf_counter() - t
+
+
+def cli_time(engine, args):
+    t = time.perf_counter()
+    r = subprocess.run(["docker"] + args, env=engine.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
+    dt = time.perf_counter() - t
+    if r.returncode != 0:
+        raise SystemExit(f"{engine.name}: docker {' '.join(args)} failed ({r.returncode}): {r.stderr.decode()}")
+    return dt, r.stdout.decode()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--iterations", type=int, default=20)
+    ap.add_argument("--containers", type=int, default=500)
+    ap.add_argument("--peers", default="docker,podman")
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("run as root")
+    if not os.path.exists(BERTH_BIN):
+        raise SystemExit(f"{BERTH_BIN} missing: cargo build --release")
+    work = tempfile.mkdtemp(prefix="berth-bench-api-")
+    made = []
+    summary = {}
+    try:
+        made.append(BerthServe(work))
+        peers = {"docker": Dockerd, "podman": PodmanService}
+        for p in args.peers.split(","):
+            made.append(peers[p](work))
+        clients = {e.name: docker.DockerClient(base_url=f"unix://{e.sock}", timeout=120) for e in made}
+
+        # 3 first: idle, before any container ran.
+        time.sleep(1)
+        rss = {e.name: rss_kb(e.pid) for e in made}
+        for e in made:
+            print(f"idle RSS {e.name:<7} {rss[e.name] / 1024:7.1f} MiB", flush=True)
+        for e in made[1:]:
+            summary[f"rss_vs_{e.name}"] = rss["berth"] / rss[e.name]
+            print(f"idle RSS berth/{e.name}: {rss['berth'] / rss[e.name]:.2f}", flush=True)
+
+        # 1: the docker-py loop, alternating.
+        for e in made:
+            loop_once(clients[e.name], e.image)  # warm-up, not measured
+        times = {e.name: [] for e in made}
+        for i in range(args.iterations):
+            for e in (made if i % 2 == 0 else made[::-1]):
+                times[e.name].append(loop_once(clients[e.name], e.image))
+        med = {k: statistics.median(v) * 1000 for k, v in times.items()}
+        for k, v in med.items():
+            print(f"docker-py create/start/wait/remove {k:<7} {v:7.1f} ms", flush=True)
+        for e in made[1:]:
+            summary[f"loop_vs_{e.name}"] = med["berth"] / med[e.name]
+            print(f"loop berth/{e.name}: {med['berth'] / med[e.name]:.2f}", flush=True)
+        summary["loop_ms"] = med
+
+        # 2: ps -a and inspect with N containers, berth and dockerd.
+        listed = [e for e in made if e.name in ("berth", "docker")]
+        for e in listed:
+            c = clients[e.name]
+            for n in range(args.containers):
+                c.containers.create(e.image, ["true"], name=f"bench-{n}", network_mode="none")
+        ps = {e.name: [] for e in listed}
+        insp = {e.name: [] for e in listed}
+        for i in range(max(5, args.iterations // 2)):
+            for e in (listed if i % 2 == 0 else listed[::-1]):
+                dt, out = cli_time(e, ["ps", "-a", "-q"])
+                if len(out.split()) != args.containers:
+                    raise SystemExit(f"{e.name}: ps -a listed {len(out.split())} containers, not {args.containers}")
+                ps[e.name].append(dt)
+                dt, out = cli_time(e, ["inspect", "-f", "{{.Name}}", f"bench-{i}"])
+                if out.strip() != f"/bench-{i}":
+                    raise SystemExit(f"{e.name}: inspect said {out!r}")
+                insp[e.name].append(dt)
+        for what, d in (("ps -a", ps), ("inspect", insp)):
+            m = {k: statistics.median(v) * 1000 for k, v in d.items()}
+            line = ", ".join(f"{k} {v:.1f} ms" for k, v in m.items())
+            ratio = m["berth"] / m["docker"] if "docker" in m else float("nan")
+            summary[f"{what}_vs_docker"] = ratio
+            print(f"docker {what} with {args.containers} containers: {line}, berth/docker {ratio:.2f}", flush=True)
+    finally:
+        for e in made:
+            try:
+                e.close()
+            except SystemExit as err:
+                print(f"closing {e.name}: {err}", file=sys.stderr)
+        shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        json.dump(summary, open(args.json, "w"), indent=2)
+
+
+if __name__ == "__main__":
+    main()
