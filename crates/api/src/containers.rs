@@ -168,13 +168,18 @@ pub async fn inspect(state: &Arc<State>, id: &str) -> Result<Response, ApiError>
 
 /// `POST /containers/{id}/start`: 204, or 304 when it runs already.
 pub async fn start(state: &Arc<State>, id: &str) -> Result<Response, ApiError> {
-    let (engine, id) = (state.engine.clone(), id.to_string());
+    let (engine, key) = (state.engine.clone(), id.to_string());
+    let rec = blocking(move || Ok(engine.container(&key)?)).await?;
+    if rec.is_running() {
+        return Ok(empty(StatusCode::NOT_MODIFIED));
+    }
+    // Attached clients (docker run, start -a) get it from its first output.
+    if crate::attach::start_waiting(state, &rec.id).await? {
+        return Ok(empty(StatusCode::NO_CONTENT));
+    }
+    let engine = state.engine.clone();
     let started = blocking(move || {
-        let r = engine.container(&id)?;
-        if r.is_running() {
-            return Ok(false);
-        }
-        engine.start_container(&r.id)?;
+        engine.start_container(&rec.id)?;
         Ok(true)
     })
     .await?;
@@ -301,12 +306,14 @@ pub async fn wait(state: &Arc<State>, id: &str, q: &Query) -> Result<Response, A
             .await
         }
     };
+    let root = state.engine.root.clone();
+    let since = engine::events::end(&root);
     let first = look()
         .await?
         .ok_or_else(|| ApiError::from(EngineError::NoSuchContainer(id.to_string())))?;
     let (tx, body) = crate::http::channel();
     tokio::spawn(async move {
-        let answer = match wait_for(first, condition, look, &tx).await {
+        let answer = match wait_for(first, condition, look, &tx, (&root, since)).await {
             Ok(code) => json!({"StatusCode": code, "Error": null}),
             Err(e) => json!({"StatusCode": -1, "Error": {"Message": e.message}}),
         };
@@ -327,6 +334,7 @@ async fn wait_for<F, Fut>(
     condition: Condition,
     look: F,
     client: &tokio::sync::mpsc::Sender<bytes::Bytes>,
+    (root, since): (&std::path::Path, u64),
 ) -> Result<i64, ApiError>
 where
     F: Fn() -> Fut,
@@ -344,15 +352,27 @@ where
             }
             (Some(_), Condition::Removed) => false,
         };
+        let gone = now.is_none();
         if let Some(r) = now {
             last = r;
         }
         if done {
-            return Ok(if last.state == RunState::Exited {
-                last.exit_code
-            } else {
-                0
-            });
+            if last.state == RunState::Exited && !gone {
+                return Ok(last.exit_code);
+            }
+            // Removed (--rm) before it was seen exited: its `die` event
+            // since the wait began has the status.
+            let (events, _) = engine::events::read_from(root, since);
+            return Ok(events
+                .iter()
+                .rev()
+                .find(|e| e.actor.id == last.id && e.action == "die")
+                .and_then(|e| e.actor.attributes.get("exitCode")?.parse().ok())
+                .unwrap_or(if last.state == RunState::Exited {
+                    last.exit_code
+                } else {
+                    0
+                }));
         }
         if client.is_closed() {
             return Err(ApiError::bad_request("the client went away"));

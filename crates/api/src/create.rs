@@ -287,7 +287,9 @@ pub fn run_options(name: Option<String>, v: &Value) -> Result<(String, RunOption
     let opts = RunOptions {
         name,
         auto_remove: h.boolean("AutoRemove")?,
-        detach: true,
+        // StdinOnce (docker run -i): stdin closes when the attached
+        // client's input ends; the engine keeps it for attached runs.
+        detach: !c.boolean("StdinOnce")?,
         interactive: c.boolean("OpenStdin")?,
         tty: c.boolean("Tty")?,
         init: h.boolean("Init")?,

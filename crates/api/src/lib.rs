@@ -7,10 +7,11 @@
 //!
 //! - [`server`]: the listeners (unix sockets, loopback TCP) and connections;
 //! - [`router`]: the version prefix, the routes, the errors;
-//! - [`system`], [`containers`], [`create`], [`logs`], [`images`]: the
+//! - [`system`], [`containers`], [`create`], [`attach`], [`logs`], [`images`]: the
 //!   endpoints (docs/api.md lists each with its state);
 //! - [`http`]: bodies, queries, bounded reads; [`error`]: status codes.
 
+pub mod attach;
 pub mod containers;
 pub mod create;
 pub mod error;

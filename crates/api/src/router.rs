@@ -17,10 +17,13 @@ pub const API_VERSION: (u32, u32) = (1, 47);
 pub const MIN_API_VERSION: (u32, u32) = (1, 24);
 
 /// What every handler shares: the engine (the server keeps no state of
-/// its own).
+/// its own beyond the attaches waiting for a start, which live as long as
+/// their connections).
 pub struct State {
     /// The engine, as `berth` makes it.
     pub engine: engine::Engine,
+    /// Attaches waiting for their container's start.
+    pub waiting: crate::attach::Waiting,
 }
 
 /// One request, parsed.
@@ -113,6 +116,13 @@ async fn route(state: Arc<State>, call: Call) -> Result<Response, ApiError> {
         ["containers", id, "start"] if m == Method::POST => {
             crate::containers::start(&state, id).await
         }
+        ["containers", id, "attach"] if m == Method::POST => {
+            let id = id.to_string();
+            crate::attach::attach(&state, &id, call).await
+        }
+        ["containers", id, "resize"] if m == Method::POST => {
+            crate::attach::resize(&state, id, &call).await
+        }
         ["containers", id, "stop"] if m == Method::POST => {
             crate::containers::stop(&state, id, &call.query).await
         }
@@ -133,8 +143,8 @@ async fn route(state: Arc<State>, call: Call) -> Result<Response, ApiError> {
         ["images", rest @ .., "json"] if get && !rest.is_empty() => {
             crate::images::inspect(&state, &rest.join("/")).await
         }
-        ["containers", _, "attach" | "exec" | "top" | "changes" | "export" | "stats" | "resize" | "update"
-        | "rename" | "pause" | "unpause" | "archive"]
+        ["containers", _, "exec" | "top" | "changes" | "export" | "stats" | "update" | "rename" | "pause"
+        | "unpause" | "archive"]
         | ["containers", "prune"]
         | ["exec", ..]
         | ["images", ..]

@@ -140,7 +140,10 @@ pub fn serve(engine: engine::Engine, hosts: &[Host]) -> Result<(), ServeError> {
         .build()
         .map_err(ServeError::Runtime)?;
     rt.block_on(async move {
-        let state = Arc::new(State { engine });
+        let state = Arc::new(State {
+            engine,
+            waiting: Default::default(),
+        });
         let mut sockets = vec![];
         for h in hosts {
             match h {

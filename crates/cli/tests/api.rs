@@ -199,6 +199,33 @@ fn the_docker_cli_runs_and_manages_containers() {
     assert!(o.code != 0 && o.stderr.contains("is not running"), "{o:?}");
     s.docker(&f, &["rm", "web"]).ok();
 
+    // In the foreground: attached before the start (nothing missed), the
+    // exit status is the container's, --rm removes it, -i takes stdin.
+    let o = s.docker(
+        &f,
+        &[
+            "run",
+            "--rm",
+            "bb:1",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 4",
+        ],
+    );
+    assert_eq!(
+        (o.code, o.stdout.as_str(), o.stderr.as_str()),
+        (4, "out\n", "err\n"),
+        "{o:?}"
+    );
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg("printf 'typed\\n' | docker run --rm -i bb:1 sh -c 'read x; echo got $x'")
+        .env("DOCKER_HOST", format!("unix://{}", s.sock.display()))
+        .env("DOCKER_CONFIG", f.dir.path().join("docker-cli"));
+    let o = test_support::run_through_files(&mut c);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "got typed\n"), "{o:?}");
+    assert_eq!(s.docker(&f, &["ps", "-aq"]).ok().stdout, "");
+
     // docker wait gives the exit status; --rm removes the container.
     let id = s
         .docker(&f, &["run", "-d", "bb:1", "sh", "-c", "sleep 0.3; exit 3"])

@@ -7,6 +7,7 @@
 //! kept layer (from the image layers listed in `bundle/lowers.json`) and
 //! runs the same bundle.
 
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -86,28 +87,57 @@ impl Engine {
         opts: &crate::attach::AttachOptions,
     ) -> Result<crate::attach::AttachEnd, EngineError> {
         let db = Store::open(&self.root)?;
-        let rec = db.find(key)?;
-        if rec.is_running() {
-            return Err(EngineError::Running(rec.name.clone()));
-        }
-        db.update_settings(&rec.id, |s| s.manually_stopped = false)?;
+        let (rec, bundle) = self.start_waiting(&db, key)?;
         let settings = crate::restart::ContainerSettings::parse(&rec.config);
-        let bundle = {
-            let _teardown = crate::run::teardown_lock(&self.root, &rec.id)?
-                .ok_or_else(|| EngineError::NoSuchContainer(rec.name.clone()))?;
-            let mut container = self.reopen(&db, &rec)?;
-            let _ = std::fs::remove_file(container.bundle.join(crate::detach::EXIT_FILE));
-            if let Err(e) = container.spawn_shim(true) {
-                let _ = container.stop_keeping_layer();
-                return Err(e);
-            }
-            container.bundle.clone()
-        };
         let opts = crate::attach::AttachOptions {
             stdin: opts.stdin && settings.open_stdin,
             ..opts.clone()
         };
         self.attach_new(&db, &rec.id, &bundle, settings.tty, &opts)
+    }
+
+    /// Starts stopped container `key` under a shim that waits for its
+    /// first attach client before it starts the container; its record and
+    /// bundle.
+    fn start_waiting(&self, db: &Store, key: &str) -> Result<(Record, PathBuf), EngineError> {
+        let rec = db.find(key)?;
+        if rec.is_running() {
+            return Err(EngineError::Running(rec.name.clone()));
+        }
+        db.update_settings(&rec.id, |s| s.manually_stopped = false)?;
+        let _teardown = crate::run::teardown_lock(&self.root, &rec.id)?
+            .ok_or_else(|| EngineError::NoSuchContainer(rec.name.clone()))?;
+        let mut container = self.reopen(db, &rec)?;
+        let _ = std::fs::remove_file(container.bundle.join(crate::detach::EXIT_FILE));
+        if let Err(e) = container.spawn_shim(true) {
+            let _ = container.stop_keeping_layer();
+            return Err(e);
+        }
+        Ok((rec, container.bundle.clone()))
+    }
+
+    /// For the API's attach before start (`docker run`): starts stopped
+    /// container `key` and returns its attach socket, connected as the
+    /// first client (so nothing of its output is missed), and whether it
+    /// has a terminal. The caller relays the socket's frames
+    /// (`shim::protocol`).
+    pub fn start_for_attach(&self, key: &str) -> Result<(UnixStream, bool), EngineError> {
+        let db = Store::open(&self.root)?;
+        let (rec, bundle) = self.start_waiting(&db, key)?;
+        let settings = crate::restart::ContainerSettings::parse(&rec.config);
+        Ok((crate::attach::connect(&bundle, &rec.name)?, settings.tty))
+    }
+
+    /// For the API's attach: the attach socket of running container
+    /// `key`, connected, and whether it has a terminal.
+    pub fn attach_socket(&self, key: &str) -> Result<(UnixStream, bool), EngineError> {
+        let rec = self.container(key)?;
+        if !rec.is_running() {
+            return Err(EngineError::NotRunning(rec.name));
+        }
+        let settings = crate::restart::ContainerSettings::parse(&rec.config);
+        let bundle = crate::rootfs::container_dir(&self.root, &rec.id)?.join("bundle");
+        Ok((crate::attach::connect(&bundle, &rec.name)?, settings.tty))
     }
 
     /// `start`: starts container `key` under berth-shim and returns; a
