@@ -139,6 +139,11 @@ pub fn serve(engine: engine::Engine, hosts: &[Host]) -> Result<(), ServeError> {
         .enable_all()
         .build()
         .map_err(ServeError::Runtime)?;
+    // One connection to the engine's database held for the server's life:
+    // while one is open, SQLite keeps the WAL index in shared memory, and
+    // each request's own connection starts without reading the WAL again
+    // (about 4 ms with 500 containers' worth of it).
+    let _held = engine::store::Store::open(&engine.root).ok();
     rt.block_on(async move {
         let state = Arc::new(State {
             engine,
