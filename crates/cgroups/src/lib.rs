@@ -350,7 +350,13 @@ impl CgroupManager {
                 {
                     tries += 1;
                 }
-                other => return other,
+                // What this create made goes with its failure (no process
+                // was placed yet).
+                Err(e) => {
+                    self.remove_created();
+                    return Err(e);
+                }
+                Ok(()) => return Ok(()),
             }
         }
     }
