@@ -140,7 +140,8 @@ pub async fn list(state: &Arc<State>, q: &Query) -> Result<Response, ApiError> {
     }
     let engine = state.engine.clone();
     let v = blocking(move || {
-        let mut recs = engine.containers()?;
+        let mut recs =
+            crate::router::with_store(&engine.root.clone(), |db| Ok(engine.containers_in(db)?))?;
         // Newest first, as dockerd lists them.
         recs.sort_by_key(|r| std::cmp::Reverse(r.created));
         let mut out = vec![];
@@ -162,7 +163,14 @@ pub async fn list(state: &Arc<State>, q: &Query) -> Result<Response, ApiError> {
 /// `GET /containers/{id}/json`.
 pub async fn inspect(state: &Arc<State>, id: &str) -> Result<Response, ApiError> {
     let (engine, id) = (state.engine.clone(), id.to_string());
-    let v = blocking(move || Ok(engine::inspect::container_json(&engine.container(&id)?))).await?;
+    let v = blocking(move || {
+        crate::router::with_store(&engine.root.clone(), |db| {
+            Ok(engine::inspect::container_json(
+                &engine.container_in(db, &id)?,
+            ))
+        })
+    })
+    .await?;
     Ok(json(StatusCode::OK, &v))
 }
 

@@ -166,6 +166,29 @@ async fn route(state: Arc<State>, call: Call) -> Result<Response, ApiError> {
     }
 }
 
+thread_local! {
+    /// Each blocking thread's own connection to the engine's database,
+    /// kept (a new connection costs its pragmas and checks each time).
+    static STORE: std::cell::RefCell<Option<engine::store::Store>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with this thread's kept connection to the store at `root`.
+pub fn with_store<T>(
+    root: &std::path::Path,
+    f: impl FnOnce(&engine::store::Store) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    STORE.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(engine::store::Store::open(root)?);
+        }
+        match slot.as_ref() {
+            Some(db) => f(db),
+            None => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no store")),
+        }
+    })
+}
+
 /// Runs a blocking engine call on the blocking pool.
 pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,

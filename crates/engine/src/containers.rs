@@ -13,7 +13,11 @@ use crate::store::{Record, State, Store};
 impl Engine {
     /// Every container, newest first.
     pub fn containers(&self) -> Result<Vec<Record>, EngineError> {
-        let db = Store::open(&self.root)?;
+        self.containers_in(&Store::open(&self.root)?)
+    }
+
+    /// [`Engine::containers`] through an open store (a server keeps one).
+    pub fn containers_in(&self, db: &Store) -> Result<Vec<Record>, EngineError> {
         let list = db.list()?;
         if list.iter().any(|r| self.needs_cleanup(r)) {
             for r in list.iter().filter(|r| self.needs_cleanup(r)) {
@@ -26,7 +30,11 @@ impl Engine {
 
     /// The container `key` (id, id prefix or name) names.
     pub fn container(&self, key: &str) -> Result<Record, EngineError> {
-        let db = Store::open(&self.root)?;
+        self.container_in(&Store::open(&self.root)?, key)
+    }
+
+    /// [`Engine::container`] through an open store (a server keeps one).
+    pub fn container_in(&self, db: &Store, key: &str) -> Result<Record, EngineError> {
         let r = db.find(key)?;
         if self.needs_cleanup(&r) {
             let _ = self.cleanup_container(&r.id);

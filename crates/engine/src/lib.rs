@@ -61,6 +61,7 @@ pub mod mounts;
 pub mod names;
 pub mod namespaces;
 pub mod net_setup;
+pub mod network_inspect;
 mod network_store;
 pub mod networks;
 pub mod ports;

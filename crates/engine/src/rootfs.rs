@@ -216,20 +216,37 @@ fn unmount(rootfs: &Path) -> Result<(), RootfsError> {
         let path = rootfs.to_path_buf();
         move |err| RootfsError::Io { op, path, err }
     };
-    // Stacked mounts (a retried mount) come off one at a time.
+    // Stacked mounts (a retried mount) come off one at a time. EBUSY is
+    // tried again for a moment: the copies of the root in a container's
+    // mount namespace that was just killed are released by the kernel
+    // after the process is gone (their last reference is dropped
+    // asynchronously), and an unmount propagating to them fails until then.
+    let mut busy_until = None;
     for _ in 0..16 {
         if !is_mount_point(rootfs).map_err(io("check the mounts of"))? {
             break;
         }
-        if let Err(e) = nix::mount::umount2(rootfs, nix::mount::MntFlags::empty()) {
-            let err = io::Error::from(e);
-            return Err(match e {
-                nix::Error::EBUSY => RootfsError::Busy {
-                    path: rootfs.to_path_buf(),
-                    err,
-                },
-                _ => io("unmount")(err),
-            });
+        loop {
+            match nix::mount::umount2(rootfs, nix::mount::MntFlags::empty()) {
+                Ok(()) => break,
+                Err(nix::Error::EBUSY)
+                    if *busy_until.get_or_insert_with(|| {
+                        std::time::Instant::now() + std::time::Duration::from_secs(2)
+                    }) > std::time::Instant::now() =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(e) => {
+                    let err = io::Error::from(e);
+                    return Err(match e {
+                        nix::Error::EBUSY => RootfsError::Busy {
+                            path: rootfs.to_path_buf(),
+                            err,
+                        },
+                        _ => io("unmount")(err),
+                    });
+                }
+            }
         }
     }
     Ok(())
