@@ -4,10 +4,8 @@
 //! dockerd's stdcopy does (an 8-byte header: the stream, three zero bytes,
 //! the length in big-endian); with one, the bytes go as they are.
 //! `follow` reads the file as it grows until the container stops (or the
-//! client goes).
+//! client goes); the reading is the engine's (`engine::log_reader`).
 
-use std::io::{BufRead, Seek};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,29 +65,6 @@ fn render(line: &str, w: &Want) -> Option<Bytes> {
     Some(out.into())
 }
 
-fn read_lines(path: &PathBuf, from: u64) -> std::io::Result<(Vec<String>, u64)> {
-    let f = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((vec![], from)),
-        Err(e) => return Err(e),
-    };
-    let mut r = std::io::BufReader::new(f);
-    r.seek(std::io::SeekFrom::Start(from))?;
-    let mut lines = vec![];
-    let mut pos = from;
-    loop {
-        let mut line = String::new();
-        let n = r.read_line(&mut line)?;
-        // A line without its newline is still being written: read it later.
-        if n == 0 || !line.ends_with('\n') {
-            break;
-        }
-        pos += n as u64;
-        lines.push(line);
-    }
-    Ok((lines, pos))
-}
-
 /// A time parameter: Unix seconds, with a fraction.
 fn time_param(q: &Query, key: &str) -> Result<Option<f64>, ApiError> {
     match q.get(key) {
@@ -134,17 +109,9 @@ pub async fn logs(state: &Arc<State>, id: &str, q: &Query) -> Result<Response, A
     let engine = state.engine.clone();
     tokio::task::spawn_blocking(move || {
         let send = |b: Bytes| tx.blocking_send(b).is_ok();
-        let files = engine::logging::log_files(&path);
-        let mut lines = vec![];
-        for old in &files[..files.len() - 1] {
-            if let Ok((l, _)) = read_lines(old, 0) {
-                lines.extend(l);
-            }
-        }
-        let Ok((current, mut pos)) = read_lines(&path, 0) else {
+        let Ok(Some((mut reader, lines))) = engine::log_reader::LogReader::open(&path) else {
             return;
         };
-        lines.extend(current);
         let rendered: Vec<Bytes> = lines.iter().filter_map(|l| render(l, &want)).collect();
         let skip = want.tail.map_or(0, |n| rendered.len().saturating_sub(n));
         for b in rendered.into_iter().skip(skip) {
@@ -157,20 +124,17 @@ pub async fn logs(state: &Arc<State>, id: &str, q: &Query) -> Result<Response, A
         }
         loop {
             let running = engine.container(&container).is_ok_and(|r| r.is_running());
-            let Ok((more, next)) = read_lines(&path, pos) else {
+            let Ok(Some(more)) = reader.more() else {
                 return;
             };
-            // Rotated under us: start the new file from its beginning.
-            let rotated = std::fs::metadata(&path).is_ok_and(|m| m.len() < pos);
-            pos = if rotated { 0 } else { next };
-            for l in more {
-                if let Some(b) = render(&l, &want) {
+            for l in &more {
+                if let Some(b) = render(l, &want) {
                     if !send(b) {
                         return;
                     }
                 }
             }
-            if !running || tx.is_closed() {
+            if (!running && more.is_empty()) || tx.is_closed() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -132,7 +132,6 @@ pub fn parse_time(option: &str, v: &str, now: f64) -> Result<f64> {
 }
 
 pub(crate) fn logs(engine: &Engine, a: &LogsArgs) -> Result<()> {
-    use std::io::{BufRead, Seek};
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
@@ -166,28 +165,10 @@ pub(crate) fn logs(engine: &Engine, a: &LogsArgs) -> Result<()> {
     };
     // The rotated files first, oldest first; then the current one, which
     // --follow goes on reading.
-    let mut lines: Vec<String> = vec![];
-    let mut line = String::new();
-    let files = engine::logging::log_files(&path);
-    for old in &files[..files.len() - 1] {
-        if let Ok(f) = std::fs::File::open(old) {
-            let mut r = std::io::BufReader::new(f);
-            while r.read_line(&mut line)? > 0 {
-                lines.push(std::mem::take(&mut line));
-            }
-        }
-    }
-    let file = match std::fs::File::open(&path) {
-        Ok(f) => f,
+    let Some((mut reader, mut lines)) = engine::log_reader::LogReader::open(&path)? else {
         // Nothing written yet.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e.into()),
+        return Ok(());
     };
-    let mut inode = inode_of(&file);
-    let mut reader = std::io::BufReader::new(file);
-    while reader.read_line(&mut line)? > 0 {
-        lines.push(std::mem::take(&mut line));
-    }
     lines.retain(|l| in_window(l));
     let skip = tail.map_or(0, |n| lines.len().saturating_sub(n));
     for l in &lines[skip..] {
@@ -196,63 +177,26 @@ pub(crate) fn logs(engine: &Engine, a: &LogsArgs) -> Result<()> {
     if !a.follow {
         return Ok(());
     }
-    let mut pos = reader.stream_position()?;
     loop {
         let running = engine.container(&a.container).is_ok_and(|r| r.is_running());
         // Removed (--rm) once it stopped: nothing more will come.
-        let mut f = match std::fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e.into()),
+        let Some(more) = reader.more()? else {
+            return Ok(());
         };
-        let mut got = false;
-        if inode_of(&f) != inode {
-            // Rotated: the file we were reading is now `.1`; its rest
-            // comes first, then the new file from its start.
-            inode = inode_of(&f);
-            let rotated = engine::logging::log_files(&path);
-            if let Some(old) = rotated.iter().rev().nth(1) {
-                let mut r = std::io::BufReader::new(std::fs::File::open(old)?);
-                r.seek(std::io::SeekFrom::Start(pos))?;
-                let mut l = String::new();
-                while r.read_line(&mut l)? > 0 {
-                    if in_window(&l) {
-                        print_log_line(&l, a.timestamps, a.details)?;
-                    }
-                    l.clear();
-                    got = true;
-                }
-            }
-            pos = 0;
+        if until.is_some_and(|u| now >= u) && !more.is_empty() {
+            // Nothing written from now on is before --until.
+            return Ok(());
         }
-        f.seek(std::io::SeekFrom::Start(pos))?;
-        let mut r = std::io::BufReader::new(f);
-        loop {
-            let mut l = String::new();
-            let n = r.read_line(&mut l)?;
-            if n == 0 || !l.ends_with('\n') {
-                break;
+        for l in &more {
+            if in_window(l) {
+                print_log_line(l, a.timestamps, a.details)?;
             }
-            pos += n as u64;
-            if until.is_some_and(|u| now >= u) {
-                // Nothing written from now on is before --until.
-                return Ok(());
-            }
-            if in_window(&l) {
-                print_log_line(&l, a.timestamps, a.details)?;
-            }
-            got = true;
         }
-        if !running && !got {
+        if !running && more.is_empty() {
             return Ok(());
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-}
-
-fn inode_of(f: &std::fs::File) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    f.metadata().map_or(0, |m| m.ino())
 }
 
 /// `berth logs`.

@@ -54,6 +54,7 @@ pub mod init;
 pub mod inspect;
 pub mod lifecycle;
 pub mod limits;
+pub mod log_reader;
 pub mod logging;
 pub mod lookup;
 pub mod manage;
