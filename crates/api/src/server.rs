@@ -80,8 +80,10 @@ impl Host {
     }
 }
 
-/// Makes the socket at `path`: a stale one (nothing answers) is replaced,
-/// a live one or anything that is not a socket is refused.
+/// Makes the socket at `path` (mode 0660): a stale one (nothing answers)
+/// is replaced, a live one or anything that is not a socket is refused.
+/// Only for the start, while the runtime's other threads are idle (the
+/// umask is the process's).
 fn unix_listener(path: &Path) -> Result<tokio::net::UnixListener, ServeError> {
     let err = |err| ServeError::Listen {
         what: path.display().to_string(),
@@ -104,11 +106,15 @@ fn unix_listener(path: &Path) -> Result<tokio::net::UnixListener, ServeError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(err)?;
     }
-    let l = tokio::net::UnixListener::bind(path).map_err(err)?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(err)?;
+    // Made 0660 by the umask at bind, not changed after by name (a name
+    // another user could swap for a link in between); the group is set on
+    // the name without following a link.
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o117));
+    let bound = tokio::net::UnixListener::bind(path);
+    nix::sys::stat::umask(old);
+    let l = bound.map_err(err)?;
     if let Ok(Some(g)) = nix::unistd::Group::from_name("berth") {
-        nix::unistd::chown(path, None, Some(g.gid)).map_err(|e| err(e.into()))?;
+        std::os::unix::fs::lchown(path, None, Some(g.gid.as_raw())).map_err(err)?;
     }
     Ok(l)
 }

@@ -106,6 +106,12 @@ fn eventually(what: &str, mut check: impl FnMut() -> Result<(), String>) {
 fn the_docker_cli_runs_and_manages_containers() {
     let f = Fixture::new();
     let mut s = Server::start(&f);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&s.sock).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode, 0o660,
+        "the socket is the owner's and its group's only"
+    );
     let o = s
         .docker(
             &f,
