@@ -9,18 +9,13 @@ use std::time::Duration;
 use hyper::StatusCode;
 use serde_json::{json, Value};
 
+use engine::run::now;
 use engine::store::{Record, State as RunState};
 use engine::EngineError;
 
 use crate::error::ApiError;
 use crate::http::{empty, json, Query, Response};
 use crate::router::{blocking, State};
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
 
 fn state_name(r: &Record) -> &'static str {
     match r.state {

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use hyper::{header, StatusCode};
 use serde_json::json;
 
+use engine::info::{goarch, kernel_release as kernel};
+
 use crate::error::ApiError;
 use crate::http::{full, json, respond, Response};
 use crate::router::{blocking, State, API_VERSION, MIN_API_VERSION};
@@ -41,20 +43,6 @@ pub fn ping(head: bool) -> Response {
         }
     }
     r
-}
-
-fn kernel() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
-}
-
-fn goarch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    }
 }
 
 /// `GET /version`.

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use clap::Subcommand;
+use engine::info::goarch;
 use serde_json::{json, Value};
 
 /// `docker system …`.
@@ -75,15 +76,6 @@ fn version_json(root: &Path) -> Value {
         },
         "Runtime": {"Name": "berth-runtime", "Path": runtime},
     })
-}
-
-/// Go's name for this machine's architecture, as Docker prints it.
-fn goarch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    }
 }
 
 /// `berth version [-f TEMPLATE]`.

@@ -8,10 +8,20 @@ use serde_json::{json, Value};
 use crate::error::EngineError;
 use crate::run::Engine;
 
-fn kernel_release() -> String {
+/// The kernel's release (`uname -r`).
+pub fn kernel_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
+}
+
+/// The architecture as Go (and so Docker) names it: `amd64`, `arm64`.
+pub fn goarch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
 }
 
 fn os_name() -> String {

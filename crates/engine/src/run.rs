@@ -463,7 +463,8 @@ pub(crate) fn oom_killed(id: &str) -> bool {
         .is_some_and(|s| s.memory.oom_kills > 0)
 }
 
-pub(crate) fn now() -> i64 {
+/// The time now, in Unix seconds.
+pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
