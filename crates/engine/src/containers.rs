@@ -81,6 +81,8 @@ impl Engine {
             if !force {
                 return Err(EngineError::Running(rec.name.clone()));
             }
+            // Its restart policy must not start it again meanwhile.
+            db.update_settings(&rec.id, |s| s.manually_stopped = true)?;
             self.runtime_quiet(&["kill", &rec.id, "KILL"]);
             self.thaw_if_paused(&rec);
             let end = Instant::now() + Duration::from_secs(10);
@@ -93,6 +95,9 @@ impl Engine {
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
+            // Its supervisor is still writing into the bundle (the last of
+            // the log, the exit status) until it records the exit.
+            self.wait_recorded(&db, &rec.id);
         }
         // Its supervisor may be taking it down right now: one at a time.
         let Some(_lock) = crate::run::teardown_lock(&self.root, &rec.id)? else {
@@ -116,6 +121,21 @@ impl Engine {
             self.remove_anonymous_volumes(&anonymous);
         }
         Ok(rec)
+    }
+
+    /// Waits, at most 30 s, until the exit of container `id` (whose
+    /// process has ended) is recorded, or its supervisor is gone without
+    /// recording it (then the caller takes the container down itself).
+    fn wait_recorded(&self, db: &Store, id: &str) {
+        let end = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < end {
+            let Ok(r) = db.find(id) else { return };
+            let settings = crate::restart::ContainerSettings::parse(&r.config);
+            if r.state != State::Running || !settings.supervisor.is_some_and(|s| s.alive()) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Waits until container `id` no longer runs, at most `limit`; whether it stopped.
