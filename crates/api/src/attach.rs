@@ -94,13 +94,7 @@ pub async fn attach(state: &Arc<State>, id: &str, mut call: Call) -> Result<Resp
         stdout: q.flag("stdout"),
         stderr: q.flag("stderr"),
     };
-    let upgrade = call
-        .req
-        .headers()
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("tcp"));
-    if !upgrade {
+    if !wants_upgrade(&call.req) {
         return Err(ApiError::bad_request(
             "attach hijacks the connection: send Connection: Upgrade and Upgrade: tcp",
         ));
@@ -134,6 +128,20 @@ pub async fn attach(state: &Arc<State>, id: &str, mut call: Call) -> Result<Resp
             Err(e) => tracing::debug!("attach upgrade: {e}"),
         }
     });
+    Ok(hijacked(tty))
+}
+
+/// Whether the request asks for the connection hijack (`Upgrade: tcp`).
+pub(crate) fn wants_upgrade<B>(req: &hyper::Request<B>) -> bool {
+    req.headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("tcp"))
+}
+
+/// The 101 that hands the connection over to the raw stream (bare bytes
+/// with a terminal, multiplexed frames without).
+pub(crate) fn hijacked(tty: bool) -> Response {
     let mut r = respond(
         StatusCode::SWITCHING_PROTOCOLS,
         if tty {
@@ -149,7 +157,17 @@ pub async fn attach(state: &Arc<State>, id: &str, mut call: Call) -> Result<Resp
         header::HeaderValue::from_static("Upgrade"),
     );
     h.insert(header::UPGRADE, header::HeaderValue::from_static("tcp"));
-    Ok(r)
+    r
+}
+
+/// `?h=&w=`: a terminal's size.
+pub(crate) fn size_query(q: &crate::http::Query) -> Result<(u16, u16), ApiError> {
+    let dim = |k: &str| -> Result<u16, ApiError> {
+        q.int(k)?
+            .and_then(|v| u16::try_from(v).ok())
+            .ok_or_else(|| ApiError::bad_request(format!("{k}: a terminal size from 0 to 65535")))
+    };
+    Ok((dim("h")?, dim("w")?))
 }
 
 /// Copies between the client and the container's attach socket until the
@@ -301,13 +319,7 @@ pub async fn start_waiting(state: &Arc<State>, id: &str) -> Result<bool, ApiErro
 
 /// `POST /containers/{id}/resize?h=&w=`: the terminal's new size.
 pub async fn resize(state: &Arc<State>, id: &str, call: &Call) -> Result<Response, ApiError> {
-    let dim = |k: &str| -> Result<u16, ApiError> {
-        call.query
-            .int(k)?
-            .and_then(|v| u16::try_from(v).ok())
-            .ok_or_else(|| ApiError::bad_request(format!("{k}: a terminal size from 0 to 65535")))
-    };
-    let (h, w) = (dim("h")?, dim("w")?);
+    let (h, w) = size_query(&call.query)?;
     let (engine, key) = (state.engine.clone(), id.to_string());
     blocking(move || {
         let (mut sock, tty) = engine.attach_socket(&key)?;

@@ -7,14 +7,17 @@
 //!
 //! - [`server`]: the listeners (unix sockets, loopback TCP) and connections;
 //! - [`router`]: the version prefix, the routes, the errors;
-//! - [`system`], [`containers`], [`create`], [`attach`], [`logs`], [`images`]: the
-//!   endpoints (docs/api.md lists each with its state);
-//! - [`http`]: bodies, queries, bounded reads; [`error`]: status codes.
+//! - [`system`], [`containers`], [`create`], [`attach`], [`exec`], [`logs`],
+//!   [`images`]: the endpoints (docs/api.md lists each with its state);
+//! - [`http`]: bodies, queries, bounded reads; [`error`]: status codes;
+//!   `fields`: typed reads of JSON bodies.
 
 pub mod attach;
 pub mod containers;
 pub mod create;
 pub mod error;
+pub mod exec;
+mod fields;
 pub mod http;
 pub mod images;
 pub mod logs;

@@ -24,6 +24,8 @@ pub struct State {
     pub engine: engine::Engine,
     /// Attaches waiting for their container's start.
     pub waiting: crate::attach::Waiting,
+    /// The exec instances.
+    pub execs: crate::exec::Execs,
 }
 
 /// One request, parsed.
@@ -138,15 +140,24 @@ async fn route(state: Arc<State>, call: Call) -> Result<Response, ApiError> {
         ["containers", id] if m == Method::DELETE => {
             crate::containers::remove(&state, id, &call.query).await
         }
+        ["containers", id, "exec"] if m == Method::POST => {
+            let id = id.to_string();
+            crate::exec::create(&state, &id, call).await
+        }
+        ["exec", id, "start"] if m == Method::POST => {
+            let id = id.to_string();
+            crate::exec::start(&state, &id, call).await
+        }
+        ["exec", id, "resize"] if m == Method::POST => crate::exec::resize(&state, id, &call).await,
+        ["exec", id, "json"] if get => crate::exec::inspect(&state, id).await,
         ["containers", id, "logs"] if get => crate::logs::logs(&state, id, &call.query).await,
         ["images", "json"] if get => crate::images::list(&state, &call.query).await,
         ["images", rest @ .., "json"] if get && !rest.is_empty() => {
             crate::images::inspect(&state, &rest.join("/")).await
         }
-        ["containers", _, "exec" | "top" | "changes" | "export" | "stats" | "update" | "rename" | "pause"
-        | "unpause" | "archive"]
+        ["containers", _, "top" | "changes" | "export" | "stats" | "update" | "rename" | "pause" | "unpause"
+        | "archive"]
         | ["containers", "prune"]
-        | ["exec", ..]
         | ["images", ..]
         | ["volumes", ..]
         | ["networks", ..]

@@ -154,6 +154,7 @@ pub fn serve(engine: engine::Engine, hosts: &[Host]) -> Result<(), ServeError> {
         let state = Arc::new(State {
             engine,
             waiting: Default::default(),
+            execs: Default::default(),
         });
         let mut sockets = vec![];
         for h in hosts {

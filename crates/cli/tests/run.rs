@@ -129,6 +129,43 @@ fn signals_reach_the_container_and_it_is_removed() {
     f.assert_clean();
 }
 
+/// Its processes start with no signal ignored or blocked, whatever the
+/// runtime (which ignores SIGPIPE) and its caller had: berth here is
+/// started with SIGPIPE, SIGINT and SIGQUIT ignored and SIGUSR1 blocked.
+/// Also for an exec.
+#[test]
+fn processes_start_with_default_signals() {
+    let f = Fixture::new();
+    let shown = "grep -E '^Sig(Ign|Blk)' /proc/self/status; yes | head -c 1 >/dev/null";
+    let mut cmd = f.command(&["run", "--rm", "bb:1", "sh", "-c", shown]);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            for sig in [libc::SIGPIPE, libc::SIGINT, libc::SIGQUIT] {
+                libc::signal(sig, libc::SIG_IGN);
+            }
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGUSR1);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    let o = test_support::run_through_files(&mut cmd).ok();
+    assert_eq!(
+        o.stdout, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n",
+        "{o:?}"
+    );
+    // SIGPIPE killed `yes`, quietly.
+    assert_eq!(o.stderr, "", "{o:?}");
+    let id = f.berth(&["run", "-d", "bb:1", "sleep", "30"]).ok().stdout;
+    let o = f.berth(&["exec", id.trim(), "sh", "-c", shown]).ok();
+    assert!(o.stdout.contains("SigIgn:\t0000000000000000"), "{o:?}");
+    assert_eq!(o.stderr, "", "{o:?}");
+    f.berth(&["rm", "-f", id.trim()]).ok();
+    f.assert_clean();
+}
+
 #[test]
 fn what_is_not_there_yet_says_so() {
     let f = Fixture::new();

@@ -121,79 +121,9 @@ impl Engine {
                 "exec -d with -i or -t (nothing would hold the terminal or stdin)",
             ));
         }
-        let rec = self.container(key)?;
-        if !rec.is_running() {
-            return Err(EngineError::NotRunning(rec.name.clone()));
-        }
-        let (process_file, log, _files) = self.write_exec_process(&rec, opts)?;
-        let runtime_root = self.runtime_root()?;
-        let console = if opts.tty {
-            let dir = self.root.join("run");
-            berth_fs::private_dir(&dir).map_err(|e| EngineError::Io {
-                op: "create",
-                path: dir.clone(),
-                err: std::io::Error::other(e.to_string()),
-            })?;
-            Some(
-                runtime::console_client::ConsoleListener::new_in(&dir).map_err(|e| {
-                    EngineError::Runtime {
-                        step: "console socket",
-                        message: e.to_string(),
-                    }
-                })?,
-            )
-        } else {
-            None
-        };
-        let mut cmd = std::process::Command::new(&self.runtime);
-        cmd.arg("--root")
-            .arg(&runtime_root)
-            .arg("--log")
-            .arg(&log)
-            .arg("--log-format")
-            .arg("json")
-            .arg("exec")
-            .arg("--process")
-            .arg(&process_file);
-        if let Some(c) = &console {
-            cmd.arg("--console-socket").arg(&c.path);
-        }
-        if opts.detach {
-            cmd.arg("--detach");
-        }
-        cmd.arg(&rec.id).stdin(if opts.interactive && !opts.tty {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        });
-        let shown = opts.cmd.join(" ");
-        let event = |action: String| {
-            crate::events::record(
-                &self.root,
-                "container",
-                &action,
-                &rec.id,
-                &[("name", &rec.name)],
-            )
-        };
-        event(format!("exec_create: {shown}"));
-        let mut child = cmd.spawn().map_err(io("run", &self.runtime))?;
-        event(format!("exec_start: {shown}"));
-        let relay = match &console {
-            Some(c) => {
-                let master = match c.receive() {
-                    Ok(m) => m,
-                    Err(e) => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        return Err(runtime_failure(&log, "exec").unwrap_or(
-                            EngineError::Runtime {
-                                step: "receive the terminal",
-                                message: e.to_string(),
-                            },
-                        ));
-                    }
-                };
+        let mut child = self.exec_spawn(key, opts, crate::exec_spawn::ExecStdio::Inherit)?;
+        let relay = match child.terminal.take() {
+            Some(master) => {
                 let raw = opts
                     .interactive
                     .then(runtime::console_client::RawTerminal::enter);
@@ -202,34 +132,17 @@ impl Engine {
             }
             None => None,
         };
-        let status = child.wait().map_err(io("wait for", &self.runtime));
+        let code = child.wait();
         if let Some((relay, raw)) = relay {
             relay.finish();
             drop(raw);
         }
-        let status = status?;
-        // The runtime's exit status is the process's, unless the runtime
-        // itself failed (then its log says why).
-        if let Some(e) = runtime_failure(&log, "exec") {
-            return Err(e);
-        }
-        let code = status.code().unwrap_or_else(|| {
-            128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
-        });
-        if !opts.detach {
-            crate::events::record(
-                &self.root,
-                "container",
-                "exec_die",
-                &rec.id,
-                &[("name", &rec.name), ("exitCode", &code.to_string())],
-            );
-        }
-        Ok(code)
+        code
     }
+
     /// Writes the process.json of an exec in running container `rec` (0600,
     /// in its bundle) and names its runtime log; both go when the guard does.
-    fn write_exec_process(
+    pub(crate) fn write_exec_process(
         &self,
         rec: &crate::store::Record,
         opts: &ExecOptions,
@@ -356,7 +269,7 @@ impl Engine {
 }
 
 /// The runtime's own error in `log`, if it logged one.
-fn runtime_failure(log: &Path, step: &'static str) -> Option<EngineError> {
+pub(crate) fn runtime_failure(log: &Path, step: &'static str) -> Option<EngineError> {
     let text = std::fs::read_to_string(log).ok()?;
     text.lines().rev().find_map(|l| {
         let v: serde_json::Value = serde_json::from_str(l).ok()?;
@@ -368,7 +281,15 @@ fn runtime_failure(log: &Path, step: &'static str) -> Option<EngineError> {
 }
 
 /// Files removed when the exec is over, whatever happened.
-struct RemoveOnDrop(Vec<PathBuf>);
+pub(crate) struct RemoveOnDrop(Vec<PathBuf>);
+
+impl RemoveOnDrop {
+    /// Also removes `path`.
+    pub(crate) fn and(mut self, path: PathBuf) -> Self {
+        self.0.push(path);
+        self
+    }
+}
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {

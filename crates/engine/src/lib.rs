@@ -46,6 +46,7 @@ pub mod dns;
 pub mod error;
 pub mod events;
 pub mod exec;
+pub mod exec_spawn;
 pub mod health;
 pub mod hosts;
 pub mod image_config;

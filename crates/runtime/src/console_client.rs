@@ -56,6 +56,29 @@ impl ConsoleListener {
             .listener
             .accept()
             .map_err(|e| crate::RuntimeError::io("accept console socket", &self.path, e))?;
+        Self::take_master(&conn)
+    }
+
+    /// [`ConsoleListener::receive`] for a runtime that may fail before it
+    /// connects: checks `gone` every 50 ms while it waits, and gives up
+    /// (None) once `gone` says the runtime has ended.
+    pub fn receive_unless(&self, mut gone: impl FnMut() -> bool) -> Result<Option<OwnedFd>> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        loop {
+            let mut fds = [PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(50u8)) {
+                Ok(n) if n > 0 => return self.receive().map(Some),
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(crate::RuntimeError::sys("poll", "console socket", e)),
+            }
+            if gone() {
+                return Ok(None);
+            }
+        }
+    }
+
+    fn take_master(conn: &std::os::unix::net::UnixStream) -> Result<OwnedFd> {
         let mut buf = [0u8; 256];
         let mut iov = [std::io::IoSliceMut::new(&mut buf)];
         let mut space = nix::cmsg_space!([RawFd; 1]);

@@ -108,6 +108,7 @@ impl ExecTrampoline {
         argv_p.push(std::ptr::null());
         let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
         envp_p.push(std::ptr::null());
+        default_signals();
         // SAFETY: a valid descriptor, an empty C string with AT_EMPTY_PATH,
         // and NULL-terminated arrays of C strings that outlive the call.
         unsafe {
@@ -126,6 +127,51 @@ impl ExecTrampoline {
         // SAFETY: _exit in a forked child.
         unsafe { libc::_exit(127) }
     }
+}
+
+/// Gives the program every signal's default disposition and an empty
+/// mask, as Docker's containers start: an ignored signal survives
+/// `execve`, and the runtime (a Rust program, which ignores SIGPIPE) or
+/// whoever started it (a shell's background job ignores SIGINT and
+/// SIGQUIT) must not hand theirs on; a container whose `yes | head` gets
+/// EPIPE instead of SIGPIPE prints errors.
+fn default_signals() {
+    /// The kernel's `struct sigaction` (the C library's differs, and its
+    /// wrapper refuses the signals it reserves for itself, 32 and 33).
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let default = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: a valid kernel sigaction (SIG_DFL, no flags) and the
+        // size of the kernel's signal set; the old action is not asked for.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &default as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            )
+        };
+    }
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
 }
 
 #[cfg(test)]

@@ -25,10 +25,15 @@ pub fn command_timeout() -> std::time::Duration {
 /// state, kernel wait channel and stack) and what it had printed, so a hang
 /// fails fast with a diagnosis instead of stalling the suite.
 pub fn run_through_files(cmd: &mut Command) -> Outcome {
+    run_with_input(cmd, std::process::Stdio::null())
+}
+
+/// [`run_through_files`] with `stdin` as the command's input.
+pub fn run_with_input(cmd: &mut Command, stdin: std::process::Stdio) -> Outcome {
     let out = tempfile::tempfile().unwrap();
     let err = tempfile::tempfile().unwrap();
     let mut child = cmd
-        .stdin(std::process::Stdio::null())
+        .stdin(stdin)
         .stdout(out.try_clone().unwrap())
         .stderr(err.try_clone().unwrap())
         .spawn()

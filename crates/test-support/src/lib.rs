@@ -17,7 +17,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::Value;
 
-pub use command::{command_timeout, describe_process_tree, run_through_files, wait_timeout};
+pub use command::{
+    command_timeout, describe_process_tree, run_through_files, run_with_input, wait_timeout,
+};
 
 /// Where Debian's busybox-static installs its binary.
 pub const BUSYBOX: &str = "/bin/busybox";

@@ -2,6 +2,7 @@
 //! image imported, and the check that a test left nothing behind.
 #![allow(dead_code)]
 
+pub mod api_server;
 pub mod pty;
 
 use std::path::{Path, PathBuf};
