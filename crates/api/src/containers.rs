@@ -82,6 +82,7 @@ const FILTERS: [&str; 6] = ["id", "name", "status", "ancestor", "label", "exited
 /// Whether `r` passes the `filters` (each key any of its values).
 fn passes(r: &Record, filters: &[(String, String)]) -> Result<bool, ApiError> {
     let mut keys: Vec<&str> = filters.iter().map(|(k, _)| k.as_str()).collect();
+    keys.sort_unstable();
     keys.dedup();
     for key in keys {
         let vals = filters
@@ -99,9 +100,10 @@ fn passes(r: &Record, filters: &[(String, String)]) -> Result<bool, ApiError> {
             "name" => vals.into_iter().any(|v| r.name.contains(v.trim_start_matches('/'))),
             "status" => vals.into_iter().any(|v| v == state_name(r)),
             "ancestor" => vals.into_iter().any(|v| r.image == v || r.image_id.contains(v)),
+            // Every label asked for, as dockerd matches them (other keys: any).
             "label" => {
                 let l = labels();
-                vals.into_iter().any(|v| match v.split_once('=') {
+                vals.into_iter().all(|v| match v.split_once('=') {
                     Some((k, want)) => l.get(k).and_then(Value::as_str) == Some(want),
                     None => l.contains_key(v),
                 })

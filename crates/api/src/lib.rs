@@ -8,7 +8,7 @@
 //! - [`server`]: the listeners (unix sockets, loopback TCP) and connections;
 //! - [`router`]: the version prefix, the routes, the errors;
 //! - [`system`], [`containers`], [`create`], [`attach`], [`exec`], [`logs`],
-//!   [`images`]: the endpoints (docs/api.md lists each with its state);
+//!   [`images`], [`volumes`], [`networks`]: the endpoints (docs/api.md lists each with its state);
 //! - [`http`]: bodies, queries, bounded reads; [`error`]: status codes;
 //!   `fields`: typed reads of JSON bodies.
 
@@ -21,9 +21,11 @@ mod fields;
 pub mod http;
 pub mod images;
 pub mod logs;
+pub mod networks;
 pub mod router;
 pub mod server;
 pub mod system;
+pub mod volumes;
 
 pub use error::ApiError;
 pub use server::{serve, Host, ServeError, DEFAULT_HOST};

@@ -151,6 +151,30 @@ async fn route(state: Arc<State>, call: Call) -> Result<Response, ApiError> {
         ["exec", id, "resize"] if m == Method::POST => crate::exec::resize(&state, id, &call).await,
         ["exec", id, "json"] if get => crate::exec::inspect(&state, id).await,
         ["containers", id, "logs"] if get => crate::logs::logs(&state, id, &call.query).await,
+        ["volumes"] if get => crate::volumes::list(&state, &call.query).await,
+        ["volumes", "create"] if m == Method::POST => crate::volumes::create(&state, call).await,
+        ["volumes", "prune"] if m == Method::POST => {
+            crate::volumes::prune(&state, &call.query).await
+        }
+        ["volumes", name] if get => crate::volumes::inspect(&state, name).await,
+        ["volumes", name] if m == Method::DELETE => {
+            crate::volumes::remove(&state, name, &call.query).await
+        }
+        ["networks"] if get => crate::networks::list(&state, &call.query).await,
+        ["networks", "create"] if m == Method::POST => crate::networks::create(&state, call).await,
+        ["networks", "prune"] if m == Method::POST => {
+            crate::networks::prune(&state, &call.query).await
+        }
+        ["networks", id] if get => crate::networks::inspect(&state, id).await,
+        ["networks", id] if m == Method::DELETE => crate::networks::remove(&state, id).await,
+        ["networks", id, "connect"] if m == Method::POST => {
+            let id = id.to_string();
+            crate::networks::connect(&state, &id, call).await
+        }
+        ["networks", id, "disconnect"] if m == Method::POST => {
+            let id = id.to_string();
+            crate::networks::disconnect(&state, &id, call).await
+        }
         ["images", "json"] if get => crate::images::list(&state, &call.query).await,
         ["images", rest @ .., "json"] if get && !rest.is_empty() => {
             crate::images::inspect(&state, &rest.join("/")).await
@@ -159,8 +183,6 @@ async fn route(state: Arc<State>, call: Call) -> Result<Response, ApiError> {
         | "archive"]
         | ["containers", "prune"]
         | ["images", ..]
-        | ["volumes", ..]
-        | ["networks", ..]
         | ["build"]
         | ["events"]
         | ["system", "df"]

@@ -118,31 +118,12 @@ pub struct LsArgs {
     /// Full ids.
     #[arg(long)]
     no_trunc: bool,
-    /// `name=…`, `id=…`, `driver=bridge|cni`, `label=KEY[=VALUE]`.
+    /// `name=…`, `id=…`, `driver=bridge|cni`, `label=KEY[=VALUE]`, `type=custom|builtin`.
     #[arg(short, long)]
     filter: Vec<String>,
     /// Go template for each network (`{{.Name}}`, `{{.ID}}`, `{{.Driver}}`).
     #[arg(long)]
     format: Option<String>,
-}
-
-/// Whether `n` passes every `--filter`.
-fn passes(filters: &[String], n: &Network) -> Result<bool> {
-    let mut all = true;
-    for f in filters {
-        let (k, val) = f.split_once('=').unwrap_or((f.as_str(), ""));
-        all &= match k {
-            "name" => n.name.contains(val),
-            "id" => n.id.starts_with(val),
-            "driver" => n.driver == val,
-            "label" => match val.split_once('=') {
-                Some((lk, lv)) => n.labels.get(lk).is_some_and(|x| x == lv),
-                None => n.labels.contains_key(val),
-            },
-            _ => bail!("--filter {f:?}: berth filters networks by name, id, driver and label"),
-        };
-    }
-    Ok(all)
 }
 
 /// A network as `network ls --format` sees it.
@@ -195,7 +176,8 @@ pub fn main(root: &Path, command: &NetworkCommand) -> Result<()> {
                 gateway6: String::new(),
                 ip_range: String::new(),
             };
-            passes(&a.filter, &probe)?;
+            let filters = engine::listing::split_filters(&a.filter);
+            engine::listing::network_matches(&filters, &probe)?;
             let mut rows = vec![vec![
                 "NETWORK ID".to_string(),
                 "NAME".into(),
@@ -203,7 +185,7 @@ pub fn main(root: &Path, command: &NetworkCommand) -> Result<()> {
                 "SCOPE".into(),
             ]];
             for n in e.networks()? {
-                if !passes(&a.filter, &n)? {
+                if !engine::listing::network_matches(&filters, &n)? {
                     continue;
                 }
                 let id = if a.no_trunc {

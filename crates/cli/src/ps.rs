@@ -124,7 +124,7 @@ impl Filters {
     }
 
     /// Whether `r` (at `at` in the list, newest first) passes: every key,
-    /// any of its values.
+    /// any of its values (every one of `label`'s, as dockerd).
     fn pass(&self, r: &Record, at: usize, ctx: &Context) -> bool {
         let settings = engine::restart::ContainerSettings::parse(&r.config);
         let labels = &settings.labels;
@@ -135,7 +135,7 @@ impl Filters {
             .as_ref()
             .map_or("none", |h| h.status.as_str());
         self.0.iter().all(|(k, values)| {
-            values.iter().any(|v| match k.as_str() {
+            let one = |v: &String| match k.as_str() {
                 "id" => r.id.starts_with(v.as_str()),
                 "name" => r.name.contains(v.trim_start_matches('/')),
                 "label" => match v.split_once('=') {
@@ -160,7 +160,12 @@ impl Filters {
                     .get(v)
                     .is_some_and(|users| users.contains(&r.id)),
                 _ => false,
-            })
+            };
+            if k == "label" {
+                values.iter().all(one)
+            } else {
+                values.iter().any(one)
+            }
         })
     }
 }

@@ -81,39 +81,7 @@ pub struct LsArgs {
 
 /// A volume as `volume inspect` shows it.
 pub(crate) fn inspect_json(e: &Engine, v: &Volume) -> serde_json::Value {
-    serde_json::json!({
-        "CreatedAt": engine::inspect::rfc3339(v.created),
-        "Driver": v.driver,
-        "Labels": if v.labels.is_empty() { serde_json::Value::Null } else { serde_json::json!(v.labels) },
-        "Mountpoint": e.volume_mountpoint(&v.name),
-        "Name": v.name,
-        "Options": if v.options.is_empty() { serde_json::Value::Null } else { serde_json::json!(v.options) },
-        "Scope": "local",
-    })
-}
-
-/// Whether `v` (mounted by `users`) passes every `--filter`.
-fn passes(filters: &[String], v: &Volume, users: &[String]) -> Result<bool> {
-    let mut all = true;
-    for f in filters {
-        let (k, val) = f.split_once('=').unwrap_or((f.as_str(), ""));
-        let ok = match k {
-            "dangling" => match val {
-                "true" | "1" => users.is_empty(),
-                "false" | "0" => !users.is_empty(),
-                _ => bail!("--filter {f:?}: dangling takes true or false"),
-            },
-            "name" => v.name.contains(val),
-            "driver" => v.driver == val,
-            "label" => match val.split_once('=') {
-                Some((lk, lv)) => v.labels.get(lk).is_some_and(|x| x == lv),
-                None => v.labels.contains_key(val),
-            },
-            _ => bail!("--filter {f:?}: berth filters volumes by dangling, name, driver and label"),
-        };
-        all &= ok;
-    }
-    Ok(all)
+    engine::listing::volume_json(e, v)
 }
 
 /// Runs a `volume` subcommand.
@@ -135,10 +103,11 @@ pub fn main(root: &Path, command: &VolumeCommand) -> Result<()> {
                 options: Default::default(),
                 anonymous: false,
             };
-            passes(&a.filter, &probe, &[])?;
+            let filters = engine::listing::split_filters(&a.filter);
+            engine::listing::volume_matches(&filters, &probe, &[])?;
             let mut rows = vec![vec!["DRIVER".to_string(), "VOLUME NAME".to_string()]];
             for (v, users) in e.volumes()? {
-                if !passes(&a.filter, &v, &users)? {
+                if !engine::listing::volume_matches(&filters, &v, &users)? {
                     continue;
                 }
                 if a.quiet {

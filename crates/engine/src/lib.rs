@@ -55,6 +55,7 @@ pub mod init;
 pub mod inspect;
 pub mod lifecycle;
 pub mod limits;
+pub mod listing;
 pub mod log_reader;
 pub mod logging;
 pub mod lookup;

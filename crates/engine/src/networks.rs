@@ -502,10 +502,19 @@ impl Engine {
 
     /// `network prune`: removes the networks no container is on.
     pub fn network_prune(&self) -> Result<Vec<String>, EngineError> {
+        self.network_prune_where(|_| true)
+    }
+
+    /// [`Engine::network_prune`] of the networks `wanted` picks.
+    pub fn network_prune_where(
+        &self,
+        wanted: impl Fn(&Network) -> bool,
+    ) -> Result<Vec<String>, EngineError> {
         let db = Store::open(&self.root)?;
         let mut gone = vec![];
         for n in db.networks()? {
             if n.name != DEFAULT_NETWORK
+                && wanted(&n)
                 && db.endpoints(Some(&n.id), None)?.is_empty()
                 && self.network_remove(&n.id).is_ok()
             {

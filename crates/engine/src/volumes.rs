@@ -327,11 +327,24 @@ impl Engine {
     /// anonymous ones unless `all` (Docker 23's rule). Returns each
     /// removed volume with the bytes it held.
     pub fn prune_volumes(&self, all: bool) -> Result<Vec<(String, u64)>, EngineError> {
+        self.prune_volumes_except(all, &[])
+    }
+
+    /// [`Engine::prune_volumes`] that keeps the volumes named in `keep`
+    /// (those a filter leaves out).
+    pub fn prune_volumes_except(
+        &self,
+        all: bool,
+        keep: &[String],
+    ) -> Result<Vec<(String, u64)>, EngineError> {
         let _lock = self.volume_lock()?;
         let db = Store::open(&self.root)?;
         let mut removed = vec![];
         for v in db.volumes()? {
-            if !(all || v.anonymous) || !db.volume_users(&v.name)?.is_empty() {
+            if !(all || v.anonymous)
+                || keep.contains(&v.name)
+                || !db.volume_users(&v.name)?.is_empty()
+            {
                 continue;
             }
             let size = dir_size(&self.volume_mountpoint(&v.name));
