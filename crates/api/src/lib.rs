@@ -7,7 +7,7 @@
 //!
 //! - [`server`]: the listeners (unix sockets, loopback TCP) and connections;
 //! - [`router`]: the version prefix, the routes, the errors;
-//! - [`system`], [`containers`], [`create`], [`attach`], [`exec`], [`logs`],
+//! - [`system`], [`containers`], [`create`], [`attach`], [`exec`], [`logs`], [`events`],
 //!   [`images`], [`volumes`], [`networks`]: the endpoints (docs/api.md lists each with its state);
 //! - [`http`]: bodies, queries, bounded reads; [`error`]: status codes;
 //!   `fields`: typed reads of JSON bodies.
@@ -16,6 +16,7 @@ pub mod attach;
 pub mod containers;
 pub mod create;
 pub mod error;
+pub mod events;
 pub mod exec;
 mod fields;
 pub mod http;

@@ -66,7 +66,7 @@ fn render(line: &str, w: &Want) -> Option<Bytes> {
 }
 
 /// A time parameter: Unix seconds, with a fraction.
-fn time_param(q: &Query, key: &str) -> Result<Option<f64>, ApiError> {
+pub(crate) fn time_param(q: &Query, key: &str) -> Result<Option<f64>, ApiError> {
     match q.get(key) {
         None | Some("") | Some("0") => Ok(None),
         Some(v) => v.parse().map(Some).map_err(|_| {

@@ -175,6 +175,7 @@ async fn route(state: Arc<State>, call: Call) -> Result<Response, ApiError> {
             let id = id.to_string();
             crate::networks::disconnect(&state, &id, call).await
         }
+        ["events"] if get => crate::events::events(&state, &call.query).await,
         ["images", "json"] if get => crate::images::list(&state, &call.query).await,
         ["images", rest @ .., "json"] if get && !rest.is_empty() => {
             crate::images::inspect(&state, &rest.join("/")).await
@@ -184,7 +185,6 @@ async fn route(state: Arc<State>, call: Call) -> Result<Response, ApiError> {
         | ["containers", "prune"]
         | ["images", ..]
         | ["build"]
-        | ["events"]
         | ["system", "df"]
         | ["auth"]
         | ["commit"] => Err(ApiError::not_implemented(&format!(

@@ -18,7 +18,7 @@ pub struct EventsArgs {
     /// Events before this time; then exit instead of following.
     #[arg(long)]
     until: Option<String>,
-    /// type=, container=, event=, image=, volume= (the same key twice: either).
+    /// type=, container=, event=, image=, volume=, network=, label= (the same key twice: either; labels: both).
     #[arg(short, long)]
     filter: Vec<String>,
     /// Go template for each event (`{{json .}}`, `{{.Action}}`).
@@ -27,39 +27,21 @@ pub struct EventsArgs {
 }
 
 fn check_filters(filters: &[String]) -> Result<Vec<(String, String)>> {
-    filters
+    let pairs = filters
         .iter()
         .map(|f| {
             let (k, v) = f
                 .split_once('=')
                 .ok_or_else(|| anyhow::anyhow!("--filter {f:?}: expected KEY=VALUE"))?;
-            if !matches!(k, "type" | "container" | "event" | "image" | "volume") {
-                anyhow::bail!("--filter {f:?}: berth filters events by type, container, event, image and volume");
-            }
             Ok((k.to_string(), v.to_string()))
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    engine::events::check_filters(&pairs)?;
+    Ok(pairs)
 }
 
 fn passes(filters: &[(String, String)], e: &Event) -> bool {
-    let keys: std::collections::BTreeSet<&str> = filters.iter().map(|(k, _)| k.as_str()).collect();
-    keys.into_iter().all(|key| {
-        filters
-            .iter()
-            .filter(|(k, _)| k == key)
-            .any(|(_, v)| match key {
-                "type" => e.typ == *v,
-                "event" => e.action == *v,
-                "container" => {
-                    e.typ == "container"
-                        && (e.actor.id.starts_with(v.as_str())
-                            || e.actor.attributes.get("name") == Some(v))
-                }
-                "volume" => e.typ == "volume" && e.actor.id == *v,
-                "image" => e.actor.attributes.get("image") == Some(v),
-                _ => false,
-            })
-    })
+    engine::events::matches(filters, e)
 }
 
 fn print(e: &Event, format: Option<&str>) -> Result<()> {

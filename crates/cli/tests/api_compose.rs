@@ -96,6 +96,7 @@ fn the_docker_cli_manages_volumes_and_networks() {
     let f = Fixture::in_netns();
     let s = Server::start(&f);
     let d = |args: &[&str]| s.docker(&f, args);
+    let start = unix_now();
     // Volumes.
     assert_eq!(
         d(&["volume", "create", "--label", "k=v", "v1"]).ok().stdout,
@@ -201,6 +202,31 @@ fn the_docker_cli_manages_volumes_and_networks() {
     d(&["rm", "-f", "user"]).ok();
     d(&["network", "rm", "n0"]).ok();
     d(&["volume", "rm", "v1"]).ok();
+    // What happened, from the event log: filtered by type, in order.
+    let window = ["--since", &start, "--until", &unix_now()].map(String::from);
+    let events = |typ: &str, who: &str| {
+        let format = format!("{{{{.Action}}}} {who}");
+        let mut args = vec!["events", "--filter", typ, "--format", &format];
+        args.extend(window.iter().map(String::as_str));
+        d(&args).ok().stdout
+    };
+    assert_eq!(
+        events("type=network", "{{.Actor.Attributes.name}}"),
+        "create n0\ncreate n1\nconnect n1\ndisconnect n1\ndestroy n1\ndestroy n0\n"
+    );
+    let o = events("type=volume", "{{.Actor.ID}}");
+    assert!(
+        o.starts_with("create v1\ncreate v2\n") && o.ends_with("destroy v1\n"),
+        "{o}"
+    );
     drop(s);
     f.assert_clean();
+}
+
+/// Now, in Unix seconds with nanoseconds, as the docker CLI's `--since` takes it.
+fn unix_now() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
 }

@@ -99,8 +99,14 @@ fn docker_py_drives_execs() {
 import sys, docker
 c = docker.DockerClient(base_url="unix://" + sys.argv[1], timeout=60)
 ct = c.containers.run("bb:1", ["sleep", "100"], detach=True, name="py")
+# The event stream, followed: an exec's end comes as it happens.
+events = c.events(decode=True, filters={"container": "py", "event": "exec_die"})
 r = ct.exec_run(["sh", "-c", "echo o; echo e >&2; exit 4"], demux=True)
 assert r == (4, (b"o\n", b"e\n")), r
+ev = next(events)
+assert (ev["Type"], ev["Action"], ev["Actor"]["Attributes"]["exitCode"]) == ("container", "exec_die", "4"), ev
+assert ev["Actor"]["ID"] == ct.id and ev["status"] == "exec_die", ev
+events.close()
 r = ct.exec_run("echo hi", tty=True)
 assert r == (0, b"hi\r\n"), r
 r = ct.exec_run(["sh", "-c", "for i in 1 2 3; do echo $i; sleep 0.1; done"], stream=True)

@@ -137,6 +137,61 @@ pub fn end(root: &Path) -> u64 {
     std::fs::metadata(log_path(root)).map_or(0, |m| m.len())
 }
 
+/// The keys events are filtered by.
+pub const FILTERS: &[&str] = &[
+    "type",
+    "container",
+    "event",
+    "image",
+    "volume",
+    "network",
+    "label",
+];
+
+/// Refuses a filter key berth does not know, naming it.
+pub fn check_filters(filters: &[(String, String)]) -> Result<(), crate::EngineError> {
+    match filters.iter().find(|(k, _)| !FILTERS.contains(&k.as_str())) {
+        Some((k, v)) => Err(crate::error::invalid(
+            "--filter",
+            &format!("{k}={v}"),
+            format!("events are filtered by {}", FILTERS.join(", ")),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Whether event `e` passes `filters`: every key, any of its values
+/// (every one of `label`'s), as dockerd matches them.
+pub fn matches(filters: &[(String, String)], e: &Event) -> bool {
+    let keys: std::collections::BTreeSet<&str> = filters.iter().map(|(k, _)| k.as_str()).collect();
+    keys.into_iter().all(|key| {
+        let mut values = filters.iter().filter(|(k, _)| k == key).map(|(_, v)| v);
+        let named = |typ: &str, v: &str| {
+            e.typ == typ
+                && (e.actor.id.starts_with(v)
+                    || e.actor.attributes.get("name").is_some_and(|n| n == v))
+        };
+        let one = |v: &String| match key {
+            "type" => e.typ == *v,
+            "event" => e.action == *v || e.action.split(':').next() == Some(v.as_str()),
+            "container" => named("container", v),
+            "volume" => named("volume", v),
+            "network" => named("network", v),
+            "image" => e.actor.attributes.get("image") == Some(v) || named("image", v),
+            "label" => match v.split_once('=') {
+                Some((k, want)) => e.actor.attributes.get(k).is_some_and(|x| x == want),
+                None => e.actor.attributes.contains_key(v.as_str()),
+            },
+            _ => false,
+        };
+        if key == "label" {
+            values.all(one)
+        } else {
+            values.any(one)
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

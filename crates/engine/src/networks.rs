@@ -176,6 +176,13 @@ impl Engine {
     /// `network create NAME`: checks the options and records the network
     /// (its bridge is made when a container first needs it).
     pub fn network_create(&self, name: &str, o: &NetworkOptions) -> Result<Network, EngineError> {
+        let n = self.make_network(name, o)?;
+        let attrs = [("name", n.name.as_str()), ("type", n.driver.as_str())];
+        crate::events::record(&self.root, "network", "create", &n.id, &attrs);
+        Ok(n)
+    }
+
+    fn make_network(&self, name: &str, o: &NetworkOptions) -> Result<Network, EngineError> {
         crate::names::check(name).map_err(|_| {
             invalid(
                 "network name",
@@ -497,6 +504,8 @@ impl Engine {
                 containers: vec![],
             });
         }
+        let attrs = [("name", n.name.as_str()), ("type", n.driver.as_str())];
+        crate::events::record(&self.root, "network", "destroy", &n.id, &attrs);
         Ok(n)
     }
 
