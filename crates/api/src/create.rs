@@ -17,6 +17,51 @@ use crate::fields::{wrong, Fields};
 use crate::http::{json, read_json, Response};
 use crate::router::{blocking, Call, State};
 
+/// The resource fields (`HostConfig`'s, or an update's body) as the
+/// engine's limits.
+pub(crate) fn resources(h: &Fields<'_>) -> Result<engine::limits::Limits, ApiError> {
+    let ulimits = h
+        .get("Ulimits")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|u| {
+            let f = Fields::of("HostConfig.Ulimits.", Some(u))?;
+            Ok(format!(
+                "{}={}:{}",
+                f.string("Name")?.unwrap_or_default(),
+                f.int("Soft")?.unwrap_or(0),
+                f.int("Hard")?.unwrap_or(0)
+            ))
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let nano = h.int("NanoCpus")?.filter(|n| *n > 0);
+    Ok(engine::limits::Limits {
+        memory: h.int("Memory")?.filter(|m| *m > 0).map(|m| m.to_string()),
+        memory_swap: h
+            .int("MemorySwap")?
+            .filter(|m| *m != 0)
+            .map(|m| m.to_string()),
+        memory_reservation: h
+            .int("MemoryReservation")?
+            .filter(|m| *m > 0)
+            .map(|m| m.to_string()),
+        cpus: nano.map(|n| format!("{}", n as f64 / 1e9)),
+        cpu_shares: h.int("CpuShares")?.filter(|n| *n > 0).map(|n| n as u64),
+        cpu_period: h.int("CpuPeriod")?.filter(|n| *n > 0).map(|n| n as u64),
+        cpu_quota: h.int("CpuQuota")?.filter(|n| *n != 0),
+        cpuset_cpus: h.string("CpusetCpus")?,
+        cpuset_mems: h.string("CpusetMems")?,
+        pids_limit: h.int("PidsLimit")?.filter(|n| *n != 0),
+        ulimits,
+        oom_kill_disable: h.boolean("OomKillDisable")?,
+        oom_score_adj: h.int("OomScoreAdj")?.filter(|n| *n != 0).map(|n| n as i32),
+        blkio_weight: h.int("BlkioWeight")?.filter(|n| *n > 0).map(|n| n as u16),
+        shm_size: h.int("ShmSize")?.filter(|n| *n > 0).map(|n| n.to_string()),
+        ..Default::default()
+    })
+}
+
 /// `HostConfig.PortBindings` as `-p` values.
 fn publish(bindings: Option<&Map<String, Value>>) -> Result<Vec<String>, ApiError> {
     let mut out = vec![];
@@ -138,21 +183,6 @@ pub fn run_options(name: Option<String>, v: &Value) -> Result<(String, RunOption
         (Some(n), _) => Some(n),
     };
     let log = Fields::of("HostConfig.LogConfig.", h.get("LogConfig"))?;
-    let ulimits = h
-        .get("Ulimits")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .map(|u| {
-            let f = Fields::of("HostConfig.Ulimits.", Some(u))?;
-            Ok(format!(
-                "{}={}:{}",
-                f.string("Name")?.unwrap_or_default(),
-                f.int("Soft")?.unwrap_or(0),
-                f.int("Hard")?.unwrap_or(0)
-            ))
-        })
-        .collect::<Result<Vec<_>, ApiError>>()?;
     let devices = h
         .get("Devices")
         .and_then(Value::as_array)
@@ -177,7 +207,6 @@ pub fn run_options(name: Option<String>, v: &Value) -> Result<(String, RunOption
             None => kv,
         })
         .collect();
-    let nano = h.int("NanoCpus")?.filter(|n| *n > 0);
     let opts = RunOptions {
         name,
         auto_remove: h.boolean("AutoRemove")?,
@@ -227,30 +256,7 @@ pub fn run_options(name: Option<String>, v: &Value) -> Result<(String, RunOption
         workdir: c.string("WorkingDir")?,
         user: c.string("User")?,
         hostname: c.string("Hostname")?,
-        limits: engine::limits::Limits {
-            memory: h.int("Memory")?.filter(|m| *m > 0).map(|m| m.to_string()),
-            memory_swap: h
-                .int("MemorySwap")?
-                .filter(|m| *m != 0)
-                .map(|m| m.to_string()),
-            memory_reservation: h
-                .int("MemoryReservation")?
-                .filter(|m| *m > 0)
-                .map(|m| m.to_string()),
-            cpus: nano.map(|n| format!("{}", n as f64 / 1e9)),
-            cpu_shares: h.int("CpuShares")?.filter(|n| *n > 0).map(|n| n as u64),
-            cpu_period: h.int("CpuPeriod")?.filter(|n| *n > 0).map(|n| n as u64),
-            cpu_quota: h.int("CpuQuota")?.filter(|n| *n != 0),
-            cpuset_cpus: h.string("CpusetCpus")?,
-            cpuset_mems: h.string("CpusetMems")?,
-            pids_limit: h.int("PidsLimit")?.filter(|n| *n != 0),
-            ulimits,
-            oom_kill_disable: h.boolean("OomKillDisable")?,
-            oom_score_adj: h.int("OomScoreAdj")?.filter(|n| *n != 0).map(|n| n as i32),
-            blkio_weight: h.int("BlkioWeight")?.filter(|n| *n > 0).map(|n| n as u16),
-            shm_size: h.int("ShmSize")?.filter(|n| *n > 0).map(|n| n.to_string()),
-            ..Default::default()
-        },
+        limits: resources(&h)?,
         mounts: engine::mounts::MountFlags {
             volumes: h.strings("Binds")?.unwrap_or_default(),
             mounts: mounts(h.get("Mounts"))?,

@@ -166,6 +166,51 @@ impl Query {
     }
 }
 
+/// A request body as a blocking `Read` (for the engine, on a blocking
+/// thread): a task copies its frames into a bounded channel.
+pub struct BodyReader {
+    rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+    chunk: Bytes,
+}
+
+/// Starts copying `body` for a [`BodyReader`] (on the current runtime).
+pub fn body_reader(mut body: Incoming) -> BodyReader {
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        while let Some(frame) = body.frame().await {
+            let sent = match frame {
+                Ok(f) => match f.into_data() {
+                    Ok(data) => tx.send(Ok(data)).await,
+                    Err(_) => continue,
+                },
+                Err(e) => tx.send(Err(std::io::Error::other(e))).await,
+            };
+            if sent.is_err() {
+                return;
+            }
+        }
+    });
+    BodyReader {
+        rx,
+        chunk: Bytes::new(),
+    }
+}
+
+impl std::io::Read for BodyReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(c)) => self.chunk = c,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
+    }
+}
+
 /// Reads a JSON request body of at most [`MAX_BODY`] bytes; an empty body
 /// is `null`.
 pub async fn read_json(body: Incoming) -> Result<Value, ApiError> {

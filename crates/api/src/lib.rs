@@ -7,12 +7,15 @@
 //!
 //! - [`server`]: the listeners (unix sockets, loopback TCP) and connections;
 //! - [`router`]: the version prefix, the routes, the errors;
-//! - [`system`], [`containers`], [`create`], [`attach`], [`exec`], [`logs`], [`events`],
+//! - [`system`], [`containers`], [`container_ops`], [`archive`], [`create`], [`attach`],
+//!   [`exec`], [`logs`], [`events`],
 //!   [`images`], [`volumes`], [`networks`]: the endpoints (docs/api.md lists each with its state);
 //! - [`http`]: bodies, queries, bounded reads; [`error`]: status codes;
 //!   `fields`: typed reads of JSON bodies.
 
+pub mod archive;
 pub mod attach;
+pub mod container_ops;
 pub mod containers;
 pub mod create;
 pub mod error;

@@ -150,6 +150,40 @@ async fn route(state: Arc<State>, call: Call) -> Result<Response, ApiError> {
         }
         ["exec", id, "resize"] if m == Method::POST => crate::exec::resize(&state, id, &call).await,
         ["exec", id, "json"] if get => crate::exec::inspect(&state, id).await,
+        ["containers", "prune"] if m == Method::POST => {
+            crate::container_ops::prune(&state, &call.query).await
+        }
+        ["containers", id, "rename"] if m == Method::POST => {
+            crate::container_ops::rename(&state, id, &call.query).await
+        }
+        ["containers", id, "pause"] if m == Method::POST => {
+            crate::container_ops::pause(&state, id, true).await
+        }
+        ["containers", id, "unpause"] if m == Method::POST => {
+            crate::container_ops::pause(&state, id, false).await
+        }
+        ["containers", id, "top"] if get => {
+            crate::container_ops::top(&state, id, &call.query).await
+        }
+        ["containers", id, "changes"] if get => crate::container_ops::changes(&state, id).await,
+        ["containers", id, "update"] if m == Method::POST => {
+            let id = id.to_string();
+            crate::container_ops::update(&state, &id, call).await
+        }
+        ["containers", id, "stats"] if get => {
+            crate::container_ops::stats(&state, id, &call.query).await
+        }
+        ["containers", id, "export"] if get => crate::container_ops::export(&state, id).await,
+        ["containers", id, "archive"] if m == Method::HEAD => {
+            crate::archive::stat(&state, id, &call.query).await
+        }
+        ["containers", id, "archive"] if m == Method::GET => {
+            crate::archive::get(&state, id, &call.query).await
+        }
+        ["containers", id, "archive"] if m == Method::PUT => {
+            let id = id.to_string();
+            crate::archive::put(&state, &id, call).await
+        }
         ["containers", id, "logs"] if get => crate::logs::logs(&state, id, &call.query).await,
         ["volumes"] if get => crate::volumes::list(&state, &call.query).await,
         ["volumes", "create"] if m == Method::POST => crate::volumes::create(&state, call).await,
@@ -180,18 +214,9 @@ async fn route(state: Arc<State>, call: Call) -> Result<Response, ApiError> {
         ["images", rest @ .., "json"] if get && !rest.is_empty() => {
             crate::images::inspect(&state, &rest.join("/")).await
         }
-        ["containers", _, "top" | "changes" | "export" | "stats" | "update" | "rename" | "pause" | "unpause"
-        | "archive"]
-        | ["containers", "prune"]
-        | ["images", ..]
-        | ["build"]
-        | ["system", "df"]
-        | ["auth"]
-        | ["commit"] => Err(ApiError::not_implemented(&format!(
-            "{} /{}",
-            call.method,
-            segs.join("/")
-        ))),
+        ["images", ..] | ["build"] | ["system", "df"] | ["auth"] | ["commit"] => Err(
+            ApiError::not_implemented(&format!("{} /{}", call.method, segs.join("/"))),
+        ),
         _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("page not found: {} /{}", call.method, segs.join("/")),

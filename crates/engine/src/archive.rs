@@ -147,6 +147,47 @@ fn add_entry<W: Write>(
     Ok(())
 }
 
+/// What a path in a container is (`docker cp`'s stat).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathStat {
+    /// Its last component ("/" for the root).
+    pub name: String,
+    /// Its size in bytes.
+    pub size: i64,
+    /// Its `st_mode` (type and permission bits).
+    pub mode: u32,
+    /// Its modification time (Unix seconds).
+    pub mtime: i64,
+    /// Where it points, for a symlink.
+    pub link_target: String,
+}
+
+impl PathStat {
+    /// The mode as Go's `os.FileMode` (what the docker CLI reads): the
+    /// permission bits, setuid/setgid/sticky and the type as Go's flags.
+    pub fn go_mode(&self) -> u32 {
+        let mut m = self.mode & 0o777;
+        if self.mode & libc::S_ISUID != 0 {
+            m |= 1 << 23;
+        }
+        if self.mode & libc::S_ISGID != 0 {
+            m |= 1 << 22;
+        }
+        if self.mode & libc::S_ISVTX != 0 {
+            m |= 1 << 20;
+        }
+        m | match self.mode & libc::S_IFMT {
+            libc::S_IFDIR => 1 << 31,
+            libc::S_IFLNK => 1 << 27,
+            libc::S_IFIFO => 1 << 25,
+            libc::S_IFSOCK => 1 << 24,
+            libc::S_IFBLK => 1 << 26,
+            libc::S_IFCHR => (1 << 26) | (1 << 21),
+            _ => 0,
+        }
+    }
+}
+
 impl Engine {
     /// Runs `with` on container `key`'s mounted root; a stopped
     /// container's root is mounted for it and unmounted after.
@@ -232,6 +273,58 @@ impl Engine {
             add_entry(&mut tar, dir.as_raw_fd(), &cname, &tar_name, 0)?;
             tar.finish()
                 .map_err(|e| io_err("write the archive of", Path::new(path), e))
+        })
+    }
+
+    /// What `path` is in container `key` (resolved inside its root, its
+    /// last component not followed); None when nothing is there.
+    pub fn stat_in(&self, key: &str, path: &str) -> Result<Option<PathStat>, EngineError> {
+        self.with_root(key, |rootfs| {
+            let root = std::fs::File::open(rootfs).map_err(|e| io_err("open", rootfs, e))?;
+            let rel = berth_fs::relative(Path::new(path));
+            let (parent, name) = match (rel.parent(), rel.file_name()) {
+                (Some(p), Some(n)) => (p.to_path_buf(), n.to_owned()),
+                _ => (PathBuf::new(), std::ffi::OsString::from(".")),
+            };
+            let dir = match berth_fs::open_in_root(
+                root.as_raw_fd(),
+                &parent,
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                0,
+            ) {
+                Ok(d) => d,
+                Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR) => return Ok(None),
+                Err(e) => return Err(io_err("open in the container", Path::new(path), e)),
+            };
+            let st = match fstatat(
+                Some(dir.as_raw_fd()),
+                name.as_os_str(),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            ) {
+                Ok(st) => st,
+                Err(nix::errno::Errno::ENOENT) => return Ok(None),
+                Err(e) => return Err(io_err("stat in the container", Path::new(path), e)),
+            };
+            let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+            let link_target = if kind == SFlag::S_IFLNK {
+                nix::fcntl::readlinkat(Some(dir.as_raw_fd()), name.as_os_str())
+                    .map(|t| t.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            };
+            let shown = if name == "." {
+                "/".into()
+            } else {
+                name.to_string_lossy().into_owned()
+            };
+            Ok(Some(PathStat {
+                name: shown,
+                size: st.st_size,
+                mode: st.st_mode,
+                mtime: st.st_mtime,
+                link_target,
+            }))
         })
     }
 

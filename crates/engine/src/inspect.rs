@@ -48,7 +48,7 @@ pub fn container_json(r: &Record) -> Value {
         State::Running if !running => 255,
         _ => r.exit_code,
     };
-    json!({
+    let mut v = json!({
         "Id": r.id,
         "Created": rfc3339(r.created),
         "Path": r.command.first().cloned().unwrap_or_default(),
@@ -105,7 +105,13 @@ pub fn container_json(r: &Record) -> Value {
             "Healthcheck": settings.healthcheck,
             "ExposedPorts": settings.exposed.iter().map(|p| (p.clone(), serde_json::json!({}))).collect::<serde_json::Map<_, _>>(),
         },
-    })
+    });
+    if let Some(h) = v["HostConfig"].as_object_mut() {
+        for (k, x) in &settings.resources {
+            h.insert(k.clone(), x.clone());
+        }
+    }
+    v
 }
 
 /// `NetworkSettings.Ports`: each exposed port, with its host sides while

@@ -142,6 +142,57 @@ pub fn parse_ulimit(s: &str) -> Result<PosixRlimit, EngineError> {
         .map_err(|e| bad(&e.to_string()))
 }
 
+/// The resources in `spec` as Docker's `HostConfig` names them (what
+/// `inspect` shows, after `run` and `update`).
+pub fn host_config(spec: &Spec) -> serde_json::Map<String, serde_json::Value> {
+    use serde_json::json;
+    let mut m = serde_json::Map::new();
+    let Some(res) = spec.linux().as_ref().and_then(|l| l.resources().clone()) else {
+        return m;
+    };
+    if let Some(mem) = res.memory() {
+        m.insert("Memory".into(), json!(mem.limit().unwrap_or(0)));
+        m.insert("MemorySwap".into(), json!(mem.swap().unwrap_or(0)));
+        m.insert(
+            "MemoryReservation".into(),
+            json!(mem.reservation().unwrap_or(0)),
+        );
+        m.insert(
+            "OomKillDisable".into(),
+            json!(mem.disable_oom_killer().unwrap_or(false)),
+        );
+    }
+    if let Some(cpu) = res.cpu() {
+        m.insert("CpuShares".into(), json!(cpu.shares().unwrap_or(0)));
+        m.insert("CpuPeriod".into(), json!(cpu.period().unwrap_or(0)));
+        m.insert("CpuQuota".into(), json!(cpu.quota().unwrap_or(0)));
+        m.insert(
+            "CpusetCpus".into(),
+            json!(cpu.cpus().clone().unwrap_or_default()),
+        );
+        m.insert(
+            "CpusetMems".into(),
+            json!(cpu.mems().clone().unwrap_or_default()),
+        );
+    }
+    if let Some(p) = res.pids() {
+        m.insert("PidsLimit".into(), json!(p.limit()));
+    }
+    if let Some(w) = res.block_io().as_ref().and_then(|b| b.weight()) {
+        m.insert("BlkioWeight".into(), json!(w));
+    }
+    m
+}
+
+/// [`host_config`] of the limits `l` alone.
+pub fn host_config_of(
+    l: &Limits,
+) -> Result<serde_json::Map<String, serde_json::Value>, EngineError> {
+    let mut spec = Spec::default();
+    apply(&mut spec, l)?;
+    Ok(host_config(&spec))
+}
+
 /// Applies the flags to `spec`.
 pub fn apply(spec: &mut Spec, l: &Limits) -> Result<(), EngineError> {
     let err = |e: oci_spec::OciSpecError| EngineError::Spec(e.to_string());

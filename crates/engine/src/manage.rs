@@ -186,9 +186,13 @@ impl Engine {
         }
         spec.save(&config)
             .map_err(|e| EngineError::Spec(format!("write {}: {e}", config.display())))?;
-        if let Some(p) = policy {
-            db.update_settings(&rec.id, |s| s.restart_policy = p)?;
-        }
+        let shown = crate::limits::host_config(&spec);
+        db.update_settings(&rec.id, |s| {
+            if let Some(p) = policy {
+                s.restart_policy = p;
+            }
+            s.resources = shown;
+        })?;
         db.find(&rec.id)
     }
 }

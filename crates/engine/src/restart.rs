@@ -184,6 +184,14 @@ pub struct ContainerSettings {
         skip_serializing_if = "std::collections::BTreeSet::is_empty"
     )]
     pub exposed: std::collections::BTreeSet<String>,
+    /// Its resource limits as `HostConfig` names them (set by `run` and
+    /// `update`; what `inspect` shows).
+    #[serde(
+        rename = "Resources",
+        default,
+        skip_serializing_if = "serde_json::Map::is_empty"
+    )]
+    pub resources: serde_json::Map<String, serde_json::Value>,
     /// The host sides chosen when it last started (while it runs).
     #[serde(
         rename = "Ports",

@@ -226,6 +226,7 @@ impl Engine {
                     .unwrap_or_else(|| "none".into()),
                 port_bindings,
                 exposed,
+                resources: crate::limits::host_config_of(&opts.limits)?,
                 ..Default::default()
             }
             .to_json(),

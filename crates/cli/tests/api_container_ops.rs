@@ -1,0 +1,162 @@
+//! The container endpoints beyond the lifecycle, through `berth serve`
+//! with the docker CLI and docker-py: top, stats, pause/unpause, rename,
+//! diff, update, cp both ways, export and prune.
+
+mod common;
+use std::process::Command;
+
+use common::api_server::Server;
+use common::Fixture;
+
+#[test]
+fn the_docker_cli_works_on_containers_in_place() {
+    let f = Fixture::new();
+    let s = Server::start(&f);
+    let d = |args: &[&str]| s.docker(&f, args);
+    d(&["run", "-d", "--name", "box", "bb:1", "sleep", "100"]).ok();
+
+    let o = d(&["top", "box"]).ok();
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    assert!(lines[0].split_whitespace().any(|t| t == "PID"), "{o:?}");
+    assert!(lines[1].ends_with("sleep 100"), "{o:?}");
+    let o = d(&["top", "box", "-o", "pid,comm"]).ok();
+    assert_eq!(o.stdout.lines().count(), 2, "{o:?}");
+
+    let o = d(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.PIDs}} {{.MemUsage}}",
+        "box",
+    ])
+    .ok();
+    assert!(o.stdout.starts_with("box 1 "), "{o:?}");
+
+    d(&["pause", "box"]).ok();
+    let o = d(&["inspect", "-f", "{{.State.Status}}", "box"]).ok();
+    assert_eq!(o.stdout.trim(), "paused");
+    d(&["unpause", "box"]).ok();
+    let o = d(&["inspect", "-f", "{{.State.Status}}", "box"]).ok();
+    assert_eq!(o.stdout.trim(), "running");
+
+    d(&["rename", "box", "crate"]).ok();
+    assert_eq!(d(&["ps", "--format", "{{.Names}}"]).ok().stdout, "crate\n");
+    d(&["run", "-d", "--name", "other", "bb:1", "sleep", "100"]).ok();
+    let o = d(&["rename", "other", "crate"]);
+    assert_ne!(o.code, 0, "a name in use is refused");
+
+    d(&["exec", "crate", "sh", "-c", "echo x > /tmp/new; rm /bin/vi"]).ok();
+    let o = d(&["diff", "crate"]).ok();
+    for want in ["A /tmp/new", "D /bin/vi", "C /tmp"] {
+        assert!(o.stdout.lines().any(|l| l == want), "{want}: {o:?}");
+    }
+
+    d(&[
+        "update",
+        "--memory",
+        "64m",
+        "--restart",
+        "on-failure:3",
+        "crate",
+    ])
+    .ok();
+    let o = d(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.Memory}} {{.HostConfig.RestartPolicy.Name}}",
+        "crate",
+    ])
+    .ok();
+    assert_eq!(o.stdout.trim(), "67108864 on-failure");
+
+    // cp: into a directory, onto a new name, out as a tree, out to stdout.
+    let here = f.dir.path().join("here");
+    std::fs::create_dir(&here).unwrap();
+    std::fs::write(here.join("f.txt"), "hello\n").unwrap();
+    let src = here.join("f.txt");
+    let src = src.to_str().unwrap();
+    d(&["cp", src, "crate:/tmp/"]).ok();
+    d(&["cp", src, "crate:/tmp/renamed.txt"]).ok();
+    let o = d(&["exec", "crate", "cat", "/tmp/f.txt", "/tmp/renamed.txt"]).ok();
+    assert_eq!(o.stdout, "hello\nhello\n");
+    let out = f.dir.path().join("out");
+    d(&["cp", "crate:/tmp", out.to_str().unwrap()]).ok();
+    let mut got: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    got.sort();
+    assert_eq!(got, ["f.txt", "new", "renamed.txt"]);
+    let o = d(&["cp", "crate:/nosuch", out.to_str().unwrap()]);
+    assert!(
+        o.stderr.contains("Could not find the file /nosuch"),
+        "{o:?}"
+    );
+
+    // export: the whole root as a tar stream.
+    let tar = f.dir.path().join("root.tar");
+    d(&["export", "-o", tar.to_str().unwrap(), "crate"]).ok();
+    let listing = test_support::run_through_files(Command::new("tar").arg("tf").arg(&tar)).ok();
+    assert!(
+        listing.stdout.lines().any(|l| l == "tmp/new"),
+        "{listing:?}"
+    );
+
+    // prune: the stopped ones only.
+    d(&["stop", "-t", "0", "other"]).ok();
+    let o = d(&["container", "prune", "-f"]).ok();
+    assert!(o.stdout.contains("Deleted Containers:"), "{o:?}");
+    assert_eq!(d(&["ps", "-aq"]).ok().stdout.lines().count(), 1);
+    d(&["rm", "-f", "crate"]).ok();
+    drop(s);
+    f.assert_clean();
+}
+
+#[test]
+fn docker_py_reads_stats_top_and_archives() {
+    let f = Fixture::new();
+    let s = Server::start(&f);
+    let script = r#"
+import io, sys, tarfile, docker
+c = docker.DockerClient(base_url="unix://" + sys.argv[1], timeout=60)
+ct = c.containers.run("bb:1", ["sh", "-c", "while :; do :; done"], detach=True, name="busy")
+st = ct.stats(stream=False)
+assert st["name"] == "/busy" and st["pids_stats"]["current"] == 1, st
+busy = st["cpu_stats"]["cpu_usage"]["total_usage"] - st["precpu_stats"]["cpu_usage"]["total_usage"]
+system = st["cpu_stats"]["system_cpu_usage"] - st["precpu_stats"]["system_cpu_usage"]
+share = busy / system * st["cpu_stats"]["online_cpus"]
+# A busy loop: some of a CPU (the suite runs beside it), at most one.
+assert 0.02 < share < 1.2, (busy, system, share)
+stream = ct.stats(decode=True)
+first, second = next(stream), next(stream)
+assert second["precpu_stats"]["cpu_usage"]["total_usage"] == first["cpu_stats"]["cpu_usage"]["total_usage"]
+stream.close()
+top = ct.top()
+assert "PID" in top["Titles"] and top["Processes"][0][-1].startswith("sh -c"), top
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w") as t:
+    data = b"payload\n"
+    info = tarfile.TarInfo("dir/file.txt")
+    info.size = len(data)
+    t.addfile(info, io.BytesIO(data))
+assert ct.put_archive("/tmp", buf.getvalue())
+bits, stat = ct.get_archive("/tmp/dir/file.txt")
+assert stat["name"] == "file.txt" and stat["size"] == 8, stat
+t = tarfile.open(fileobj=io.BytesIO(b"".join(bits)))
+assert t.extractfile("file.txt").read() == b"payload\n"
+_, stat = ct.get_archive("/tmp/dir")
+assert stat["mode"] & (1 << 31), stat
+try:
+    ct.put_archive("/tmp/dir/file.txt", buf.getvalue())
+    raise SystemExit("a tar was unpacked onto a file")
+except docker.errors.APIError as e:
+    assert e.status_code == 400, e
+ct.remove(force=True)
+print("OK")
+"#;
+    let o =
+        test_support::run_through_files(Command::new("python3").arg("-c").arg(script).arg(&s.sock));
+    assert_eq!(o.stdout.trim(), "OK", "{o:?}");
+    drop(s);
+    f.assert_clean();
+}
