@@ -2,7 +2,7 @@
 //! prefix or short name, `images` (table and JSON), load progress bars, an
 //! image's config and its read-only mount directory.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use image::refs::{ImageRecord, Refs};
@@ -44,10 +44,6 @@ impl image::load::LoadProgress for LoadBars {
 
 pub(crate) fn read_config(store: &ContentStore, rec: &ImageRecord) -> Result<serde_json::Value> {
     image::refs::read_config(store, rec).with_context(|| format!("read config {}", rec.config))
-}
-
-pub(crate) fn mount_dir(root: &Path, rec: &ImageRecord) -> PathBuf {
-    root.join("mounts").join(short_id(&rec.config))
 }
 
 pub(crate) fn list(root: &Path, quiet: bool, digests: bool, format: &str) -> Result<()> {
@@ -121,29 +117,6 @@ pub(crate) fn list(root: &Path, quiet: bool, digests: bool, format: &str) -> Res
         }
     }
     Ok(())
-}
-
-/// `image prune`: removes the blobs and snapshots no named image refers
-/// to (none when the names cannot be read whole). Returns their counts.
-pub fn prune(
-    store: &image::ContentStore,
-    root: &std::path::Path,
-) -> anyhow::Result<(usize, usize)> {
-    let refs_file = image::refs::Refs::new(root);
-    Ok(image::gc::collect(store, root, || {
-        let refs = refs_file
-            .load()
-            .map_err(|err| image::gc::GcError::UnreadableReferences {
-                path: refs_file.path().to_path_buf(),
-                err,
-            })?;
-        refs.iter()
-            .map(|(k, r)| {
-                r.to_import(Some(k.clone()))
-                    .ok_or_else(|| image::gc::GcError::CorruptReference { name: k.clone() })
-            })
-            .collect()
-    })?)
 }
 
 /// Image `name` as `image inspect` shows it.

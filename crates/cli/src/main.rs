@@ -334,7 +334,7 @@ enum ImageCommand {
     },
 }
 
-use images::{find, list, mount_dir, read_config, short_id, LoadBars};
+use images::{find, list, short_id, LoadBars};
 
 fn run(cli: &Cli) -> Result<()> {
     let root = &cli.root;
@@ -443,22 +443,7 @@ fn run(cli: &Cli) -> Result<()> {
                     )?
                 }
             };
-            let names = refs_file
-                .update(|refs| {
-                    let mut names = vec![];
-                    for img in &images {
-                        let name = img.name.as_deref().map(normalize).unwrap_or_else(|| {
-                            format!("<none>:{}", short_id(&img.config.to_string()))
-                        });
-                        refs.insert(name.clone(), ImageRecord::of(&store, img));
-                        names.push(name);
-                    }
-                    names
-                })
-                .context("update images.json")?;
-            for name in &names {
-                image_event(root, "load", name);
-            }
+            let names = containers::engine(root, None)?.name_loaded(&store, &images)?;
             if !quiet {
                 for name in names {
                     println!("Loaded image: {name}");
@@ -483,44 +468,22 @@ fn run(cli: &Cli) -> Result<()> {
             println!("{}", img.config);
         }
         Command::Tag { source, target } => {
-            refs_file
-                .update(|refs| {
-                    let (_, rec) = find(refs, source)?;
-                    let rec = rec.clone();
-                    refs.insert(normalize(target), rec);
-                    Ok::<_, anyhow::Error>(())
-                })
-                .context("update images.json")??;
-            image_event(root, "tag", &normalize(target));
+            containers::engine(root, None)?.tag_image(source, target)?;
         }
         Command::History { name } => {
-            let refs = refs_file.load().context("read images.json")?;
-            let (_, rec) = find(&refs, name)?;
-            let config = read_config(&store, rec)?;
+            let (_, steps) = containers::engine(root, None)?.image_history(name)?;
             println!(
                 "{:<14} {:<32} {:<50} COMMENT",
                 "IMAGE", "CREATED", "CREATED BY"
             );
-            let history = config["history"].as_array().cloned().unwrap_or_default();
-            for (i, h) in history.iter().enumerate().rev() {
-                let id = if i + 1 == history.len() {
-                    short_id(&rec.config)
+            for h in steps {
+                let id = if h.id.starts_with("sha256:") {
+                    short_id(&h.id)
                 } else {
-                    "<missing>".to_string()
+                    h.id.clone()
                 };
-                let by: String = h["created_by"]
-                    .as_str()
-                    .unwrap_or("")
-                    .chars()
-                    .take(50)
-                    .collect();
-                println!(
-                    "{:<14} {:<32} {:<50} {}",
-                    id,
-                    h["created"].as_str().unwrap_or(""),
-                    by,
-                    h["comment"].as_str().unwrap_or("")
-                );
+                let by: String = h.created_by.chars().take(50).collect();
+                println!("{:<14} {:<32} {:<50} {}", id, h.created, by, h.comment);
             }
         }
         Command::Image {
@@ -534,30 +497,17 @@ fn run(cli: &Cli) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
         Command::Save { output, names } => {
-            let refs = refs_file.load().context("read images.json")?;
-            let mut images = vec![];
-            for n in names {
-                let (key, rec) = find(&refs, n)?;
-                images.push((
-                    rec.to_import(Some(key.clone()))
-                        .context("corrupt images.json")?,
-                    vec![key],
-                ));
-            }
             let tmp = output.with_extension("tmp-berth");
             let file =
                 std::fs::File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
             let result =
-                image::save::save_docker_archive(&store, &images, std::io::BufWriter::new(file));
+                containers::engine(root, None)?.save_images(names, std::io::BufWriter::new(file));
             if let Err(e) = result {
                 let _ = std::fs::remove_file(&tmp);
                 return Err(e.into());
             }
             std::fs::rename(&tmp, output)
                 .with_context(|| format!("rename to {}", output.display()))?;
-            for n in names {
-                image_event(root, "save", &normalize(n));
-            }
         }
         Command::Images {
             quiet,
@@ -575,44 +525,19 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Image {
             command: ImageCommand::Prune,
         } => {
-            let (blobs, snaps) = images::prune(&store, root)?;
+            let (blobs, snaps) = containers::engine(root, None)?.prune_images()?;
             println!("Deleted {blobs} blobs and {snaps} snapshots");
         }
         Command::Rmi { names, force } => {
-            let used = containers::engine(root, None)?.containers()?;
-            refs_file
-                .update(|refs| {
-                    for n in names {
-                        let (key, rec) = find(refs, n)?;
-                        // The last name of an image that containers use:
-                        // kept (its layers are their roots), as Docker keeps it.
-                        let last_name = refs.values().filter(|r| r.config == rec.config).count() == 1;
-                        let users: Vec<_> = used.iter().filter(|c| c.image_id == rec.config).collect();
-                        if last_name && !users.is_empty() {
-                            if let Some(c) = users.iter().find(|c| c.is_running()) {
-                                bail!("image {n} is used by running container {} ({}): stop it first", c.name, &c.id[..12]);
-                            }
-                            if !force {
-                                bail!("image {n} is used by container {} ({}): remove it first (or rmi -f)", users[0].name, &users[0].id[..12]);
-                            }
-                        }
-                        let mounted = mount_dir(root, rec);
-                        if mounted.exists() {
-                            if !force {
-                                bail!("image {n} is mounted: berth image unmount {n} first (or rmi -f)");
-                            }
-                            nix::mount::umount2(&mounted, nix::mount::MntFlags::MNT_DETACH)
-                                .with_context(|| format!("unmount {}", mounted.display()))?;
-                            std::fs::remove_dir(&mounted)
-                                .with_context(|| format!("remove {}", mounted.display()))?;
-                        }
-                        refs.remove(&key);
-                        image_event(root, "untag", &key);
-                        println!("Untagged: {key}");
+            let e = containers::engine(root, None)?;
+            for n in names {
+                for r in e.remove_image(n, *force)? {
+                    match r {
+                        engine::images::Removed::Untagged(k) => println!("Untagged: {k}"),
+                        engine::images::Removed::Deleted(id) => println!("Deleted: {id}"),
                     }
-                    Ok(())
-                })
-                .context("update images.json")??;
+                }
+            }
         }
         Command::Image {
             command: ImageCommand::Mount { name },
@@ -620,7 +545,7 @@ fn run(cli: &Cli) -> Result<()> {
             let refs = refs_file.load().context("read images.json")?;
             let (key, rec) = find(&refs, name)?;
             let img = rec.to_import(Some(key)).context("corrupt images.json")?;
-            let target = mount_dir(root, rec);
+            let target = engine::images::mount_dir(root, rec);
             if !target.exists() {
                 let lowers = image::snapshot::prepare(&store, root, &img)?;
                 berth_fs::private_dir(&root.join("mounts"))?;
@@ -679,7 +604,7 @@ fn run(cli: &Cli) -> Result<()> {
         } => {
             let refs = refs_file.load().context("read images.json")?;
             let (_, rec) = find(&refs, name)?;
-            let target = mount_dir(root, rec);
+            let target = engine::images::mount_dir(root, rec);
             if !target.exists() {
                 bail!("image {name} is not mounted");
             }

@@ -352,8 +352,7 @@ pub fn prune_main(root: &Path, all: bool, volumes: bool, force: bool) -> Result<
             println!();
         }
     }
-    let store = image::ContentStore::open(root)?;
-    let (blobs, snaps) = crate::images::prune(&store, root)?;
+    let (blobs, snaps) = crate::containers::engine(root, None)?.prune_images()?;
     println!("Deleted {blobs} blobs and {snaps} snapshots");
     Ok(())
 }

@@ -60,6 +60,24 @@ pub enum EngineError {
     /// The image store failed.
     #[error(transparent)]
     ImageStore(#[from] image::StoreError),
+    /// An image cannot be removed as asked (in use, mounted, several names).
+    #[error("unable to remove image {image}: {reason}")]
+    ImageConflict {
+        /// The image as named.
+        image: String,
+        /// Why.
+        reason: String,
+    },
+    /// Loading an image archive failed.
+    #[error(transparent)]
+    ImageLoad(#[from] image::load::LoadError),
+    /// Saving an image archive failed.
+    #[error(transparent)]
+    ImageSave(#[from] image::save::SaveError),
+    /// Collecting unused blobs and snapshots failed (nothing was removed
+    /// when the names could not be read).
+    #[error(transparent)]
+    ImageGc(#[from] image::gc::GcError),
     /// Preparing or removing the container's root failed.
     #[error(transparent)]
     Rootfs(#[from] crate::rootfs::RootfsError),

@@ -50,6 +50,7 @@ pub mod exec_spawn;
 pub mod health;
 pub mod hosts;
 pub mod image_config;
+pub mod images;
 pub mod info;
 pub mod init;
 pub mod inspect;
