@@ -58,7 +58,7 @@ fn port_list(ports: &Value) -> Vec<Value> {
 }
 
 /// One container as `/containers/json` lists it.
-fn summary(r: &Record) -> Value {
+pub(crate) fn summary(r: &Record) -> Value {
     let full = engine::inspect::container_json(r);
     json!({
         "Id": r.id,

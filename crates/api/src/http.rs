@@ -112,6 +112,15 @@ impl Query {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every value of `key`, in order (`names=a&names=b`).
+    pub fn all(&self, key: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
     /// A boolean as dockerd reads one: absent, "", "0", "false" and
     /// "False" are false, anything else true.
     pub fn flag(&self, key: &str) -> bool {

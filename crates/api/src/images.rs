@@ -11,11 +11,74 @@ use crate::error::ApiError;
 use crate::http::{json, Query, Response};
 use crate::router::{blocking, State};
 
+/// A name as Docker shows it ("familiar"): the docker CLI sends
+/// `docker.io/library/x` for `x`, which berth keeps as `x`.
+pub fn familiar(name: &str) -> String {
+    name.strip_prefix("docker.io/library/")
+        .or_else(|| name.strip_prefix("docker.io/"))
+        .unwrap_or(name)
+        .to_string()
+}
+
 fn io(e: std::io::Error) -> ApiError {
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         format!("the image store: {e}"),
     )
+}
+
+/// One summary per image (its names together) of the names `wanted`
+/// picks, as `GET /images/json` lists them; `containers` counts the users
+/// of an image id (-1: not counted).
+pub(crate) fn summaries(
+    root: &std::path::Path,
+    wanted: impl Fn(&str) -> bool,
+    containers: impl Fn(&str) -> i64,
+) -> Result<Vec<Value>, ApiError> {
+    let refs = image::refs::Refs::new(root).load().map_err(io)?;
+    let store = image::ContentStore::open(root)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let mut by_config: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
+    for (name, r) in &refs {
+        if wanted(name) {
+            by_config.entry(r.config.as_str()).or_default().push(name);
+        }
+    }
+    let mut out = vec![];
+    for (config, names) in by_config {
+        let rec = &refs[names[0]];
+        let created = image::refs::read_config(&store, rec)
+            .ok()
+            .and_then(|c| {
+                c["created"]
+                    .as_str()
+                    .and_then(engine::inspect::parse_rfc3339_f)
+            })
+            .map_or(0, |t| t as i64);
+        let digests: Vec<String> = names
+            .iter()
+            .map(|n| {
+                format!(
+                    "{}@{}",
+                    n.rsplit_once(':').map_or(n.as_str(), |(r, _)| r),
+                    rec.manifest
+                )
+            })
+            .collect();
+        out.push(json!({
+            "Id": config,
+            "ParentId": "",
+            "RepoTags": names,
+            "RepoDigests": digests,
+            "Created": created,
+            "Size": rec.size,
+            "VirtualSize": rec.size,
+            "SharedSize": -1,
+            "Labels": {},
+            "Containers": containers(config),
+        }));
+    }
+    Ok(out)
 }
 
 /// `GET /images/json`: one entry per image (its names together).
@@ -28,40 +91,15 @@ pub async fn list(state: &Arc<State>, q: &Query) -> Result<Response, ApiError> {
     }
     let root = state.engine.root.clone();
     let v = blocking(move || {
-        let refs = image::refs::Refs::new(&root).load().map_err(io)?;
-        let store = image::ContentStore::open(&root)
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        let mut by_config: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
-        for (name, r) in &refs {
-            let wanted = filters.is_empty()
+        let wanted = |name: &str| {
+            filters.is_empty()
                 || filters.iter().any(|(_, pat)| {
-                    name == pat || name.starts_with(&format!("{pat}:")) || name.ends_with(&format!("/{pat}"))
-                });
-            if wanted {
-                by_config.entry(r.config.as_str()).or_default().push(name);
-            }
-        }
-        let mut out = vec![];
-        for (config, names) in by_config {
-            let rec = &refs[names[0]];
-            let created = image::refs::read_config(&store, rec)
-                .ok()
-                .and_then(|c| c["created"].as_str().and_then(engine::inspect::parse_rfc3339_f))
-                .map_or(0, |t| t as i64);
-            out.push(json!({
-                "Id": config,
-                "ParentId": "",
-                "RepoTags": names,
-                "RepoDigests": names.iter().map(|n| format!("{}@{}", n.rsplit_once(':').map_or(n.as_str(), |(r, _)| r), rec.manifest)).collect::<Vec<_>>(),
-                "Created": created,
-                "Size": rec.size,
-                "VirtualSize": rec.size,
-                "SharedSize": -1,
-                "Labels": {},
-                "Containers": -1,
-            }));
-        }
-        Ok(Value::Array(out))
+                    name == pat
+                        || name.starts_with(&format!("{pat}:"))
+                        || name.ends_with(&format!("/{pat}"))
+                })
+        };
+        Ok(Value::Array(summaries(&root, wanted, |_| -1)?))
     })
     .await?;
     Ok(json(StatusCode::OK, &v))

@@ -9,7 +9,7 @@
 //! - [`router`]: the version prefix, the routes, the errors;
 //! - [`system`], [`containers`], [`container_ops`], [`archive`], [`create`], [`attach`],
 //!   [`exec`], [`logs`], [`events`],
-//!   [`images`], [`volumes`], [`networks`]: the endpoints (docs/api.md lists each with its state);
+//!   [`images`], [`image_ops`], [`volumes`], [`networks`]: the endpoints (docs/api.md lists each with its state);
 //! - [`http`]: bodies, queries, bounded reads; [`error`]: status codes;
 //!   `fields`: typed reads of JSON bodies.
 
@@ -23,6 +23,7 @@ pub mod events;
 pub mod exec;
 mod fields;
 pub mod http;
+pub mod image_ops;
 pub mod images;
 pub mod logs;
 pub mod networks;

@@ -10,6 +10,7 @@ use hyper::{Method, Request, StatusCode};
 
 use crate::error::ApiError;
 use crate::http::{error, Query, Response};
+use crate::images::familiar;
 
 /// The newest API version served.
 pub const API_VERSION: (u32, u32) = (1, 47);
@@ -211,12 +212,48 @@ async fn route(state: Arc<State>, call: Call) -> Result<Response, ApiError> {
         }
         ["events"] if get => crate::events::events(&state, &call.query).await,
         ["images", "json"] if get => crate::images::list(&state, &call.query).await,
-        ["images", rest @ .., "json"] if get && !rest.is_empty() => {
-            crate::images::inspect(&state, &rest.join("/")).await
+        ["images", "create"] if m == Method::POST => crate::image_ops::create(&state, call).await,
+        ["images", "search"] if get => crate::image_ops::search().await,
+        ["images", "get"] if get => {
+            let names = call
+                .query
+                .all("names")
+                .iter()
+                .map(|n| familiar(n))
+                .collect();
+            crate::image_ops::save(&state, names).await
         }
-        ["images", ..] | ["build"] | ["system", "df"] | ["auth"] | ["commit"] => Err(
-            ApiError::not_implemented(&format!("{} /{}", call.method, segs.join("/"))),
-        ),
+        ["images", "load"] if m == Method::POST => crate::image_ops::load(&state, call).await,
+        ["images", "prune"] if m == Method::POST => {
+            crate::image_ops::prune(&state, &call.query).await
+        }
+        ["images", rest @ .., "json"] if get && !rest.is_empty() => {
+            crate::images::inspect(&state, &familiar(&rest.join("/"))).await
+        }
+        ["images", rest @ .., "history"] if get && !rest.is_empty() => {
+            crate::image_ops::history(&state, &familiar(&rest.join("/"))).await
+        }
+        ["images", rest @ .., "get"] if get && !rest.is_empty() => {
+            crate::image_ops::save(&state, vec![familiar(&rest.join("/"))]).await
+        }
+        ["images", rest @ .., "tag"] if m == Method::POST && !rest.is_empty() => {
+            crate::image_ops::tag(&state, &familiar(&rest.join("/")), &call.query).await
+        }
+        ["images", rest @ .., "push"] if m == Method::POST && !rest.is_empty() => {
+            let name = familiar(&rest.join("/"));
+            crate::image_ops::push(&state, &name, call).await
+        }
+        ["images", rest @ ..] if m == Method::DELETE && !rest.is_empty() => {
+            crate::image_ops::remove(&state, &familiar(&rest.join("/")), &call.query).await
+        }
+        ["commit"] if m == Method::POST => crate::image_ops::commit(&state, &call.query).await,
+        ["system", "df"] if get => crate::system::df(&state).await,
+        ["auth"] if m == Method::POST => crate::system::auth(call).await,
+        ["build"] => Err(ApiError::not_implemented(&format!(
+            "{} /{}",
+            call.method,
+            segs.join("/")
+        ))),
         _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("page not found: {} /{}", call.method, segs.join("/")),

@@ -100,3 +100,77 @@ pub async fn info(state: &Arc<State>) -> Result<Response, ApiError> {
     }
     Ok(json(StatusCode::OK, &v))
 }
+
+/// `GET /system/df`: the space images, containers and volumes take.
+pub async fn df(state: &Arc<State>) -> Result<Response, ApiError> {
+    let engine = state.engine.clone();
+    let v = blocking(move || {
+        let containers = engine.containers()?;
+        let users = |id: &str| containers.iter().filter(|c| c.image_id == id).count() as i64;
+        let images = crate::images::summaries(&engine.root, |_| true, users)?;
+        let layers: i64 = images.iter().filter_map(|i| i["Size"].as_i64()).sum();
+        let cs: Vec<serde_json::Value> = containers
+            .iter()
+            .map(|c| {
+                let mut v = crate::containers::summary(c);
+                v["SizeRw"] = json!(engine.writable_layer_size(&c.id));
+                v["SizeRootFs"] = json!(0);
+                v
+            })
+            .collect();
+        let vs: Vec<serde_json::Value> = engine
+            .volumes()?
+            .iter()
+            .map(|(vol, used_by)| {
+                let mut v = engine::listing::volume_json(&engine, vol);
+                v["UsageData"] = json!({
+                    "Size": engine.volume_size(&vol.name),
+                    "RefCount": used_by.len(),
+                });
+                v
+            })
+            .collect();
+        Ok(json!({
+            "LayersSize": layers,
+            "Images": images,
+            "Containers": cs,
+            "Volumes": vs,
+            "BuildCache": [],
+        }))
+    })
+    .await?;
+    Ok(json(StatusCode::OK, &v))
+}
+
+/// `POST /auth` with `{"username", "password", "serveraddress"}`: the
+/// credentials are tried against the registry (nothing is stored: the
+/// client keeps them, as with dockerd).
+pub async fn auth(call: crate::router::Call) -> Result<Response, ApiError> {
+    let body = crate::http::read_json(call.req.into_body()).await?;
+    let user = body["username"].as_str().unwrap_or("").to_string();
+    let password = body["password"].as_str().unwrap_or("").to_string();
+    if user.is_empty() || password.is_empty() {
+        return Err(ApiError::bad_request(
+            "username and password must not be empty",
+        ));
+    }
+    let server = body["serveraddress"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("docker.io");
+    let registry = registry::connect::registry_of_server(server);
+    let handle = tokio::runtime::Handle::current();
+    let checked = blocking(move || {
+        handle
+            .block_on(registry::connect::verify_login(
+                &registry, false, &user, &password,
+            ))
+            .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))
+    })
+    .await;
+    checked?;
+    Ok(json(
+        StatusCode::OK,
+        &json!({ "Status": "Login Succeeded", "IdentityToken": "" }),
+    ))
+}

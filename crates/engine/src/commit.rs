@@ -108,7 +108,12 @@ impl Engine {
         // Unpacked now, so a container of it starts at once (and gc sees it used).
         image::snapshot::prepare(store, &self.root, &img)?;
         let record = image::refs::ImageRecord::of(store, &img);
-        let name = image::refs::normalize(&opts.name);
+        // No name: a dangling image, as Docker's `commit` without one.
+        let name = if opts.name.is_empty() {
+            format!("<none>:{}", image::refs::short_id(&img.config.to_string()))
+        } else {
+            image::refs::normalize(&opts.name)
+        };
         refs.update(|m| m.insert(name.clone(), record))
             .map_err(|err| EngineError::Io {
                 op: "update",
