@@ -26,10 +26,19 @@ use crate::router::{blocking, Call, State};
 /// How often a blob's progress is reported.
 const EVERY: Duration = Duration::from_millis(100);
 
+/// A blob on its way: bytes so far, its size, when it was last
+/// reported, and what is being done ("Downloading", "Pushing").
+struct Blob {
+    current: u64,
+    total: Option<u64>,
+    reported: Instant,
+    action: String,
+}
+
 /// Registry progress as dockerd's JSON messages.
 struct JsonProgress {
     tx: tokio::sync::mpsc::UnboundedSender<Value>,
-    blobs: Mutex<HashMap<String, (u64, Option<u64>, Instant, String)>>,
+    blobs: Mutex<HashMap<String, Blob>>,
 }
 
 impl JsonProgress {
@@ -71,7 +80,12 @@ impl registry::Progress for JsonProgress {
         if let Ok(mut m) = self.blobs.lock() {
             m.insert(
                 id.to_string(),
-                (0, total, Instant::now(), action.to_string()),
+                Blob {
+                    current: 0,
+                    total,
+                    reported: Instant::now(),
+                    action: action.to_string(),
+                },
             );
         }
         self.send(json!({
@@ -85,12 +99,12 @@ impl registry::Progress for JsonProgress {
         let update = {
             let Ok(mut m) = self.blobs.lock() else { return };
             let Some(b) = m.get_mut(id) else { return };
-            b.0 += bytes;
-            if b.2.elapsed() < EVERY {
+            b.current += bytes;
+            if b.reported.elapsed() < EVERY {
                 return;
             }
-            b.2 = Instant::now();
-            (b.0, b.1, b.3.clone())
+            b.reported = Instant::now();
+            (b.current, b.total, b.action.clone())
         };
         self.send(json!({
             "status": update.2, "id": id,
