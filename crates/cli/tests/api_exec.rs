@@ -70,6 +70,15 @@ fn the_docker_cli_execs_in_a_running_container() {
         .ok();
     assert_eq!(o.stdout, "65534\n/tmp\nb\n");
 
+    // `run -it`: attached to a terminal of the user's, its size and exit status.
+    let cmd = s.docker_command(&f, &["run", "-it", "--rm", "--name", "tty", "bb:1", "sh"]);
+    let (mut term, mut child) = UserTerminal::spawn(cmd, 24, 77);
+    term.wait_for("# ");
+    term.type_in("stty size\r");
+    term.wait_for("24 77");
+    term.type_in("exit 4\r");
+    assert_eq!(exit_code(&mut child), 4, "{}", term.seen());
+
     // A terminal: its size is the user's, the exit status comes back.
     let cmd = s.docker_command(&f, &["exec", "-it", "box", "sh"]);
     let (mut term, mut child) = UserTerminal::spawn(cmd, 33, 101);
