@@ -5,7 +5,8 @@
 //! serve` see the same containers, and restarting the server touches no
 //! running container. This is the only async code in berth.
 //!
-//! - [`server`]: the listeners (unix sockets, loopback TCP) and connections;
+//! - [`server`]: the listeners (unix sockets, TCP, systemd's) and connections;
+//!   [`tls`]: TLS and mutual TLS for TCP;
 //! - [`router`]: the version prefix, the routes, the errors;
 //! - [`system`], [`containers`], [`container_ops`], [`archive`], [`create`], [`attach`],
 //!   [`exec`], [`logs`], [`events`],
@@ -30,7 +31,9 @@ pub mod networks;
 pub mod router;
 pub mod server;
 pub mod system;
+pub mod tls;
 pub mod volumes;
 
 pub use error::ApiError;
 pub use server::{serve, Host, ServeError, DEFAULT_HOST};
+pub use tls::TlsOptions;

@@ -1,8 +1,10 @@
 //! The listeners: unix sockets (mode 0660, group `berth` when that group
-//! exists) and plain TCP on a loopback address only, each connection
-//! served by hyper (HTTP/1.1 with upgrades, 30 s to send the headers),
-//! until SIGINT or SIGTERM. Nothing of the engine's is touched on the way
-//! out: running containers run on under their shims.
+//! exists), TCP (plain on a loopback address only; beyond loopback only
+//! with mutual TLS, `--tlsverify`), and sockets handed over by systemd
+//! (`fd://`, socket activation), each connection served by hyper
+//! (HTTP/1.1 with upgrades, 30 s to send the headers, or to finish the
+//! TLS handshake), until SIGINT or SIGTERM. Nothing of the engine's is
+//! touched on the way out: running containers run on under their shims.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,6 +42,12 @@ pub enum ServeError {
     /// The async runtime could not start.
     #[error("start the async runtime: {0}")]
     Runtime(std::io::Error),
+    /// The TLS files are unusable.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// `fd://` without sockets handed over (LISTEN_FDS, LISTEN_PID).
+    #[error("fd://: {0}")]
+    Activation(String),
 }
 
 /// Where to listen.
@@ -47,13 +55,30 @@ pub enum ServeError {
 pub enum Host {
     /// A unix socket at this path.
     Unix(PathBuf),
-    /// Plain TCP on a loopback address.
+    /// TCP (plain only on loopback; see [`check_hosts`]).
     Tcp(std::net::SocketAddr),
+    /// The sockets systemd handed over (`fd://`).
+    Activated,
+}
+
+/// Refuses what would give root to the network: TCP beyond loopback
+/// without mutual TLS.
+pub fn check_hosts(hosts: &[Host], tls: Option<&crate::tls::TlsOptions>) -> Result<(), ServeError> {
+    for h in hosts {
+        if let Host::Tcp(addr) = h {
+            if !addr.ip().is_loopback() && !tls.is_some_and(|t| t.verify) {
+                return Err(ServeError::BadHost {
+                    host: format!("tcp://{addr}"),
+                    reason: "TCP beyond loopback needs --tlsverify (mutual TLS): whoever reaches it is root".into(),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Host {
-    /// Parses `unix:///path` or `tcp://127.0.0.1:port`; plain TCP on any
-    /// other address is refused (it would give root to the network).
+    /// Parses `unix:///path`, `tcp://ADDR:PORT` or `fd://`.
     pub fn parse(s: &str) -> Result<Host, ServeError> {
         let bad = |reason: &str| ServeError::BadHost {
             host: s.to_string(),
@@ -69,14 +94,12 @@ impl Host {
             let addr: std::net::SocketAddr = a
                 .parse()
                 .map_err(|_| bad("give an address and a port: tcp://127.0.0.1:2375"))?;
-            if !addr.ip().is_loopback() {
-                return Err(bad(
-                    "plain TCP is refused beyond loopback: whoever reaches it is root (TLS, --tlsverify, is not there yet)",
-                ));
-            }
             return Ok(Host::Tcp(addr));
         }
-        Err(bad("use unix:///PATH or tcp://127.0.0.1:PORT"))
+        if s == "fd://" {
+            return Ok(Host::Activated);
+        }
+        Err(bad("use unix:///PATH, tcp://ADDR:PORT or fd://"))
     }
 }
 
@@ -119,6 +142,58 @@ fn unix_listener(path: &Path) -> Result<tokio::net::UnixListener, ServeError> {
     Ok(l)
 }
 
+/// The sockets systemd handed over: descriptors 3 to 3+LISTEN_FDS-1,
+/// when LISTEN_PID is this process (then both variables are cleared, so
+/// children do not take them too).
+fn activated() -> Result<Vec<Listener>, ServeError> {
+    use std::os::fd::FromRawFd;
+    let pid = std::env::var("LISTEN_PID").unwrap_or_default();
+    if pid.parse::<u32>().ok() != Some(std::process::id()) {
+        return Err(ServeError::Activation(
+            "no sockets were handed over (LISTEN_PID is not this process)".into(),
+        ));
+    }
+    let n: i32 = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ServeError::Activation("LISTEN_FDS names no sockets".into()))?;
+    let mut out = vec![];
+    for fd in 3..3 + n {
+        let err = |err| ServeError::Listen {
+            what: format!("fd {fd}"),
+            err,
+        };
+        let addr = nix::sys::socket::getsockname::<nix::sys::socket::SockaddrStorage>(fd)
+            .map_err(|e| err(e.into()))?;
+        // SAFETY: systemd handed this descriptor to us, and nothing else
+        // in the process owns it.
+        let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        if addr.as_unix_addr().is_some() {
+            let l = std::os::unix::net::UnixListener::from(owned);
+            l.set_nonblocking(true).map_err(err)?;
+            out.push(Listener::Unix(
+                tokio::net::UnixListener::from_std(l).map_err(err)?,
+            ));
+        } else {
+            let l = std::net::TcpListener::from(owned);
+            l.set_nonblocking(true).map_err(err)?;
+            let local = l.local_addr().map_err(err)?;
+            out.push(Listener::Tcp(
+                tokio::net::TcpListener::from_std(l).map_err(err)?,
+                local,
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// A bound listener.
+enum Listener {
+    Unix(tokio::net::UnixListener),
+    Tcp(tokio::net::TcpListener, std::net::SocketAddr),
+}
+
 /// Serves one connection.
 fn serve_connection<S>(state: Arc<State>, stream: S)
 where
@@ -137,9 +212,15 @@ where
     });
 }
 
-/// Serves the engine's API on `hosts` until SIGINT or SIGTERM; removes
-/// its sockets on the way out.
-pub fn serve(engine: engine::Engine, hosts: &[Host]) -> Result<(), ServeError> {
+/// Serves the engine's API on `hosts` (TCP ones with `tls` when given)
+/// until SIGINT or SIGTERM; removes its sockets on the way out.
+pub fn serve(
+    engine: engine::Engine,
+    hosts: &[Host],
+    tls: Option<&crate::tls::TlsOptions>,
+) -> Result<(), ServeError> {
+    check_hosts(hosts, tls)?;
+    let acceptor = tls.map(crate::tls::acceptor).transpose()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -157,23 +238,12 @@ pub fn serve(engine: engine::Engine, hosts: &[Host]) -> Result<(), ServeError> {
             execs: Default::default(),
         });
         let mut sockets = vec![];
+        let mut listeners = vec![];
         for h in hosts {
             match h {
                 Host::Unix(path) => {
-                    let l = unix_listener(path)?;
+                    listeners.push(Listener::Unix(unix_listener(path)?));
                     sockets.push(path.clone());
-                    let state = state.clone();
-                    tokio::spawn(async move {
-                        loop {
-                            match l.accept().await {
-                                Ok((s, _)) => serve_connection(state.clone(), s),
-                                Err(e) => {
-                                    tracing::warn!("accept: {e}");
-                                    tokio::time::sleep(Duration::from_millis(50)).await;
-                                }
-                            }
-                        }
-                    });
                 }
                 Host::Tcp(addr) => {
                     let l = tokio::net::TcpListener::bind(addr).await.map_err(|err| {
@@ -182,23 +252,65 @@ pub fn serve(engine: engine::Engine, hosts: &[Host]) -> Result<(), ServeError> {
                             err,
                         }
                     })?;
-                    let state = state.clone();
-                    tokio::spawn(async move {
-                        loop {
-                            match l.accept().await {
-                                Ok((s, _)) => {
-                                    let _ = s.set_nodelay(true);
-                                    serve_connection(state.clone(), s)
-                                }
-                                Err(e) => {
-                                    tracing::warn!("accept: {e}");
-                                    tokio::time::sleep(Duration::from_millis(50)).await;
-                                }
-                            }
+                    listeners.push(Listener::Tcp(l, *addr));
+                }
+                Host::Activated => {
+                    let handed = activated()?;
+                    for l in &handed {
+                        if let Listener::Tcp(_, addr) = l {
+                            check_hosts(&[Host::Tcp(*addr)], tls)?;
                         }
-                    });
+                    }
+                    listeners.extend(handed);
                 }
             }
+        }
+        for l in listeners {
+            let state = state.clone();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                loop {
+                    match &l {
+                        Listener::Unix(u) => match u.accept().await {
+                            Ok((s, _)) => serve_connection(state.clone(), s),
+                            Err(e) => {
+                                tracing::warn!("accept: {e}");
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                            }
+                        },
+                        Listener::Tcp(t, _) => match t.accept().await {
+                            Ok((s, peer)) => {
+                                let _ = s.set_nodelay(true);
+                                match &acceptor {
+                                    None => serve_connection(state.clone(), s),
+                                    Some(a) => {
+                                        let (a, state) = (a.clone(), state.clone());
+                                        tokio::spawn(async move {
+                                            let shake = tokio::time::timeout(
+                                                Duration::from_secs(30),
+                                                a.accept(s),
+                                            );
+                                            match shake.await {
+                                                Ok(Ok(tls)) => serve_connection(state, tls),
+                                                Ok(Err(e)) => {
+                                                    tracing::info!("TLS handshake with {peer}: {e}")
+                                                }
+                                                Err(_) => tracing::info!(
+                                                    "TLS handshake with {peer}: timed out"
+                                                ),
+                                            }
+                                        });
+                                    }
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!("accept: {e}");
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                            }
+                        },
+                    }
+                }
+            });
         }
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(|err| ServeError::Listen {
@@ -230,8 +342,21 @@ mod tests {
             Host::parse("tcp://127.0.0.1:2375").unwrap(),
             Host::Tcp("127.0.0.1:2375".parse().unwrap())
         );
+        let open = [Host::parse("tcp://0.0.0.0:2375").unwrap()];
+        let e = check_hosts(&open, None).unwrap_err().to_string();
+        assert!(e.contains("beyond loopback needs --tlsverify"), "{e}");
+        let one_way = crate::tls::TlsOptions {
+            verify: false,
+            ..Default::default()
+        };
+        assert!(check_hosts(&open, Some(&one_way)).is_err());
+        let mutual = crate::tls::TlsOptions {
+            verify: true,
+            ..Default::default()
+        };
+        assert!(check_hosts(&open, Some(&mutual)).is_ok());
+        assert_eq!(Host::parse("fd://").unwrap(), Host::Activated);
         for (h, says) in [
-            ("tcp://0.0.0.0:2375", "beyond loopback"),
             ("unix://rel.sock", "absolute"),
             ("tcp://localhost", "address and a port"),
             ("ssh://x", "use unix"),

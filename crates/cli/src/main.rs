@@ -149,10 +149,25 @@ enum Command {
     },
     /// Serve the Docker Engine API (the docker CLI, Compose and the SDKs work against it).
     Serve {
-        /// Where to listen: unix:///PATH (repeatable; default unix:///run/berth/berth.sock)
-        /// or tcp://127.0.0.1:PORT (loopback only).
+        /// Where to listen (repeatable): unix:///PATH (default unix:///run/berth/berth.sock),
+        /// tcp://ADDR:PORT (beyond loopback only with --tlsverify), or fd:// (systemd's sockets).
         #[arg(short = 'H', long = "host")]
         hosts: Vec<String>,
+        /// Serve TCP over TLS (--tlscert, --tlskey).
+        #[arg(long)]
+        tls: bool,
+        /// Serve TCP over mutual TLS: clients present a certificate --tlscacert signed.
+        #[arg(long)]
+        tlsverify: bool,
+        /// The CA that signs client certificates.
+        #[arg(long)]
+        tlscacert: Option<PathBuf>,
+        /// The server's certificate (PEM).
+        #[arg(long)]
+        tlscert: Option<PathBuf>,
+        /// The server's key (PEM).
+        #[arg(long)]
+        tlskey: Option<PathBuf>,
         /// The OCI runtime containers are run with (default: berth-runtime beside berth).
         #[arg(long)]
         runtime: Option<PathBuf>,
@@ -617,7 +632,12 @@ fn run(cli: &Cli) -> Result<()> {
 }
 
 /// `berth serve`: the Docker Engine API until SIGINT or SIGTERM.
-fn serve_main(root: &Path, hosts: &[String], runtime: Option<PathBuf>) -> Result<()> {
+fn serve_main(
+    root: &Path,
+    hosts: &[String],
+    runtime: Option<PathBuf>,
+    tls: Option<api::TlsOptions>,
+) -> Result<()> {
     let hosts = if hosts.is_empty() {
         vec![api::DEFAULT_HOST.to_string()]
     } else {
@@ -628,7 +648,7 @@ fn serve_main(root: &Path, hosts: &[String], runtime: Option<PathBuf>) -> Result
         .map(|h| api::Host::parse(h))
         .collect::<Result<Vec<_>, _>>()?;
     let engine = containers::engine(root, runtime)?;
-    api::serve(engine, &hosts)?;
+    api::serve(engine, &hosts, tls.as_ref())?;
     Ok(())
 }
 
@@ -663,7 +683,27 @@ fn main() -> ExitCode {
         }
         Command::Version { format } => Some(system::version_main(&cli.root, format.as_deref())),
         Command::Info { format } => Some(system::info_main(&cli.root, format.as_deref())),
-        Command::Serve { hosts, runtime } => Some(serve_main(&cli.root, hosts, runtime.clone())),
+        Command::Serve {
+            hosts,
+            runtime,
+            tls,
+            tlsverify,
+            tlscacert,
+            tlscert,
+            tlskey,
+        } => Some((|| {
+            let tls = match (*tls || *tlsverify, tlscert, tlskey) {
+                (false, None, None) => None,
+                (_, Some(cert), Some(key)) => Some(api::TlsOptions {
+                    verify: *tlsverify,
+                    ca: tlscacert.clone(),
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                _ => anyhow::bail!("--tls and --tlsverify need --tlscert and --tlskey"),
+            };
+            serve_main(&cli.root, hosts, runtime.clone(), tls)
+        })()),
         Command::Exec(a)
         | Command::Container {
             command: containers::ContainerCommand::Exec(a),

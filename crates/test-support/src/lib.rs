@@ -9,6 +9,7 @@ pub mod engines;
 pub mod hostile_registry;
 pub mod interop;
 pub mod oci;
+pub mod pki;
 pub mod registry;
 
 use std::path::{Path, PathBuf};
