@@ -66,50 +66,75 @@ const MAX_EARLY_INPUT: usize = 1 << 20;
 
 /// What the client asked to see and send.
 #[derive(Debug, Clone, Copy)]
-struct Streams {
+pub(crate) struct Streams {
     stdin: bool,
     stdout: bool,
     stderr: bool,
+    /// Output in stdcopy frames (no terminal, not a websocket).
+    framed: bool,
 }
 
 /// Where the container's attach socket comes from.
-enum Source {
-    Now(std::os::unix::net::UnixStream, bool),
-    AtStart(oneshot::Receiver<Socket>, bool),
+pub(crate) enum Source {
+    Now(std::os::unix::net::UnixStream),
+    AtStart(oneshot::Receiver<Socket>),
 }
 
-/// `POST /containers/{id}/attach?stream=1&stdin=&stdout=&stderr=`.
-pub async fn attach(state: &Arc<State>, id: &str, mut call: Call) -> Result<Response, ApiError> {
-    let q = &call.query;
-    if q.flag("logs") {
-        return Err(ApiError::not_implemented(
-            "attach with logs=1 (the log before the attach; GET /containers/{id}/logs has it)",
-        ));
-    }
-    if !q.flag("stream") {
-        return Err(ApiError::not_implemented("attach without stream=1"));
-    }
-    let streams = Streams {
-        stdin: q.flag("stdin"),
-        stdout: q.flag("stdout"),
-        stderr: q.flag("stderr"),
-    };
-    if !wants_upgrade(&call.req) {
+/// An attach, ready to relay: what the client asked for, the log so far
+/// (`logs=1`), and where the container's side comes from (None: only the
+/// log was asked for).
+pub(crate) struct Prepared {
+    pub(crate) streams: Streams,
+    pub(crate) tty: bool,
+    pub(crate) past: Vec<u8>,
+    pub(crate) source: Option<Source>,
+}
+
+/// Reads an attach's query and finds its container (`raw`: output goes
+/// without stdcopy frames, as over a websocket).
+pub(crate) async fn prepare(
+    state: &Arc<State>,
+    id: &str,
+    q: &crate::http::Query,
+    raw: bool,
+) -> Result<Prepared, ApiError> {
+    let (logs, stream) = (q.flag("logs"), q.flag("stream"));
+    if !logs && !stream {
         return Err(ApiError::bad_request(
-            "attach hijacks the connection: send Connection: Upgrade and Upgrade: tcp",
+            "attach needs stream=1 (what comes), logs=1 (what came) or both",
         ));
     }
     let (engine, key) = (state.engine.clone(), id.to_string());
-    let (rec, tty) = blocking(move || {
+    let (stdout, stderr) = (q.flag("stdout"), q.flag("stderr"));
+    let (rec, tty, past) = blocking(move || {
         let r = engine.container(&key)?;
         let tty = engine::restart::ContainerSettings::parse(&r.config).tty;
-        Ok((r, tty))
+        let past = if logs {
+            crate::logs::past(&engine, &r.id, stdout, stderr, tty || raw)
+        } else {
+            vec![]
+        };
+        Ok((r, tty, past))
     })
     .await?;
+    let streams = Streams {
+        stdin: q.flag("stdin"),
+        stdout,
+        stderr,
+        framed: !tty && !raw,
+    };
+    if !stream {
+        return Ok(Prepared {
+            streams,
+            tty,
+            past,
+            source: None,
+        });
+    }
     let source = if rec.is_running() {
         let (engine, key) = (state.engine.clone(), rec.id.clone());
-        let (sock, tty) = blocking(move || Ok(engine.attach_socket(&key)?)).await?;
-        Source::Now(sock, tty)
+        let (sock, _) = blocking(move || Ok(engine.attach_socket(&key)?)).await?;
+        Source::Now(sock)
     } else if rec.state == RunState::Running {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -119,12 +144,41 @@ pub async fn attach(state: &Arc<State>, id: &str, mut call: Call) -> Result<Resp
             ),
         ));
     } else {
-        Source::AtStart(state.waiting.add(&rec.id), tty)
+        Source::AtStart(state.waiting.add(&rec.id))
     };
+    Ok(Prepared {
+        streams,
+        tty,
+        past,
+        source: Some(source),
+    })
+}
+
+/// `POST /containers/{id}/attach?stream=&logs=&stdin=&stdout=&stderr=`.
+pub async fn attach(state: &Arc<State>, id: &str, mut call: Call) -> Result<Response, ApiError> {
+    if !wants_upgrade(&call.req) {
+        return Err(ApiError::bad_request(
+            "attach hijacks the connection: send Connection: Upgrade and Upgrade: tcp",
+        ));
+    }
+    let p = prepare(state, id, &call.query, false).await?;
     let on_upgrade = hyper::upgrade::on(&mut call.req);
+    let tty = p.tty;
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => relay(TokioIo::new(upgraded), source, streams).await,
+            Ok(upgraded) => {
+                let mut io = TokioIo::new(upgraded);
+                if !p.past.is_empty() && io.write_all(&p.past).await.is_err() {
+                    return;
+                }
+                match p.source {
+                    Some(source) => relay(io, source, p.streams).await,
+                    // What came, and no more.
+                    None => {
+                        let _ = io.shutdown().await;
+                    }
+                }
+            }
             Err(e) => tracing::debug!("attach upgrade: {e}"),
         }
     });
@@ -172,7 +226,7 @@ pub(crate) fn size_query(q: &crate::http::Query) -> Result<(u16, u16), ApiError>
 
 /// Copies between the client and the container's attach socket until the
 /// container exits (or the client goes).
-async fn relay<C>(client: C, source: Source, streams: Streams)
+pub(crate) async fn relay<C>(client: C, source: Source, streams: Streams)
 where
     C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -181,9 +235,9 @@ where
     // The client's input ended before the start (a half-close, as the
     // docker CLI does without -i, or the end of piped input).
     let mut ended = false;
-    let (sock, tty) = match source {
-        Source::Now(s, tty) => (s, tty),
-        Source::AtStart(mut rx, tty) => {
+    let sock = match source {
+        Source::Now(s) => s,
+        Source::AtStart(mut rx) => {
             let mut buf = vec![0u8; 8192];
             let got = loop {
                 tokio::select! {
@@ -196,7 +250,7 @@ where
                 }
             };
             match got {
-                Ok(Ok((s, _))) => (s, tty),
+                Ok(Ok((s, _))) => s,
                 Ok(Err(why)) => {
                     let _ = to_client
                         .write_all(&protocol::frame(protocol::STDERR, why.as_bytes()))
@@ -280,10 +334,10 @@ where
             if !wanted {
                 continue;
             }
-            let out = if tty {
-                payload
-            } else {
+            let out = if streams.framed {
                 protocol::frame(kind, &payload)
+            } else {
+                payload
             };
             if to_client.write_all(&out).await.is_err() {
                 break 'out;

@@ -8,7 +8,7 @@
 //! - [`server`]: the listeners (unix sockets, TCP, systemd's) and connections;
 //!   [`tls`]: TLS and mutual TLS for TCP;
 //! - [`router`]: the version prefix, the routes, the errors;
-//! - [`system`], [`containers`], [`container_ops`], [`archive`], [`create`], [`attach`],
+//! - [`system`], [`containers`], [`container_ops`], [`archive`], [`create`], [`attach`], [`attach_ws`],
 //!   [`exec`], [`logs`], [`events`],
 //!   [`images`], [`image_ops`], [`volumes`], [`networks`]: the endpoints (docs/api.md lists each with its state);
 //! - [`http`]: bodies, queries, bounded reads; [`error`]: status codes;
@@ -16,6 +16,7 @@
 
 pub mod archive;
 pub mod attach;
+pub mod attach_ws;
 pub mod container_ops;
 pub mod containers;
 pub mod create;

@@ -65,6 +65,38 @@ fn render(line: &str, w: &Want) -> Option<Bytes> {
     Some(out.into())
 }
 
+/// Everything container `id` has logged so far on the streams asked for,
+/// as an attach with `logs=1` sends it first (framed unless `tty`; empty
+/// when its log driver keeps nothing readable). Blocking.
+pub(crate) fn past(
+    engine: &engine::Engine,
+    id: &str,
+    stdout: bool,
+    stderr: bool,
+    tty: bool,
+) -> Vec<u8> {
+    let want = Want {
+        stdout,
+        stderr,
+        timestamps: false,
+        tail: None,
+        since: None,
+        until: None,
+        tty,
+    };
+    let Ok(path) = engine.log_path(id) else {
+        return vec![];
+    };
+    let Ok(Some((_, lines))) = engine::log_reader::LogReader::open(&path) else {
+        return vec![];
+    };
+    lines
+        .iter()
+        .filter_map(|l| render(l, &want))
+        .flat_map(|b| b.to_vec())
+        .collect()
+}
+
 /// A time parameter: Unix seconds, with a fraction.
 pub(crate) fn time_param(q: &Query, key: &str) -> Result<Option<f64>, ApiError> {
     match q.get(key) {

@@ -123,6 +123,10 @@ async fn route(state: Arc<State>, call: Call) -> Result<Response, ApiError> {
             let id = id.to_string();
             crate::attach::attach(&state, &id, call).await
         }
+        ["containers", id, "attach", "ws"] if get => {
+            let id = id.to_string();
+            crate::attach_ws::attach_ws(&state, &id, call).await
+        }
         ["containers", id, "resize"] if m == Method::POST => {
             crate::attach::resize(&state, id, &call).await
         }
