@@ -82,7 +82,11 @@ pub(crate) fn summaries(
 }
 
 /// `GET /images/json`: one entry per image (its names together).
-pub async fn list(state: &Arc<State>, q: &Query) -> Result<Response, ApiError> {
+pub async fn list(
+    state: &Arc<State>,
+    q: &Query,
+    version: (u32, u32),
+) -> Result<Response, ApiError> {
     let filters = q.filters()?;
     if let Some((k, _)) = filters.iter().find(|(k, _)| k != "reference") {
         return Err(ApiError::bad_request(format!(
@@ -99,7 +103,16 @@ pub async fn list(state: &Arc<State>, q: &Query) -> Result<Response, ApiError> {
                         || name.ends_with(&format!("/{pat}"))
                 })
         };
-        Ok(Value::Array(summaries(&root, wanted, |_| -1)?))
+        let mut list = summaries(&root, wanted, |_| -1)?;
+        // VirtualSize went in API 1.44.
+        if version >= (1, 44) {
+            for i in &mut list {
+                if let Some(m) = i.as_object_mut() {
+                    m.remove("VirtualSize");
+                }
+            }
+        }
+        Ok(Value::Array(list))
     })
     .await?;
     Ok(json(StatusCode::OK, &v))

@@ -193,7 +193,7 @@ async fn route(state: Arc<State>, call: Call) -> Result<Response, ApiError> {
         ["volumes"] if get => crate::volumes::list(&state, &call.query).await,
         ["volumes", "create"] if m == Method::POST => crate::volumes::create(&state, call).await,
         ["volumes", "prune"] if m == Method::POST => {
-            crate::volumes::prune(&state, &call.query).await
+            crate::volumes::prune(&state, &call.query, call.version).await
         }
         ["volumes", name] if get => crate::volumes::inspect(&state, name).await,
         ["volumes", name] if m == Method::DELETE => {
@@ -215,7 +215,7 @@ async fn route(state: Arc<State>, call: Call) -> Result<Response, ApiError> {
             crate::networks::disconnect(&state, &id, call).await
         }
         ["events"] if get => crate::events::events(&state, &call.query).await,
-        ["images", "json"] if get => crate::images::list(&state, &call.query).await,
+        ["images", "json"] if get => crate::images::list(&state, &call.query, call.version).await,
         ["images", "create"] if m == Method::POST => crate::image_ops::create(&state, call).await,
         ["images", "search"] if get => crate::image_ops::search().await,
         ["images", "get"] if get => {

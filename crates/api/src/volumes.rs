@@ -67,9 +67,14 @@ pub async fn remove(state: &Arc<State>, name: &str, q: &Query) -> Result<Respons
 }
 
 /// `POST /volumes/prune?filters=`: the unused anonymous volumes (all unused
-/// ones with `all=true`), narrowed by `label` filters.
-pub async fn prune(state: &Arc<State>, q: &Query) -> Result<Response, ApiError> {
-    let mut all = false;
+/// ones with `all=true`, or for a client older than API 1.42, which
+/// pruned every unused volume), narrowed by `label` filters.
+pub async fn prune(
+    state: &Arc<State>,
+    q: &Query,
+    version: (u32, u32),
+) -> Result<Response, ApiError> {
+    let mut all = version < (1, 42);
     let mut labels = vec![];
     for (k, v) in q.filters()? {
         match k.as_str() {

@@ -82,6 +82,24 @@ fn the_docker_cli_runs_and_manages_containers() {
             .then_some(())
             .ok_or(format!("{o:?}"))
     });
+    // logs -f follows until the container ends.
+    s.docker(
+        &f,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "counter",
+            "bb:1",
+            "sh",
+            "-c",
+            "for i in 1 2 3; do echo $i; sleep 0.2; done",
+        ],
+    )
+    .ok();
+    let o = s.docker(&f, &["logs", "-f", "counter"]).ok();
+    assert_eq!(o.stdout, "1\n2\n3\n");
+    s.docker(&f, &["rm", "counter"]).ok();
     let o = s
         .docker(
             &f,

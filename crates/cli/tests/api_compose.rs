@@ -230,3 +230,59 @@ fn unix_now() -> String {
         .unwrap();
     format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
 }
+
+/// Where the API changed, a client gets its version's behaviour: volume
+/// prune takes named volumes too before 1.42, image lists lose
+/// VirtualSize from 1.44. And docker-py's volume API.
+#[test]
+fn older_clients_get_their_versions_behaviour() {
+    let f = Fixture::new();
+    let s = Server::start(&f);
+    let d = |args: &[&str]| s.docker(&f, args);
+    d(&["volume", "create", "named"]).ok();
+    let (code, body) = s.http("POST", "/v1.47/volumes/prune", b"");
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        !body.contains("named"),
+        "1.42 and later keep named volumes: {body}"
+    );
+    let (code, body) = s.http("POST", "/v1.41/volumes/prune", b"");
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("\"named\""),
+        "before 1.42 every unused volume goes: {body}"
+    );
+    let (_, old) = s.http("GET", "/v1.43/images/json", b"");
+    let (_, new) = s.http("GET", "/v1.47/images/json", b"");
+    assert!(
+        old.contains("VirtualSize") && !new.contains("VirtualSize"),
+        "{old} / {new}"
+    );
+
+    let script = r#"
+import sys, docker
+c = docker.DockerClient(base_url="unix://" + sys.argv[1], timeout=60)
+v = c.volumes.create("pyvol", labels={"k": "v"})
+assert v.attrs["Labels"] == {"k": "v"} and v.attrs["Driver"] == "local", v.attrs
+assert [x.name for x in c.volumes.list(filters={"label": "k=v"})] == ["pyvol"]
+out = c.containers.run("bb:1", ["sh", "-c", "echo data > /v/f; cat /v/f"], volumes={"pyvol": {"bind": "/v", "mode": "rw"}}, remove=True)
+assert out == b"data\n", out
+assert c.volumes.get("pyvol").name == "pyvol"
+v.remove()
+try:
+    c.volumes.get("pyvol")
+    raise SystemExit("a removed volume is found")
+except docker.errors.NotFound:
+    pass
+print("OK")
+"#;
+    let o = test_support::run_through_files(
+        std::process::Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(&s.sock),
+    );
+    assert_eq!(o.stdout.trim(), "OK", "{o:?}");
+    drop(s);
+    f.assert_clean();
+}
