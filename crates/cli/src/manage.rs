@@ -142,6 +142,15 @@ pub fn diff_main(root: &Path, container: &str) -> Result<()> {
 
 /// `berth port`: a container's published ports while it runs
 /// (`80/tcp -> 0.0.0.0:32768`), or the host sides of one port.
+/// `ADDR:PORT`, an IPv6 address in brackets.
+fn host_side(b: &engine::ports::HostBinding) -> String {
+    if b.host_ip.contains(':') {
+        format!("[{}]:{}", b.host_ip, b.host_port)
+    } else {
+        format!("{}:{}", b.host_ip, b.host_port)
+    }
+}
+
 pub fn port_main(root: &Path, container: &str, port: Option<&str>) -> Result<()> {
     let rec = engine(root, None)?.container(container)?;
     let settings = engine::restart::ContainerSettings::parse(&rec.config);
@@ -162,13 +171,13 @@ pub fn port_main(root: &Path, container: &str, port: Option<&str>) -> Result<()>
                 anyhow::bail!("no public port '{key}' published for {}", rec.name);
             };
             for b in bound {
-                println!("{}:{}", b.host_ip, b.host_port);
+                println!("{}", host_side(b));
             }
         }
         None => {
             for (key, bound) in &ports {
                 for b in bound {
-                    println!("{key} -> {}:{}", b.host_ip, b.host_port);
+                    println!("{key} -> {}", host_side(b));
                 }
             }
         }

@@ -402,6 +402,87 @@ fn port_conflicts_and_bad_specs_are_refused_by_name_and_leave_nothing() {
     f.assert_clean();
 }
 
+/// One host port, two containers, each on its own host address; a port
+/// on every address is refused beside either (and either beside it); a
+/// port on one IPv6 host address reaches a dual-stack container, and is
+/// refused for one without IPv6.
+#[test]
+fn one_port_on_two_host_addresses_and_on_an_ipv6_one() {
+    let f = fixture();
+    web(&f, "lo", &["127.0.0.1:8090:80"]);
+    web(&f, "out", &[&format!("{HOST_ADDR}:8090:80")]);
+    eventually("both addresses", || {
+        let a = get(&f, "http://127.0.0.1:8090/");
+        let b = get(&f, &format!("http://{HOST_ADDR}:8090/"));
+        (a.stdout == "hello from lo\n" && b.stdout == "hello from out\n")
+            .then_some(())
+            .ok_or(format!("{a:?} {b:?}"))
+    });
+    let o = f.run(&["-p", "8090:80", "bb:1", "true"]);
+    assert_eq!(o.code, 125, "{o:?}");
+    assert!(o.stderr.contains("8090/tcp is already allocated"), "{o:?}");
+    f.berth(&[
+        "run", "-d", "--name", "all", "-p", "8091:80", "bb:1", "sleep", "60",
+    ])
+    .ok();
+    let o = f.run(&["-p", "127.0.0.1:8091:80", "bb:1", "true"]);
+    assert!(o.stderr.contains("8091/tcp is already allocated"), "{o:?}");
+
+    // IPv6: an address of the host's, a dual-stack network.
+    sh(&f, "ip addr add fd00:db8:1::1/64 dev h0 nodad").ok();
+    f.berth(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "fd00:db8:9::/64",
+        "n6",
+    ])
+    .ok();
+    let www = f.dir.path().join("www-six");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "hello over six\n").unwrap();
+    let bind = format!("{}:/www:ro", www.display());
+    f.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "six",
+        "--network",
+        "n6",
+        "-v",
+        &bind,
+        "-p",
+        "[fd00:db8:1::1]:8092:80",
+        "bb:1",
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ])
+    .ok();
+    eventually("the IPv6 host address", || {
+        let o = get(&f, "http://[fd00:db8:1::1]:8092/");
+        (o.stdout == "hello over six\n")
+            .then_some(())
+            .ok_or(format!("{o:?}"))
+    });
+    let o = f.berth(&["port", "six"]).ok();
+    assert_eq!(o.stdout.trim(), "80/tcp -> [fd00:db8:1::1]:8092");
+    // Not on its IPv4 addresses.
+    assert_ne!(get(&f, "http://127.0.0.1:8092/").stdout, "hello over six\n");
+    let o = f.run(&["-p", "[fd00:db8:1::1]:8093:80", "bb:1", "true"]);
+    assert!(o.stderr.contains("dual-stack"), "{o:?}");
+
+    f.berth(&["rm", "-f", "lo", "out", "all", "six"]).ok();
+    f.berth(&["network", "rm", "n6"]).ok();
+    assert_eq!(firewall(&f), "");
+    f.assert_clean();
+}
+
 #[test]
 fn system_check_takes_the_ports_of_a_killed_run_off_the_firewall() {
     let f = fixture();
@@ -454,7 +535,7 @@ fn system_check_takes_the_ports_of_a_killed_run_off_the_firewall() {
             &f,
             &format!(
                 "nft add chain inet berth c-{k} && \
-                 nft add element inet berth ports {{ tcp . {} : jump c-{k} }}",
+                 nft add element inet berth hostports {{ 0.0.0.0/0 . tcp . {} : jump c-{k} }}",
                 if k == key { 8083 } else { 8084 }
             ),
         )
@@ -470,7 +551,7 @@ fn system_check_takes_the_ports_of_a_killed_run_off_the_firewall() {
     sh(
         &f,
         &format!(
-            "nft delete element inet berth ports {{ tcp . 8084 }} && nft delete chain inet berth c-{stranger}"
+            "nft delete element inet berth hostports {{ 0.0.0.0/0 . tcp . 8084 }} && nft delete chain inet berth c-{stranger}"
         ),
     )
     .ok();

@@ -355,6 +355,26 @@ fn publish(
             .try_into()
             .unwrap_or_default(),
     );
+    // One container publishes at a time: the firewall checks what others
+    // hold, then writes (not one step).
+    let lock_path = root.join("publish.lock");
+    let lock_file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|err| EngineError::Io {
+            op: "open",
+            path: lock_path.clone(),
+            err,
+        })?;
+    let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive).map_err(
+        |(_, e)| EngineError::Io {
+            op: "lock",
+            path: lock_path.clone(),
+            err: e.into(),
+        },
+    )?;
     let mut avoid = std::collections::BTreeSet::new();
     loop {
         let r = crate::ports::resolve(map, ep.ip, ep.ip6, &avoid, seed)?;

@@ -5,7 +5,7 @@
 //! ([`network::firewall`]), which DNATs them to the container's address.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use network::firewall::{Forward, Proto};
 use serde::{Deserialize, Serialize};
@@ -63,26 +63,58 @@ fn split_proto<'a>(option: &'static str, spec: &'a str) -> Result<(&'a str, Prot
     }
 }
 
-/// Adds the `-p` specs to `map`: `[IP:][HOST_PORT[-END]:]PORT[-END][/PROTO]`.
+/// Adds the `-p` specs to `map`:
+/// `[IP:|[IPv6]:][HOST_PORT[-END]:]PORT[-END][/PROTO]`.
 pub fn parse_publish(specs: &[String], map: &mut PortMap) -> Result<(), EngineError> {
     const OPT: &str = "--publish";
     for spec in specs {
         let (rest, proto) = split_proto(OPT, spec)?;
-        if rest.starts_with('[') || rest.matches(':').count() > 2 {
+        // `[IPv6]:HOST:CONTAINER`: the address in brackets, as Docker takes it.
+        let (ip, rest) = match rest.strip_prefix('[') {
+            Some(r) => {
+                let (addr, after) = r.split_once("]:").ok_or_else(|| {
+                    invalid(
+                        OPT,
+                        spec,
+                        "an IPv6 address is written [ADDR]:HOST_PORT:PORT",
+                    )
+                })?;
+                let a: Ipv6Addr = addr
+                    .parse()
+                    .map_err(|_| invalid(OPT, spec, format!("{addr:?} is not an IPv6 address")))?;
+                if a.is_loopback() {
+                    return Err(invalid(
+                        OPT,
+                        spec,
+                        "a port on [::1] is not there yet: IPv6 never routes ::1 off the host's loopback, and berth has no userland proxy (publish on 127.0.0.1, or on all addresses)",
+                    ));
+                }
+                if !after.contains(':') {
+                    return Err(invalid(
+                        OPT,
+                        spec,
+                        "give HOST_PORT:PORT after the address ([ADDR]::PORT for any host port)",
+                    ));
+                }
+                (a.to_string(), after)
+            }
+            None => (String::new(), rest),
+        };
+        if rest.matches(':').count() > 2 || (!ip.is_empty() && rest.matches(':').count() > 1) {
             return Err(invalid(
                 OPT,
                 spec,
-                "a port on one IPv6 host address is not there yet (a port published on all addresses covers the host's IPv6 ones)",
+                "write an IPv6 host address in brackets: [ADDR]:HOST_PORT:PORT",
             ));
         }
         let parts: Vec<&str> = rest.split(':').collect();
         let (ip, host, container) = match parts.as_slice() {
-            [c] => ("", "", *c),
-            [h, c] => ("", *h, *c),
+            [c] => (ip.as_str(), "", *c),
+            [h, c] => (ip.as_str(), *h, *c),
             [ip, h, c] => (*ip, *h, *c),
             _ => unreachable!("at most two colons"),
         };
-        if !ip.is_empty() {
+        if !ip.is_empty() && !ip.contains(':') {
             ip.parse::<Ipv4Addr>()
                 .map_err(|_| invalid(OPT, spec, format!("{ip:?} is not an IPv4 address")))?;
         }
@@ -200,8 +232,8 @@ fn ephemeral_range() -> (u16, u16) {
 
 /// Whether a socket of the host's holds `ip:port` (a listener, for TCP:
 /// std sets SO_REUSEADDR, so connections in TIME_WAIT do not count).
-fn host_holds(proto: Proto, ip: Ipv4Addr, port: u16) -> bool {
-    let addr = std::net::SocketAddrV4::new(ip, port);
+fn host_holds(proto: Proto, ip: IpAddr, port: u16) -> bool {
+    let addr = std::net::SocketAddr::new(ip, port);
     let err = match proto {
         Proto::Tcp => std::net::TcpListener::bind(addr).err(),
         Proto::Udp => std::net::UdpSocket::bind(addr).err(),
@@ -246,11 +278,18 @@ pub fn resolve(
             } else {
                 Some(
                     b.host_ip
-                        .parse::<Ipv4Addr>()
-                        .map_err(|_| invalid("--publish", &b.host_ip, "not an IPv4 address"))?,
+                        .parse::<IpAddr>()
+                        .map_err(|_| invalid("--publish", &b.host_ip, "not an IP address"))?,
                 )
             };
-            let probe_ip = host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+            if matches!(host_ip, Some(IpAddr::V6(_))) && addr6.is_none() {
+                return Err(invalid(
+                    "--publish",
+                    &b.host_ip,
+                    "the container has no IPv6 address: a port on an IPv6 host address needs a dual-stack network (network create --ipv6)",
+                ));
+            }
+            let probe_ip = host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
             if let Some(ip) = host_ip {
                 let bound = std::net::UdpSocket::bind((ip, 0));
                 if bound.is_err_and(|e| e.kind() == std::io::ErrorKind::AddrNotAvailable) {
@@ -323,7 +362,11 @@ pub fn ports_text(actual: &PortMap, exposed: &BTreeSet<String>) -> String {
     let mut parts = vec![];
     for (key, bindings) in actual {
         for b in bindings {
-            parts.push(format!("{}:{}->{key}", b.host_ip, b.host_port));
+            if b.host_ip.contains(':') {
+                parts.push(format!("[{}]:{}->{key}", b.host_ip, b.host_port));
+            } else {
+                parts.push(format!("{}:{}->{key}", b.host_ip, b.host_port));
+            }
         }
     }
     for key in exposed {
@@ -372,6 +415,9 @@ mod tests {
         assert_eq!(m["90/tcp"], vec![hb("", "8000")]);
         assert_eq!(m["91/tcp"], vec![hb("", "8001")]);
         assert_eq!(m["22/tcp"], vec![hb("", "6000-6010")]);
+        let m = parse(&["[fd00::1]:8080:80", "[fd00::2]::53/udp"]).unwrap();
+        assert_eq!(m["80/tcp"], vec![hb("fd00::1", "8080")]);
+        assert_eq!(m["53/udp"], vec![hb("fd00::2", "")]);
     }
 
     #[test]
@@ -384,7 +430,11 @@ mod tests {
             ("300.1.1.1:80:80", "not an IPv4 address"),
             ("8000-8002:90-91", "differ in length"),
             ("90-80", "backwards"),
-            ("[::1]:80:80", "IPv6"),
+            ("[::1]:80:80", "::1"),
+            ("[fd00::1:80:80", "[ADDR]:HOST_PORT:PORT"),
+            ("[fd00::zz]:80:80", "not an IPv6 address"),
+            ("[fd00::1]:80", "HOST_PORT:PORT"),
+            ("fd00::1:80:80", "in brackets"),
         ] {
             let e = parse(&[spec]).unwrap_err().to_string();
             assert!(e.contains(spec) && e.contains(says), "{spec}: {e}");
@@ -417,12 +467,19 @@ mod tests {
         assert_eq!(ports.len(), 3, "{:?}", r.forwards);
         let ssh = r.forwards.iter().find(|f| f.port == 22).unwrap();
         assert!((6001..=6002).contains(&ssh.host_port), "{ssh:?}");
-        assert_eq!(ssh.host_ip, Some(Ipv4Addr::LOCALHOST));
+        assert_eq!(ssh.host_ip, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
         let (lo, hi) = ephemeral_range();
         for f in r.forwards.iter().filter(|f| f.port != 22) {
             assert!((lo..=hi).contains(&f.host_port), "{f:?}");
         }
         assert_eq!(r.actual["80/tcp"][0].host_ip, "0.0.0.0");
+    }
+
+    #[test]
+    fn an_ipv6_host_address_needs_an_ipv6_container() {
+        let m = parse(&["[fd00::1]:8080:80"]).unwrap();
+        let e = resolve(&m, Ipv4Addr::new(10, 0, 0, 2), None, &BTreeSet::new(), 1).unwrap_err();
+        assert!(e.to_string().contains("dual-stack"), "{e}");
     }
 
     #[test]
@@ -433,6 +490,11 @@ mod tests {
         assert_eq!(
             ports_text(&actual, &exposed),
             "0.0.0.0:8080->80/tcp, 53/udp"
+        );
+        actual.insert("80/tcp".into(), vec![hb("fd00::1", "8080")]);
+        assert_eq!(
+            ports_text(&actual, &BTreeSet::new()),
+            "[fd00::1]:8080->80/tcp"
         );
     }
 }

@@ -10,15 +10,20 @@
 //!   as networks come and go: the forward chain drops what one network
 //!   would route to another (they are isolated, as Docker's are), except
 //!   traffic to a published port;
-//! - map `ports`: `protocol . host port` to a jump into the chain of the
-//!   container that publishes it (`c-<12 hex of its id>`), which holds
-//!   its DNAT rules. `create element` refuses a port another container
-//!   holds: that is the "port is already allocated" check, atomic;
+//! - maps `hostports` and `hostports6`: `host address . protocol . host
+//!   port` to a jump into the chain of the container that publishes it
+//!   (`c-<12 hex of its id>`), which holds its DNAT rules. The address is
+//!   one of the host's, or every one (`0.0.0.0/0`, `::/0`), so one port
+//!   may go to different containers on different addresses. A port that
+//!   overlaps another container's (the same address, or every address on
+//!   one side) is refused before anything is written: the "port is
+//!   already allocated" check (the caller serialises publishing; `create
+//!   element` still refuses an exact duplicate atomically);
 //! - base chains on the nat prerouting/output/postrouting and filter
 //!   forward hooks whose few rules only consult the sets and the map, so
 //!   they never change with containers or networks.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -32,7 +37,7 @@ pub const TABLE: &str = "berth";
 /// A set whose name changes with the base chains' rules: every batch adds
 /// to it, so a table an older berth wrote (without it) is found missing it
 /// and its rules are written anew.
-const RULES: &str = "rules-4";
+const RULES: &str = "rules-5";
 
 /// A transport protocol a port is published for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -82,13 +87,14 @@ pub struct NetRules<'a> {
 }
 
 /// One published port: what reaches `host_ip:host_port` (any of the
-/// host's addresses when None) goes to `addr:port`.
+/// host's addresses when None) goes to `addr:port` (an IPv6 host address:
+/// to `addr6:port`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Forward {
     /// The protocol.
     pub proto: Proto,
     /// The host address it is published on (None: all of them).
-    pub host_ip: Option<Ipv4Addr>,
+    pub host_ip: Option<IpAddr>,
     /// The host's port.
     pub host_port: u16,
     /// The container's address.
@@ -162,7 +168,8 @@ fn base() -> String {
          add set {t} internal {{ type ifname; }}\n\
          add set {t} same {{ type ifname . ifname; }}\n\
          add set {t} {RULES} {{ type ifname; }}\n\
-         add map {t} ports {{ type inet_proto . inet_service : verdict; }}\n\
+         add map {t} hostports {{ type ipv4_addr . inet_proto . inet_service : verdict; flags interval; }}\n\
+         add map {t} hostports6 {{ type ipv6_addr . inet_proto . inet_service : verdict; flags interval; }}\n\
          add chain {t} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}\n\
          add chain {t} output {{ type nat hook output priority -100; policy accept; }}\n\
          add chain {t} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}\n\
@@ -171,8 +178,10 @@ fn base() -> String {
          flush chain {t} output\n\
          flush chain {t} postrouting\n\
          flush chain {t} forward\n\
-         add rule {t} prerouting fib daddr type local meta l4proto . th dport vmap @ports\n\
-         add rule {t} output fib daddr type local meta l4proto . th dport vmap @ports\n\
+         add rule {t} prerouting fib daddr type local ip daddr . meta l4proto . th dport vmap @hostports\n\
+         add rule {t} prerouting fib daddr type local ip6 daddr . meta l4proto . th dport vmap @hostports6\n\
+         add rule {t} output fib daddr type local ip daddr . meta l4proto . th dport vmap @hostports\n\
+         add rule {t} output fib daddr type local ip6 daddr . meta l4proto . th dport vmap @hostports6\n\
          add rule {t} postrouting meta nfproto ipv4 ip saddr @nets ip daddr != @nets oifname != @bridges masquerade\n\
          add rule {t} postrouting meta nfproto ipv4 oifname @bridges ip saddr @nets ct status dnat masquerade\n\
          add rule {t} postrouting meta nfproto ipv4 oifname @bridges ip saddr 127.0.0.0/8 masquerade\n\
@@ -246,6 +255,82 @@ pub fn add_networks(nets: &[NetRules]) -> Result<(), NetworkError> {
     Ok(())
 }
 
+/// A host address a port is published on, as the maps hold it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HostAddr {
+    /// Every IPv4 address (`0.0.0.0/0`).
+    All4,
+    /// Every IPv6 address (`::/0`).
+    All6,
+    /// One address.
+    One(IpAddr),
+}
+
+impl HostAddr {
+    fn is_v6(self) -> bool {
+        matches!(self, HostAddr::All6 | HostAddr::One(IpAddr::V6(_)))
+    }
+
+    /// Whether the two take some of the same traffic.
+    fn overlaps(self, other: HostAddr) -> bool {
+        self.is_v6() == other.is_v6()
+            && (matches!(self, HostAddr::All4 | HostAddr::All6)
+                || matches!(other, HostAddr::All4 | HostAddr::All6)
+                || self == other)
+    }
+
+    /// Its map and its text in an element.
+    fn map_and_text(self) -> (&'static str, String) {
+        match self {
+            HostAddr::All4 => ("hostports", "0.0.0.0/0".into()),
+            HostAddr::All6 => ("hostports6", "::/0".into()),
+            HostAddr::One(IpAddr::V4(a)) => ("hostports", a.to_string()),
+            HostAddr::One(IpAddr::V6(a)) => ("hostports6", a.to_string()),
+        }
+    }
+
+    /// From an element's first field (an address, or a prefix).
+    fn parse(v: &serde_json::Value) -> Option<HostAddr> {
+        if let Some(a) = v.as_str() {
+            return a.parse().ok().map(HostAddr::One);
+        }
+        let p = v.get("prefix")?;
+        let addr: IpAddr = p["addr"].as_str()?.parse().ok()?;
+        match (addr, p["len"].as_u64()?) {
+            (IpAddr::V4(_), 0) => Some(HostAddr::All4),
+            (IpAddr::V6(_), 0) => Some(HostAddr::All6),
+            _ => None,
+        }
+    }
+}
+
+/// One element of the port maps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Published {
+    addr: HostAddr,
+    proto: String,
+    port: u64,
+    chain: String,
+}
+
+/// The map elements forwards `fwd` need, without repeats.
+fn host_addrs(fwd: &[Forward]) -> Vec<(HostAddr, Proto, u16)> {
+    let mut out = vec![];
+    for f in fwd {
+        let addrs: Vec<HostAddr> = match f.host_ip {
+            None if f.addr6.is_some() => vec![HostAddr::All4, HostAddr::All6],
+            None => vec![HostAddr::All4],
+            Some(ip) => vec![HostAddr::One(ip)],
+        };
+        for a in addrs {
+            if !out.contains(&(a, f.proto, f.host_port)) {
+                out.push((a, f.proto, f.host_port));
+            }
+        }
+    }
+    out
+}
+
 /// What the table holds now (None: there is no table).
 #[derive(Debug, Default)]
 struct Listing {
@@ -254,8 +339,8 @@ struct Listing {
     same: Vec<String>,
     nets: Vec<String>,
     nets6: Vec<String>,
-    /// `(protocol, port, chain)`.
-    ports: Vec<(String, u64, String)>,
+    /// The published ports.
+    ports: Vec<Published>,
     chains: Vec<String>,
 }
 
@@ -312,14 +397,14 @@ fn read_table() -> Result<Option<Listing>, NetworkError> {
                     l.nets6.extend(found);
                 }
             }
-            Some("ports") => l.ports.extend(elems.iter().filter_map(|e| {
+            Some("hostports" | "hostports6") => l.ports.extend(elems.iter().filter_map(|e| {
                 let key = e[0]["concat"].as_array()?;
-                let target = e[1]["jump"]["target"].as_str()?;
-                Some((
-                    key.first()?.as_str()?.to_string(),
-                    key.get(1)?.as_u64()?,
-                    target.to_string(),
-                ))
+                Some(Published {
+                    addr: HostAddr::parse(key.first()?)?,
+                    proto: key.get(1)?.as_str()?.to_string(),
+                    port: key.get(2)?.as_u64()?,
+                    chain: e[1]["jump"]["target"].as_str()?.to_string(),
+                })
             })),
             _ => {}
         }
@@ -366,11 +451,30 @@ pub fn remove_network(n: &NetRules) -> Result<(), NetworkError> {
 
 /// Publishes the ports of the container whose key is `key` (12 hex
 /// digits), on networks `nets`: its chain with one DNAT rule per port,
-/// and its ports in the map. One batch: on a port that another container
-/// holds, nothing is changed and [`NetworkError::PortTaken`] names it.
+/// and its ports in the maps. A port that overlaps one another container
+/// holds is refused with [`NetworkError::PortTaken`] and nothing is
+/// changed; the check and the write are not one step, so the caller
+/// publishes one container at a time (the engine holds a lock).
 pub fn publish(key: &str, nets: &[NetRules], fwd: &[Forward]) -> Result<(), NetworkError> {
     let t = format!("inet {TABLE}");
     let c = chain(key);
+    let wanted = host_addrs(fwd);
+    if let Some(l) = read_table()? {
+        for (addr, proto, port) in &wanted {
+            let clash = l.ports.iter().find(|p| {
+                p.chain != c
+                    && p.proto == proto.as_str()
+                    && p.port == u64::from(*port)
+                    && p.addr.overlaps(*addr)
+            });
+            if clash.is_some() {
+                return Err(NetworkError::PortTaken {
+                    proto: proto.as_str(),
+                    port: *port,
+                });
+            }
+        }
+    }
     let mut s = String::new();
     for n in nets {
         crate::bridge::check_name(n.bridge)?;
@@ -380,49 +484,52 @@ pub fn publish(key: &str, nets: &[NetRules], fwd: &[Forward]) -> Result<(), Netw
     // runs first, and the engine's mark outlives a crash.)
     s.push_str(&format!("add chain {t} {c}\n"));
     for f in fwd {
-        let daddr = f
-            .host_ip
-            .map(|ip| format!("ip daddr {ip} "))
-            .unwrap_or_default();
-        s.push_str(&format!(
-            "add rule {t} {c} meta nfproto ipv4 {daddr}meta l4proto {p} th dport {hp} dnat ip to {a}:{cp}\n",
-            p = f.proto.as_str(),
-            hp = f.host_port,
-            a = f.addr,
-            cp = f.port,
-        ));
-        if let (Some(a6), None) = (f.addr6, f.host_ip) {
+        let (p, hp, cp) = (f.proto.as_str(), f.host_port, f.port);
+        if !matches!(f.host_ip, Some(IpAddr::V6(_))) {
+            let daddr = match f.host_ip {
+                Some(ip) => format!("ip daddr {ip} "),
+                None => String::new(),
+            };
             s.push_str(&format!(
-                "add rule {t} {c} meta nfproto ipv6 meta l4proto {p} th dport {hp} dnat ip6 to [{a6}]:{cp}\n",
-                p = f.proto.as_str(),
-                hp = f.host_port,
-                cp = f.port,
+                "add rule {t} {c} meta nfproto ipv4 {daddr}meta l4proto {p} th dport {hp} dnat ip to {a}:{cp}\n",
+                a = f.addr,
+            ));
+        }
+        if let Some(a6) = f.addr6 {
+            let daddr = match f.host_ip {
+                Some(IpAddr::V6(ip)) => format!("ip6 daddr {ip} "),
+                Some(IpAddr::V4(_)) => continue,
+                None => String::new(),
+            };
+            s.push_str(&format!(
+                "add rule {t} {c} meta nfproto ipv6 {daddr}meta l4proto {p} th dport {hp} dnat ip6 to [{a6}]:{cp}\n",
             ));
         }
     }
-    let mut keys: Vec<(Proto, u16)> = fwd.iter().map(|f| (f.proto, f.host_port)).collect();
-    keys.sort();
-    keys.dedup();
-    for (p, port) in &keys {
+    for (addr, p, port) in &wanted {
+        let (map, text) = addr.map_and_text();
         s.push_str(&format!(
-            "create element {t} ports {{ {} . {port} : jump {c} }}\n",
+            "create element {t} {map} {{ {text} . {} . {port} : jump {c} }}\n",
             p.as_str()
         ));
     }
     match apply(&s, "publish the container's ports") {
         Err(NetworkError::Firewall { message, .. }) if message.contains("File exists") => {
-            // nft quotes the failing line: `create element … { tcp . 8080 : …`.
+            // nft quotes the failing line: `create element … { ADDR . tcp . 8080 : …`.
             let taken = message
                 .lines()
                 .find_map(|l| {
-                    let rest = l.split_once(" ports { ")?.1;
-                    let mut w = rest.split_whitespace();
-                    let proto: Proto = w.next()?.parse().ok()?;
+                    let rest = l
+                        .split_once("ports { ")
+                        .or_else(|| l.split_once("ports6 { "))?
+                        .1;
+                    let mut w = rest.split(" . ");
                     w.next()?;
-                    let port: u16 = w.next()?.parse().ok()?;
+                    let proto: Proto = w.next()?.trim().parse().ok()?;
+                    let port: u16 = w.next()?.split_whitespace().next()?.parse().ok()?;
                     Some((proto, port))
                 })
-                .unwrap_or(keys.first().copied().unwrap_or((Proto::Tcp, 0)));
+                .unwrap_or_else(|| wanted.first().map_or((Proto::Tcp, 0), |w| (w.1, w.2)));
             // The chain made in the failed batch was not made either.
             Err(NetworkError::PortTaken {
                 proto: taken.0.as_str(),
@@ -446,9 +553,13 @@ fn unpublish_listed(l: &Listing, key: &str) -> Result<(), NetworkError> {
     let t = format!("inet {TABLE}");
     let c = chain(key);
     let mut s = String::new();
-    for (p, port, target) in &l.ports {
-        if *target == c {
-            s.push_str(&format!("delete element {t} ports {{ {p} . {port} }}\n"));
+    for p in &l.ports {
+        if p.chain == c {
+            let (map, text) = p.addr.map_and_text();
+            s.push_str(&format!(
+                "delete element {t} {map} {{ {text} . {} . {} }}\n",
+                p.proto, p.port
+            ));
         }
     }
     if l.chains.contains(&c) {
@@ -468,7 +579,7 @@ pub fn published_keys() -> Result<Vec<String>, NetworkError> {
     let mut keys: Vec<String> = l
         .chains
         .iter()
-        .chain(l.ports.iter().map(|(_, _, c)| c))
+        .chain(l.ports.iter().map(|p| &p.chain))
         .filter_map(|c| Some(c.strip_prefix("c-")?.to_string()))
         .collect();
     keys.sort();
