@@ -492,3 +492,105 @@ fn system_check_runs_del_for_a_killed_run_and_bad_input_is_refused() {
     assert_eq!(veths(&f), Vec::<String>::new());
     f.assert_clean();
 }
+
+/// `--ip` on a CNI network whose bridge plugin takes the `ips`
+/// capability: host-local gives that address; on one without it, `--ip`
+/// is refused naming the capability. `system check` runs the plugins'
+/// CHECK for a running container: quiet while its interface is as ADD
+/// left it, a finding once its address is gone.
+#[test]
+fn static_addresses_and_check_on_a_cni_network() {
+    assert_plugins_installed();
+    let (f, list, _) = fixture();
+    let config = format!("cni.config={}", list.display());
+    f.berth(&["network", "create", "--driver", "cni", "-o", &config, "lab"])
+        .ok();
+    let o = f.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "lab",
+        "--ip",
+        "10.88.7.77",
+        "bb:1",
+        "true",
+    ]);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("\"ips\" capability"), "{o:?}");
+
+    let ipam = f.dir.path().join("ipam-fixed");
+    let fixed = f.dir.path().join("fixed.conflist");
+    std::fs::write(
+        &fixed,
+        format!(
+            r#"{{"cniVersion": "1.0.0", "name": "fixed", "plugins": [
+                {{"type": "bridge", "bridge": "cnifix0", "isGateway": true,
+                  "capabilities": {{"ips": true}},
+                  "ipam": {{"type": "host-local", "dataDir": "{}",
+                           "ranges": [[{{"subnet": "10.88.8.0/24", "gateway": "10.88.8.1"}}]]}}}}]}}"#,
+            ipam.display()
+        ),
+    )
+    .unwrap();
+    let config = format!("cni.config={}", fixed.display());
+    f.berth(&[
+        "network", "create", "--driver", "cni", "-o", &config, "fixed",
+    ])
+    .ok();
+    let id = f
+        .berth(&[
+            "run",
+            "-d",
+            "--name",
+            "pinned",
+            "--network",
+            "fixed",
+            "--ip",
+            "10.88.8.50",
+            "bb:1",
+            "sleep",
+            "1000",
+        ])
+        .ok()
+        .stdout;
+    let id = id.trim().to_string();
+    let o = f
+        .berth(&["exec", "pinned", "ip", "-4", "-o", "addr", "show", "eth0"])
+        .ok();
+    assert!(o.stdout.contains("10.88.8.50/24"), "{}", o.stdout);
+    let o = f
+        .berth(&[
+            "inspect",
+            "-f",
+            "{{(index .NetworkSettings.Networks \"fixed\").IPAddress}} {{(index .NetworkSettings.Networks \"fixed\").IPAMConfig.IPv4Address}}",
+            "pinned",
+        ])
+        .ok();
+    assert_eq!(o.stdout.trim(), "10.88.8.50 10.88.8.50");
+    // CHECK: nothing to say while the interface is as ADD left it.
+    let o = f.berth(&["system", "check", "--dry-run"]).ok();
+    assert!(!o.stdout.contains("CHECK"), "{o:?}");
+    // Its address taken away behind berth's back: CHECK says so.
+    let ns = f.root().join("netns").join(&id);
+    test_support::run_through_files(&mut f.host_command(
+        "nsenter",
+        &[
+            &format!("--net={}", ns.display()),
+            "ip",
+            "addr",
+            "flush",
+            "dev",
+            "eth0",
+        ],
+    ))
+    .ok();
+    let o = f.berth(&["system", "check", "--dry-run"]).ok();
+    assert!(
+        o.stdout.contains("CNI network fixed") && o.stdout.contains("CHECK failed"),
+        "{o:?}"
+    );
+    f.berth(&["rm", "-f", "pinned"]).ok();
+    f.berth(&["network", "rm", "fixed", "lab"]).ok();
+    assert_eq!(veths(&f), Vec::<String>::new());
+    f.assert_clean();
+}

@@ -249,9 +249,22 @@ impl Engine {
             );
         }
         // CNI interfaces of containers that do not run (a crash during
-        // ADD or before DEL): their plugins' DEL, from the cache.
+        // ADD or before DEL): their plugins' DEL, from the cache. Those of
+        // running containers: their plugins' CHECK.
         for id in crate::cni::cached_containers(&self.root) {
             if runs(&id) {
+                for (net, why) in crate::cni::check_running(&self.root, &id) {
+                    note(
+                        format!("CNI network {net} of {}", &id[..12.min(id.len())]),
+                        format!("its plugins' CHECK failed: {why}"),
+                        &mut || {
+                            Ok(
+                                "left as it is: restart the container to set its network up again"
+                                    .into(),
+                            )
+                        },
+                    );
+                }
                 continue;
             }
             note(

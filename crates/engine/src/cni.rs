@@ -87,7 +87,7 @@ impl Network {
     }
 
     /// The CNI configuration list of a CNI network, as it is now.
-    fn cni_list(&self) -> Result<ConfList, EngineError> {
+    pub(crate) fn cni_list(&self) -> Result<ConfList, EngineError> {
         let path = self.options.get(CONFIG).cloned().unwrap_or_default();
         ConfList::load(Path::new(&path)).map_err(|e| EngineError::Network {
             id: self.name.clone(),
@@ -202,12 +202,14 @@ pub(crate) fn new_network(
 }
 
 /// What the runtime gives a CNI network's plugins for container `id`:
-/// its published ports (to the first network's `portmap`) and its MAC
-/// address. A value no plugin of the list can take is refused.
+/// its published ports (to the first network's `portmap`), its MAC
+/// address and its static addresses (`ips`). A value no plugin of the
+/// list can take is refused.
 fn runtime_config(
     net: &Network,
     list: &ConfList,
     mac: Option<&str>,
+    ips: &[String],
     ports: &[Forward],
 ) -> Result<Map<String, Value>, EngineError> {
     let mut rc = Map::new();
@@ -248,6 +250,13 @@ fn runtime_config(
         need("mac", "--mac-address", m.to_string())?;
         rc.insert("mac".into(), m.into());
     }
+    if !ips.is_empty() {
+        need("ips", "--ip", ips.join(","))?;
+        rc.insert(
+            "ips".into(),
+            ips.iter().map(|a| Value::from(a.as_str())).collect(),
+        );
+    }
     Ok(rc)
 }
 
@@ -255,6 +264,16 @@ fn write_cache(path: &Path, c: &Cached) -> Result<(), EngineError> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, serde_json::to_vec(c).unwrap_or_default()).map_err(io("write", &tmp))?;
     std::fs::rename(&tmp, path).map_err(io("rename", path))
+}
+
+/// What a container asks of a CNI network's plugins.
+pub(crate) struct Asked<'a> {
+    /// `--mac-address`.
+    pub mac: Option<&'a str>,
+    /// `--ip`, `--ip6`.
+    pub ips: &'a [String],
+    /// Its published ports (on its first network).
+    pub ports: &'a [Forward],
 }
 
 /// Puts container `id` (its namespace pinned at `netns`) on CNI network
@@ -266,12 +285,11 @@ pub(crate) fn attach(
     id: &str,
     ep: &Endpoint,
     net: &Network,
-    mac: Option<&str>,
-    ports: &[Forward],
+    asked: &Asked,
 ) -> Result<(), EngineError> {
     let list = net.cni_list()?;
     let dirs = plugin_dirs(&net.options);
-    let rc = runtime_config(net, &list, mac, ports)?;
+    let rc = runtime_config(net, &list, asked.mac, asked.ips, asked.ports)?;
     let dir = cache_dir(&engine.root);
     berth_fs::private_dir(&dir).map_err(|e| EngineError::Io {
         op: "create",
@@ -386,6 +404,55 @@ pub(crate) fn detach_all(root: &Path, id: &str) -> Result<(), EngineError> {
         }
     }
     first.map_or(Ok(()), Err)
+}
+
+/// `CHECK` of each CNI interface running container `id` has: the
+/// networks whose plugins find it not as `ADD` left it, and why.
+pub(crate) fn check_running(root: &Path, id: &str) -> Vec<(String, String)> {
+    let prefix = format!("{id}-");
+    let mut failed = vec![];
+    for e in std::fs::read_dir(cache_dir(root))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with(&prefix) && name.ends_with(".json")) {
+            continue;
+        }
+        let path = e.path();
+        let Some(c) = std::fs::read(&path)
+            .ok()
+            .and_then(|t| serde_json::from_slice::<Cached>(&t).ok())
+        else {
+            failed.push((name, "its cache cannot be read".into()));
+            continue;
+        };
+        if c.result.is_null() {
+            // ADD has not finished (or failed): nothing to check yet.
+            continue;
+        }
+        let list = match ConfList::parse(&c.list.to_string(), &path) {
+            Ok(l) => l,
+            Err(e) => {
+                failed.push((c.name.clone(), e.to_string()));
+                continue;
+            }
+        };
+        let netns = crate::net_setup::netns_path(root, id);
+        let rc = Map::new();
+        let inv = Invocation {
+            container_id: id,
+            netns: &netns,
+            ifname: &c.ifname,
+            plugin_dirs: &c.dirs,
+            runtime_config: &rc,
+        };
+        if let Err(e) = cni::check(&list, &inv, &c.result) {
+            failed.push((c.name.clone(), e.to_string()));
+        }
+    }
+    failed
 }
 
 /// The containers that have a CNI cache (for `system check`).

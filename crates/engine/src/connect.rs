@@ -94,7 +94,13 @@ impl Engine {
                     .ok_or_else(|| EngineError::NoSuchNetwork(net.name.clone()))?;
                 if net.is_cni() {
                     let m = mac.as_ref().map(|(m, _)| m.as_str());
-                    crate::cni::attach(self, &db, &r.id, &ep, &net, m, &[])?;
+                    let ips = att.static_ips();
+                    let asked = crate::cni::Asked {
+                        mac: m,
+                        ips: &ips,
+                        ports: &[],
+                    };
+                    crate::cni::attach(self, &db, &r.id, &ep, &net, &asked)?;
                     return Ok(());
                 }
                 let others = db.endpoints(None, Some(&r.id))?.len() > 1;

@@ -49,6 +49,43 @@ pub struct Attachment {
     /// `--network-alias`es: more names it answers to on the network.
     #[serde(rename = "Aliases", default)]
     pub aliases: Vec<String>,
+    /// The addresses asked for (`--ip`, `--ip6`), as Docker's `IPAMConfig`.
+    #[serde(
+        rename = "IPAMConfig",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ipam_config: Option<IpamConfig>,
+}
+
+/// The addresses a container asked for on a network.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpamConfig {
+    /// `--ip`.
+    #[serde(
+        rename = "IPv4Address",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub ipv4: String,
+    /// `--ip6`.
+    #[serde(
+        rename = "IPv6Address",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub ipv6: String,
+}
+
+impl Attachment {
+    /// The addresses asked for, as CNI's `ips` capability takes them.
+    pub fn static_ips(&self) -> Vec<String> {
+        self.ipam_config
+            .iter()
+            .flat_map(|c| [c.ipv4.clone(), c.ipv6.clone()])
+            .filter(|a| !a.is_empty())
+            .collect()
+    }
 }
 
 /// The pinned network namespace of container `id`.
@@ -128,15 +165,18 @@ impl Engine {
             });
         }
         if net.is_cni() {
+            // A static address goes to the plugins that take one (`ips`).
             if let Some((option, v)) = ip.map(|v| ("--ip", v)).or(ip6.map(|v| ("--ip6", v))) {
-                return Err(EngineError::InvalidOption {
-                    option,
-                    value: v.to_string(),
-                    reason: format!(
-                        "network {} is a CNI network: its plugins choose the addresses (a static address is not there yet)",
-                        net.name
-                    ),
-                });
+                if !net.cni_list()?.has_capability("ips") {
+                    return Err(EngineError::InvalidOption {
+                        option,
+                        value: v.to_string(),
+                        reason: format!(
+                            "no plugin of CNI network {}'s configuration has the \"ips\" capability, which a static address needs",
+                            net.name
+                        ),
+                    });
+                }
             }
         }
         for a in aliases {
@@ -155,21 +195,32 @@ impl Engine {
                 })
             })
             .transpose()?;
-        let (addr, addr6, _slot) = db.lease(&net, id, wanted, wanted6)?;
-        let v6 = net.subnet6()?;
-        let mut out = BTreeMap::new();
+        let ipam_config = (wanted.is_some() || wanted6.is_some()).then(|| IpamConfig {
+            ipv4: wanted
+                .map(|a: std::net::Ipv4Addr| a.to_string())
+                .unwrap_or_default(),
+            ipv6: wanted6
+                .map(|a: std::net::Ipv6Addr| a.to_string())
+                .unwrap_or_default(),
+        });
         if net.is_cni() {
+            db.lease(&net, id, None, None)?;
             // Its addresses are known once its plugins have run.
+            let mut out = BTreeMap::new();
             out.insert(
                 net.name.clone(),
                 Attachment {
                     network_id: net.id.clone(),
                     aliases: aliases.to_vec(),
+                    ipam_config,
                     ..Attachment::default()
                 },
             );
             return Ok(out);
         }
+        let (addr, addr6, _slot) = db.lease(&net, id, wanted, wanted6)?;
+        let v6 = net.subnet6()?;
+        let mut out = BTreeMap::new();
         out.insert(
             net.name.clone(),
             Attachment {
@@ -182,6 +233,7 @@ impl Engine {
                 gateway6: v6.map(|(_, g)| g.to_string()).unwrap_or_default(),
                 mac: String::new(),
                 aliases: aliases.to_vec(),
+                ipam_config,
             },
         );
         Ok(out)
@@ -225,6 +277,11 @@ pub(crate) fn up(engine: &Engine, db: &Store, id: &str) -> Result<bool, EngineEr
         for (n, ep) in endpoints.iter().enumerate() {
             let net = db.network(&ep.network)?;
             let mac = settings.networks.get(&net.name).map(|a| a.mac.as_str());
+            let ips = settings
+                .networks
+                .get(&net.name)
+                .map(Attachment::static_ips)
+                .unwrap_or_default();
             if net.is_cni() {
                 // Ports are published on the first network: on a CNI
                 // one, by its plugins (portmap).
@@ -241,7 +298,12 @@ pub(crate) fn up(engine: &Engine, db: &Store, id: &str) -> Result<bool, EngineEr
                     db.update_settings(id, |s| s.ports = r.actual)?;
                     ports_by_cni = true;
                 }
-                crate::cni::attach(engine, db, id, ep, &net, mac, &forwards)?;
+                let asked = crate::cni::Asked {
+                    mac,
+                    ips: &ips,
+                    ports: &forwards,
+                };
+                crate::cni::attach(engine, db, id, ep, &net, &asked)?;
                 continue;
             }
             let mac = mac.and_then(|m| network::ipam::parse_mac(m).ok());

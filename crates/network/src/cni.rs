@@ -107,6 +107,8 @@ pub struct ConfList {
     pub name: String,
     /// The plugins' configurations, in order.
     pub plugins: Vec<Map<String, Value>>,
+    /// `disableCheck`: the runtime runs no `CHECK`.
+    pub disable_check: bool,
 }
 
 impl ConfList {
@@ -131,6 +133,13 @@ impl ConfList {
         };
         let cni_version = field(&top, "cniVersion")?;
         let name = field(&top, "name")?;
+        let disable_check = match top.get("disableCheck") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            // Some tools write it as a string.
+            Some(Value::String(s)) => s == "true",
+            Some(other) => return Err(bad(format!("\"disableCheck\" is {other}, not a boolean"))),
+        };
         let plugins = match top.remove("plugins") {
             Some(Value::Array(list)) => list
                 .into_iter()
@@ -160,6 +169,7 @@ impl ConfList {
             cni_version,
             name,
             plugins,
+            disable_check,
         })
     }
 
@@ -184,6 +194,7 @@ impl ConfList {
         serde_json::json!({
             "cniVersion": self.cni_version,
             "name": self.name,
+            "disableCheck": self.disable_check,
             "plugins": self.plugins,
         })
     }
@@ -433,6 +444,20 @@ pub fn del(list: &ConfList, inv: &Invocation, result: Option<&Value>) -> Result<
     first.map_or(Ok(()), Err)
 }
 
+/// `CHECK` (CNI 0.4.0 and later): runs the list's plugins in order for
+/// `inv`, with `result` (what `ADD` gave) as their `prevResult`; the
+/// first failure. Nothing to run for an older list, or one that sets
+/// `disableCheck`.
+pub fn check(list: &ConfList, inv: &Invocation, result: &Value) -> Result<(), CniError> {
+    if !del_has_result(&list.cni_version) || list.disable_check {
+        return Ok(());
+    }
+    for plugin in &list.plugins {
+        invoke(list, plugin, "CHECK", inv, Some(result))?;
+    }
+    Ok(())
+}
+
 /// An address a result gives an interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Address {
@@ -643,6 +668,35 @@ mod tests {
         .unwrap();
         let r = add(&list, &inv).unwrap();
         assert_eq!(r["from"], "two");
+        // CHECK: in order, with the result; none when the list disables it.
+        check(&list, &inv, &r).unwrap();
+        let checked: Vec<String> = std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(" CHECK "))
+            .map(String::from)
+            .collect();
+        assert_eq!(checked.len(), 2, "{checked:?}");
+        assert!(checked[0].starts_with("one CHECK") && checked[0].contains("\"from\":\"two\""));
+        let mut quiet = list.clone();
+        quiet.disable_check = true;
+        check(&quiet, &inv, &r).unwrap();
+        std::fs::write(
+            &log,
+            std::fs::read_to_string(&log)
+                .unwrap()
+                .lines()
+                .filter(|l| !l.contains(" CHECK "))
+                .map(|l| format!("{l}\n"))
+                .collect::<String>(),
+        )
+        .unwrap();
+        let no_check = ConfList::parse(
+            r#"{"cniVersion": "1.0.0", "name": "n", "disableCheck": true, "plugins": [{"type": "one"}]}"#,
+            Path::new("x"),
+        )
+        .unwrap();
+        assert!(no_check.disable_check);
         del(&list, &inv, Some(&r)).unwrap();
         let lines: Vec<String> = std::fs::read_to_string(&log)
             .unwrap()
