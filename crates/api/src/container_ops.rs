@@ -100,12 +100,8 @@ pub async fn update(state: &Arc<State>, id: &str, call: Call) -> Result<Response
     let body = read_json(call.req.into_body()).await?;
     let f = Fields::of("", Some(&body))?;
     let limits = crate::create::resources(&f)?;
-    let r = Fields::of("RestartPolicy.", f.get("RestartPolicy"))?;
-    let restart = match (r.string("Name")?, r.int("MaximumRetryCount")?) {
-        (None, _) => None,
-        (Some(n), Some(k)) if n == "on-failure" && k > 0 => Some(format!("{n}:{k}")),
-        (Some(n), _) => Some(n),
-    };
+    let restart =
+        crate::create::restart_policy(&Fields::of("RestartPolicy.", f.get("RestartPolicy"))?)?;
     let u = engine::manage::UpdateOptions { limits, restart };
     let (engine, key) = (state.engine.clone(), id.to_string());
     blocking(move || Ok(engine.update_container(&key, &u)?)).await?;
@@ -318,10 +314,9 @@ pub async fn prune(state: &Arc<State>, q: &Query) -> Result<Response, ApiError> 
                 continue;
             }
             let own = engine::restart::ContainerSettings::parse(&r.config).labels;
-            let labelled = labels.iter().all(|l| match l.split_once('=') {
-                Some((k, v)) => own.get(k).is_some_and(|x| x == v),
-                None => own.contains_key(l.as_str()),
-            });
+            let labelled = labels
+                .iter()
+                .all(|l| engine::listing::label_matches(&own, l));
             if !labelled {
                 continue;
             }

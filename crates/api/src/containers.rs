@@ -89,12 +89,7 @@ fn passes(r: &Record, filters: &[(String, String)]) -> Result<bool, ApiError> {
             .iter()
             .filter(|(k, _)| k == key)
             .map(|(_, v)| v.as_str());
-        let labels = || {
-            engine::inspect::container_json(r)["Config"]["Labels"]
-                .as_object()
-                .cloned()
-                .unwrap_or_default()
-        };
+        let labels = || engine::restart::ContainerSettings::parse(&r.config).labels;
         let ok = match key {
             "id" => vals.into_iter().any(|v| r.id.starts_with(v)),
             "name" => vals.into_iter().any(|v| r.name.contains(v.trim_start_matches('/'))),
@@ -103,10 +98,8 @@ fn passes(r: &Record, filters: &[(String, String)]) -> Result<bool, ApiError> {
             // Every label asked for, as dockerd matches them (other keys: any).
             "label" => {
                 let l = labels();
-                vals.into_iter().all(|v| match v.split_once('=') {
-                    Some((k, want)) => l.get(k).and_then(Value::as_str) == Some(want),
-                    None => l.contains_key(v),
-                })
+                vals.into_iter()
+                    .all(|v| engine::listing::label_matches(&l, v))
             }
             "exited" => vals.into_iter().any(|v| {
                 r.state == RunState::Exited && v.parse::<i64>().ok() == Some(r.exit_code)

@@ -17,6 +17,15 @@ use crate::fields::{wrong, Fields};
 use crate::http::{json, read_json, Response};
 use crate::router::{blocking, Call, State};
 
+/// `RestartPolicy` (`{"Name", "MaximumRetryCount"}`) as `--restart` takes it.
+pub(crate) fn restart_policy(r: &Fields<'_>) -> Result<Option<String>, ApiError> {
+    Ok(match (r.string("Name")?, r.int("MaximumRetryCount")?) {
+        (None, _) => None,
+        (Some(n), Some(k)) if n == "on-failure" && k > 0 => Some(format!("{n}:{k}")),
+        (Some(n), _) => Some(n),
+    })
+}
+
 /// The resource fields (`HostConfig`'s, or an update's body) as the
 /// engine's limits.
 pub(crate) fn resources(h: &Fields<'_>) -> Result<engine::limits::Limits, ApiError> {
@@ -176,12 +185,10 @@ pub fn run_options(name: Option<String>, v: &Value) -> Result<(String, RunOption
     }
     let network =
         network_mode.or_else(|| (!more_networks.is_empty()).then(|| more_networks.remove(0)));
-    let r = Fields::of("HostConfig.RestartPolicy.", h.get("RestartPolicy"))?;
-    let restart = match (r.string("Name")?, r.int("MaximumRetryCount")?) {
-        (None, _) => None,
-        (Some(n), Some(k)) if n == "on-failure" && k > 0 => Some(format!("{n}:{k}")),
-        (Some(n), _) => Some(n),
-    };
+    let restart = restart_policy(&Fields::of(
+        "HostConfig.RestartPolicy.",
+        h.get("RestartPolicy"),
+    )?)?;
     let log = Fields::of("HostConfig.LogConfig.", h.get("LogConfig"))?;
     let devices = h
         .get("Devices")

@@ -23,7 +23,8 @@ pub fn volume_json(e: &Engine, v: &Volume) -> Value {
     })
 }
 
-fn label_matches(labels: &std::collections::BTreeMap<String, String>, want: &str) -> bool {
+/// Whether `labels` has `want`: `KEY` (any value) or `KEY=VALUE`.
+pub fn label_matches(labels: &std::collections::BTreeMap<String, String>, want: &str) -> bool {
     match want.split_once('=') {
         Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
         None => labels.contains_key(want),
