@@ -20,7 +20,23 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn stop(mut child: Child) {
+/// A `berth serve` of the test's: stopped (SIGTERM, checked) by `stop`,
+/// and killed on drop when a failed assertion got there first.
+struct Serving(Option<Child>);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn stop(mut serving: Serving) {
+    let Some(mut child) = serving.0.take() else {
+        return;
+    };
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -54,6 +70,7 @@ fn tcp_needs_mutual_tls_and_gets_it() {
         .stderr(Stdio::from(log))
         .spawn()
         .unwrap();
+    let child = Serving(Some(child));
     let end = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(&addr).is_err() {
         assert!(Instant::now() < end, "berth serve did not listen");
@@ -134,7 +151,7 @@ fn a_socket_handed_over_by_systemd_is_served() {
             Ok(())
         });
     }
-    let child = cmd.spawn().unwrap();
+    let child = Serving(Some(cmd.spawn().unwrap()));
     let mut c = Command::new("docker");
     c.env("DOCKER_HOST", format!("unix://{}", sock.display()))
         .env("DOCKER_CONFIG", f.dir.path().join("docker-cli"))
@@ -161,6 +178,7 @@ fn attach_sends_the_log_and_works_over_a_websocket() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let child = Serving(Some(child));
     let end = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < end, "berth serve did not listen");
