@@ -72,6 +72,8 @@ pub(crate) struct Streams {
     stderr: bool,
     /// Output in stdcopy frames (no terminal, not a websocket).
     framed: bool,
+    /// The client's end of input closes the container's stdin.
+    close_stdin: bool,
 }
 
 /// Where the container's attach socket comes from.
@@ -106,15 +108,16 @@ pub(crate) async fn prepare(
     }
     let (engine, key) = (state.engine.clone(), id.to_string());
     let (stdout, stderr) = (q.flag("stdout"), q.flag("stderr"));
-    let (rec, tty, past) = blocking(move || {
+    let (rec, tty, stdin_once, past) = blocking(move || {
         let r = engine.container(&key)?;
-        let tty = engine::restart::ContainerSettings::parse(&r.config).tty;
+        let settings = engine::restart::ContainerSettings::parse(&r.config);
+        let (tty, stdin_once) = (settings.tty, settings.stdin_once);
         let past = if logs {
             crate::logs::past(&engine, &r.id, stdout, stderr, tty || raw)
         } else {
             vec![]
         };
-        Ok((r, tty, past))
+        Ok((r, tty, stdin_once, past))
     })
     .await?;
     let streams = Streams {
@@ -122,6 +125,10 @@ pub(crate) async fn prepare(
         stdout,
         stderr,
         framed: !tty && !raw,
+        // As dockerd: the client's end of input closes the container's
+        // stdin only for `run -i` (StdinOnce) without a terminal; a client
+        // that detaches (ctrl-p ctrl-q) or goes leaves it open.
+        close_stdin: stdin_once && !tty,
     };
     if !stream {
         return Ok(Prepared {
@@ -293,9 +300,11 @@ where
             };
             match read {
                 Ok(0) | Err(_) => {
-                    let _ = to_shim
-                        .write_all(&protocol::frame(protocol::CLOSE_STDIN, &[]))
-                        .await;
+                    if streams.close_stdin {
+                        let _ = to_shim
+                            .write_all(&protocol::frame(protocol::CLOSE_STDIN, &[]))
+                            .await;
+                    }
                     // Keep the socket open: the output still comes.
                     std::future::pending::<()>().await;
                 }

@@ -78,6 +78,24 @@ fn the_docker_cli_execs_in_a_running_container() {
     term.wait_for("24 77");
     term.type_in("exit 4\r");
     assert_eq!(exit_code(&mut child), 4, "{}", term.seen());
+    // ctrl-p ctrl-q detaches: the CLI ends, the container runs on (its
+    // stdin stays open), and a later attach finds its shell.
+    let cmd = s.docker_command(&f, &["run", "-it", "--name", "away", "bb:1", "sh"]);
+    let (mut term, mut child) = UserTerminal::spawn(cmd, 24, 80);
+    term.wait_for("# ");
+    term.type_in("\x10\x11");
+    assert_eq!(exit_code(&mut child), 0, "{}", term.seen());
+    let o = s
+        .docker(&f, &["inspect", "-f", "{{.State.Running}}", "away"])
+        .ok();
+    assert_eq!(o.stdout.trim(), "true", "detached, not ended");
+    let cmd = s.docker_command(&f, &["attach", "away"]);
+    let (mut term, mut child) = UserTerminal::spawn(cmd, 24, 80);
+    term.type_in("echo still-$((6*7))\r");
+    term.wait_for("still-42");
+    term.type_in("exit 3\r");
+    assert_eq!(exit_code(&mut child), 3, "{}", term.seen());
+    s.docker(&f, &["rm", "away"]).ok();
 
     // A terminal: its size is the user's, the exit status comes back.
     let cmd = s.docker_command(&f, &["exec", "-it", "box", "sh"]);
