@@ -284,20 +284,7 @@ pub async fn push(state: &Arc<State>, name: &str, call: Call) -> Result<Response
         None => name.to_string(),
     };
     let (engine, key) = (state.engine.clone(), destination.clone());
-    let img = blocking(move || {
-        let refs = image::refs::Refs::new(&engine.root)
-            .load()
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        let (k, rec) = image::refs::find(&refs, &key)
-            .ok_or_else(|| ApiError::from(engine::EngineError::NoSuchImage(key.clone())))?;
-        rec.to_import(Some(k.clone())).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("image {k}: its record in images.json is corrupt"),
-            )
-        })
-    })
-    .await?;
+    let img = blocking(move || Ok(engine.named_image(&key)?)).await?;
     let auth = request_auth(state, &call, registry_part(&destination))?;
     let opts = registry::PushOptions {
         insecure: false,

@@ -263,19 +263,24 @@ impl Engine {
         Ok((rec.config.clone(), steps))
     }
 
-    /// `save NAME…`: the images as a docker-archive written to `out`.
-    pub fn save_images(&self, names: &[String], out: impl Write) -> Result<(), EngineError> {
+    /// The image `name` names, under that name (for `push` and `save`).
+    pub fn named_image(&self, name: &str) -> Result<image::imported::ImportedImage, EngineError> {
         let refs = Refs::new(&self.root);
         let map = refs.load().map_err(refs_error(&refs))?;
+        let (key, rec) = found(&map, name)?;
+        rec.to_import(Some(key.clone()))
+            .ok_or_else(|| EngineError::BadImage {
+                name: key,
+                reason: "its record in images.json is corrupt".into(),
+            })
+    }
+
+    /// `save NAME…`: the images as a docker-archive written to `out`.
+    pub fn save_images(&self, names: &[String], out: impl Write) -> Result<(), EngineError> {
         let mut images = vec![];
         for n in names {
-            let (key, rec) = found(&map, n)?;
-            let img = rec
-                .to_import(Some(key.clone()))
-                .ok_or_else(|| EngineError::BadImage {
-                    name: key.clone(),
-                    reason: "its record in images.json is corrupt".into(),
-                })?;
+            let img = self.named_image(n)?;
+            let key = img.name.clone().unwrap_or_else(|| n.clone());
             images.push((img, vec![key]));
         }
         image::save::save_docker_archive(&self.image_store()?, &images, out)?;
