@@ -95,8 +95,25 @@ pub async fn put(state: &Arc<State>, id: &str, call: Call) -> Result<Response, A
         }
         Some(_) => {}
     }
-    let reader = body_reader(call.req.into_body());
+    let flag = |name: &str| {
+        call.query
+            .get(name)
+            .is_some_and(|v| matches!(v, "1" | "true" | "True"))
+    };
+    let opts = engine::archive::CopyInOptions {
+        // dockerd's default is to allow it; the docker CLI always refuses.
+        overwrite_dir_non_dir: !flag("noOverwriteDirNonDir"),
+        as_container_user: flag("copyUIDGID"),
+    };
+    let mut reader = body_reader(call.req.into_body());
     let (engine, key) = (state.engine.clone(), id.to_string());
-    blocking(move || Ok(engine.copy_in(&key, &path, reader)?)).await?;
+    blocking(move || {
+        let copied = engine.copy_in(&key, &path, &mut reader, opts);
+        if copied.is_err() {
+            reader.drain();
+        }
+        Ok(copied?)
+    })
+    .await?;
     Ok(empty(StatusCode::OK))
 }

@@ -65,7 +65,8 @@ impl From<EngineError> for ApiError {
             | E::SubnetOverlap { .. }
             | E::Address { .. }
             | E::NotFound(_)
-            | E::NotExecutable(_) => StatusCode::BAD_REQUEST,
+            | E::NotExecutable(_)
+            | E::CopyRefused { .. } => StatusCode::BAD_REQUEST,
             E::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };

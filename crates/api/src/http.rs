@@ -220,6 +220,21 @@ impl std::io::Read for BodyReader {
     }
 }
 
+/// How much of a refused upload is read (and dropped) so the client,
+/// still sending, gets the answer instead of a broken pipe.
+pub const DRAIN_LIMIT: u64 = 64 << 20;
+
+impl BodyReader {
+    /// Reads and drops what is left of the body, at most [`DRAIN_LIMIT`]
+    /// bytes (beyond that the connection is closed under the client).
+    pub fn drain(&mut self) {
+        let _ = std::io::copy(
+            &mut std::io::Read::take(&mut *self, DRAIN_LIMIT),
+            &mut std::io::sink(),
+        );
+    }
+}
+
 /// Reads a JSON request body of at most [`MAX_BODY`] bytes; an empty body
 /// is `null`.
 pub async fn read_json(body: Incoming) -> Result<Value, ApiError> {

@@ -420,10 +420,15 @@ pub async fn save(state: &Arc<State>, names: Vec<String>) -> Result<Response, Ap
 
 /// `POST /images/load?quiet=`: the body, an image archive, loaded.
 pub async fn load(state: &Arc<State>, call: Call) -> Result<Response, ApiError> {
-    let reader = body_reader(call.req.into_body());
+    let mut reader = body_reader(call.req.into_body());
     let engine = state.engine.clone();
     let names = blocking(move || {
-        Ok(engine.load_images(reader, &image::manifest::Platform::linux_amd64(), &())?)
+        let loaded =
+            engine.load_images(&mut reader, &image::manifest::Platform::linux_amd64(), &());
+        if loaded.is_err() {
+            reader.drain();
+        }
+        Ok(loaded?)
     })
     .await?;
     let mut out = Vec::new();
@@ -476,8 +481,8 @@ pub async fn prune(state: &Arc<State>, q: &Query) -> Result<Response, ApiError> 
                 });
             }
         }
-        engine.prune_images()?;
-        Ok(json!({ "ImagesDeleted": deleted, "SpaceReclaimed": 0 }))
+        let gone = engine.prune_images()?;
+        Ok(json!({ "ImagesDeleted": deleted, "SpaceReclaimed": gone.bytes }))
     })
     .await?;
     Ok(json(StatusCode::OK, &v))

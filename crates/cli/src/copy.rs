@@ -67,8 +67,13 @@ pub fn cp_main(root: &Path, a: &CpArgs) -> Result<()> {
                 .with_context(|| format!("make a staging directory in {}", into.display()))?;
             let mut tar = vec![];
             e.copy_out(c, path, &mut tar)?;
-            image::unpack::apply_layer(staging.path(), tar.as_slice(), u64::MAX)
-                .map_err(|err| anyhow::anyhow!("unpack into {}: {err}", into.display()))?;
+            image::unpack::apply(
+                staging.path(),
+                tar.as_slice(),
+                u64::MAX,
+                image::unpack::ApplyRules::COPY,
+            )
+            .map_err(|err| anyhow::anyhow!("unpack into {}: {err}", into.display()))?;
             let name = base_name(path);
             let from = staging.path().join(&name);
             let to = rename.unwrap_or_else(|| into.join(&name));
@@ -78,7 +83,7 @@ pub fn cp_main(root: &Path, a: &CpArgs) -> Result<()> {
         }
         (None, Some((c, path))) => {
             if a.source == "-" {
-                return Ok(e.copy_in(c, path, std::io::stdin().lock())?);
+                return Ok(e.copy_in(c, path, std::io::stdin().lock(), Default::default())?);
             }
             let src = PathBuf::from(&a.source);
             let meta = std::fs::symlink_metadata(&src).with_context(|| {
@@ -114,7 +119,7 @@ pub fn cp_main(root: &Path, a: &CpArgs) -> Result<()> {
                 tar.append_path_with_name(&src, &name)?;
             }
             let data = tar.into_inner()?;
-            Ok(e.copy_in(c, &dir, data.as_slice())?)
+            Ok(e.copy_in(c, &dir, data.as_slice(), Default::default())?)
         }
     }
 }

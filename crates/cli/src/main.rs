@@ -540,8 +540,11 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Image {
             command: ImageCommand::Prune,
         } => {
-            let (blobs, snaps) = containers::engine(root, None)?.prune_images()?;
-            println!("Deleted {blobs} blobs and {snaps} snapshots");
+            let gone = containers::engine(root, None)?.prune_images()?;
+            println!(
+                "Deleted {} blobs and {} snapshots, {} bytes",
+                gone.blobs, gone.snapshots, gone.bytes
+            );
         }
         Command::Rmi { names, force } => {
             let e = containers::engine(root, None)?;

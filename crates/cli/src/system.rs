@@ -352,7 +352,10 @@ pub fn prune_main(root: &Path, all: bool, volumes: bool, force: bool) -> Result<
             println!();
         }
     }
-    let (blobs, snaps) = crate::containers::engine(root, None)?.prune_images()?;
-    println!("Deleted {blobs} blobs and {snaps} snapshots");
+    let gone = crate::containers::engine(root, None)?.prune_images()?;
+    println!(
+        "Deleted {} blobs and {} snapshots, {} bytes",
+        gone.blobs, gone.snapshots, gone.bytes
+    );
     Ok(())
 }

@@ -8,6 +8,89 @@ use std::process::Command;
 use common::api_server::Server;
 use common::Fixture;
 
+/// `docker cp` into a container: a file does not replace a directory
+/// (the CLI asks `noOverwriteDirNonDir`), nor a directory a file; `-a`
+/// (`copyUIDGID`) gives the files to the container's user, and without
+/// it they keep the owner the archive says.
+#[test]
+fn docker_cp_keeps_kinds_and_owners_as_dockerd() {
+    use std::os::unix::fs::MetadataExt;
+    let f = Fixture::new();
+    let mut s = Server::start(&f);
+    let d = |args: &[&str]| s.docker(&f, args);
+    d(&[
+        "run",
+        "-d",
+        "--name",
+        "owned",
+        "--user",
+        "1234:5678",
+        "bb:1",
+        "sleep",
+        "100",
+    ])
+    .ok();
+    d(&["exec", "owned", "mkdir", "-p", "/tmp/dest/x", "/tmp/dest/y"]).ok();
+    d(&[
+        "exec",
+        "owned",
+        "touch",
+        "/tmp/dest/y/inside",
+        "/tmp/dest/z",
+    ])
+    .ok();
+    let here = f.dir.path().join("cp-src");
+    std::fs::create_dir_all(here.join("z")).unwrap();
+    std::fs::write(here.join("x"), "a file\n").unwrap();
+    std::fs::write(here.join("plain"), "plain\n").unwrap();
+    std::os::unix::fs::chown(here.join("plain"), Some(4321), Some(4322)).unwrap();
+    let p = |n: &str| here.join(n).to_str().unwrap().to_string();
+
+    let o = d(&["cp", &p("x"), "owned:/tmp/dest/"]);
+    assert_ne!(o.code, 0, "a file replaced a directory: {o:?}");
+    assert!(
+        o.stderr
+            .contains("cannot overwrite a directory with a non-directory"),
+        "{o:?}"
+    );
+    let o = d(&["cp", &p("z"), "owned:/tmp/dest/"]);
+    assert_ne!(o.code, 0, "a directory replaced a file: {o:?}");
+    assert!(
+        o.stderr
+            .contains("cannot overwrite a non-directory with a directory"),
+        "{o:?}"
+    );
+    let o = d(&[
+        "exec",
+        "owned",
+        "sh",
+        "-c",
+        "[ -d /tmp/dest/x ] && [ -f /tmp/dest/y/inside ] && [ -f /tmp/dest/z ] && echo kept",
+    ])
+    .ok();
+    assert_eq!(o.stdout, "kept\n");
+
+    let own = |path: &str| {
+        d(&["exec", "owned", "stat", "-c", "%u:%g", path])
+            .ok()
+            .stdout
+            .trim()
+            .to_string()
+    };
+    let meta = std::fs::metadata(here.join("plain")).unwrap();
+    d(&["cp", &p("plain"), "owned:/tmp/as-sent"]).ok();
+    assert_eq!(
+        own("/tmp/as-sent"),
+        format!("{}:{}", meta.uid(), meta.gid())
+    );
+    d(&["cp", "-a", &p("plain"), "owned:/tmp/as-user"]).ok();
+    assert_eq!(own("/tmp/as-user"), "1234:5678");
+    d(&["cp", "-a", &p("z"), "owned:/tmp/tree"]).ok();
+    assert_eq!(own("/tmp/tree"), "1234:5678");
+    d(&["rm", "-f", "owned"]).ok();
+    s.stop();
+}
+
 #[test]
 fn the_docker_cli_works_on_containers_in_place() {
     let f = Fixture::new();

@@ -66,7 +66,18 @@ fn the_docker_cli_moves_images_through_a_registry_and_archives() {
     let o = d(&["rmi", "bb:1"]);
     assert_ne!(o.code, 0);
     assert!(o.stderr.contains("running container box"), "{o:?}");
-    d(&["image", "prune", "-f"]).ok();
+    // A dangling image (committed without a name): prune deletes it and
+    // reclaims its layer.
+    d(&["exec", "box", "touch", "/scratch"]).ok();
+    let id = d(&["commit", "box"]).ok().stdout.trim().to_string();
+    let o = d(&["image", "prune", "-f"]).ok();
+    assert!(o.stdout.contains(&format!("deleted: {id}")), "{o:?}");
+    let space = o
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Total reclaimed space: "))
+        .unwrap_or_else(|| panic!("{o:?}"));
+    assert_ne!(space, "0B", "{o:?}");
     let o = d(&[
         "system",
         "df",

@@ -315,10 +315,20 @@ fn listing_formats_forced_removal_and_prune() {
     let blobs_before = std::fs::read_dir(root.join("blobs/sha256"))
         .unwrap()
         .count();
+    let sizes_before = sizes_by_entry(&root);
     let o = berth(&root, &["image", "prune"]).ok();
+    let sizes_after = sizes_by_entry(&root);
+    let reclaimed: u64 = sizes_before
+        .iter()
+        .filter(|(k, _)| !sizes_after.contains_key(*k))
+        .map(|(_, v)| v)
+        .sum();
+    assert!(reclaimed > 0);
     assert!(
-        o.stdout.contains("Deleted 3 blobs and 1 snapshots"),
-        "{}",
+        o.stdout.contains(&format!(
+            "Deleted 3 blobs and 1 snapshots, {reclaimed} bytes"
+        )),
+        "{} (expected {reclaimed} bytes)",
         o.stdout
     );
     assert_eq!(
@@ -581,4 +591,32 @@ fn save_refuses_a_damaged_blob() {
         !dir.path().join("out.tmp-berth").exists(),
         "a partial archive was left"
     );
+}
+
+/// The bytes of the regular files in each blob and each snapshot of the
+/// store at `root`, by path (what image prune reports as reclaimed).
+fn sizes_by_entry(root: &std::path::Path) -> std::collections::HashMap<std::path::PathBuf, u64> {
+    fn bytes(p: &std::path::Path) -> u64 {
+        let m = std::fs::symlink_metadata(p).unwrap();
+        if m.is_dir() {
+            std::fs::read_dir(p)
+                .unwrap()
+                .map(|e| bytes(&e.unwrap().path()))
+                .sum()
+        } else if m.is_file() {
+            m.len()
+        } else {
+            0
+        }
+    }
+    let mut out = std::collections::HashMap::new();
+    for dir in ["blobs/sha256", "snapshots"] {
+        for e in std::fs::read_dir(root.join(dir)).unwrap() {
+            let p = e.unwrap().path();
+            if !p.file_name().unwrap().to_string_lossy().starts_with('.') {
+                out.insert(p.clone(), bytes(&p));
+            }
+        }
+    }
+    out
 }

@@ -25,6 +25,18 @@ use crate::error::EngineError;
 use crate::run::Engine;
 use crate::store::Store;
 
+/// How `cp` into a container treats what is there and who owns what it
+/// writes. The default is `docker cp`'s.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CopyInOptions {
+    /// An entry may replace a directory with a non-directory or the
+    /// reverse (the API's `noOverwriteDirNonDir=false`).
+    pub overwrite_dir_non_dir: bool,
+    /// Every entry is owned by the container's user, not as the archive
+    /// says (`copyUIDGID`, `docker cp -a`).
+    pub as_container_user: bool,
+}
+
 /// How deep a copied tree may nest.
 const MAX_DEPTH: usize = 256;
 
@@ -345,8 +357,24 @@ impl Engine {
 
     /// `cp - CONTAINER:DIR`: unpacks the tar stream `input` into directory
     /// `dir` of container `key` (resolved inside its root), every entry
-    /// kept inside that directory.
-    pub fn copy_in(&self, key: &str, dir: &str, input: impl Read) -> Result<(), EngineError> {
+    /// kept inside that directory, under `opts`.
+    pub fn copy_in(
+        &self,
+        key: &str,
+        dir: &str,
+        input: impl Read,
+        opts: CopyInOptions,
+    ) -> Result<(), EngineError> {
+        let owner = if opts.as_container_user {
+            self.process_owner(key)?
+        } else {
+            None
+        };
+        let rules = image::unpack::ApplyRules {
+            keep_kinds: !opts.overwrite_dir_non_dir,
+            owner,
+            ..image::unpack::ApplyRules::COPY
+        };
         self.with_root(key, |rootfs| {
             let root = std::fs::File::open(rootfs).map_err(|e| io_err("open", rootfs, e))?;
             let rel = berth_fs::relative(Path::new(dir));
@@ -358,13 +386,37 @@ impl Engine {
             )
             .map_err(|e| io_err("open the destination directory", Path::new(dir), e))?;
             let through = PathBuf::from(format!("/proc/self/fd/{}", target.as_raw_fd()));
-            image::unpack::apply_layer(&through, input, MAX_COPY_IN)
+            image::unpack::apply(&through, input, MAX_COPY_IN, rules)
                 .map(|_| ())
-                .map_err(|e| EngineError::Io {
-                    op: "copy into the container at",
-                    path: PathBuf::from(dir),
-                    err: std::io::Error::other(e.to_string()),
+                .map_err(|e| match e {
+                    image::unpack::UnpackError::Refused { entry, reason } => {
+                        EngineError::CopyRefused {
+                            path: Path::new(dir).join(entry),
+                            reason,
+                        }
+                    }
+                    e => EngineError::Io {
+                        op: "copy into the container at",
+                        path: PathBuf::from(dir),
+                        err: std::io::Error::other(e.to_string()),
+                    },
                 })
         })
+    }
+
+    /// The user and group container `key`'s process runs as, when it is
+    /// not root (`--user`, else the image's `USER`, as resolved at create).
+    fn process_owner(&self, key: &str) -> Result<Option<(u32, u32)>, EngineError> {
+        let rec = Store::open(&self.root)?.find(key)?;
+        let config = crate::rootfs::container_dir(&self.root, &rec.id)?
+            .join("bundle")
+            .join("config.json");
+        let spec = oci_spec::runtime::Spec::load(&config)
+            .map_err(|e| EngineError::Spec(format!("{}: {e}", config.display())))?;
+        Ok(spec
+            .process()
+            .as_ref()
+            .map(|p| (p.user().uid(), p.user().gid()))
+            .filter(|&ids| ids != (0, 0)))
     }
 }

@@ -111,6 +111,16 @@ pub enum EngineError {
         "the container name {0:?} is already in use: remove that container or choose another name"
     )]
     NameInUse(String),
+    /// `cp` into a container refused an entry of the archive (it would
+    /// leave the directory, or replace a directory with a file or the
+    /// reverse); what came before it was written.
+    #[error("copy into the container refused at {path}: {reason}")]
+    CopyRefused {
+        /// The entry's path in the container.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// No container has this id, id prefix or name.
     #[error("no such container: {0}")]
     NoSuchContainer(String),

@@ -333,7 +333,7 @@ impl Engine {
     /// `image prune`: removes the blobs and snapshots no named image
     /// refers to (nothing when the names cannot be read whole). Returns
     /// their counts.
-    pub fn prune_images(&self) -> Result<(usize, usize), EngineError> {
+    pub fn prune_images(&self) -> Result<image::gc::Collected, EngineError> {
         let refs_file = Refs::new(&self.root);
         image::gc::collect(&self.image_store()?, &self.root, || {
             let refs =

@@ -89,19 +89,5 @@ pub(crate) fn copy_up(rootfs: &Path, dest: &str, data: &Path) -> Result<(), Engi
 
 /// The bytes of the regular files under `dir` (not following links).
 pub(crate) fn dir_size(dir: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            match e.file_type() {
-                Ok(t) if t.is_dir() => stack.push(e.path()),
-                Ok(t) if t.is_file() => total += e.metadata().map(|m| m.len()).unwrap_or(0),
-                _ => {}
-            }
-        }
-    }
-    total
+    berth_fs::tree_bytes(dir)
 }

@@ -6,15 +6,18 @@
 //! the directories that must be the caller's alone (stores, state roots);
 //! [`mount_api`] wraps the mount system calls, old and new, once for the
 //! runtime and the image store; [`idmap`] makes idmapped mounts (user
-//! namespace remapping); [`check_container_id`] is the one id rule.
+//! namespace remapping); [`check_container_id`] is the one id rule;
+//! [`tree_bytes`] sizes a tree by descriptor.
 
 mod container_id;
 pub mod idmap;
 pub mod mount_api;
 mod private_dir;
+mod tree_size;
 pub mod xattr;
 pub use container_id::{check_container_id, MAX_ID_LEN};
 pub use private_dir::{check_private_dir, private_dir, PrivateDirError};
+pub use tree_size::tree_bytes;
 
 use std::ffi::CString;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};

@@ -59,15 +59,25 @@ pub enum GcError {
     },
 }
 
-/// Removes what `keep` does not refer to; returns (blobs, snapshots)
-/// removed. Waits for commands that are adding content (see
+/// What a [`collect`] removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Collected {
+    /// Content-store blobs removed.
+    pub blobs: usize,
+    /// Unpacked layer snapshots removed.
+    pub snapshots: usize,
+    /// The bytes of the regular files those held.
+    pub bytes: u64,
+}
+
+/// Removes what `keep` does not refer to and says what went. Waits for commands that are adding content (see
 /// [`hold_shared`]), then asks `keep` for the images to keep, so the
 /// references it reads are current. When `keep` fails, nothing is removed.
 pub fn collect(
     store: &ContentStore,
     root: &Path,
     keep: impl FnOnce() -> Result<Vec<ImportedImage>, GcError>,
-) -> Result<(usize, usize), GcError> {
+) -> Result<Collected, GcError> {
     let _exclusive = lock(root, nix::fcntl::FlockArg::LockExclusive)?;
     let keep = keep()?;
     let mut blobs: HashSet<String> = HashSet::new();
@@ -81,7 +91,7 @@ pub fn collect(
         let diffs: Vec<_> = img.layers.iter().map(|(_, d)| d.clone()).collect();
         snaps.extend(chain_ids(&diffs).iter().map(|c| c.hex().to_string()));
     }
-    let mut removed = (0, 0);
+    let mut removed = Collected::default();
     let blob_dir = store
         .path(&crate::Digest::of(b""))
         .parent()
@@ -99,8 +109,12 @@ pub fn collect(
         if name.starts_with('.') {
             // Leftovers of interrupted writers (no writer runs now).
             let _ = std::fs::remove_file(e.path());
-        } else if !blobs.contains(&name) && std::fs::remove_file(e.path()).is_ok() {
-            removed.0 += 1;
+        } else if !blobs.contains(&name) {
+            let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+            if std::fs::remove_file(e.path()).is_ok() {
+                removed.blobs += 1;
+                removed.bytes += size;
+            }
         }
     }
     let snap_dir = root.join("snapshots");
@@ -110,11 +124,12 @@ pub fn collect(
             if name.starts_with(".unpack-") {
                 // An interrupted unpack (no writer runs now).
                 let _ = std::fs::remove_dir_all(e.path());
-            } else if !name.starts_with('.')
-                && !snaps.contains(&name)
-                && std::fs::remove_dir_all(e.path()).is_ok()
-            {
-                removed.1 += 1;
+            } else if !name.starts_with('.') && !snaps.contains(&name) {
+                let size = berth_fs::tree_bytes(&e.path());
+                if std::fs::remove_dir_all(e.path()).is_ok() {
+                    removed.snapshots += 1;
+                    removed.bytes += size;
+                }
             }
         }
     }

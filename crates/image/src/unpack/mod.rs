@@ -177,12 +177,53 @@ fn read_pax<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Pax, String> {
     Ok(pax)
 }
 
+/// How a tar stream is applied: as an image layer ([`ApplyRules::LAYER`])
+/// or as files copied in (`cp`, [`ApplyRules::COPY`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApplyRules {
+    /// `.wh.NAME` entries are whiteouts (a layer) rather than plain names.
+    pub whiteouts: bool,
+    /// An entry may not replace a directory with something else, nor
+    /// something else with a directory (`docker cp`'s
+    /// `noOverwriteDirNonDir`).
+    pub keep_kinds: bool,
+    /// The owner every entry gets instead of the archive's (`docker cp
+    /// -a` into a container that runs as a user).
+    pub owner: Option<(u32, u32)>,
+}
+
+impl ApplyRules {
+    /// An image layer: whiteouts, and entries replace what is there.
+    pub const LAYER: ApplyRules = ApplyRules {
+        whiteouts: true,
+        keep_kinds: false,
+        owner: None,
+    };
+    /// Files copied in, as `docker cp` sends them: names are names, and a
+    /// directory and a non-directory do not replace each other.
+    pub const COPY: ApplyRules = ApplyRules {
+        whiteouts: false,
+        keep_kinds: true,
+        owner: None,
+    };
+}
+
 /// Applies the layer in `stream` (gzip or zstd detected by their magic) to
 /// `dir`, reading at most `max_bytes` of decompressed tar.
 pub fn apply_layer(
     dir: &Path,
     stream: impl Read,
     max_bytes: u64,
+) -> Result<LayerStats, UnpackError> {
+    apply(dir, stream, max_bytes, ApplyRules::LAYER)
+}
+
+/// [`apply_layer`] under `rules`.
+pub fn apply(
+    dir: &Path,
+    stream: impl Read,
+    max_bytes: u64,
+    rules: ApplyRules,
 ) -> Result<LayerStats, UnpackError> {
     let mut buffered = BufReader::new(stream);
     let head = buffered
@@ -264,13 +305,17 @@ pub fn apply_layer(
         let pax = read_pax(&mut entry).map_err(refused)?;
         let header = entry.header().clone();
         let mode = header.mode().unwrap_or(0o644) & 0o7777;
-        let (uid, gid) = (
+        let (uid, gid) = rules.owner.unwrap_or((
             pax.uid.unwrap_or(header.uid().unwrap_or(0) as u32),
             pax.gid.unwrap_or(header.gid().unwrap_or(0) as u32),
-        );
+        ));
         let mtime = pax.mtime.unwrap_or(header.mtime().unwrap_or(0));
 
-        if let Some(target) = name.to_str().and_then(|n| n.strip_prefix(".wh.")) {
+        let whiteout = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(".wh."))
+            .filter(|_| rules.whiteouts);
+        if let Some(target) = whiteout {
             if target == ".wh..opq" {
                 set_opaque(parent).map_err(io("mark opaque"))?;
             } else if target.is_empty() || target == "." || target == ".." {
@@ -291,6 +336,9 @@ pub fn apply_layer(
         }
 
         let kind = header.entry_type();
+        if rules.keep_kinds {
+            keep_kind(parent, &cname, kind == tar::EntryType::Directory).map_err(refused)?;
+        }
         match kind {
             tar::EntryType::Directory => {
                 make_directory(parent, &cname).map_err(io("mkdir"))?;
@@ -440,6 +488,26 @@ pub fn apply_layer(
         }
     }
     Ok(stats)
+}
+
+/// Refuses an entry that would replace a directory with a non-directory
+/// or the reverse (nothing there yet is fine).
+fn keep_kind(parent: &OwnedFd, name: &CString, is_dir: bool) -> Result<(), String> {
+    use nix::sys::stat::{fstatat, SFlag};
+    let Ok(st) = fstatat(
+        Some(parent.as_raw_fd()),
+        name.as_c_str(),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    ) else {
+        return Ok(());
+    };
+    let there_is_dir =
+        SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR;
+    match (there_is_dir, is_dir) {
+        (true, false) => Err("cannot overwrite a directory with a non-directory".into()),
+        (false, true) => Err("cannot overwrite a non-directory with a directory".into()),
+        _ => Ok(()),
+    }
 }
 
 fn format_or_limit(e: io::Error, limit: u64) -> UnpackError {
