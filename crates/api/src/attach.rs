@@ -65,7 +65,7 @@ impl Waiting {
 const MAX_EARLY_INPUT: usize = 1 << 20;
 
 /// What the client asked to see and send.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Streams {
     stdin: bool,
     stdout: bool,
@@ -74,6 +74,10 @@ pub(crate) struct Streams {
     framed: bool,
     /// The client's end of input closes the container's stdin.
     close_stdin: bool,
+    /// With a terminal: the keys that end the attach and leave the
+    /// container running (`detachKeys`, else ctrl-p,ctrl-q), as dockerd
+    /// watches them.
+    detach: Option<engine::attach::Escape>,
 }
 
 /// Where the container's attach socket comes from.
@@ -106,6 +110,9 @@ pub(crate) async fn prepare(
             "attach needs stream=1 (what comes), logs=1 (what came) or both",
         ));
     }
+    let detach_keys = q.get("detachKeys").filter(|k| !k.is_empty());
+    let escape = engine::attach::Escape::new(detach_keys)
+        .map_err(|e| ApiError::bad_request(format!("detachKeys: {e}")))?;
     let (engine, key) = (state.engine.clone(), id.to_string());
     let (stdout, stderr) = (q.flag("stdout"), q.flag("stderr"));
     let (rec, tty, stdin_once, past) = blocking(move || {
@@ -129,6 +136,7 @@ pub(crate) async fn prepare(
         // stdin only for `run -i` (StdinOnce) without a terminal; a client
         // that detaches (ctrl-p ctrl-q) or goes leaves it open.
         close_stdin: stdin_once && !tty,
+        detach: tty.then_some(escape),
     };
     if !stream {
         return Ok(Prepared {
@@ -275,13 +283,28 @@ where
         return;
     };
     let (mut from_shim, mut to_shim) = sock.into_split();
+    let (detached_tx, mut detached) = oneshot::channel::<()>();
+    let mut escape = streams.detach.clone();
+    let (stdin, close_stdin) = (streams.stdin, streams.close_stdin);
     let input = tokio::spawn(async move {
-        if !streams.stdin {
+        if !stdin {
             // Nothing to send; the socket's write side stays open (its end
             // would read to the shim as a client that went).
             let _keep = to_shim;
             std::future::pending::<()>().await;
             return;
+        }
+        let mut early = early;
+        if let Some(e) = escape.as_mut() {
+            let (data, typed) = e.feed(&early);
+            if typed {
+                let _ = to_shim
+                    .write_all(&protocol::frame(protocol::STDIN, &data))
+                    .await;
+                let _ = detached_tx.send(());
+                return;
+            }
+            early = data;
         }
         if !early.is_empty()
             && to_shim
@@ -300,7 +323,7 @@ where
             };
             match read {
                 Ok(0) | Err(_) => {
-                    if streams.close_stdin {
+                    if close_stdin {
                         let _ = to_shim
                             .write_all(&protocol::frame(protocol::CLOSE_STDIN, &[]))
                             .await;
@@ -309,11 +332,21 @@ where
                     std::future::pending::<()>().await;
                 }
                 Ok(n) => {
-                    if to_shim
-                        .write_all(&protocol::frame(protocol::STDIN, &buf[..n]))
-                        .await
-                        .is_err()
+                    let (data, typed) = match escape.as_mut() {
+                        Some(e) => e.feed(&buf[..n]),
+                        None => (buf[..n].to_vec(), false),
+                    };
+                    if !data.is_empty()
+                        && to_shim
+                            .write_all(&protocol::frame(protocol::STDIN, &data))
+                            .await
+                            .is_err()
                     {
+                        return;
+                    }
+                    if typed {
+                        // The attach ends; the container runs on.
+                        let _ = detached_tx.send(());
                         return;
                     }
                 }
@@ -323,9 +356,12 @@ where
     let mut pending = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     'out: loop {
-        let n = match from_shim.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
+        let n = tokio::select! {
+            read = from_shim.read(&mut buf) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            },
+            Ok(()) = &mut detached => break,
         };
         pending.extend_from_slice(&buf[..n]);
         loop {

@@ -61,6 +61,8 @@ struct Instance {
     stdout: bool,
     stderr: bool,
     console: Option<(u16, u16)>,
+    /// `DetachKeys` (empty: ctrl-p,ctrl-q), watched with a terminal.
+    detach_keys: String,
     phase: Phase,
     made: Instant,
 }
@@ -164,6 +166,11 @@ pub async fn create(state: &Arc<State>, id: &str, call: Call) -> Result<Response
         }
     }
     let console = console_size(&f)?;
+    let detach_keys = f.string("DetachKeys")?.unwrap_or_default();
+    if !detach_keys.is_empty() {
+        engine::attach::Escape::new(Some(&detach_keys))
+            .map_err(|e| ApiError::bad_request(format!("DetachKeys: {e}")))?;
+    }
     let (stdout, stderr) = (f.boolean("AttachStdout")?, f.boolean("AttachStderr")?);
     let (engine, key) = (state.engine.clone(), id.to_string());
     let rec = blocking(move || Ok(engine.container(&key)?)).await?;
@@ -182,6 +189,7 @@ pub async fn create(state: &Arc<State>, id: &str, call: Call) -> Result<Response
             stdout,
             stderr,
             console,
+            detach_keys,
             phase: Phase::Created,
             made: Instant::now(),
         },
@@ -213,7 +221,7 @@ pub async fn inspect(state: &Arc<State>, id: &str) -> Result<Response, ApiError>
             "OpenStdout": i.stdout,
             "CanRemove": false,
             "ContainerID": i.container,
-            "DetachKeys": "",
+            "DetachKeys": i.detach_keys,
             "Pid": pid,
         })
     })?;
@@ -264,7 +272,7 @@ pub async fn start(state: &Arc<State>, id: &str, call: Call) -> Result<Response,
             "exec start hijacks the connection: send Connection: Upgrade and Upgrade: tcp (or Detach)",
         ));
     }
-    let (container, opts, streams, console) = state.execs.with(id, |i| match i.phase {
+    let (container, opts, streams, console, keys) = state.execs.with(id, |i| match i.phase {
         Phase::Created => {
             i.phase = Phase::Running {
                 pid: None,
@@ -275,6 +283,7 @@ pub async fn start(state: &Arc<State>, id: &str, call: Call) -> Result<Response,
                 i.opts.clone(),
                 (i.stdout, i.stderr),
                 size.or(i.console),
+                (!i.detach_keys.is_empty()).then(|| i.detach_keys.clone()),
             ))
         }
         _ => Err(ApiError::new(
@@ -310,7 +319,13 @@ pub async fn start(state: &Arc<State>, id: &str, call: Call) -> Result<Response,
         };
         let (mut from_client, mut to_client) = tokio::io::split(upgraded);
         let code = match spawn(&state, &id, &container, &opts, ExecStdio::Piped, console).await {
-            Ok(child) => relay(child, &mut from_client, &mut to_client, streams).await,
+            Ok(child) => {
+                // Checked at create; with a terminal, as dockerd.
+                let escape = engine::attach::Escape::new(keys.as_deref())
+                    .ok()
+                    .filter(|_| tty);
+                relay(child, &mut from_client, &mut to_client, streams, escape).await
+            }
             Err(failed) => {
                 // As dockerd: the reason goes down the stream, the status
                 // to the exec's record.
@@ -432,6 +447,7 @@ async fn relay<R, W>(
     from_client: &mut R,
     to_client: &mut W,
     (stdout, stderr): (bool, bool),
+    mut escape: Option<engine::attach::Escape>,
 ) -> i32
 where
     R: tokio::io::AsyncRead + Unpin,
@@ -500,12 +516,23 @@ where
             n = from_client.read(&mut buf), if in_tx.is_some() => match n {
                 Ok(0) | Err(_) => in_tx = None,
                 Ok(n) => {
+                    let (data, typed) = match escape.as_mut() {
+                        Some(e) => e.feed(&buf[..n]),
+                        None => (buf[..n].to_vec(), false),
+                    };
                     let sent = match &in_tx {
-                        Some(s) => s.send(buf[..n].to_vec()).await.is_ok(),
+                        Some(s) => data.is_empty() || s.send(data).await.is_ok(),
                         None => false,
                     };
                     if !sent {
                         in_tx = None;
+                    }
+                    if typed {
+                        // The client goes; the process runs on, its
+                        // output drained, until it exits.
+                        in_tx = None;
+                        client_ok = false;
+                        let _ = to_client.shutdown().await;
                     }
                 }
             },

@@ -202,3 +202,132 @@ print("OK")
     drop(s);
     f.assert_clean();
 }
+
+/// Reads from `s` until `want` has come (or panics after its timeout).
+fn read_until(s: &mut std::os::unix::net::UnixStream, want: &str) -> String {
+    use std::io::Read;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains(want) {
+        match s.read(&mut buf) {
+            Ok(0) => panic!(
+                "the stream ended before {want:?}: {:?}",
+                String::from_utf8_lossy(&got)
+            ),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!(
+                "waiting for {want:?}: {e}: {:?}",
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Whether the server ends the stream (EOF) within the socket's timeout.
+fn ends(s: &mut std::os::unix::net::UnixStream) -> bool {
+    use std::io::Read;
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// As dockerd, the server watches a terminal's input for the detach keys
+/// (ctrl-p ctrl-q, or `detachKeys`/`DetachKeys`): the attach or exec ends
+/// for that client and the process runs on. Raw sockets, as a client
+/// without the docker CLI's own escape handling sends them.
+#[test]
+fn the_server_detaches_on_the_detach_keys() {
+    use std::io::Write;
+    let f = Fixture::new();
+    let s = Server::start(&f);
+    let d = |args: &[&str]| s.docker(&f, args);
+    d(&["run", "-dit", "--name", "term", "bb:1", "sh"]).ok();
+    let running = || {
+        d(&["inspect", "-f", "{{.State.Running}}", "term"])
+            .ok()
+            .stdout
+    };
+
+    let attach = "/v1.47/containers/term/attach?stream=1&stdin=1&stdout=1&stderr=1";
+    let mut a = s.hijack("POST", attach, b"");
+    a.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    a.write_all(b"echo one-$((40+2))\n").unwrap();
+    read_until(&mut a, "one-42");
+    // ctrl-p alone is given back when ctrl-q does not follow.
+    a.write_all(b"\x10").unwrap();
+    a.write_all(b"\x15echo two-$((40+2))\n").unwrap();
+    read_until(&mut a, "two-42");
+    a.write_all(b"\x10\x11").unwrap();
+    assert!(ends(&mut a), "the attach did not end on ctrl-p ctrl-q");
+    assert_eq!(running(), "true\n");
+
+    let mut a = s.hijack("POST", &format!("{attach}&detachKeys=ctrl-a,x"), b"");
+    a.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    a.write_all(b"echo three-$((40+2))\n").unwrap();
+    read_until(&mut a, "three-42");
+    a.write_all(b"\x01x").unwrap();
+    assert!(
+        ends(&mut a),
+        "the attach did not end on its own detach keys"
+    );
+    assert_eq!(running(), "true\n");
+
+    {
+        use std::io::Read;
+        let mut bad = std::os::unix::net::UnixStream::connect(&s.sock).unwrap();
+        bad.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            bad,
+            "POST {attach}&detachKeys=ctrl- HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n"
+        )
+        .unwrap();
+        let mut got = vec![0u8; 4096];
+        let n = bad.read(&mut got).unwrap();
+        let text = String::from_utf8_lossy(&got[..n]);
+        assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+        assert!(text.contains("detachKeys"), "{text}");
+    }
+
+    // exec: its DetachKeys; the process runs on after the client goes.
+    let (code, body) = s.http(
+        "POST",
+        "/v1.47/containers/term/exec",
+        br#"{"Cmd":["sh"],"Tty":true,"AttachStdin":true,"AttachStdout":true,"DetachKeys":"ctrl-x,ctrl-y"}"#,
+    );
+    assert_eq!(code, 201, "{body}");
+    let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut e = s.hijack(
+        "POST",
+        &format!("/v1.47/exec/{id}/start"),
+        br#"{"Tty":true}"#,
+    );
+    e.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    e.write_all(b"echo four-$((40+2))\n").unwrap();
+    read_until(&mut e, "four-42");
+    e.write_all(b"\x18\x19").unwrap();
+    assert!(ends(&mut e), "the exec did not end on its DetachKeys");
+    let (_, body) = s.http("GET", &format!("/v1.47/exec/{id}/json"), b"");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["Running"], true, "{body}");
+    assert_eq!(v["DetachKeys"], "ctrl-x,ctrl-y", "{body}");
+    let (code, body) = s.http(
+        "POST",
+        "/v1.47/containers/term/exec",
+        br#"{"Cmd":["sh"],"Tty":true,"DetachKeys":"ctrl-+"}"#,
+    );
+    assert_eq!(code, 400, "{body}");
+    d(&["rm", "-f", "term"]).ok();
+}

@@ -78,15 +78,25 @@ pub fn parse_detach_keys(s: &str) -> Result<Vec<u8>, EngineError> {
     Ok(keys)
 }
 
-/// Finds the detach keys in the input, holding back a partial match.
-struct Escape {
+/// Finds the detach keys in a terminal's input, holding back a partial
+/// match (used by `berth attach` and by the API's attach and exec).
+#[derive(Debug, Clone)]
+pub struct Escape {
     keys: Vec<u8>,
     matched: usize,
 }
 
 impl Escape {
+    /// Watches for `keys` as Docker writes them (None: ctrl-p,ctrl-q).
+    pub fn new(keys: Option<&str>) -> Result<Escape, EngineError> {
+        Ok(Escape {
+            keys: parse_detach_keys(keys.unwrap_or(DEFAULT_DETACH_KEYS))?,
+            matched: 0,
+        })
+    }
+
     /// What of `data` goes to the container, and whether the keys were typed.
-    fn feed(&mut self, data: &[u8]) -> (Vec<u8>, bool) {
+    pub fn feed(&mut self, data: &[u8]) -> (Vec<u8>, bool) {
         let mut out = Vec::with_capacity(data.len());
         for &b in data {
             if b == self.keys[self.matched] {
@@ -194,8 +204,7 @@ impl Engine {
         tty: bool,
         opts: &AttachOptions,
     ) -> Result<AttachEnd, EngineError> {
-        let keys = parse_detach_keys(opts.detach_keys.as_deref().unwrap_or(DEFAULT_DETACH_KEYS))?;
-        let mut escape = Escape { keys, matched: 0 };
+        let mut escape = Escape::new(opts.detach_keys.as_deref())?;
         let mut mask = SigSet::empty();
         mask.add(Signal::SIGWINCH);
         if opts.sig_proxy && !tty {

@@ -59,6 +59,31 @@ impl Server {
         c
     }
 
+    /// A request that hijacks the connection (attach, exec start): checks
+    /// the 101 and returns the stream that follows it (read byte by byte
+    /// up to the head's end, so nothing after it is lost).
+    pub fn hijack(&self, method: &str, path: &str, body: &[u8]) -> UnixStream {
+        let mut s = UnixStream::connect(&self.sock).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: berth\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        let mut got = Vec::new();
+        let mut b = [0u8; 1];
+        while !got.ends_with(b"\r\n\r\n") {
+            match s.read(&mut b) {
+                Ok(1) => got.push(b[0]),
+                other => panic!("{method} {path}: no answer ({other:?}): {got:?}"),
+            }
+        }
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 101"), "{method} {path}: {text}");
+        s
+    }
+
     /// One raw HTTP/1.1 request; the status and the body.
     pub fn http(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
         let mut s = UnixStream::connect(&self.sock).unwrap();
