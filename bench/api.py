@@ -8,9 +8,11 @@ temp dir:
    engines alternating; medians. Goals: <= 0.3 x dockerd, <= 0.5 x Podman.
 2. `docker ps -a` and `docker inspect` (the docker CLI) with N containers
    made (not started) in each store: medians, berth against dockerd.
-   Goal: <= 0.5 x. The same two requests from docker-py too, which
-   leaves out the docker CLI's own start (about 13 ms here, the same for
-   both servers).
+   Goal: <= 0.5 x. Also `docker inspect` of all N in one call (the
+   CLI's start paid once, N requests on its connection), and the same
+   requests from docker-py and over one raw keep-alive HTTP connection,
+   which leave out the docker CLI's own start (about 10 ms here, the
+   same for both servers).
 3. The idle server's memory: berth serve's RSS against dockerd's plus its
    containerd's. Goal: <= 0.3 x.
 
@@ -125,6 +127,55 @@ def loop_once(client, image):
     return time.perf_counter() - t
 
 
+class RawHttp:
+    """One keep-alive HTTP/1.1 connection to a unix socket: the server's
+    own time for a request, without a client library's."""
+
+    def __init__(self, path):
+        import socket
+        self.s = socket.socket(socket.AF_UNIX)
+        self.s.settimeout(60)
+        self.s.connect(path)
+
+    def get(self, path):
+        self.s.sendall(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = self.s.recv(65536)
+            if not chunk:
+                raise SystemExit(f"GET {path}: the server closed the connection")
+            buf += chunk
+        head, body = buf.split(b"\r\n\r\n", 1)
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        length = [ln for ln in lines if ln.lower().startswith(b"content-length:")]
+        if length:
+            n = int(length[0].split(b":")[1])
+            while len(body) < n:
+                body += self.s.recv(1 << 20)
+        elif any(ln.lower() == b"transfer-encoding: chunked" for ln in lines):
+            body = self.chunked(body)
+        else:
+            raise SystemExit(f"GET {path}: neither Content-Length nor chunked in {head!r}")
+        if status != 200:
+            raise SystemExit(f"GET {path}: {status} {body[:200]!r}")
+        return json.loads(body)
+
+    def chunked(self, buf):
+        """Reads a chunked body whose start is `buf`."""
+        out = b""
+        while True:
+            while b"\r\n" not in buf:
+                buf += self.s.recv(65536)
+            size, buf = buf.split(b"\r\n", 1)
+            n = int(size.split(b";")[0], 16)
+            while len(buf) < n + 2:
+                buf += self.s.recv(1 << 20)
+            out, buf = out + buf[:n], buf[n + 2:]
+            if n == 0:
+                return out
+
+
 def cli_time(engine, args):
     t = time.perf_counter()
     r = subprocess.run(["docker"] + args, env=engine.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
@@ -189,6 +240,9 @@ def main():
         insp = {e.name: [] for e in listed}
         raw_ps = {e.name: [] for e in listed}
         raw_insp = {e.name: [] for e in listed}
+        http_insp = {e.name: [] for e in listed}
+        insp_all = {e.name: [] for e in listed}
+        conns = {e.name: RawHttp(e.sock) for e in listed}
         for i in range(max(5, args.iterations // 2)):
             for e in (listed if i % 2 == 0 else listed[::-1]):
                 # The server's share: the same two requests from docker-py.
@@ -202,6 +256,13 @@ def main():
                 if api.inspect_container(f"bench-{i}")["Name"] != f"/bench-{i}":
                     raise SystemExit(f"{e.name}: inspect through the API gave another container")
                 raw_insp[e.name].append(time.perf_counter() - t)
+                # The server alone: one keep-alive connection, no library.
+                for k in range(10):
+                    t = time.perf_counter()
+                    got = conns[e.name].get(f"/v1.41/containers/bench-{(i * 10 + k) % args.containers}/json")
+                    http_insp[e.name].append(time.perf_counter() - t)
+                    if got["Name"] != f"/bench-{(i * 10 + k) % args.containers}":
+                        raise SystemExit(f"{e.name}: raw inspect gave {got['Name']}")
                 dt, out = cli_time(e, ["ps", "-a", "-q"])
                 if len(out.split()) != args.containers:
                     raise SystemExit(f"{e.name}: ps -a listed {len(out.split())} containers, not {args.containers}")
@@ -210,9 +271,17 @@ def main():
                 if out.strip() != f"/bench-{i}":
                     raise SystemExit(f"{e.name}: inspect said {out!r}")
                 insp[e.name].append(dt)
-        for what, d in (("ps -a", ps), ("inspect", insp), ("API list", raw_ps), ("API inspect", raw_insp)):
+                # Every container in one docker CLI call (its start paid once).
+                if i < 5:
+                    names = [f"bench-{n}" for n in range(args.containers)]
+                    dt, out = cli_time(e, ["inspect", "-f", "{{.Name}}"] + names)
+                    if out.split() != ["/" + n for n in names]:
+                        raise SystemExit(f"{e.name}: inspect of all said {out[:200]!r}...")
+                    insp_all[e.name].append(dt)
+        for what, d in (("ps -a", ps), ("inspect", insp), ("inspect all", insp_all), ("API list", raw_ps),
+                        ("API inspect", raw_insp), ("HTTP inspect", http_insp)):
             m = {k: statistics.median(v) * 1000 for k, v in d.items()}
-            line = ", ".join(f"{k} {v:.1f} ms" for k, v in m.items())
+            line = ", ".join(f"{k} {v:.2f} ms" for k, v in m.items())
             ratio = m["berth"] / m["docker"] if "docker" in m else float("nan")
             summary[f"{what}_vs_docker"] = ratio
             print(f"{what} with {args.containers} containers: {line}, berth/docker {ratio:.2f}", flush=True)
