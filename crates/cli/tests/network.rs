@@ -122,7 +122,14 @@ fn containers_on_a_network_reach_each_other_and_leave_nothing() {
         .ok();
     assert!(o.stdout.contains("10.77.0.2/24"), "{o:?}");
 
-    f.berth(&["rm", "-f", "a", "b"]).ok();
+    // Addresses are handed out in turn: a's, given back, is not the
+    // next one given (an --ip does not move the turn).
+    f.berth(&["rm", "-f", "a"]).ok();
+    f.berth(&["create", "--name", "c", "--network", "n1", "bb:1", "true"])
+        .ok();
+    assert_eq!(ip_of(&f, "c", "n1"), "10.77.0.3");
+
+    f.berth(&["rm", "-f", "b", "c"]).ok();
     let links = host_links(&f);
     assert!(!links.contains("vb"), "{links}");
     f.berth(&["network", "rm", "n1"]).ok();
@@ -556,7 +563,8 @@ fn mac_addresses_and_ip_ranges() {
         ])
         .ok();
     assert_eq!(o.stdout.trim(), "02:42:0a:61:00:99");
-    // Addresses come from the range; --ip may be anywhere in the subnet.
+    // Addresses come from the range, in turn (the run above had .128);
+    // --ip may be anywhere in the subnet.
     f.berth(&[
         "run",
         "-d",
@@ -569,7 +577,7 @@ fn mac_addresses_and_ip_ranges() {
         "60",
     ])
     .ok();
-    assert_eq!(ip_of(&f, "r1", "ranged"), "10.97.0.128");
+    assert_eq!(ip_of(&f, "r1", "ranged"), "10.97.0.129");
     f.berth(&[
         "create",
         "--name",

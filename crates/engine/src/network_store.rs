@@ -105,8 +105,8 @@ impl Store {
         Ok(out)
     }
 
-    /// Leases an address on `net` to `container`: `wanted`, or the lowest
-    /// free one. One transaction: the check and the lease cannot be split
+    /// Leases an address on `net` to `container`: `wanted`, or the next
+    /// free one after the last handed out (wrapping round). One transaction: the check and the lease cannot be split
     /// by another run.
     pub fn lease(
         &self,
@@ -158,6 +158,13 @@ impl Store {
         }
         let subnet = net.subnet()?;
         let gateway = net.gateway_addr()?;
+        let (last, last6): (String, String) = tx
+            .query_row(
+                "SELECT last_ip, last_ip6 FROM networks WHERE id = ?1",
+                params![net.id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(sql(&self.path))?;
         let used: HashSet<Ipv4Addr> = {
             let mut st = tx
                 .prepare("SELECT ip FROM endpoints WHERE network = ?1")
@@ -184,8 +191,8 @@ impl Store {
                 ip
             }
             None => match net.ip_range.parse::<network::ipam::Subnet>() {
-                Ok(range) => subnet.next_free_in(&range, gateway, &used),
-                Err(_) => subnet.next_free(gateway, &used),
+                Ok(range) => subnet.next_free_in(&range, gateway, &used, last.parse().ok()),
+                Err(_) => subnet.next_free(gateway, &used, last.parse().ok()),
             }
             .ok_or_else(|| EngineError::Address {
                 network: net.name.clone(),
@@ -219,7 +226,7 @@ impl Store {
                         a
                     }
                     None => subnet6
-                        .next_free(gateway6, &used6)
+                        .next_free(gateway6, &used6, last6.parse().ok())
                         .ok_or_else(|| bad(format!("no address is left in {subnet6}")))?,
                 })
             }
@@ -235,6 +242,21 @@ impl Store {
             ],
         )
         .map_err(|e| taken(e, net, &self.path))?;
+        // The cursor moves for addresses handed out, not for ones asked for.
+        if wanted.is_none() {
+            tx.execute(
+                "UPDATE networks SET last_ip = ?2 WHERE id = ?1",
+                params![net.id, ip.to_string()],
+            )
+            .map_err(sql(&self.path))?;
+        }
+        if let (Some(a), None) = (ip6, wanted6) {
+            tx.execute(
+                "UPDATE networks SET last_ip6 = ?2 WHERE id = ?1",
+                params![net.id, a.to_string()],
+            )
+            .map_err(sql(&self.path))?;
+        }
         tx.commit().map_err(sql(&self.path))?;
         Ok((ip, ip6, slot))
     }

@@ -108,6 +108,14 @@ pub(crate) fn upgrade(
             add_column(tx, "networks", "ip_range", "TEXT NOT NULL DEFAULT ''")
         })?;
     }
+    if version < 6 {
+        // The last addresses handed out on each network: the next lease
+        // starts after them (addresses in turn, as Docker and Podman).
+        migrate(db, path, 6, |tx| {
+            add_column(tx, "networks", "last_ip", "TEXT NOT NULL DEFAULT ''")?;
+            add_column(tx, "networks", "last_ip6", "TEXT NOT NULL DEFAULT ''")
+        })?;
+    }
     Ok(())
 }
 

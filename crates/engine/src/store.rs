@@ -15,7 +15,7 @@ use crate::error::EngineError;
 
 /// The schema this build reads and writes.
 /// The schema this berth writes (`crate::schema`).
-pub(crate) const SCHEMA_VERSION: i64 = 5;
+pub(crate) const SCHEMA_VERSION: i64 = 6;
 
 /// How long a statement waits for another process's lock.
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

@@ -1,5 +1,5 @@
 //! Address management for bridge networks: IPv4 subnets in CIDR form,
-//! their gateway, and the lowest address that no lease holds. Leases
+//! their gateway, and the next address in turn that no lease holds. Leases
 //! themselves are the engine's (its database), so that two runs never
 //! take the same address; this module only computes.
 
@@ -116,29 +116,42 @@ impl Subnet {
         Ok(())
     }
 
-    /// The lowest address of `range` (a part of the subnet, `--ip-range`)
-    /// that the subnet does not reserve and `used` does not hold.
+    /// The first address of `range` (a part of the subnet, `--ip-range`)
+    /// after `after` (None: from its start), wrapping round, that the
+    /// subnet does not reserve and `used` does not hold. Addresses are
+    /// handed out in turn, as Docker's and Podman's are, so one just given
+    /// back is not given again at once: conntrack entries, and peers' ARP
+    /// and DNS caches, still name the container that had it.
     pub fn next_free_in(
         &self,
         range: &Subnet,
         gateway: Ipv4Addr,
         used: &HashSet<Ipv4Addr>,
+        after: Option<Ipv4Addr>,
     ) -> Option<Ipv4Addr> {
         let first = u32::from(range.net).max(u32::from(self.net) + 1);
         let last = u32::from(range.broadcast()).min(u32::from(self.broadcast()) - 1);
-        (first..=last)
+        if first > last {
+            return None;
+        }
+        let start = match after.map(u32::from) {
+            Some(a) if a >= first && a < last => a + 1,
+            _ => first,
+        };
+        (start..=last)
+            .chain(first..start)
             .map(Ipv4Addr::from)
             .find(|a| *a != gateway && !used.contains(a))
     }
 
-    /// The lowest address of the subnet that is not reserved and not in
-    /// `used`, if any is left.
-    pub fn next_free(&self, gateway: Ipv4Addr, used: &HashSet<Ipv4Addr>) -> Option<Ipv4Addr> {
-        let first = u32::from(self.net) + 1;
-        let last = u32::from(self.broadcast()) - 1;
-        (first..=last)
-            .map(Ipv4Addr::from)
-            .find(|a| *a != gateway && !used.contains(a))
+    /// [`Subnet::next_free_in`] over the whole subnet.
+    pub fn next_free(
+        &self,
+        gateway: Ipv4Addr,
+        used: &HashSet<Ipv4Addr>,
+        after: Option<Ipv4Addr>,
+    ) -> Option<Ipv4Addr> {
+        self.next_free_in(self, gateway, used, after)
     }
 }
 
@@ -191,7 +204,7 @@ mod tests {
         let gw = s.default_gateway();
         let mut used = HashSet::new();
         let mut got = vec![];
-        while let Some(a) = s.next_free(gw, &used) {
+        while let Some(a) = s.next_free(gw, &used, None) {
             used.insert(a);
             got.push(a.octets()[3]);
         }
@@ -200,13 +213,13 @@ mod tests {
         let mut used = HashSet::new();
         used.insert(Ipv4Addr::new(192, 168, 7, 4));
         assert_eq!(
-            s.next_free_in(&range, gw, &used),
+            s.next_free_in(&range, gw, &used, None),
             Some(Ipv4Addr::new(192, 168, 7, 5))
         );
         used.insert(Ipv4Addr::new(192, 168, 7, 5));
         used.insert(Ipv4Addr::new(192, 168, 7, 6));
         assert_eq!(
-            s.next_free_in(&range, gw, &used),
+            s.next_free_in(&range, gw, &used, None),
             None,
             "the broadcast is not given"
         );
@@ -214,6 +227,28 @@ mod tests {
         assert!(s.check_host(Ipv4Addr::new(192, 168, 7, 7), gw).is_err());
         assert!(s.check_host(Ipv4Addr::new(192, 168, 8, 2), gw).is_err());
         s.check_host(Ipv4Addr::new(192, 168, 7, 5), gw).unwrap();
+    }
+
+    #[test]
+    fn addresses_are_given_in_turn_and_wrap_round() {
+        let s: Subnet = "10.0.0.0/29".parse().unwrap();
+        let gw = s.default_gateway();
+        let a = |n| Ipv4Addr::new(10, 0, 0, n);
+        let mut used = HashSet::new();
+        // .2 was given and given back: the next one is .3, not .2 again.
+        assert_eq!(s.next_free(gw, &used, Some(a(2))), Some(a(3)));
+        used.extend([a(3), a(4)]);
+        assert_eq!(s.next_free(gw, &used, Some(a(2))), Some(a(5)));
+        // After the last host address, round to the first free one.
+        assert_eq!(s.next_free(gw, &used, Some(a(6))), Some(a(2)));
+        used.extend([a(2), a(5), a(6)]);
+        assert_eq!(s.next_free(gw, &used, Some(a(4))), None);
+        // A cursor outside the range starts at its beginning.
+        let range: Subnet = "10.0.0.4/30".parse().unwrap();
+        let free = HashSet::new();
+        assert_eq!(s.next_free_in(&range, gw, &free, Some(a(2))), Some(a(4)));
+        assert_eq!(s.next_free_in(&range, gw, &free, Some(a(4))), Some(a(5)));
+        assert_eq!(s.next_free_in(&range, gw, &free, Some(a(6))), Some(a(4)));
     }
 
     #[test]

@@ -123,12 +123,24 @@ impl Subnet6 {
         Ok(())
     }
 
-    /// The lowest address after the gateway that is not in `used`
-    /// (among the first 65536 of the subnet).
-    pub fn next_free(&self, gateway: Ipv6Addr, used: &HashSet<Ipv6Addr>) -> Option<Ipv6Addr> {
+    /// The first address after `after` (None: from the subnet's start),
+    /// wrapping round, that is not the gateway and not in `used`, among
+    /// the first 65536 of the subnet: in turn, as for IPv4
+    /// ([`crate::ipam::Subnet::next_free_in`]).
+    pub fn next_free(
+        &self,
+        gateway: Ipv6Addr,
+        used: &HashSet<Ipv6Addr>,
+        after: Option<Ipv6Addr>,
+    ) -> Option<Ipv6Addr> {
         let first = u128::from(self.net) + 1;
-        let last = u128::from(self.net) | !self.mask();
-        (first..=last.min(first + 65535))
+        let last = (u128::from(self.net) | !self.mask()).min(first + 65535);
+        let start = match after.map(u128::from) {
+            Some(a) if a >= first && a < last => a + 1,
+            _ => first,
+        };
+        (start..=last)
+            .chain(first..start)
             .map(Ipv6Addr::from)
             .find(|a| *a != gateway && !used.contains(a))
     }
@@ -165,7 +177,20 @@ mod tests {
         let gw = s.default_gateway();
         let mut used = HashSet::new();
         used.insert("fd00:1::2".parse().unwrap());
-        assert_eq!(s.next_free(gw, &used), Some("fd00:1::3".parse().unwrap()));
+        assert_eq!(
+            s.next_free(gw, &used, None),
+            Some("fd00:1::3".parse().unwrap())
+        );
+        assert_eq!(
+            s.next_free(gw, &used, Some("fd00:1::3".parse().unwrap())),
+            Some("fd00:1::4".parse().unwrap()),
+            "in turn"
+        );
+        assert_eq!(
+            s.next_free(gw, &used, Some("fd00:1::ff".parse().unwrap())),
+            Some("fd00:1::3".parse().unwrap()),
+            "round from the last"
+        );
         assert!(s.check_host(gw, gw).is_err());
         assert!(s.check_host("fd00:2::5".parse().unwrap(), gw).is_err());
         s.check_host("fd00:1::9".parse().unwrap(), gw).unwrap();
