@@ -162,6 +162,75 @@ fn devices_privileged_and_kernel_knobs() {
     f.assert_clean();
 }
 
+/// As Docker: a container with a network namespace of its own may ping
+/// and bind ports below 1024 without the capabilities (its sysctls say
+/// so), a `--sysctl` keeps its value, and `--network host` leaves the
+/// host's sysctls alone.
+#[test]
+fn own_network_namespaces_get_dockers_sysctls() {
+    let f = Fixture::new();
+    let script =
+        "cat /proc/sys/net/ipv4/ping_group_range /proc/sys/net/ipv4/ip_unprivileged_port_start; \
+                  nc -l -p 80 & pid=$!; sleep 0.3; kill $pid 2>/dev/null && echo bound; true";
+    let o = f
+        .run(&[
+            "--network",
+            "none",
+            "--user",
+            "1000:1000",
+            "--cap-drop",
+            "NET_BIND_SERVICE",
+            "bb:1",
+            "sh",
+            "-c",
+            script,
+        ])
+        .ok();
+    assert_eq!(o.stdout, "0\t2147483647\n0\nbound\n", "{o:?}");
+    let o = f
+        .run(&[
+            "--network",
+            "none",
+            "--user",
+            "1000:1000",
+            "--sysctl",
+            "net.ipv4.ip_unprivileged_port_start=1024",
+            "bb:1",
+            "sh",
+            "-c",
+            script,
+        ])
+        .ok();
+    assert!(o.stdout.starts_with("0\t2147483647\n1024\n"), "{o:?}");
+    assert!(!o.stdout.contains("bound"), "a user bound port 80: {o:?}");
+    let host = format!(
+        "{}{}",
+        host_file("/proc/sys/net/ipv4/ping_group_range"),
+        host_file("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+    );
+    let o = f
+        .run(&[
+            "--network",
+            "host",
+            "bb:1",
+            "cat",
+            "/proc/sys/net/ipv4/ping_group_range",
+            "/proc/sys/net/ipv4/ip_unprivileged_port_start",
+        ])
+        .ok();
+    assert_eq!(o.stdout, host);
+    assert_eq!(
+        format!(
+            "{}{}",
+            host_file("/proc/sys/net/ipv4/ping_group_range"),
+            host_file("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        ),
+        host,
+        "the host's sysctls changed"
+    );
+    f.assert_clean();
+}
+
 #[test]
 fn names_stop_settings_labels_and_cidfile() {
     let f = Fixture::new();

@@ -5,12 +5,19 @@
 //! (the spec lists none of that kind); `container:NAME` joins the
 //! namespace of another running container's init, by its
 //! `/proc/<pid>/ns/…` path. A user-defined network (`--network NAME`)
-//! is a private namespace that the engine sets up ([`crate::net_setup`]);
-//! the default `bridge` network is not there yet.
+//! is a private namespace that the engine sets up ([`crate::net_setup`]).
+//! A network namespace of the container's own gets Docker's sysctls
+//! ([`NETWORK_SYSCTLS`]).
 
 use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType, Spec};
 
 use crate::error::{invalid, EngineError};
+
+/// The sysctls Docker sets in a container's own network namespace.
+pub const NETWORK_SYSCTLS: [(&str, &str); 2] = [
+    ("net.ipv4.ping_group_range", "0 2147483647"),
+    ("net.ipv4.ip_unprivileged_port_start", "0"),
+];
 
 /// The namespace flags of one run (None: the default).
 #[derive(Debug, Clone, Default)]
@@ -163,7 +170,25 @@ pub fn apply(
         }
         namespaces.push(b.build().map_err(|e| EngineError::Spec(e.to_string()))?);
     }
+    let own_network = namespaces
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::Network && n.path().is_none());
     linux.set_namespaces(Some(namespaces));
+    if own_network {
+        // As Docker, in a network namespace of the container's own: ping
+        // without CAP_NET_RAW and ports below 1024 without
+        // CAP_NET_BIND_SERVICE (a `--sysctl` given keeps its value).
+        let mut sysctls = linux.sysctl().clone().unwrap_or_default();
+        for (k, v) in NETWORK_SYSCTLS {
+            let known = std::path::Path::new("/proc/sys").join(k.replace('.', "/"));
+            if known.exists() {
+                sysctls
+                    .entry(k.to_string())
+                    .or_insert_with(|| v.to_string());
+            }
+        }
+        linux.set_sysctl(Some(sysctls));
+    }
     spec.set_linux(Some(linux));
     let host = |k: LinuxNamespaceType| choices.iter().any(|(t, c)| *t == k && *c == Choice::Host);
     if host(LinuxNamespaceType::Uts) {
