@@ -76,6 +76,13 @@ fn auto_remaps_root_and_the_disk_keeps_its_ids() {
         host_b >= host_a + size_a || host_a >= host_b + size_b,
         "blocks overlap: {host_a}+{size_a} and {host_b}+{size_b}"
     );
+    // Docker's ping range, cut to the groups each namespace maps.
+    for (name, want) in [("a", "0\t65535\n"), ("b", "0\t1023\n")] {
+        let o = f
+            .berth(&["exec", name, "cat", "/proc/sys/net/ipv4/ping_group_range"])
+            .ok();
+        assert_eq!(o.stdout, want, "{name}");
+    }
     let pid = f
         .berth(&["inspect", "-f", "{{.State.Pid}}", "a"])
         .ok()

@@ -459,6 +459,19 @@ pub fn apply(
     linux.set_namespaces(Some(namespaces));
     linux.set_uid_mappings(Some(maps(&m.uids).map_err(spec_err)?));
     linux.set_gid_mappings(Some(maps(&m.gids).map_err(spec_err)?));
+    if let Some(mut sysctls) = linux.sysctl().clone() {
+        // The kernel refuses a ping group range whose ends the user
+        // namespace does not map: Docker's range is cut to the mapped
+        // block that holds group 0 (and left out when none does).
+        let key = "net.ipv4.ping_group_range";
+        if sysctls.get(key).is_some_and(|v| v == "0 2147483647") {
+            match m.gids.iter().find(|r| r[0] == 0) {
+                Some(r) => sysctls.insert(key.into(), format!("0 {}", r[2].saturating_sub(1))),
+                None => sysctls.remove(key),
+            };
+        }
+        linux.set_sysctl(Some(sysctls));
+    }
     spec.set_linux(Some(linux));
     let mut mounts = spec.mounts().clone().unwrap_or_default();
     for mount in &mut mounts {
