@@ -91,6 +91,90 @@ fn docker_cp_keeps_kinds_and_owners_as_dockerd() {
     s.stop();
 }
 
+/// inspect shows a container's volumes and binds under `Mounts` and its
+/// environment, working directory, user and hostname under `Config`, as
+/// dockerd; the list shows `Mounts` as a list (empty, not null).
+#[test]
+fn inspect_shows_mounts_and_the_process_config() {
+    let f = Fixture::new();
+    let s = Server::start(&f);
+    let d = |args: &[&str]| s.docker(&f, args);
+    let host = f.dir.path().join("site");
+    std::fs::create_dir(&host).unwrap();
+    let bind = format!("{}:/site:ro", host.display());
+    d(&[
+        "create",
+        "--name",
+        "shown",
+        "--network",
+        "none",
+        "-v",
+        "data:/data",
+        "-v",
+        &bind,
+        "-w",
+        "/data",
+        "-u",
+        "1000",
+        "-e",
+        "GREETING=hi",
+        "-h",
+        "box",
+        "bb:1",
+        "true",
+    ])
+    .ok();
+    let o = d(&[
+        "inspect",
+        "-f",
+        "{{range .Mounts}}{{.Type}} {{.Name}} {{.Source}} {{.Destination}} {{.RW}};{{end}}",
+        "shown",
+    ])
+    .ok();
+    let mut got: Vec<&str> = o
+        .stdout
+        .trim()
+        .split(';')
+        .filter(|x| !x.is_empty())
+        .collect();
+    got.sort();
+    let volume = format!(
+        "volume data {} /data true",
+        f.root().join("volumes/data/_data").display()
+    );
+    let bound = format!("bind  {} /site false", host.display());
+    assert_eq!(got, [bound.as_str(), volume.as_str()], "{o:?}");
+    let o = d(&[
+        "inspect",
+        "-f",
+        "{{.Config.WorkingDir}} {{.Config.User}} {{.Config.Hostname}} {{range .Config.Env}}{{.}},{{end}}",
+        "shown",
+    ])
+    .ok();
+    assert!(o.stdout.starts_with("/data 1000 box "), "{o:?}");
+    assert!(o.stdout.contains("GREETING=hi,"), "{o:?}");
+    // No mounts: an empty list, in inspect and in the list.
+    d(&[
+        "create",
+        "--name",
+        "bare",
+        "--network",
+        "none",
+        "bb:1",
+        "true",
+    ])
+    .ok();
+    let (_, body) = s.http("GET", "/v1.47/containers/json?all=1", b"");
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    for c in list.as_array().unwrap() {
+        assert!(c["Mounts"].is_array(), "{c}");
+    }
+    let o = d(&["inspect", "-f", "{{json .Mounts}}", "bare"]).ok();
+    assert_eq!(o.stdout.trim(), "[]");
+    d(&["rm", "-v", "shown", "bare"]).ok();
+    d(&["volume", "rm", "data"]).ok();
+}
+
 #[test]
 fn the_docker_cli_works_on_containers_in_place() {
     let f = Fixture::new();

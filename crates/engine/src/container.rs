@@ -166,6 +166,12 @@ impl Container<'_> {
         if let Some(m) = id_mappings {
             crate::userns::apply(&mut spec, m, &self.engine.root)?;
         }
+        let mount_points = crate::shown::mount_points(&spec, &self.engine.root);
+        let config_fields = crate::shown::config_fields(&spec, &user_spec);
+        self.db.update_settings(&self.id, |s| {
+            s.mounts = mount_points;
+            s.shown_config = config_fields;
+        })?;
         let config = self.bundle.join("config.json");
         spec.save(&config)
             .map_err(|e| EngineError::Spec(format!("write {}: {e}", config.display())))

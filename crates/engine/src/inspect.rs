@@ -111,6 +111,12 @@ pub fn container_json(r: &Record) -> Value {
             h.insert(k.clone(), x.clone());
         }
     }
+    if let Some(c) = v["Config"].as_object_mut() {
+        for (k, x) in &settings.shown_config {
+            c.insert(k.clone(), x.clone());
+        }
+    }
+    v["Mounts"] = json!(settings.mounts);
     v
 }
 

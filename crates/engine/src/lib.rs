@@ -74,6 +74,7 @@ pub mod rootfs;
 pub mod run;
 mod schema;
 pub mod seccomp_profile;
+mod shown;
 pub mod spec;
 pub mod stats;
 pub mod store;

@@ -184,6 +184,18 @@ pub struct ContainerSettings {
         skip_serializing_if = "std::collections::BTreeSet::is_empty"
     )]
     pub exposed: std::collections::BTreeSet<String>,
+    /// Its volumes and binds as `inspect` shows them under `Mounts`
+    /// (Docker's MountPoint objects; set when its bundle is written).
+    #[serde(rename = "Mounts", default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<serde_json::Value>,
+    /// What `inspect` shows under `Config` beyond the record: `Env`,
+    /// `WorkingDir`, `User`, `Hostname` (set when its bundle is written).
+    #[serde(
+        rename = "ShownConfig",
+        default,
+        skip_serializing_if = "serde_json::Map::is_empty"
+    )]
+    pub shown_config: serde_json::Map<String, serde_json::Value>,
     /// Its resource limits as `HostConfig` names them (set by `run` and
     /// `update`; what `inspect` shows).
     #[serde(
