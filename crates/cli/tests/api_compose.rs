@@ -28,6 +28,9 @@ services:
     command: ["sh", "-c", "until wget -qO- http://web/; do sleep 0.2; done; exec sleep 1000"]
     networks: [back]
     depends_on: [web]
+    environment:
+      STAMP: "${STAMP:-1}"
+    volumes: ["/cache"]
 volumes:
   data:
 networks:
@@ -68,6 +71,31 @@ networks:
     ))
     .ok();
     assert_eq!(o.stdout, "from-web\n");
+    // A changed service is made again, and keeps its anonymous volume
+    // (Compose finds it in the old container's Mounts).
+    compose(&["exec", "-T", "client", "sh", "-c", "echo kept > /cache/f"]).ok();
+    let mut again = s.docker_command(
+        &f,
+        &[
+            "compose",
+            "--project-directory",
+            project.to_str().unwrap(),
+            "up",
+            "-d",
+        ],
+    );
+    again.env("STAMP", "2");
+    test_support::run_through_files(&mut again).ok();
+    let o = compose(&[
+        "exec",
+        "-T",
+        "client",
+        "sh",
+        "-c",
+        "cat /cache/f; echo $STAMP",
+    ])
+    .ok();
+    assert_eq!(o.stdout, "kept\n2\n", "{o:?}");
     // The project's objects carry Compose's labels.
     let o = s
         .docker(
@@ -82,6 +110,12 @@ networks:
         )
         .ok();
     assert_eq!(o.stdout, "shop_data\n");
+    let o = s.docker(&f, &["volume", "ls", "-q"]).ok();
+    assert_eq!(
+        o.stdout.lines().count(),
+        2,
+        "the named and the anonymous: {o:?}"
+    );
     compose(&["down", "-v", "-t", "1"]).ok();
     assert_eq!(s.docker(&f, &["ps", "-aq"]).ok().stdout, "");
     assert_eq!(s.docker(&f, &["volume", "ls", "-q"]).ok().stdout, "");
