@@ -57,9 +57,12 @@ fn port_list(ports: &Value) -> Vec<Value> {
     out
 }
 
-/// One container as `/containers/json` lists it.
+/// One container as `/containers/json` lists it: only the fields the
+/// list has (not the whole inspect document, which a list of hundreds
+/// would build and drop for each).
 pub(crate) fn summary(r: &Record) -> Value {
-    let full = engine::inspect::container_json(r);
+    let settings = engine::restart::ContainerSettings::parse(&r.config);
+    let ports = engine::inspect::network_ports(&settings, r.is_running());
     json!({
         "Id": r.id,
         "Names": [format!("/{}", r.name)],
@@ -67,13 +70,13 @@ pub(crate) fn summary(r: &Record) -> Value {
         "ImageID": r.image_id,
         "Command": r.command.join(" "),
         "Created": r.created,
-        "Ports": port_list(&full["NetworkSettings"]["Ports"]),
-        "Labels": full["Config"]["Labels"].as_object().cloned().unwrap_or_default(),
+        "Ports": port_list(&ports),
+        "Labels": settings.labels,
         "State": state_name(r),
         "Status": engine::inspect::status_text(r, now()),
-        "HostConfig": {"NetworkMode": full["HostConfig"]["NetworkMode"]},
-        "NetworkSettings": {"Networks": full["NetworkSettings"]["Networks"]},
-        "Mounts": full["Mounts"],
+        "HostConfig": {"NetworkMode": engine::inspect::network_mode(&settings)},
+        "NetworkSettings": {"Networks": settings.networks},
+        "Mounts": settings.mounts,
     })
 }
 

@@ -80,7 +80,7 @@ pub fn container_json(r: &Record) -> Value {
                 "Config": log_options(&settings.log),
             },
             "PortBindings": settings.port_bindings,
-            "NetworkMode": if settings.network_mode.is_empty() { "none" } else { settings.network_mode.as_str() },
+            "NetworkMode": network_mode(&settings),
             "RestartPolicy": {
                 "Name": settings.restart_policy.name(),
                 "MaximumRetryCount": match settings.restart_policy {
@@ -120,9 +120,19 @@ pub fn container_json(r: &Record) -> Value {
     v
 }
 
+/// `HostConfig.NetworkMode`: the network it was made with (none when
+/// it has none).
+pub fn network_mode(settings: &crate::restart::ContainerSettings) -> &str {
+    if settings.network_mode.is_empty() {
+        "none"
+    } else {
+        settings.network_mode.as_str()
+    }
+}
+
 /// `NetworkSettings.Ports`: each exposed port, with its host sides while
 /// the container runs (null when it has none), as Docker shows it.
-fn network_ports(settings: &crate::restart::ContainerSettings, running: bool) -> Value {
+pub fn network_ports(settings: &crate::restart::ContainerSettings, running: bool) -> Value {
     let mut m = serde_json::Map::new();
     for p in &settings.exposed {
         let bound = running.then(|| settings.ports.get(p)).flatten();
