@@ -55,6 +55,13 @@ pub(crate) fn summaries(
                     .and_then(engine::inspect::parse_rfc3339_f)
             })
             .map_or(0, |t| t as i64);
+        // A dangling image (`<none>:ID`, a commit without a name) has no
+        // tags or digests, as dockerd lists it: the docker CLI shows it as
+        // <none> and drops names it cannot parse.
+        let names: Vec<&String> = names
+            .into_iter()
+            .filter(|n| !n.starts_with("<none>"))
+            .collect();
         let digests: Vec<String> = names
             .iter()
             .map(|n| {
@@ -87,21 +94,40 @@ pub async fn list(
     q: &Query,
     version: (u32, u32),
 ) -> Result<Response, ApiError> {
-    let filters = q.filters()?;
-    if let Some((k, _)) = filters.iter().find(|(k, _)| k != "reference") {
-        return Err(ApiError::bad_request(format!(
-            "invalid filter '{k}' (berth filters images by reference)"
-        )));
+    let mut references = vec![];
+    let mut dangling = None;
+    for (k, v) in q.filters()? {
+        match k.as_str() {
+            "reference" => references.push(v),
+            "dangling" => {
+                dangling = Some(match v.as_str() {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => {
+                        return Err(ApiError::bad_request(format!(
+                            "invalid filter 'dangling={v}' (true or false)"
+                        )))
+                    }
+                })
+            }
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid filter '{k}' (berth filters images by reference and dangling)"
+                )))
+            }
+        }
     }
     let root = state.engine.root.clone();
     let v = blocking(move || {
+        // Each key any of its values; the keys all together.
         let wanted = |name: &str| {
-            filters.is_empty()
-                || filters.iter().any(|(_, pat)| {
+            let named = references.is_empty()
+                || references.iter().any(|pat| {
                     name == pat
                         || name.starts_with(&format!("{pat}:"))
                         || name.ends_with(&format!("/{pat}"))
-                })
+                });
+            named && dangling.is_none_or(|d| name.starts_with("<none>") == d)
         };
         let mut list = summaries(&root, wanted, |_| -1)?;
         // VirtualSize went in API 1.44.

@@ -70,6 +70,28 @@ fn the_docker_cli_moves_images_through_a_registry_and_archives() {
     // reclaims its layer.
     d(&["exec", "box", "touch", "/scratch"]).ok();
     let id = d(&["commit", "box"]).ok().stdout.trim().to_string();
+    let o = d(&["images", "-q", "--no-trunc", "-f", "dangling=true"]).ok();
+    assert_eq!(o.stdout.trim(), id, "{o:?}");
+    let o = d(&["images", "-q", "--no-trunc", "-f", "dangling=false"]).ok();
+    assert!(!o.stdout.contains(&id) && !o.stdout.is_empty(), "{o:?}");
+    // Shown as <none>, as dockerd's dangling images are.
+    let o = d(&[
+        "images",
+        "--no-trunc",
+        "--format",
+        "{{.Repository}}:{{.Tag}} {{.ID}}",
+    ])
+    .ok();
+    assert!(o.stdout.contains(&format!("<none>:<none> {id}")), "{o:?}");
+    let o = d(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{len .RepoTags}} {{len .RepoDigests}}",
+        &id,
+    ])
+    .ok();
+    assert_eq!(o.stdout.trim(), "0 0", "{o:?}");
     let o = d(&["image", "prune", "-f"]).ok();
     assert!(o.stdout.contains(&format!("deleted: {id}")), "{o:?}");
     let space = o

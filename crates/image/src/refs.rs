@@ -205,16 +205,22 @@ pub fn inspect_json(
     rec: &ImageRecord,
 ) -> std::io::Result<serde_json::Value> {
     let config = read_config(store, rec)?;
+    // A dangling image's `<none>:ID` is no tag (as dockerd shows it).
     let tags: Vec<&String> = refs
         .iter()
-        .filter(|(_, r)| r.config == rec.config)
+        .filter(|(k, r)| r.config == rec.config && !k.starts_with("<none>"))
         .map(|(k, _)| k)
         .collect();
     let repo = key.rsplit_once(':').map(|(r, _)| r).unwrap_or(key);
+    let digests: Vec<String> = if key.starts_with("<none>") {
+        vec![]
+    } else {
+        vec![format!("{repo}@{}", rec.manifest)]
+    };
     Ok(serde_json::json!({
         "Id": rec.config,
         "RepoTags": tags,
-        "RepoDigests": [format!("{repo}@{}", rec.manifest)],
+        "RepoDigests": digests,
         "Created": config["created"],
         "Author": config["author"].as_str().unwrap_or(""),
         "Comment": config["history"].as_array().and_then(|h| h.last()).and_then(|h| h["comment"].as_str()).unwrap_or(""),
