@@ -120,10 +120,49 @@ fn inspect_shows_mounts_and_the_process_config() {
         "GREETING=hi",
         "-h",
         "box",
+        "--read-only",
+        "--cap-add",
+        "NET_ADMIN",
+        "--tmpfs",
+        "/run:size=1m",
+        "--shm-size",
+        "8m",
+        "--memory",
+        "32m",
         "bb:1",
         "true",
     ])
     .ok();
+    // HostConfig has every key a template names, set or not.
+    let o = d(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.Privileged}} {{.HostConfig.ReadonlyRootfs}} \
+         {{.HostConfig.Memory}} {{.HostConfig.CapAdd}} {{.HostConfig.Tmpfs}} \
+         {{.HostConfig.ShmSize}} {{.HostConfig.IpcMode}} {{.HostConfig.CpuShares}}",
+        "shown",
+    ])
+    .ok();
+    assert_eq!(
+        o.stdout.trim(),
+        "false true 33554432 [CAP_NET_ADMIN] map[/run:size=1m] 8388608 private 0",
+        "{o:?}"
+    );
+    let o = d(&[
+        "inspect",
+        "-f",
+        "{{range .HostConfig.Binds}}{{.}};{{end}}",
+        "shown",
+    ])
+    .ok();
+    let mut binds: Vec<&str> = o
+        .stdout
+        .trim()
+        .split(';')
+        .filter(|b| !b.is_empty())
+        .collect();
+    binds.sort();
+    assert_eq!(binds, [bind.as_str(), "data:/data"], "{o:?}");
     let o = d(&[
         "inspect",
         "-f",

@@ -168,9 +168,11 @@ impl Container<'_> {
         }
         let mount_points = crate::shown::mount_points(&spec, &self.engine.root);
         let config_fields = crate::shown::config_fields(&spec, &user_spec);
+        let host_config = crate::shown::host_config(opts, &spec);
         self.db.update_settings(&self.id, |s| {
             s.mounts = mount_points;
             s.shown_config = config_fields;
+            s.shown_host_config = host_config;
         })?;
         let config = self.bundle.join("config.json");
         spec.save(&config)

@@ -107,6 +107,9 @@ pub fn container_json(r: &Record) -> Value {
         },
     });
     if let Some(h) = v["HostConfig"].as_object_mut() {
+        for (k, x) in &settings.shown_host_config {
+            h.entry(k.clone()).or_insert_with(|| x.clone());
+        }
         for (k, x) in &settings.resources {
             h.insert(k.clone(), x.clone());
         }

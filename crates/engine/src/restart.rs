@@ -196,6 +196,14 @@ pub struct ContainerSettings {
         skip_serializing_if = "serde_json::Map::is_empty"
     )]
     pub shown_config: serde_json::Map<String, serde_json::Value>,
+    /// `HostConfig` as `inspect` shows it beyond the fields kept apart
+    /// (set when its bundle is written; the limits go over it).
+    #[serde(
+        rename = "ShownHostConfig",
+        default,
+        skip_serializing_if = "serde_json::Map::is_empty"
+    )]
+    pub shown_host_config: serde_json::Map<String, serde_json::Value>,
     /// Its resource limits as `HostConfig` names them (set by `run` and
     /// `update`; what `inspect` shows).
     #[serde(

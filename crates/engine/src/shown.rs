@@ -1,7 +1,8 @@
 //! What `inspect` shows of a container beyond its record, worked out once
-//! from the spec its bundle was written with: its volumes and binds as
-//! Docker's `Mounts` (MountPoint objects), and `Config.Env`, `WorkingDir`,
-//! `User` and `Hostname`. The engine's own binds (hosts, resolv.conf,
+//! from the spec its bundle was written with and the run's flags: its
+//! volumes and binds as Docker's `Mounts` (MountPoint objects),
+//! `Config.Env`, `WorkingDir`, `User` and `Hostname`, and `HostConfig`
+//! with every key Docker shows. The engine's own binds (hosts, resolv.conf,
 //! hostname, the init) and the kernel filesystems are not shown, as Docker
 //! does not show its own.
 
@@ -82,10 +83,121 @@ pub(crate) fn config_fields(spec: &Spec, user: &str) -> Map<String, Value> {
     out
 }
 
+/// `HostConfig` as Docker always shows it, from the run's flags: every
+/// key a template may name is there (null or zero when not set), so
+/// `{{.HostConfig.Binds}}` prints rather than fails. The resource limits
+/// are added over these by `inspect` (`limits::host_config`).
+pub(crate) fn host_config(opts: &crate::spec::RunOptions, spec: &Spec) -> Map<String, Value> {
+    let list = |v: &[String]| if v.is_empty() { Value::Null } else { json!(v) };
+    let ns = &opts.namespaces;
+    let c = &opts.confinement;
+    let tmpfs: Map<String, Value> = opts
+        .mounts
+        .tmpfs
+        .iter()
+        .map(|t| {
+            let (dest, options) = t.split_once(':').unwrap_or((t.as_str(), ""));
+            (dest.to_string(), json!(options))
+        })
+        .collect();
+    let shm = spec
+        .mounts()
+        .iter()
+        .flatten()
+        .find(|m| m.destination() == Path::new("/dev/shm"))
+        .and_then(|m| {
+            m.options()
+                .iter()
+                .flatten()
+                .find_map(|o| tmpfs_size(o.strip_prefix("size=")?))
+        })
+        .unwrap_or(64 << 20);
+    let mut m = Map::new();
+    for (k, v) in [
+        ("Binds", list(&opts.mounts.volumes)),
+        ("Privileged", json!(c.privileged)),
+        ("ReadonlyRootfs", json!(opts.mounts.read_only)),
+        ("PublishAllPorts", json!(opts.publish_all)),
+        ("CapAdd", list(&c.cap_add)),
+        ("CapDrop", list(&c.cap_drop)),
+        ("SecurityOpt", list(&c.security_opt)),
+        ("GroupAdd", list(&c.group_add)),
+        ("Dns", json!(opts.dns)),
+        ("DnsSearch", json!(opts.dns_search)),
+        ("DnsOptions", json!(opts.dns_options)),
+        ("ExtraHosts", list(&opts.add_hosts)),
+        ("VolumesFrom", list(&opts.volumes_from)),
+        (
+            "IpcMode",
+            json!(ns.ipc.clone().unwrap_or_else(|| "private".into())),
+        ),
+        ("PidMode", json!(ns.pid.clone().unwrap_or_default())),
+        ("UTSMode", json!(ns.uts.clone().unwrap_or_default())),
+        ("UsernsMode", json!(ns.userns.clone().unwrap_or_default())),
+        (
+            "CgroupnsMode",
+            json!(ns.cgroupns.clone().unwrap_or_else(|| "private".into())),
+        ),
+        ("ShmSize", json!(shm)),
+        ("OomScoreAdj", json!(opts.limits.oom_score_adj.unwrap_or(0))),
+        ("Memory", json!(0)),
+        ("MemorySwap", json!(0)),
+        ("MemoryReservation", json!(0)),
+        ("NanoCpus", json!(0)),
+        ("CpuShares", json!(0)),
+        ("CpuPeriod", json!(0)),
+        ("CpuQuota", json!(0)),
+        ("CpusetCpus", json!("")),
+        ("CpusetMems", json!("")),
+        ("BlkioWeight", json!(0)),
+        ("PidsLimit", Value::Null),
+        ("OomKillDisable", json!(false)),
+        ("Ulimits", list(&opts.limits.ulimits)),
+        ("Devices", json!(opts.devices)),
+        ("Runtime", json!("berth-runtime")),
+        ("Isolation", json!("")),
+    ] {
+        m.insert(k.into(), v);
+    }
+    if !tmpfs.is_empty() {
+        m.insert("Tmpfs".into(), Value::Object(tmpfs));
+    }
+    if !c.sysctl.is_empty() {
+        let sysctls: Map<String, Value> = c
+            .sysctl
+            .iter()
+            .filter_map(|s| s.split_once('='))
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        m.insert("Sysctls".into(), Value::Object(sysctls));
+    }
+    m
+}
+
+/// A tmpfs `size=` value (bytes, or with a k, m or g suffix) in bytes.
+fn tmpfs_size(v: &str) -> Option<u64> {
+    let (digits, unit) = match v.char_indices().last()? {
+        (i, 'k' | 'K') => (&v[..i], 1 << 10),
+        (i, 'm' | 'M') => (&v[..i], 1 << 20),
+        (i, 'g' | 'G') => (&v[..i], 1 << 30),
+        _ => (v, 1),
+    };
+    digits.parse::<u64>().ok()?.checked_mul(unit)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use oci_spec::runtime::MountBuilder;
+
+    #[test]
+    fn tmpfs_sizes_read_as_the_kernel_takes_them() {
+        assert_eq!(tmpfs_size("8192k"), Some(8 << 20));
+        assert_eq!(tmpfs_size("64m"), Some(64 << 20));
+        assert_eq!(tmpfs_size("1g"), Some(1 << 30));
+        assert_eq!(tmpfs_size("4096"), Some(4096));
+        assert_eq!(tmpfs_size("lots"), None);
+    }
 
     #[test]
     fn volumes_and_host_binds_are_shown_and_the_engines_own_are_not() {
