@@ -231,35 +231,6 @@ fn own_network_namespaces_get_dockers_sysctls() {
     f.assert_clean();
 }
 
-/// A program the image does not have: `create` and `run` fail with
-/// Docker's words and status 127, and leave no container, anonymous
-/// volume or mount behind (it could never start).
-#[test]
-fn a_missing_program_leaves_no_container() {
-    let f = Fixture::new();
-    for verb in ["create", "run"] {
-        let o = f.berth(&[
-            verb,
-            "--name",
-            "never",
-            "--network",
-            "none",
-            "-v",
-            "/data",
-            "bb:1",
-            "/nonexistent",
-        ]);
-        assert_eq!(o.code, 127, "{verb}: {o:?}");
-        assert!(
-            o.stderr.contains("executable file not found"),
-            "{verb}: {o:?}"
-        );
-        assert_eq!(f.berth(&["ps", "-aq"]).ok().stdout, "", "{verb}");
-        assert_eq!(f.berth(&["volume", "ls", "-q"]).ok().stdout, "", "{verb}");
-    }
-    f.assert_clean();
-}
-
 #[test]
 fn names_stop_settings_labels_and_cidfile() {
     let f = Fixture::new();

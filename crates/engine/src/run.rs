@@ -369,11 +369,6 @@ impl Engine {
             .map(|v| v.keys().cloned().collect())
             .unwrap_or_default();
         let mut shim = None;
-        // A container whose bundle could not be written (a program not in
-        // the image, a bad flag found late) could never start: it goes,
-        // with whatever was made for it, rather than stay as a record
-        // that `start` can only refuse.
-        let mut bundle_written = false;
         let result = self
             .attach_volumes(&db, &id, &rootfs, &wanted, &image_volumes, &taken)
             .and_then(|volumes| {
@@ -388,7 +383,6 @@ impl Engine {
                     id_mappings.as_ref(),
                 )
             })
-            .inspect(|()| bundle_written = true)
             .and_then(|()| match (&id_mappings, mode) {
                 // Set up without the mapping (the image's ids as they are,
                 // for the volumes' first content); run with it.
@@ -425,7 +419,7 @@ impl Engine {
             }
             return Ok((id, 0));
         }
-        let cleanup = container.finish(opts.auto_remove || !bundle_written);
+        let cleanup = container.finish(opts.auto_remove);
         let code = result?;
         cleanup?;
         // A policy that restarts it hands it to a shim.
