@@ -95,15 +95,10 @@ pub async fn put(state: &Arc<State>, id: &str, call: Call) -> Result<Response, A
         }
         Some(_) => {}
     }
-    let flag = |name: &str| {
-        call.query
-            .get(name)
-            .is_some_and(|v| matches!(v, "1" | "true" | "True"))
-    };
     let opts = engine::archive::CopyInOptions {
         // dockerd's default is to allow it; the docker CLI always refuses.
-        overwrite_dir_non_dir: !flag("noOverwriteDirNonDir"),
-        as_container_user: flag("copyUIDGID"),
+        overwrite_dir_non_dir: !call.query.flag("noOverwriteDirNonDir"),
+        as_container_user: call.query.flag("copyUIDGID"),
     };
     let mut reader = body_reader(call.req.into_body());
     let (engine, key) = (state.engine.clone(), id.to_string());

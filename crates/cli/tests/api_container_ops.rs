@@ -129,10 +129,31 @@ fn inspect_shows_mounts_and_the_process_config() {
         "8m",
         "--memory",
         "32m",
+        "--ulimit",
+        "nofile=512:1024",
+        "--device",
+        "/dev/null:/dev/mynull:r",
         "bb:1",
         "true",
     ])
     .ok();
+    // Lists of objects the docker CLI decodes by type (a wrong shape fails
+    // the whole inspect).
+    let o = d(&[
+        "inspect",
+        "-f",
+        "{{range .HostConfig.Ulimits}}{{.Name}}={{.Soft}}:{{.Hard}}{{end}} \
+         {{range .HostConfig.Devices}}{{.PathOnHost}}>{{.PathInContainer}}:{{.CgroupPermissions}}{{end}}",
+        "shown",
+    ])
+    .ok();
+    assert_eq!(
+        o.stdout.trim(),
+        "nofile=512:1024 /dev/null>/dev/mynull:r",
+        "{o:?}"
+    );
+    let o = d(&["container", "inspect", "--size", "shown"]).ok();
+    assert!(o.stdout.contains("\"Ulimits\""), "{o:?}");
     // HostConfig has every key a template names, set or not.
     let o = d(&[
         "inspect",

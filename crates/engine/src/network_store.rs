@@ -106,8 +106,9 @@ impl Store {
     }
 
     /// Leases an address on `net` to `container`: `wanted`, or the next
-    /// free one after the last handed out (wrapping round). One transaction: the check and the lease cannot be split
-    /// by another run.
+    /// free one after the last handed out (wrapping round). One
+    /// transaction: the check, the lease and the turn cannot be split by
+    /// another run.
     pub fn lease(
         &self,
         net: &Network,

@@ -152,8 +152,8 @@ pub(crate) fn host_config(opts: &crate::spec::RunOptions, spec: &Spec) -> Map<St
         ("BlkioWeight", json!(0)),
         ("PidsLimit", Value::Null),
         ("OomKillDisable", json!(false)),
-        ("Ulimits", list(&opts.limits.ulimits)),
-        ("Devices", json!(opts.devices)),
+        ("Ulimits", ulimits(&opts.limits.ulimits)),
+        ("Devices", devices(&opts.devices)),
         ("Runtime", json!("berth-runtime")),
         ("Isolation", json!("")),
     ] {
@@ -174,6 +174,41 @@ pub(crate) fn host_config(opts: &crate::spec::RunOptions, spec: &Spec) -> Map<St
     m
 }
 
+/// `--ulimit NAME=SOFT[:HARD]`s (checked before) as Docker's objects.
+fn ulimits(flags: &[String]) -> Value {
+    if flags.is_empty() {
+        return Value::Null;
+    }
+    let number = |v: &str| v.parse::<i64>().unwrap_or(-1);
+    flags
+        .iter()
+        .filter_map(|u| {
+            let (name, values) = u.split_once('=')?;
+            let (soft, hard) = values.split_once(':').unwrap_or((values, values));
+            Some(json!({"Name": name, "Soft": number(soft), "Hard": number(hard)}))
+        })
+        .collect()
+}
+
+/// `--device HOST[:CONTAINER][:PERMISSIONS]`s as Docker's objects.
+fn devices(flags: &[String]) -> Value {
+    flags
+        .iter()
+        .map(|d| {
+            let mut parts = d.splitn(3, ':');
+            let host = parts.next().unwrap_or_default();
+            let (mut inside, mut perms) = (host, "rwm");
+            match (parts.next(), parts.next()) {
+                (Some(p), None) if !p.starts_with('/') => perms = p,
+                (Some(c), None) => inside = c,
+                (Some(c), Some(p)) => (inside, perms) = (c, p),
+                _ => {}
+            }
+            json!({"PathOnHost": host, "PathInContainer": inside, "CgroupPermissions": perms})
+        })
+        .collect()
+}
+
 /// A tmpfs `size=` value (bytes, or with a k, m or g suffix) in bytes.
 fn tmpfs_size(v: &str) -> Option<u64> {
     let (digits, unit) = match v.char_indices().last()? {
@@ -189,6 +224,42 @@ fn tmpfs_size(v: &str) -> Option<u64> {
 mod tests {
     use super::*;
     use oci_spec::runtime::MountBuilder;
+
+    #[test]
+    fn ulimits_and_devices_have_dockers_shapes() {
+        let u = ulimits(&["nofile=512:1024".into(), "nproc=-1".into()]);
+        assert_eq!(
+            u,
+            json!([{"Name": "nofile", "Soft": 512, "Hard": 1024}, {"Name": "nproc", "Soft": -1, "Hard": -1}])
+        );
+        assert_eq!(ulimits(&[]), Value::Null);
+        let d = devices(&[
+            "/dev/fuse".into(),
+            "/dev/null:/dev/mynull".into(),
+            "/dev/zero:r".into(),
+            "/dev/a:/dev/b:rw".into(),
+        ]);
+        let pairs: Vec<(&str, &str)> = d
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| {
+                (
+                    x["PathInContainer"].as_str().unwrap(),
+                    x["CgroupPermissions"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("/dev/fuse", "rwm"),
+                ("/dev/mynull", "rwm"),
+                ("/dev/zero", "r"),
+                ("/dev/b", "rw")
+            ]
+        );
+    }
 
     #[test]
     fn tmpfs_sizes_read_as_the_kernel_takes_them() {

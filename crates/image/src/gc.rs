@@ -70,9 +70,10 @@ pub struct Collected {
     pub bytes: u64,
 }
 
-/// Removes what `keep` does not refer to and says what went. Waits for commands that are adding content (see
-/// [`hold_shared`]), then asks `keep` for the images to keep, so the
-/// references it reads are current. When `keep` fails, nothing is removed.
+/// Removes what `keep` does not refer to and says what went. Waits for
+/// commands that are adding content (see [`hold_shared`]), then asks
+/// `keep` for the images to keep, so the references it reads are current.
+/// When `keep` fails, nothing is removed.
 pub fn collect(
     store: &ContentStore,
     root: &Path,
