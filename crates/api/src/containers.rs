@@ -7,20 +7,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::StatusCode;
+use serde::Serialize;
 use serde_json::{json, Value};
 
+use engine::restart::ListedSettings;
 use engine::run::now;
 use engine::store::{Record, State as RunState};
 use engine::EngineError;
 
 use crate::error::ApiError;
-use crate::http::{empty, json, Query, Response};
+use crate::http::{empty, json, json_body, Query, Response};
 use crate::router::{blocking, State};
 
-fn state_name(r: &Record) -> &'static str {
+/// Its state in the list's words; `running`: whether its process lives.
+fn state_name(r: &Record, running: bool, settings: &ListedSettings) -> &'static str {
     match r.state {
-        RunState::Running if r.is_running() => {
-            if engine::restart::ContainerSettings::parse(&r.config).paused {
+        RunState::Running if running => {
+            if settings.paused {
                 "paused"
             } else {
                 "running"
@@ -58,32 +61,91 @@ fn port_list(ports: &Value) -> Vec<Value> {
 }
 
 /// One container as `/containers/json` lists it: only the fields the
-/// list has (not the whole inspect document, which a list of hundreds
-/// would build and drop for each).
+/// list has, written straight from the record and the part of its
+/// settings a list shows (not the whole inspect document, which a list of
+/// hundreds would build and drop for each).
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct Summary<'a> {
+    id: &'a str,
+    names: [String; 1],
+    image: &'a str,
+    #[serde(rename = "ImageID")]
+    image_id: &'a str,
+    command: String,
+    created: i64,
+    ports: Vec<Value>,
+    labels: &'a std::collections::BTreeMap<String, String>,
+    state: &'static str,
+    status: String,
+    host_config: ListedHostConfig<'a>,
+    network_settings: ListedNetworks<'a>,
+    mounts: &'a [Value],
+}
+
+/// The list's `HostConfig`.
+#[derive(Serialize)]
+struct ListedHostConfig<'a> {
+    #[serde(rename = "NetworkMode")]
+    network_mode: &'a str,
+}
+
+/// The list's `NetworkSettings`.
+#[derive(Serialize)]
+struct ListedNetworks<'a> {
+    #[serde(rename = "Networks")]
+    networks: &'a std::collections::BTreeMap<String, engine::net_setup::Attachment>,
+}
+
+impl<'a> Summary<'a> {
+    /// The list's entry for `r`, whose settings are `settings` and whose
+    /// process lives when `running`.
+    fn of(r: &'a Record, settings: &'a ListedSettings, running: bool) -> Summary<'a> {
+        Summary {
+            id: &r.id,
+            names: [format!("/{}", r.name)],
+            image: &r.image,
+            image_id: &r.image_id,
+            command: r.command.join(" "),
+            created: r.created,
+            ports: port_list(&engine::inspect::ports_shown(
+                &settings.exposed,
+                &settings.ports,
+                running,
+            )),
+            labels: &settings.labels,
+            state: state_name(r, running, settings),
+            status: engine::inspect::status_text_of(r, settings, now()),
+            host_config: ListedHostConfig {
+                network_mode: if settings.network_mode.is_empty() {
+                    "none"
+                } else {
+                    &settings.network_mode
+                },
+            },
+            network_settings: ListedNetworks {
+                networks: &settings.networks,
+            },
+            mounts: &settings.mounts,
+        }
+    }
+}
+
+/// [`Summary`] as a JSON value (for answers that add fields to it).
 pub(crate) fn summary(r: &Record) -> Value {
-    let settings = engine::restart::ContainerSettings::parse(&r.config);
-    let ports = engine::inspect::network_ports(&settings, r.is_running());
-    json!({
-        "Id": r.id,
-        "Names": [format!("/{}", r.name)],
-        "Image": r.image,
-        "ImageID": r.image_id,
-        "Command": r.command.join(" "),
-        "Created": r.created,
-        "Ports": port_list(&ports),
-        "Labels": settings.labels,
-        "State": state_name(r),
-        "Status": engine::inspect::status_text(r, now()),
-        "HostConfig": {"NetworkMode": engine::inspect::network_mode(&settings)},
-        "NetworkSettings": {"Networks": settings.networks},
-        "Mounts": settings.mounts,
-    })
+    let settings = ListedSettings::parse(&r.config);
+    serde_json::to_value(Summary::of(r, &settings, r.is_running())).unwrap_or(Value::Null)
 }
 
 const FILTERS: [&str; 6] = ["id", "name", "status", "ancestor", "label", "exited"];
 
 /// Whether `r` passes the `filters` (each key any of its values).
-fn passes(r: &Record, filters: &[(String, String)]) -> Result<bool, ApiError> {
+fn passes(
+    r: &Record,
+    running: bool,
+    settings: &ListedSettings,
+    filters: &[(String, String)],
+) -> Result<bool, ApiError> {
     let mut keys: Vec<&str> = filters.iter().map(|(k, _)| k.as_str()).collect();
     keys.sort_unstable();
     keys.dedup();
@@ -92,18 +154,17 @@ fn passes(r: &Record, filters: &[(String, String)]) -> Result<bool, ApiError> {
             .iter()
             .filter(|(k, _)| k == key)
             .map(|(_, v)| v.as_str());
-        let labels = || engine::restart::ContainerSettings::parse(&r.config).labels;
         let ok = match key {
             "id" => vals.into_iter().any(|v| r.id.starts_with(v)),
             "name" => vals.into_iter().any(|v| r.name.contains(v.trim_start_matches('/'))),
-            "status" => vals.into_iter().any(|v| v == state_name(r)),
+            "status" => vals
+                .into_iter()
+                .any(|v| v == state_name(r, running, settings)),
             "ancestor" => vals.into_iter().any(|v| r.image == v || r.image_id.contains(v)),
             // Every label asked for, as dockerd matches them (other keys: any).
-            "label" => {
-                let l = labels();
-                vals.into_iter()
-                    .all(|v| engine::listing::label_matches(&l, v))
-            }
+            "label" => vals
+                .into_iter()
+                .all(|v| engine::listing::label_matches(&settings.labels, v)),
             "exited" => vals.into_iter().any(|v| {
                 r.state == RunState::Exited && v.parse::<i64>().ok() == Some(r.exit_code)
             }),
@@ -137,20 +198,33 @@ pub async fn list(state: &Arc<State>, q: &Query) -> Result<Response, ApiError> {
             crate::router::with_store(&engine.root.clone(), |db| Ok(engine.containers_in(db)?))?;
         // Newest first, as dockerd lists them.
         recs.sort_by_key(|r| std::cmp::Reverse(r.created));
-        let mut out = vec![];
+        let mut kept = vec![];
         for r in &recs {
-            let shown = all || limit.is_some() || r.is_running();
-            if shown && passes(r, &filters)? {
-                out.push(summary(r));
+            let running = r.is_running();
+            if !(all || limit.is_some() || running) {
+                continue;
+            }
+            let settings = ListedSettings::parse(&r.config);
+            if passes(r, running, &settings, &filters)? {
+                kept.push((r, settings, running));
+            }
+            if limit.is_some_and(|n| kept.len() as i64 >= n) {
+                break;
             }
         }
-        if let Some(n) = limit {
-            out.truncate(n as usize);
-        }
-        Ok(Value::Array(out))
+        let out: Vec<Summary> = kept
+            .iter()
+            .map(|(r, settings, running)| Summary::of(r, settings, *running))
+            .collect();
+        serde_json::to_vec(&out).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("writing the container list: {e}"),
+            )
+        })
     })
     .await?;
-    Ok(json(StatusCode::OK, &v))
+    Ok(json_body(StatusCode::OK, v))
 }
 
 /// `GET /containers/{id}/json`.

@@ -48,6 +48,13 @@ pub fn json(status: StatusCode, v: &Value) -> Response {
     respond(status, "application/json", full(text))
 }
 
+/// A JSON answer whose body is serialized already (a list written
+/// straight from borrowed records).
+pub fn json_body(status: StatusCode, mut text: Vec<u8>) -> Response {
+    text.push(b'\n');
+    respond(status, "application/json", full(text))
+}
+
 /// An empty response with `status` (204, 304).
 pub fn empty(status: StatusCode) -> Response {
     let mut r = hyper::Response::new(full(Bytes::new()));

@@ -129,6 +129,33 @@ fn the_docker_cli_runs_and_manages_containers() {
     s.docker(&f, &["stop", "-t", "1", "web"]).ok();
     let o = s.docker(&f, &["ps", "-a", "--format", "{{.Status}}"]).ok();
     assert!(o.stdout.starts_with("Exited (137)"), "{}", o.stdout);
+    // -n (the API's limit): the newest, whatever their state; and the
+    // status filter.
+    s.docker(&f, &["create", "--name", "later", "bb:1", "true"])
+        .ok();
+    let o = s
+        .docker(&f, &["ps", "-n", "1", "--format", "{{.Names}} {{.State}}"])
+        .ok();
+    assert_eq!(o.stdout.trim(), "later created");
+    let o = s
+        .docker(&f, &["ps", "-n", "2", "--format", "{{.Names}}"])
+        .ok();
+    assert_eq!(o.stdout.trim(), "later\nweb");
+    let o = s
+        .docker(
+            &f,
+            &[
+                "ps",
+                "-a",
+                "--filter",
+                "status=exited",
+                "--format",
+                "{{.Names}}",
+            ],
+        )
+        .ok();
+    assert_eq!(o.stdout.trim(), "web");
+    s.docker(&f, &["rm", "later"]).ok();
     s.docker(&f, &["start", "web"]).ok();
     s.docker(&f, &["kill", "web"]).ok();
     let o = s.docker(&f, &["kill", "web"]);

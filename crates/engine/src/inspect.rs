@@ -136,9 +136,18 @@ pub fn network_mode(settings: &crate::restart::ContainerSettings) -> &str {
 /// `NetworkSettings.Ports`: each exposed port, with its host sides while
 /// the container runs (null when it has none), as Docker shows it.
 pub fn network_ports(settings: &crate::restart::ContainerSettings, running: bool) -> Value {
+    ports_shown(&settings.exposed, &settings.ports, running)
+}
+
+/// [`network_ports`] from the exposed ports and the host sides chosen.
+pub fn ports_shown(
+    exposed: &std::collections::BTreeSet<String>,
+    ports: &crate::ports::PortMap,
+    running: bool,
+) -> Value {
     let mut m = serde_json::Map::new();
-    for p in &settings.exposed {
-        let bound = running.then(|| settings.ports.get(p)).flatten();
+    for p in exposed {
+        let bound = running.then(|| ports.get(p)).flatten();
         m.insert(
             p.clone(),
             serde_json::to_value(bound).unwrap_or(Value::Null),
@@ -187,10 +196,18 @@ pub fn human_duration(secs: i64) -> String {
 /// A container's state in `ps`'s words (`Up 5 minutes (healthy)`,
 /// `Exited (0) 3 seconds ago`, `Created`), at Unix time `now`.
 pub fn status_text(r: &crate::store::Record, now: i64) -> String {
+    status_text_of(r, &crate::restart::ListedSettings::parse(&r.config), now)
+}
+
+/// [`status_text`] with the container's settings read already.
+pub fn status_text_of(
+    r: &crate::store::Record,
+    settings: &crate::restart::ListedSettings,
+    now: i64,
+) -> String {
     use crate::store::State;
     match r.state {
         State::Running if r.is_running() => {
-            let settings = crate::restart::ContainerSettings::parse(&r.config);
             let note = match (&settings.health, settings.paused) {
                 (_, true) => " (Paused)".to_string(),
                 (Some(h), _) if h.status == "starting" => " (health: starting)".into(),

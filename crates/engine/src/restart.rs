@@ -221,6 +221,45 @@ pub struct ContainerSettings {
     pub ports: crate::ports::PortMap,
 }
 
+/// The part of [`ContainerSettings`] a container list shows. Read on its
+/// own, the rest of the `config` column (the documents only `inspect`
+/// shows) is skipped without being built, which a list of hundreds of
+/// containers would otherwise do for each.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct ListedSettings {
+    /// Frozen by `pause`.
+    #[serde(rename = "Paused", default)]
+    pub paused: bool,
+    /// Its health since it last started.
+    #[serde(rename = "Health", default)]
+    pub health: Option<crate::health::HealthState>,
+    /// `--label`s.
+    #[serde(rename = "Labels", default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// `--network` as given.
+    #[serde(rename = "NetworkMode", default)]
+    pub network_mode: String,
+    /// Its places on networks, by network name.
+    #[serde(rename = "Networks", default)]
+    pub networks: std::collections::BTreeMap<String, crate::net_setup::Attachment>,
+    /// The ports it exposes.
+    #[serde(rename = "ExposedPorts", default)]
+    pub exposed: std::collections::BTreeSet<String>,
+    /// The host sides chosen when it last started.
+    #[serde(rename = "Ports", default)]
+    pub ports: crate::ports::PortMap,
+    /// Its volumes and binds as Docker's MountPoint objects.
+    #[serde(rename = "Mounts", default)]
+    pub mounts: Vec<serde_json::Value>,
+}
+
+impl ListedSettings {
+    /// Reads the `config` column (an unreadable one: the defaults).
+    pub fn parse(json: &str) -> ListedSettings {
+        serde_json::from_str(json).unwrap_or_default()
+    }
+}
+
 /// A process, told apart from a later one with the same pid by its
 /// start time.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
