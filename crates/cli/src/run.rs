@@ -330,7 +330,7 @@ fn pull_if_wanted(root: &Path, args: &RunArgs) -> anyhow::Result<()> {
         Refs::new(root)
             .load()
             .ok()
-            .is_some_and(|refs| crate::find(&refs, &args.image).is_ok())
+            .is_some_and(|refs| crate::images::find(&refs, &args.image).is_ok())
     };
     let pull = match args.pull.as_str() {
         "always" => true,
@@ -473,7 +473,7 @@ fn prepare(root: &Path, args: &RunArgs) -> anyhow::Result<Prepared> {
     engine::spec::check_flags(&opts)?;
     pull_if_wanted(root, args)?;
     let refs = Refs::new(root).load().context("read images.json")?;
-    let (key, rec) = crate::find(&refs, &args.image)
+    let (key, rec) = crate::images::find(&refs, &args.image)
         .map_err(|_| EngineError::NoSuchImage(args.image.clone()))?;
     let img = rec
         .to_import(Some(key.clone()))

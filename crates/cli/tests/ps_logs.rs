@@ -1,5 +1,5 @@
-//! `ps --filter` and `--format` as scripts use them, and `logs --since`
-//! and `--until`.
+//! `ps --filter` and `--format` as scripts use them, `logs --since` and
+//! `--until`, and listings piped into a reader that stops early.
 
 mod common;
 use common::Fixture;
@@ -182,4 +182,52 @@ fn ps_filters_by_order_and_volume() {
     f.berth(&["rm", "first", "second", "third"]).ok();
     f.berth(&["volume", "rm", "psvol"]).ok();
     f.assert_clean();
+}
+
+/// `berth ps | head -1`: a command that only prints dies of SIGPIPE
+/// quietly when its reader has gone, as other Unix tools do (it used to
+/// panic, "failed printing to stdout"); `run` keeps SIGPIPE ignored and
+/// still removes its `--rm` container and gives the container's status.
+#[test]
+fn listings_end_quietly_when_their_reader_goes() {
+    use std::os::unix::process::ExitStatusExt;
+    let f = Fixture::new();
+    f.berth(&["create", "--name", "listed", "bb:1", "true"])
+        .ok();
+    let closed = || {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        drop(r);
+        std::process::Stdio::from(w)
+    };
+    for args in [
+        &["ps", "-a"][..],
+        &["images"],
+        &["inspect", "listed"],
+        &["volume", "ls"],
+    ] {
+        let out = f
+            .command(args)
+            .stdout(closed())
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGPIPE),
+            "{args:?}: {out:?}"
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = f
+        .command(&["run", "--rm", "bb:1", "sh", "-c", "echo a; exit 3"])
+        .stdout(closed())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    f.berth(&["rm", "listed"]).ok();
+    assert_eq!(f.berth(&["ps", "-aq"]).ok().stdout, "");
 }

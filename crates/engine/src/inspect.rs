@@ -37,7 +37,7 @@ pub fn rfc3339_f(secs: f64) -> String {
 /// The container as `docker inspect` shows it.
 pub fn container_json(r: &Record) -> Value {
     let running = r.is_running();
-    let settings = crate::restart::ContainerSettings::parse(&r.config);
+    let mut settings = crate::restart::ContainerSettings::parse(&r.config);
     let status = match r.state {
         State::Running if running && settings.paused => "paused",
         State::Running if running => "running",
@@ -106,20 +106,21 @@ pub fn container_json(r: &Record) -> Value {
             "ExposedPorts": settings.exposed.iter().map(|p| (p.clone(), serde_json::json!({}))).collect::<serde_json::Map<_, _>>(),
         },
     });
+    // The documents kept for inspect are moved in, not copied.
     if let Some(h) = v["HostConfig"].as_object_mut() {
-        for (k, x) in &settings.shown_host_config {
-            h.entry(k.clone()).or_insert_with(|| x.clone());
+        for (k, x) in std::mem::take(&mut settings.shown_host_config) {
+            h.entry(k).or_insert(x);
         }
-        for (k, x) in &settings.resources {
-            h.insert(k.clone(), x.clone());
+        for (k, x) in std::mem::take(&mut settings.resources) {
+            h.insert(k, x);
         }
     }
     if let Some(c) = v["Config"].as_object_mut() {
-        for (k, x) in &settings.shown_config {
-            c.insert(k.clone(), x.clone());
+        for (k, x) in std::mem::take(&mut settings.shown_config) {
+            c.insert(k, x);
         }
     }
-    v["Mounts"] = json!(settings.mounts);
+    v["Mounts"] = Value::Array(std::mem::take(&mut settings.mounts));
     v
 }
 

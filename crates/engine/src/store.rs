@@ -439,7 +439,7 @@ impl Store {
     pub fn list(&self) -> Result<Vec<Record>, EngineError> {
         let mut st = self
             .db
-            .prepare(&format!(
+            .prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM containers ORDER BY created DESC, rowid DESC"
             ))
             .map_err(sql(&self.path))?;
@@ -450,14 +450,14 @@ impl Store {
     /// The container `key` names: its full id, its name, or a unique id
     /// prefix, as Docker resolves them.
     pub fn find(&self, key: &str) -> Result<Record, EngineError> {
+        // Cached statements: a server asks this for every request that
+        // names a container, and parsing the SQL cost more than the lookup.
         let exact = self
             .db
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM containers WHERE id = ?1 OR name = ?1"),
-                params![key],
-                row,
-            )
-            .optional()
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM containers WHERE id = ?1 OR name = ?1"
+            ))
+            .and_then(|mut st| st.query_row(params![key], row).optional())
             .map_err(sql(&self.path))?;
         if let Some(r) = exact {
             return Ok(r);
@@ -465,14 +465,18 @@ impl Store {
         if key.is_empty() || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(EngineError::NoSuchContainer(key.to_string()));
         }
+        // Ids are lowercase hex, so every id with the prefix sorts between
+        // it and the prefix followed by 'g': a range of the id's index,
+        // not a scan of the table.
         let mut st = self
             .db
-            .prepare(&format!(
-                "SELECT {COLUMNS} FROM containers WHERE substr(id, 1, ?2) = ?1"
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM containers \
+                 WHERE id >= ?1 AND id < ?3 AND substr(id, 1, ?2) = ?1"
             ))
             .map_err(sql(&self.path))?;
         let found: Vec<Record> = st
-            .query_map(params![key, key.len() as i64], row)
+            .query_map(params![key, key.len() as i64, format!("{key}g")], row)
             .map_err(sql(&self.path))?
             .collect::<Result<_, _>>()
             .map_err(sql(&self.path))?;
@@ -520,6 +524,23 @@ mod tests {
         assert_eq!(s.find("one").unwrap().id, "abcdef01");
         assert_eq!(s.find("abcdef02").unwrap().name, "two");
         assert!(matches!(s.find("abcdef"), Err(EngineError::Ambiguous(_))));
+        // Prefixes: unique ones find theirs, at either end of the range.
+        s.insert(&rec("abcdf000", "three")).unwrap();
+        s.insert(&rec("abcdefff", "four")).unwrap();
+        assert_eq!(s.find("abcdf").unwrap().name, "three");
+        assert_eq!(s.find("abcdeff").unwrap().name, "four");
+        assert!(matches!(s.find("abcdef0"), Err(EngineError::Ambiguous(_))));
+        assert!(matches!(
+            s.find("abcdefa"),
+            Err(EngineError::NoSuchContainer(_))
+        ));
+        assert!(matches!(s.find("abcde"), Err(EngineError::Ambiguous(_))));
+        assert!(matches!(
+            s.find("abcd0"),
+            Err(EngineError::NoSuchContainer(_))
+        ));
+        s.remove("abcdf000").unwrap();
+        s.remove("abcdefff").unwrap();
         assert_eq!(s.find("abcdef01").unwrap().name, "one");
         assert!(matches!(
             s.find("nope"),
