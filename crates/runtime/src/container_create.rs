@@ -26,8 +26,11 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult, Pid};
 use oci_spec::runtime::LinuxNamespaceType;
 
+pub use crate::container_cgroup::default_cgroup_path;
+use crate::container_cgroup::{create_cgroup, destroy_cgroup, refuse_shared_cgroup};
 use crate::error::{CleanupError, Result, RuntimeError};
 use crate::hooks;
+use crate::id_maps::write_id_maps;
 use crate::init::{self, InitContext};
 use crate::namespaces;
 use crate::prepared_binds::PreparedBinds;
@@ -56,31 +59,6 @@ pub struct CreateOptions {
     pub preserve_fds: u32,
     /// Signal mask the init restores before exec (set by `run`, which blocks signals).
     pub signal_mask: Option<nix::sys::signal::SigSet>,
-}
-
-/// The default cgroup of a container whose spec names none.
-pub fn default_cgroup_path(id: &str) -> String {
-    format!("{DEFAULT_CGROUP_PARENT}{id}")
-}
-
-/// The parent of every default cgroup: berth's own, whichever container
-/// made it.
-const DEFAULT_CGROUP_PARENT: &str = "/berth/";
-
-/// Destroys a container's cgroup (see [`cgroups::CgroupManager::destroy`]),
-/// then berth's default parent if that is now empty. A parent the caller
-/// chose (`/docker`, a kubepods slice) is the caller's: it goes only when
-/// this very container created it and nothing else is in it.
-pub(crate) fn destroy_cgroup(cg: &cgroups::CgroupManager) -> cgroups::Result<()> {
-    cg.destroy()?;
-    let path = cg.path();
-    if path
-        .strip_prefix(DEFAULT_CGROUP_PARENT)
-        .is_some_and(|leaf| !leaf.is_empty() && !leaf.contains('/'))
-    {
-        cg.remove_parent_if_empty();
-    }
-    Ok(())
 }
 
 /// Creates the container and returns its record.
@@ -451,131 +429,6 @@ fn run_runtime_hooks(
             Err(e)
         }
     }
-}
-
-/// Creates the container's cgroup. An unprivileged caller without a
-/// delegated cgroup runs without one, after a one-line notice, unless the
-/// spec asks for limits (which would then silently not apply).
-/// A cgroup that already holds processes is someone else's: a container
-/// in it would be limited, frozen and killed together with them (runc 1.2
-/// refuses it too).
-fn refuse_shared_cgroup(cgroup: &cgroups::CgroupManager, path: &str) -> Result<()> {
-    let pids = cgroup.pids()?;
-    if let Some(first) = pids.first() {
-        return Err(RuntimeError::spec(
-            "linux.cgroupsPath",
-            format!(
-                "cgroup {path} already holds {} process(es) (pid {first}); a container needs a cgroup of its own",
-                pids.len()
-            ),
-        ));
-    }
-    Ok(())
-}
-
-fn create_cgroup(
-    mut cgroup: cgroups::CgroupManager,
-    path: &str,
-    linux: &oci_spec::runtime::Linux,
-) -> Result<Option<cgroups::CgroupManager>> {
-    match cgroup.create() {
-        Ok(()) => {
-            // Checked again: a process may have been put there meanwhile.
-            if let Err(e) = refuse_shared_cgroup(&cgroup, path) {
-                cgroup.remove_created();
-                return Err(e);
-            }
-            Ok(Some(cgroup))
-        }
-        Err(cgroups::CgroupError::Io { err, .. })
-            if !nix::unistd::geteuid().is_root()
-                && err.kind() == std::io::ErrorKind::PermissionDenied
-                && !asks_for_limits(linux) =>
-        {
-            eprintln!(
-                "berth-runtime: notice: uid {} has no delegated cgroup: running without one",
-                nix::unistd::geteuid()
-            );
-            Ok(None)
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Whether `linux.resources` sets anything but the device list.
-fn asks_for_limits(linux: &oci_spec::runtime::Linux) -> bool {
-    linux.resources().as_ref().is_some_and(|r| {
-        r.memory().is_some()
-            || r.cpu().is_some()
-            || r.pids().is_some()
-            || r.block_io().is_some()
-            || r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty())
-            || r.unified().as_ref().is_some_and(|u| !u.is_empty())
-    })
-}
-
-fn write_id_maps(pid: i32, bundle: &Bundle) -> Result<()> {
-    let linux = bundle.spec.linux().clone().unwrap_or_default();
-    let uids = linux.uid_mappings().clone().unwrap_or_default();
-    let gids = linux.gid_mappings().clone().unwrap_or_default();
-    let (euid, egid) = (
-        nix::unistd::geteuid().as_raw(),
-        nix::unistd::getegid().as_raw(),
-    );
-    let only_self = |maps: &[oci_spec::runtime::LinuxIdMapping], own: u32| {
-        maps.len() == 1 && maps[0].host_id() == own && maps[0].size() == 1
-    };
-    if euid != 0 && !(only_self(&uids, euid) && only_self(&gids, egid)) {
-        // An unprivileged caller maps other ids through the setuid helpers,
-        // which check /etc/subuid and /etc/subgid.
-        map_with_helper("newuidmap", pid, &uids, "linux.uidMappings")?;
-        return map_with_helper("newgidmap", pid, &gids, "linux.gidMappings");
-    }
-    let fmt = |maps: &[oci_spec::runtime::LinuxIdMapping]| {
-        maps.iter()
-            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
-            .collect::<String>()
-    };
-    let uid = format!("/proc/{pid}/uid_map");
-    std::fs::write(&uid, fmt(&uids))
-        .map_err(|e| RuntimeError::io("write linux.uidMappings to", uid, e))?;
-    if euid != 0 {
-        // Without CAP_SETGID, gid_map can only be written once setgroups is denied.
-        let sg = format!("/proc/{pid}/setgroups");
-        std::fs::write(&sg, "deny").map_err(|e| RuntimeError::io("write", sg, e))?;
-    }
-    let gid = format!("/proc/{pid}/gid_map");
-    std::fs::write(&gid, fmt(&gids))
-        .map_err(|e| RuntimeError::io("write linux.gidMappings to", gid, e))
-}
-
-fn map_with_helper(
-    helper: &str,
-    pid: i32,
-    maps: &[oci_spec::runtime::LinuxIdMapping],
-    field: &str,
-) -> Result<()> {
-    let mut cmd = std::process::Command::new(helper);
-    cmd.arg(pid.to_string());
-    for m in maps {
-        cmd.args([
-            m.container_id().to_string(),
-            m.host_id().to_string(),
-            m.size().to_string(),
-        ]);
-    }
-    let out = cmd.output().map_err(|e| {
-        RuntimeError::Other(format!(
-            "{field}: cannot run {helper} (apt-get install uidmap): {e}"
-        ))
-    })?;
-    if !out.status.success() {
-        return Err(RuntimeError::Other(format!(
-            "{field}: {helper} refused the mapping: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
 }
 
 /// The intermediate process: namespaces, then fork the init. Never returns.

@@ -53,7 +53,7 @@ pub fn delete(store: &StateStore, id: &str, force: bool) -> Result<()> {
     }
     let state = store.oci_state(&rec);
     if let Some(cg) = &rec.cgroup {
-        crate::container_create::destroy_cgroup(cg)?;
+        crate::container_cgroup::destroy_cgroup(cg)?;
     }
     store.remove(id)?;
     drop(lock);

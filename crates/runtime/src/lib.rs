@@ -16,6 +16,7 @@ pub mod capabilities;
 mod cgroup_mount;
 pub mod console;
 pub mod console_client;
+mod container_cgroup;
 pub mod container_create;
 pub mod container_delete;
 pub mod container_events;
@@ -30,6 +31,7 @@ mod exec_trampoline;
 pub mod features;
 mod fork_guard;
 pub mod hooks;
+mod id_maps;
 pub mod init;
 /// The mount system calls (one copy, in the shared `berth-fs` crate).
 pub use berth_fs::mount_api;
