@@ -22,10 +22,15 @@ machine's devices and firewall are never touched):
    one sample spreads by about +-15% here.
 
 Peers: Podman 4.3 (netavark) and Docker (dockerd with its own bridge and
-iptables rules, in the same namespace; `--peers podman` leaves it out).
+iptables rules, in the same namespace; `--peers podman` leaves it out), on
+their default storage, overlay (overlay2 for dockerd), as berth's: the
+servers then read their files through the same kind of root, and the
+connection rate measures the network path. `--peer-storage vfs` puts the
+peers on plain directories instead (busybox httpd's per-connection fork
+and file reads cost about 5% less there than through overlayfs).
 
 Every command's exit status is checked; a fast failure is not a result.
-Usage (root): bench/network.py [--iterations N] [--json FILE]
+Usage (root): bench/network.py [--iterations N] [--json FILE] [--peer-storage overlay|vfs]
 """
 import argparse
 import json
@@ -89,15 +94,17 @@ class Berth(runbench.Berth):
 
 
 class Podman(engines.Podman):
-    def __init__(self, work, ns):
+    def __init__(self, work, ns, storage):
         self.ns = ns
+        self.storage = storage
         self.netdir = os.path.join(work, "podman-networks")
         os.makedirs(self.netdir)
         super().__init__(work)
         self.env = None
 
     def base(self, runtime):
-        return self.ns.wrap(super().base(runtime) + ["--network-config-dir", self.netdir])
+        base = [self.storage if a == "vfs" else a for a in super().base(runtime)]
+        return self.ns.wrap(base + ["--network-config-dir", self.netdir])
 
     def cmd(self, args):
         base = self.base(engines.RUNC)
@@ -128,7 +135,7 @@ class Docker:
     namespace with its own data and exec roots and socket."""
     name = "docker"
 
-    def __init__(self, work, ns):
+    def __init__(self, work, ns, storage):
         self.ns = ns
         self.dir = os.path.join(work, "docker")
         os.makedirs(self.dir)
@@ -141,7 +148,8 @@ class Docker:
         self.proc = subprocess.Popen(
             ns.wrap(["dockerd", "--data-root", self.dir + "/data", "--exec-root", self.dir + "/exec",
                      "--pidfile", self.dir + "/pid", "--config-file", cfg, "-H", f"unix://{self.dir}/sock",
-                     "--bip", "10.99.0.1/24", "--storage-driver=vfs", "--cgroup-parent", self.cgroup]),
+                     "--bip", "10.99.0.1/24",
+                     "--storage-driver=" + ("overlay2" if storage == "overlay" else storage), "--cgroup-parent", self.cgroup]),
             stdout=open(self.log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
         engines.wait_up("dockerd", self.proc, self.cmd(["version"]), self.log)
         engines.busybox_archive(os.path.join(work, "docker.tar"), "busybox:bench")
@@ -320,6 +328,8 @@ def main():
     ap.add_argument("--iterations", type=int, default=10)
     ap.add_argument("--json")
     ap.add_argument("--peers", default="podman,docker", help="podman is always in; docker optional")
+    ap.add_argument("--peer-storage", default="overlay", choices=["overlay", "vfs"],
+                    help="the peers' storage driver: overlay (their default, and berth's) or vfs")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root")
@@ -330,9 +340,9 @@ def main():
     samples = {}
     try:
         made.append(Berth(work, ns))
-        made.append(Podman(work, ns))
+        made.append(Podman(work, ns, args.peer_storage))
         if "docker" in args.peers.split(","):
-            made.append(Docker(work, ns))
+            made.append(Docker(work, ns, args.peer_storage))
         for k, e in enumerate(made):
             e.make_network(f"10.{96 + k}.0.0/24")
         for e in made:
@@ -375,7 +385,8 @@ def main():
             e.close()
         ns.close()
         shutil.rmtree(work, ignore_errors=True)
-    print(f"busybox; {args.iterations} alternating runs where timed; medians")
+    print(f"busybox; {args.iterations} alternating runs where timed; medians; "
+          f"the peers' storage: {args.peer_storage}")
     for what, m in result.items():
         cells = ", ".join(f"{n} {v:.1f}" for n, v in m.items())
         peers = ", ".join(f"berth/{p} {m['berth'] / m[p]:.2f}"

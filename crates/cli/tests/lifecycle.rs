@@ -2,7 +2,7 @@
 //! container is listed and started later under berth-shim; `restart`
 //! gives it a new init; `--restart on-failure:N` and `always` start an
 //! exited container again (with Docker's back-off) until the limit, or
-//! until a user stops it.
+//! until a user stops it. An idle shim sleeps.
 
 use std::time::{Duration, Instant};
 
@@ -303,4 +303,46 @@ fn a_start_right_after_an_attached_run_is_not_torn_down_by_its_cleanup() {
     }
     f.berth(&["rm", "again"]).ok();
     f.assert_clean();
+}
+
+/// A detached container's shim sleeps while nothing happens (it used to
+/// wake ten times a second to reap), and its container's exit still wakes
+/// it at once.
+#[test]
+fn an_idle_shim_sleeps_and_still_sees_the_exit() {
+    let f = Fixture::new();
+    let id = f
+        .berth(&["run", "-d", "bb:1", "sleep", "100"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let shim = common::pid_of(&["berth-shim", &id]).expect("its shim");
+    let wakeups = || -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{shim}/status")).unwrap();
+        status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches"))
+            .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+            .sum()
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let before = wakeups();
+    std::thread::sleep(Duration::from_secs(1));
+    let woke = wakeups() - before;
+    assert!(woke <= 2, "the idle shim woke {woke} times in a second");
+    let asked = Instant::now();
+    f.berth(&["kill", &id]).ok();
+    wait_for(
+        &f,
+        &id,
+        "{{.State.Status}} {{.State.ExitCode}}",
+        "exited 137",
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "the exit took {:?} to be seen",
+        asked.elapsed()
+    );
+    f.berth(&["rm", &id]).ok();
 }

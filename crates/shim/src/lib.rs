@@ -22,6 +22,7 @@
 //!    execs the engine's `cleanup` callback (`berth container cleanup ID`),
 //!    which records the status and takes the container down.
 
+mod child_exits;
 pub mod log;
 pub mod passthrough;
 pub mod protocol;

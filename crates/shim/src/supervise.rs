@@ -3,7 +3,9 @@
 //! from the clients, resizes its terminal, accepts new clients on the
 //! attach socket and reaps. Single-threaded, on poll(2); nothing in it
 //! blocks, so a slow or stuck client cannot stall the container (a client
-//! that falls 8 MiB behind is dropped).
+//! that falls 8 MiB behind is dropped). Children's exits come in on a
+//! signalfd ([`crate::child_exits`]), so an idle shim sleeps: its only
+//! timer is the next health probe.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -212,6 +214,10 @@ pub fn supervise(
     let started = std::time::Instant::now();
     let mut next_probe = c.health.map(|h| started + h.next_after(Duration::ZERO));
     let mut probe: Option<i32> = None;
+    // Blocked from here on: a child that exited before is a zombie the
+    // first pass (which does not wait) reaps.
+    let child_exits = crate::child_exits::ChildExits::new();
+    let mut first_pass = true;
     loop {
         // The poll set, in a fixed order: outputs, listener, clients, input.
         let mut fds: Vec<PollFd> = Vec::new();
@@ -244,7 +250,25 @@ pub fn supervise(
             };
             fds.push(PollFd::new(i.as_fd(), ev));
         }
-        let _ = poll(&mut fds, PollTimeout::from(100u16));
+        if let Some(x) = &child_exits {
+            fds.push(PollFd::new(x.as_fd(), PollFlags::POLLIN));
+        }
+        let timeout = if first_pass {
+            PollTimeout::ZERO
+        } else if child_exits.is_none() {
+            // No signalfd: reap on a timer.
+            PollTimeout::from(100u16)
+        } else {
+            match (status, probe, next_probe) {
+                (None, None, Some(due)) => {
+                    PollTimeout::try_from(due.saturating_duration_since(std::time::Instant::now()))
+                        .unwrap_or(PollTimeout::MAX)
+                }
+                _ => PollTimeout::NONE,
+            }
+        };
+        first_pass = false;
+        let _ = poll(&mut fds, timeout);
         let ready: Vec<PollFlags> = fds
             .iter()
             .map(|f| f.revents().unwrap_or(PollFlags::empty()))
@@ -332,6 +356,9 @@ pub fn supervise(
         }
 
         // Reap: the init, and anything else reparented to us.
+        if let Some(x) = &child_exits {
+            x.drain();
+        }
         loop {
             match waitpid(nix::unistd::Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(p, code)) if p.as_raw() == pid => status = Some(code),
@@ -376,6 +403,8 @@ pub fn supervise(
             break;
         }
     }
+    // The old signal mask again, before the cleanup callback is exec'd.
+    drop(child_exits);
     for (i, (_, kind)) in outputs.iter().enumerate() {
         flush_lines(&mut line_bufs[i], stream_name(*kind), &mut log, true);
     }
