@@ -115,7 +115,7 @@ impl<'a> Summary<'a> {
             )),
             labels: &settings.labels,
             state: state_name(r, running, settings),
-            status: engine::inspect::status_text_of(r, settings, now()),
+            status: engine::inspect::status_text_of(r, settings, running, now()),
             host_config: ListedHostConfig {
                 network_mode: if settings.network_mode.is_empty() {
                     "none"

@@ -197,18 +197,21 @@ pub fn human_duration(secs: i64) -> String {
 /// A container's state in `ps`'s words (`Up 5 minutes (healthy)`,
 /// `Exited (0) 3 seconds ago`, `Created`), at Unix time `now`.
 pub fn status_text(r: &crate::store::Record, now: i64) -> String {
-    status_text_of(r, &crate::restart::ListedSettings::parse(&r.config), now)
+    let settings = crate::restart::ListedSettings::parse(&r.config);
+    status_text_of(r, &settings, r.is_running(), now)
 }
 
-/// [`status_text`] with the container's settings read already.
+/// [`status_text`] with the container's settings read already, and
+/// whether its process lives (`running`) found out already.
 pub fn status_text_of(
     r: &crate::store::Record,
     settings: &crate::restart::ListedSettings,
+    running: bool,
     now: i64,
 ) -> String {
     use crate::store::State;
     match r.state {
-        State::Running if r.is_running() => {
+        State::Running if running => {
             let note = match (&settings.health, settings.paused) {
                 (_, true) => " (Paused)".to_string(),
                 (Some(h), _) if h.status == "starting" => " (health: starting)".into(),

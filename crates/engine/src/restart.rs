@@ -323,6 +323,45 @@ impl ContainerSettings {
 mod tests {
     use super::*;
 
+    /// The list's partial read finds what the full settings wrote (the
+    /// two must keep the same field names).
+    #[test]
+    fn listed_settings_read_what_the_settings_wrote() {
+        let mut full = ContainerSettings {
+            paused: true,
+            network_mode: "web".into(),
+            ..Default::default()
+        };
+        full.labels.insert("tier".into(), "db".into());
+        full.networks.insert(
+            "web".into(),
+            crate::net_setup::Attachment {
+                ip: "10.0.0.2".into(),
+                ..Default::default()
+            },
+        );
+        full.exposed.insert("80/tcp".into());
+        full.ports.insert(
+            "80/tcp".into(),
+            vec![crate::ports::HostBinding {
+                host_ip: String::new(),
+                host_port: "8080".into(),
+            }],
+        );
+        full.mounts.push(serde_json::json!({"Type": "volume"}));
+        full.shown_config
+            .insert("Env".into(), serde_json::json!(["A=1"]));
+        let listed = ListedSettings::parse(&full.to_json());
+        assert!(listed.paused);
+        assert_eq!(listed.network_mode, "web");
+        assert_eq!(listed.labels, full.labels);
+        assert_eq!(listed.networks, full.networks);
+        assert_eq!(listed.exposed, full.exposed);
+        assert_eq!(listed.ports, full.ports);
+        assert_eq!(listed.mounts, full.mounts);
+        assert_eq!(ListedSettings::parse("not json"), ListedSettings::default());
+    }
+
     #[test]
     fn policies_parse_as_docker() {
         assert_eq!(RestartPolicy::parse("no").unwrap(), RestartPolicy::No);
