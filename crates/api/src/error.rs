@@ -66,7 +66,8 @@ impl From<EngineError> for ApiError {
             | E::Address { .. }
             | E::NotFound(_)
             | E::NotExecutable(_)
-            | E::CopyRefused { .. } => StatusCode::BAD_REQUEST,
+            | E::CopyRefused { .. }
+            | E::ImageImport(image::import::ImportError::Change(_)) => StatusCode::BAD_REQUEST,
             E::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };

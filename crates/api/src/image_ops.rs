@@ -218,13 +218,59 @@ fn registry_part(reference: &str) -> &str {
     }
 }
 
+/// `POST /images/create?fromSrc=-&repo=&tag=&changes=&message=`: `docker
+/// import` of the tar archive (plain or gzip) in the body; the answer is
+/// Docker's message stream ending with the new image's id.
+async fn import(state: &Arc<State>, call: Call) -> Result<Response, ApiError> {
+    let q = &call.query;
+    let src = q.get("fromSrc").unwrap_or("");
+    if src != "-" {
+        return Err(ApiError::bad_request(format!(
+            "fromSrc {src:?}: berth imports the archive sent in the request's body \
+             (fromSrc=-) and fetches no URL"
+        )));
+    }
+    let name = match (
+        q.get("repo").filter(|r| !r.is_empty()),
+        q.get("tag").filter(|t| !t.is_empty()),
+    ) {
+        (Some(r), Some(t)) => Some(format!("{r}:{t}")),
+        (Some(r), None) => Some(r.to_string()),
+        (None, Some(_)) => return Err(ApiError::bad_request("tag: given without repo")),
+        (None, None) => None,
+    };
+    let changes = q.all("changes");
+    let message = q.get("message").filter(|m| !m.is_empty()).map(String::from);
+    let mut reader = body_reader(call.req.into_body());
+    let engine = state.engine.clone();
+    let (_, id) = blocking(move || {
+        let made = engine.import_image(
+            &mut reader,
+            "berth import -",
+            message.as_deref(),
+            name.as_deref(),
+            &changes,
+        );
+        if made.is_err() {
+            reader.drain();
+        }
+        Ok(made?)
+    })
+    .await?;
+    let mut out = serde_json::to_vec(&json!({ "status": id })).unwrap_or_default();
+    out.extend_from_slice(b"\r\n");
+    Ok(respond(
+        StatusCode::OK,
+        "application/json",
+        crate::http::full(out),
+    ))
+}
+
 /// `POST /images/create?fromImage=&tag=&platform=`: a pull.
 pub async fn create(state: &Arc<State>, call: Call) -> Result<Response, ApiError> {
     let q = &call.query;
     if q.get("fromSrc").is_some() {
-        return Err(ApiError::not_implemented(
-            "POST /images/create?fromSrc (docker import; berth import does it)",
-        ));
+        return import(state, call).await;
     }
     let Some(from) = q.get("fromImage").filter(|f| !f.is_empty()) else {
         return Err(ApiError::bad_request("fromImage: which image to pull"));

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use image::refs::{normalize, ImageRecord, Refs};
+use image::refs::{normalize, Refs};
 use image::ContentStore;
 
 use crate::command::{Cli, Command, ImageCommand};
@@ -134,16 +134,9 @@ pub(crate) fn main(cli: &Cli) -> Result<()> {
             change,
         } => {
             let name = name.as_deref().map(normalize);
-            let img = image::import::import_rootfs(&store, source, name.clone(), change)?;
-            image::snapshot::prepare(&store, root, &img)?;
-            let key =
-                name.unwrap_or_else(|| format!("<none>:{}", short_id(&img.config.to_string())));
-            let rec = ImageRecord::of(&store, &img);
-            refs_file
-                .update(|refs| refs.insert(key.clone(), rec))
-                .context("update images.json")?;
-            image_event(root, "import", &key);
-            println!("{}", img.config);
+            let img = image::import::import_rootfs(&store, source, name, change)?;
+            let (_, id) = containers::engine(root, None)?.name_imported(&store, &img)?;
+            println!("{id}");
         }
         Command::Tag { source, target } => {
             containers::engine(root, None)?.tag_image(source, target)?;

@@ -190,3 +190,64 @@ fn docker_login_checks_credentials_and_push_uses_them() {
     drop(s);
     f.assert_clean();
 }
+
+/// `docker import`: an archive (plain and gzip) becomes a one-layer image
+/// with its `--change`s and message; a bad change and a URL source are
+/// refused with their reasons and leave nothing behind.
+#[test]
+fn docker_import_makes_an_image_of_an_archive() {
+    let f = Fixture::new();
+    let s = Server::start(&f);
+    let d = |args: &[&str]| s.docker(&f, args);
+    d(&["create", "--name", "src", "bb:1", "true"]).ok();
+    let tar = f.dir.path().join("rootfs.tar");
+    let tar = tar.to_str().unwrap();
+    d(&["export", "-o", tar, "src"]).ok();
+    d(&["rm", "src"]).ok();
+    let o = d(&[
+        "import",
+        "--change",
+        r#"CMD ["echo", "imported"]"#,
+        "--change",
+        "ENV WHO=test",
+        "-m",
+        "from the test",
+        tar,
+        "imp:1",
+    ])
+    .ok();
+    assert!(o.stdout.trim().starts_with("sha256:"), "{o:?}");
+    let o = d(&["run", "--rm", "imp:1"]).ok();
+    assert_eq!(o.stdout.trim(), "imported");
+    let o = d(&["run", "--rm", "imp:1", "sh", "-c", "echo $WHO"]).ok();
+    assert_eq!(o.stdout.trim(), "test");
+    let o = d(&["history", "--format", "{{.Comment}}", "imp:1"]).ok();
+    assert_eq!(o.stdout.trim(), "from the test");
+    // gzip, from standard input.
+    let gz = f.dir.path().join("rootfs.tar.gz");
+    let zipped = Command::new("sh")
+        .args(["-c", &format!("gzip -c {tar} > {}", gz.display())])
+        .status()
+        .unwrap();
+    assert!(zipped.success());
+    let o = s
+        .docker_command(&f, &["import", "-", "imp:2"])
+        .stdin(std::fs::File::open(&gz).unwrap())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let o = d(&["run", "--rm", "imp:2", "echo", "zipped"]).ok();
+    assert_eq!(o.stdout.trim(), "zipped");
+    // Refusals.
+    let o = d(&["import", "--change", "RUN make", tar, "imp:3"]);
+    assert!(o.code != 0 && o.stderr.contains("RUN make"), "{o:?}");
+    let o = d(&["import", "http://127.0.0.1:9/rootfs.tar", "imp:4"]);
+    assert!(o.code != 0 && o.stderr.contains("fetches no URL"), "{o:?}");
+    let o = d(&["images", "--format", "{{.Repository}}:{{.Tag}}"]).ok();
+    let mut names: Vec<&str> = o.stdout.lines().collect();
+    names.sort_unstable();
+    assert_eq!(names, ["bb:1", "imp:1", "imp:2"], "{o:?}");
+    d(&["rmi", "imp:1", "imp:2"]).ok();
+    drop(s);
+    f.assert_clean();
+}

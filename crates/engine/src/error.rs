@@ -71,6 +71,9 @@ pub enum EngineError {
     /// Loading an image archive failed.
     #[error(transparent)]
     ImageLoad(#[from] image::load::LoadError),
+    /// An import failed (a bad `--change`, an unreadable archive).
+    #[error(transparent)]
+    ImageImport(#[from] image::import::ImportError),
     /// Saving an image archive failed.
     #[error(transparent)]
     ImageSave(#[from] image::save::SaveError),

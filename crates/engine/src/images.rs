@@ -303,6 +303,58 @@ impl Engine {
         self.name_loaded(&store, &images)
     }
 
+    /// `import`: the tar archive `input` (plain or gzip) as a one-layer
+    /// image named `name` (`<none>:ID` without one), with Docker's
+    /// `--change`s and `comment` in its history; its snapshot is unpacked
+    /// at once. The name and the image's id.
+    pub fn import_image(
+        &self,
+        input: impl Read,
+        created_by: &str,
+        comment: Option<&str>,
+        name: Option<&str>,
+        changes: &[String],
+    ) -> Result<(String, String), EngineError> {
+        if let Some(n) = name {
+            check_name(n).map_err(|reason| EngineError::InvalidOption {
+                option: "image name",
+                value: n.to_string(),
+                reason: reason.into(),
+            })?;
+        }
+        let store = self.image_store()?;
+        let _adding = image::gc::hold_shared(&self.root)?;
+        let img = image::import::import_archive(
+            &store,
+            input,
+            created_by,
+            comment,
+            name.map(normalize),
+            changes,
+        )?;
+        self.name_imported(&store, &img)
+    }
+
+    /// Unpacks the snapshot of an imported image and stores its name
+    /// (`<none>:ID` without one); the name and the image's id.
+    pub fn name_imported(
+        &self,
+        store: &ContentStore,
+        img: &image::imported::ImportedImage,
+    ) -> Result<(String, String), EngineError> {
+        image::snapshot::prepare(store, &self.root, img)?;
+        let key = img
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("<none>:{}", short_id(&img.config.to_string())));
+        let rec = ImageRecord::of(store, img);
+        let refs = Refs::new(&self.root);
+        refs.update(|map| map.insert(key.clone(), rec))
+            .map_err(refs_error(&refs))?;
+        event(&self.root, "import", &key);
+        Ok((key, img.config.to_string()))
+    }
+
     /// Stores the names of loaded images (`<none>:ID` for one without).
     pub fn name_loaded(
         &self,

@@ -2,7 +2,7 @@
 //! one-layer image, with the config changes Docker's `--change` allows
 //! (CMD, ENTRYPOINT, ENV, WORKDIR, USER).
 
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::Path;
 
 use serde_json::{json, Value};
@@ -156,40 +156,68 @@ pub fn import_rootfs(
         path: source.display().to_string(),
         err,
     };
-    // The layer is stored uncompressed: its digest is its diff ID.
-    let layer = if source.is_dir() {
+    let created_by = format!("berth import {}", source.display());
+    if source.is_dir() {
         let mut b = tar::Builder::new(Vec::new());
         b.follow_symlinks(false);
         b.mode(tar::HeaderMode::Complete);
         b.append_dir_all(".", source).map_err(io)?;
-        b.into_inner().map_err(io)?
+        let layer = b.into_inner().map_err(io)?;
+        import_archive(store, &layer[..], &created_by, None, name, changes)
     } else {
-        let mut raw = vec![];
-        std::fs::File::open(source)
-            .and_then(|mut f| f.read_to_end(&mut raw))
-            .map_err(io)?;
-        if raw.starts_with(&[0x1f, 0x8b]) {
-            let mut out = vec![];
-            flate2::read::GzDecoder::new(&raw[..])
-                .read_to_end(&mut out)
-                .map_err(io)?;
-            out
-        } else {
-            raw
-        }
+        let file = std::fs::File::open(source).map_err(io)?;
+        import_archive(store, file, &created_by, None, name, changes).map_err(|e| match e {
+            ImportError::Io { err, .. } => io(err),
+            other => other,
+        })
+    }
+}
+
+/// Imports the tar archive `input` (plain or gzip, told apart by its
+/// first bytes) as a one-layer image named `name`, streamed into the
+/// store (never held in memory whole). `created_by` and `comment` (`docker
+/// import -m`) go into its history.
+pub fn import_archive(
+    store: &ContentStore,
+    input: impl Read,
+    created_by: &str,
+    comment: Option<&str>,
+    name: Option<String>,
+    changes: &[String],
+) -> Result<ImportedImage, ImportError> {
+    let io = |err| ImportError::Io {
+        path: "the archive".into(),
+        err,
     };
-    let diff = store.ingest_unknown(&layer[..])?;
+    // Checked first: a bad --change costs no copy.
     let mut cfg =
         json!({"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]});
     apply_changes(&mut cfg, changes)?;
+    let mut input = std::io::BufReader::with_capacity(256 * 1024, input);
+    let gzip = input.fill_buf().map_err(io)?.starts_with(&[0x1f, 0x8b]);
+    // The layer is stored uncompressed: its digest is its diff ID.
+    let mut counted = Counted {
+        inner: if gzip {
+            Box::new(flate2::read::GzDecoder::new(input)) as Box<dyn Read>
+        } else {
+            Box::new(input)
+        },
+        bytes: 0,
+    };
+    let diff = store.ingest_unknown(&mut counted)?;
+    let layer_size = counted.bytes;
     let created = rfc3339(created_time());
+    let mut step = json!({"created": created, "created_by": created_by});
+    if let Some(c) = comment {
+        step["comment"] = json!(c);
+    }
     let config = json!({
         "created": created,
         "architecture": "amd64",
         "os": "linux",
         "config": cfg,
         "rootfs": {"type": "layers", "diff_ids": [diff.to_string()]},
-        "history": [{"created": created, "created_by": format!("berth import {}", source.display())}],
+        "history": [step],
     });
     let config_bytes = serde_json::to_vec(&config).map_err(|e| io(std::io::Error::other(e)))?;
     let config_digest = store.ingest_unknown(&config_bytes[..])?;
@@ -197,7 +225,7 @@ pub fn import_rootfs(
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest.to_string(), "size": config_bytes.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": diff.to_string(), "size": layer.len()}],
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": diff.to_string(), "size": layer_size}],
     }))
     .map_err(|e| io(std::io::Error::other(e)))?;
     let manifest = store.ingest_unknown(&manifest[..])?;
@@ -207,6 +235,20 @@ pub fn import_rootfs(
         config: config_digest,
         layers: vec![(diff.clone(), Digest::clone(&diff))],
     })
+}
+
+/// A reader that counts the bytes read through it.
+struct Counted<R> {
+    inner: R,
+    bytes: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
 }
 
 #[cfg(test)]
