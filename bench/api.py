@@ -15,6 +15,8 @@ temp dir:
    same for both servers).
 3. The idle server's memory: berth serve's RSS against dockerd's plus its
    containerd's. Goal: <= 0.3 x.
+4. `docker import` of a 17 MiB root filesystem archive, every engine,
+   alternating; medians.
 
 Every call is checked (docker-py raises on an error answer; each wait must
 say 0; each CLI call's exit status): a fast failure is not a result.
@@ -22,12 +24,14 @@ say 0; each CLI call's exit status): a fast failure is not a result.
 Usage (root): bench/api.py [--iterations N] [--containers N] [--peers docker,podman] [--json FILE]
 """
 import argparse
+import io
 import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 
@@ -285,6 +289,30 @@ def main():
             ratio = m["berth"] / m["docker"] if "docker" in m else float("nan")
             summary[f"{what}_vs_docker"] = ratio
             print(f"{what} with {args.containers} containers: {line}, berth/docker {ratio:.2f}", flush=True)
+
+        # 4: docker import of a root filesystem archive (busybox and 16 MiB
+        # of random bytes), every engine, alternating; each import removed
+        # again untimed.
+        rootfs = os.path.join(work, "rootfs.tar")
+        with tarfile.open(rootfs, "w") as t:
+            t.add("/bin/busybox", arcname="bin/busybox")
+            blob = tarfile.TarInfo("data/random")
+            blob.size = 16 << 20
+            t.addfile(blob, io.BytesIO(os.urandom(blob.size)))
+        imports = {e.name: [] for e in made}
+        for i in range(max(5, args.iterations // 4)):
+            for e in (made if i % 2 == 0 else made[::-1]):
+                dt, out = cli_time(e, ["import", rootfs, f"imp-bench:{i}"])
+                if not out.strip().startswith("sha256:"):
+                    raise SystemExit(f"{e.name}: import said {out!r}")
+                imports[e.name].append(dt)
+                cli_time(e, ["rmi", f"imp-bench:{i}"])
+        m = {k: statistics.median(v) * 1000 for k, v in imports.items()}
+        for e in made[1:]:
+            summary[f"import_vs_{e.name}"] = m["berth"] / m[e.name]
+        print("docker import of a 17 MiB archive: "
+              + ", ".join(f"{k} {v:.1f} ms" for k, v in m.items()) + "; "
+              + ", ".join(f"berth/{e.name} {m['berth'] / m[e.name]:.2f}" for e in made[1:]), flush=True)
     finally:
         for e in made:
             try:
